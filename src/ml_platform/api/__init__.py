@@ -1,0 +1,1 @@
+"""REST adapters: routers per version, auth dependencies, problem details, streams."""

@@ -1,0 +1,18 @@
+"""What the REST layer needs from the composition root, built once by ``create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ml_platform.auth.service import AuthService
+from ml_platform.jobs.service import JobService
+from ml_platform.server.settings import Settings
+from ml_platform.store.db import Database
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    db: Database
+    auth: AuthService
+    jobs: JobService

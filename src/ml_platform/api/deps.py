@@ -1,0 +1,51 @@
+"""FastAPI dependencies: the context, the caller, and ``Annotated`` aliases for routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from ml_platform.api.context import ApiContext
+from ml_platform.auth.principal import Principal
+
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key (`mlp_...`)"
+)
+bearer_scheme = HTTPBearer(auto_error=False, description="A JWT (HS256, or RS256 via JWKS)")
+
+
+def get_context(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.context
+    return context
+
+
+ContextDep = Annotated[ApiContext, Depends(get_context)]
+
+
+async def get_principal(
+    context: ContextDep,
+    api_key: Annotated[str | None, Security(api_key_scheme)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+) -> Principal:
+    token = bearer.credentials if bearer is not None else None
+    return await run_in_threadpool(context.auth.authenticate, api_key=api_key, bearer=token)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared as JSON (FastAPI would otherwise guess)."""
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise HTTPException(
+            status_code=415,
+            detail=f"send the body as application/json (got {media or 'no content type'!r})",
+        )
+
+
+JsonBody = Depends(require_json)

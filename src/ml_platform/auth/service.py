@@ -1,0 +1,113 @@
+"""Authentication and the admin operations on tenants and keys."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from ml_platform.auth.keys import (
+    digests_match,
+    generate_key,
+    hash_key,
+    looks_like_key,
+    public_prefix,
+)
+from ml_platform.auth.principal import CredentialKind, Principal
+from ml_platform.auth.tokens import TokenCodec
+from ml_platform.core.errors import InvalidArgument, NotFound, Unauthenticated
+from ml_platform.store.db import Database
+from ml_platform.store.records import ApiKeyRecord, TenantRecord
+from ml_platform.store.tenants import ApiKeyRepository, TenantRepository
+
+TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    """A new key: the plaintext exists only in this object, shown once."""
+
+    record: ApiKeyRecord
+    plaintext: str
+
+
+class AuthService:
+    def __init__(self, db: Database, tokens: TokenCodec) -> None:
+        self._db = db
+        self._tokens = tokens
+
+    # -- authentication -------------------------------------------------------------------
+    def authenticate(self, *, api_key: str | None, bearer: str | None) -> Principal:
+        if api_key:
+            return self._authenticate_key(api_key)
+        if bearer:
+            return self._authenticate_token(bearer)
+        raise Unauthenticated("missing credentials: send X-API-Key or Authorization: Bearer")
+
+    def _authenticate_key(self, api_key: str) -> Principal:
+        if not looks_like_key(api_key):
+            raise Unauthenticated("invalid API key")
+        digest = hash_key(api_key)
+        with self._db.read() as session:
+            candidates = ApiKeyRepository(session).candidates(public_prefix(api_key))
+        record = next((r for r, stored in candidates if digests_match(stored, digest)), None)
+        if record is None:
+            raise Unauthenticated("invalid API key")
+        if not record.active:
+            raise Unauthenticated("API key revoked")
+        return Principal(tenant_id=record.tenant_id, name=record.name, kind=CredentialKind.API_KEY)
+
+    def _authenticate_token(self, token: str) -> Principal:
+        claims = self._tokens.verify(token)
+        with self._db.read() as session:
+            if TenantRepository(session).get(claims.tenant_id) is None:
+                raise Unauthenticated("token names an unknown tenant")
+        return Principal(tenant_id=claims.tenant_id, name=claims.subject, kind=CredentialKind.JWT)
+
+    # -- administration -------------------------------------------------------------------
+    def create_tenant(self, name: str) -> TenantRecord:
+        if not TENANT_NAME.match(name):
+            raise InvalidArgument(
+                f"tenant name {name!r} must match ^[a-z0-9][a-z0-9-]{{0,62}}$"
+            )
+        with self._db.transaction() as session:
+            return TenantRepository(session).create(name)
+
+    def tenant(self, name: str) -> TenantRecord:
+        with self._db.read() as session:
+            return TenantRepository(session).require_by_name(name)
+
+    def tenants(self) -> list[TenantRecord]:
+        with self._db.read() as session:
+            return TenantRepository(session).all()
+
+    def create_api_key(self, tenant_name: str, key_name: str) -> CreatedKey:
+        if not key_name or len(key_name) > 100:
+            raise InvalidArgument("API key name must be 1..100 characters")
+        new = generate_key()
+        with self._db.transaction() as session:
+            tenant = TenantRepository(session).require_by_name(tenant_name)
+            record = ApiKeyRepository(session).create(tenant.id, key_name, new.prefix, new.digest)
+        return CreatedKey(record=record, plaintext=new.plaintext)
+
+    def revoke_api_key(self, key: str) -> ApiKeyRecord:
+        """Revoke by key id (``key_...``) or by the plaintext key itself."""
+        with self._db.transaction() as session:
+            repo = ApiKeyRepository(session)
+            if looks_like_key(key):
+                record = repo.by_hash(hash_key(key))
+                if record is None:
+                    raise NotFound("no such API key")
+                key = record.id
+            return repo.revoke(key)
+
+    def api_keys(self, tenant_name: str) -> list[ApiKeyRecord]:
+        with self._db.read() as session:
+            tenant = TenantRepository(session).require_by_name(tenant_name)
+            return ApiKeyRepository(session).for_tenant(tenant.id)
+
+    def issue_token(self, tenant_name: str, subject: str, ttl: timedelta) -> str:
+        if ttl <= timedelta(0):
+            raise InvalidArgument("token lifetime must be positive")
+        tenant = self.tenant(tenant_name)
+        return self._tokens.issue(subject, tenant.id, ttl)

@@ -1,0 +1,51 @@
+"""Options and helpers shared by every ``mlp`` subcommand."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Output(str, Enum):
+    TEXT = "text"
+    JSON = "json"
+
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default ./.mlp, or ML_PLATFORM_DATA_DIR)"),
+]
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--database-url", help="SQLAlchemy URL (or ML_PLATFORM_DATABASE_URL)"),
+]
+OutputOption = Annotated[Output, typer.Option("--output", "-o", help="text or json")]
+
+
+def load_settings(**overrides: Any) -> Any:
+    from ml_platform.server.settings import Settings
+
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        fail(f"invalid configuration: {exc}")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def emit_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")

@@ -1,0 +1,126 @@
+"""``mlp admin``: tenants, API keys and tokens, acting directly on the store."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from ml_platform.cli._common import (
+    DatabaseUrlOption,
+    DataDirOption,
+    Output,
+    OutputOption,
+    console,
+    emit_json,
+    fail,
+    load_settings,
+)
+
+app = typer.Typer(help="Administer tenants, API keys and tokens.", no_args_is_help=True)
+
+
+def _auth(data_dir: object, database_url: object):  # type: ignore[no-untyped-def]
+    from ml_platform.core.errors import PlatformError
+    from ml_platform.server.app import build_context
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    context = build_context(settings)
+    try:
+        context.db.upgrade()
+    except Exception as exc:  # a bad URL or an unreachable server
+        fail(f"cannot open the store at {context.db.url.split('@')[-1]}: {exc}")
+    return context.auth, PlatformError
+
+
+@app.command("create-tenant")
+def create_tenant(
+    name: Annotated[str, typer.Argument(help="Tenant name, ^[a-z0-9][a-z0-9-]*$")],
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    output: OutputOption = Output.TEXT,
+) -> None:
+    """Create a tenant."""
+    auth, error = _auth(data_dir, database_url)
+    try:
+        tenant = auth.create_tenant(name)
+    except error as exc:
+        fail(str(exc))
+    if output is Output.JSON:
+        emit_json({"id": tenant.id, "name": tenant.name, "created_at": tenant.created_at})
+    else:
+        console.print(f"created tenant [bold]{tenant.name}[/] ({tenant.id})")
+
+
+@app.command("create-api-key")
+def create_api_key(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name")],
+    name: Annotated[str, typer.Option("--name", help="Key name (recorded as created_by)")] = "cli",
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    output: OutputOption = Output.TEXT,
+) -> None:
+    """Create an API key. The key is printed once and never stored in clear."""
+    auth, error = _auth(data_dir, database_url)
+    try:
+        created = auth.create_api_key(tenant, name)
+    except error as exc:
+        fail(str(exc))
+    record = created.record
+    if output is Output.JSON:
+        emit_json(
+            {
+                "id": record.id,
+                "tenant_id": record.tenant_id,
+                "tenant": tenant,
+                "name": record.name,
+                "prefix": record.prefix,
+                "created_at": record.created_at,
+                "api_key": created.plaintext,
+            }
+        )
+    else:
+        console.print(f"API key [bold]{record.name}[/] ({record.id}) for tenant {tenant}:")
+        console.print(created.plaintext, markup=False, highlight=False)
+        console.print("[dim]Store it now: it is shown only once.[/]")
+
+
+@app.command("revoke-api-key")
+def revoke_api_key(
+    key: Annotated[str, typer.Argument(help="The key id (key_...) or the key itself")],
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    output: OutputOption = Output.TEXT,
+) -> None:
+    """Revoke an API key; requests with it get 401 from now on."""
+    auth, error = _auth(data_dir, database_url)
+    try:
+        record = auth.revoke_api_key(key)
+    except error as exc:
+        fail(str(exc))
+    if output is Output.JSON:
+        emit_json({"id": record.id, "name": record.name, "revoked_at": record.revoked_at})
+    else:
+        console.print(f"revoked API key {record.name} ({record.id})")
+
+
+@app.command("issue-token")
+def issue_token(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant name")],
+    subject: Annotated[str, typer.Option("--subject", help="The token's sub claim")] = "cli",
+    ttl_hours: Annotated[float, typer.Option("--ttl-hours", help="Lifetime in hours")] = 24.0,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    output: OutputOption = Output.TEXT,
+) -> None:
+    """Issue an HS256 JWT for a tenant, signed with ML_PLATFORM_JWT_SECRET."""
+    auth, error = _auth(data_dir, database_url)
+    try:
+        token = auth.issue_token(tenant, subject, timedelta(hours=ttl_hours))
+    except error as exc:
+        fail(str(exc))
+    if output is Output.JSON:
+        emit_json({"token": token, "tenant": tenant, "sub": subject, "ttl_hours": ttl_hours})
+    else:
+        console.print(token, markup=False, highlight=False)

@@ -1,0 +1,1 @@
+"""Domain vocabulary with no I/O and no third-party imports."""

@@ -1,0 +1,106 @@
+"""One error tree for the whole platform.
+
+Domain code raises these; the REST edge maps ``code`` to an HTTP status and a problem
+document, the gRPC edge to a status code. Nothing here knows about either transport.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class ErrorCode(str, Enum):
+    """Stable, documented error codes (google.rpc.Code names plus a few of our own)."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    CONFLICT = "CONFLICT"
+    PRECONDITION_FAILED = "PRECONDITION_FAILED"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAVAILABLE = "UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    INTERNAL = "INTERNAL"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One invalid input field: a dotted path and what is wrong with it."""
+
+    field: str
+    message: str
+
+
+@dataclass
+class PlatformError(Exception):
+    """Base of every error the platform raises on purpose."""
+
+    message: str
+    code: ErrorCode = ErrorCode.INTERNAL
+    violations: list[FieldViolation] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(PlatformError):
+    def __init__(self, message: str, violations: list[FieldViolation] | None = None) -> None:
+        super().__init__(message, ErrorCode.INVALID_ARGUMENT, violations or [])
+
+
+class Unauthenticated(PlatformError):
+    def __init__(self, message: str = "missing or invalid credentials") -> None:
+        super().__init__(message, ErrorCode.UNAUTHENTICATED)
+
+
+class PermissionDenied(PlatformError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.PERMISSION_DENIED)
+
+
+class NotFound(PlatformError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.NOT_FOUND)
+
+
+class AlreadyExists(PlatformError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.ALREADY_EXISTS)
+
+
+class Conflict(PlatformError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.CONFLICT)
+
+
+class PreconditionFailed(PlatformError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.PRECONDITION_FAILED)
+
+
+class PayloadTooLarge(PlatformError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.PAYLOAD_TOO_LARGE)
+
+
+class QuotaExceeded(PlatformError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.QUOTA_EXCEEDED)
+
+
+class ResourceExhausted(PlatformError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.RESOURCE_EXHAUSTED)
+
+
+class Unavailable(PlatformError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.UNAVAILABLE)

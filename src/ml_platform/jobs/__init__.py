@@ -1,0 +1,1 @@
+"""Training jobs: the service, the scheduler and the executors."""

@@ -1,0 +1,117 @@
+"""The training-job service: validates intent, owns transactions, returns wire models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ml_platform.auth.principal import Principal
+from ml_platform.core.errors import Conflict, NotFound, PermissionDenied
+from ml_platform.core.ids import new_id
+from ml_platform.core.jobs import TERMINAL_STATUSES, JobStatus
+from ml_platform.schemas.jobs import JobListResponse, TrainingJob, TrainingJobSpec
+from ml_platform.store.base import utcnow
+from ml_platform.store.db import Database
+from ml_platform.store.jobs import JobRepository
+from ml_platform.store.records import JobRecord
+
+CANCELLABLE = (JobStatus.PENDING, JobStatus.RUNNING)
+
+
+def to_wire(record: JobRecord) -> TrainingJob:
+    return TrainingJob(
+        id=record.id,
+        spec=TrainingJobSpec.model_validate(record.spec),
+        status=record.status,
+        tenant_id=record.tenant_id,
+        created_by=record.created_by,
+        created_at=record.created_at,
+        started_at=record.started_at,
+        completed_at=record.completed_at,
+        error_message=record.error_message,
+        metrics=record.metrics,
+        resource_usage=record.resource_usage,
+    )
+
+
+def job_not_found(job_id: str) -> NotFound:
+    return NotFound(f"training job {job_id!r} not found")
+
+
+class JobService:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def submit(self, principal: Principal, spec: TrainingJobSpec) -> TrainingJob:
+        if spec.tenant_id is not None and spec.tenant_id != principal.tenant_id:
+            raise PermissionDenied(
+                f"cannot create jobs for tenant {spec.tenant_id!r}: "
+                f"your credentials belong to tenant {principal.tenant_id!r}"
+            )
+        stored = spec.model_dump(mode="json")  # env_vars is excluded; stored apart below
+        stored["tenant_id"] = principal.tenant_id
+        with self._db.transaction() as session:
+            record = JobRepository(session, principal.tenant_id).add(
+                job_id=new_id("job"),
+                name=spec.name,
+                framework=spec.framework.value,
+                spec=stored,
+                env_vars=spec.env_vars,
+                tags=spec.tags,
+                created_by=principal.name,
+            )
+        return to_wire(record)
+
+    def get(self, principal: Principal, job_id: str) -> TrainingJob:
+        with self._db.read() as session:
+            record = JobRepository(session, principal.tenant_id).get(job_id)
+        if record is None:
+            raise job_not_found(job_id)
+        return to_wire(record)
+
+    def search(
+        self,
+        principal: Principal,
+        *,
+        status: JobStatus | None,
+        framework: str | None,
+        tags: Mapping[str, str],
+        page: int,
+        page_size: int,
+    ) -> JobListResponse:
+        with self._db.read() as session:
+            result = JobRepository(session, principal.tenant_id).search(
+                status=status,
+                framework=framework,
+                tags=tags,
+                offset=(page - 1) * page_size,
+                limit=page_size,
+            )
+        return JobListResponse(
+            jobs=[to_wire(r) for r in result.items],
+            total=result.total,
+            page=page,
+            page_size=page_size,
+            has_more=page * page_size < result.total,
+        )
+
+    def cancel(self, principal: Principal, job_id: str) -> TrainingJob:
+        """Mark the job cancelled; an executor running it stops it (see the scheduler)."""
+        with self._db.transaction() as session:
+            repo = JobRepository(session, principal.tenant_id)
+            record = repo.get(job_id)
+            if record is None:
+                raise job_not_found(job_id)
+            if record.status in TERMINAL_STATUSES:
+                raise Conflict(f"training job {job_id!r} already finished ({record.status.value})")
+            changed = repo.transition(
+                job_id,
+                expected=CANCELLABLE,
+                target=JobStatus.CANCELLED,
+                completed_at=utcnow(),
+                error_message="cancelled by " + principal.name,
+            )
+            if not changed:
+                raise Conflict(f"training job {job_id!r} finished while being cancelled")
+            updated = repo.get(job_id)
+        assert updated is not None
+        return to_wire(updated)

@@ -1,0 +1,173 @@
+"""Training-job wire models: exactly the seed's contract, plus documented optional additions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from ml_platform.core.jobs import JobStatus
+
+__all__ = [
+    "ComputeType",
+    "FrameworkType",
+    "InstanceConfig",
+    "JobListResponse",
+    "JobStatus",
+    "TrainingJob",
+    "TrainingJobSpec",
+]
+
+JOB_NAME_PATTERN = r"^[a-z0-9-]+$"
+
+
+class ComputeType(str, Enum):
+    CPU = "cpu"
+    GPU = "gpu"
+    TPU = "tpu"
+
+
+class FrameworkType(str, Enum):
+    PYTORCH = "pytorch"
+    TENSORFLOW = "tensorflow"
+    SKLEARN = "sklearn"
+    XGBOOST = "xgboost"
+
+
+class InstanceConfig(BaseModel):
+    """Compute a job asks for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    compute_type: ComputeType = ComputeType.CPU
+    cpu_cores: int = Field(4, ge=1, le=96, description="CPU cores")
+    memory_gb: int = Field(16, ge=1, le=768, description="Memory in GB")
+    gpu_count: int | None = Field(
+        None, ge=0, le=8, validate_default=True, description="Number of GPUs"
+    )
+    gpu_type: str | None = Field(None, max_length=64, description="GPU type (e.g., nvidia-a100)")
+
+    @field_validator("gpu_count")
+    @classmethod
+    def _gpu_count_matches_compute_type(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if info.data.get("compute_type") is ComputeType.GPU and not value:
+            raise ValueError("gpu_count must be > 0 when compute_type is GPU")
+        return value
+
+
+_SPEC_EXAMPLE: dict[str, Any] = {
+    "name": "churn-model-v1",
+    "framework": "sklearn",
+    "docker_image": "company/ml-train:sklearn-1.5",
+    "entrypoint": "python train.py",
+    "data_path": "data/churn/train.csv",
+    "output_path": "models/churn/v1/",
+    "compute": {"compute_type": "cpu", "cpu_cores": 2, "memory_gb": 4},
+    "hyperparameters": {"n_estimators": 100, "max_depth": 8},
+    "env_vars": {"WANDB_MODE": "offline"},
+    "tags": {"team": "ml-analytics", "project": "customer-retention"},
+}
+
+
+class TrainingJobSpec(BaseModel):
+    """What the user asked for. `env_vars` is write-only: it is never returned."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": _SPEC_EXAMPLE})
+
+    name: str = Field(..., min_length=1, max_length=63, pattern=JOB_NAME_PATTERN)
+    framework: FrameworkType
+    docker_image: str = Field(
+        ..., min_length=1, max_length=512, description="Docker image containing training code"
+    )
+    entrypoint: str = Field(
+        "python train.py", min_length=1, max_length=4096, description="Command to execute"
+    )
+    data_path: str = Field(
+        ..., min_length=1, max_length=2048, description="Path or URI of the training data"
+    )
+    output_path: str = Field(
+        ..., min_length=1, max_length=2048, description="Path or URI for the model output"
+    )
+    compute: InstanceConfig = Field(default_factory=InstanceConfig)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    env_vars: dict[str, str] = Field(
+        default_factory=dict,
+        exclude=True,
+        description="Environment variables for the job (write-only: never returned)",
+        json_schema_extra={"writeOnly": True},
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Custom tags for organizing jobs"
+    )
+    tenant_id: str | None = Field(
+        None,
+        description="Optional: the tenant the job is for; must be the caller's own tenant",
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _check_tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        if len(tags) > 50:
+            raise ValueError("at most 50 tags")
+        for key, value in tags.items():
+            if not key or len(key) > 63 or "," in key or "=" in key:
+                raise ValueError(f"tag key {key!r} must be 1..63 chars without ',' or '='")
+            if len(value) > 255 or "," in value:
+                raise ValueError(f"tag value of {key!r} must be at most 255 chars without ','")
+        return tags
+
+    @field_validator("env_vars")
+    @classmethod
+    def _check_env_vars(cls, env_vars: dict[str, str]) -> dict[str, str]:
+        for key, value in env_vars.items():
+            if not key or "=" in key or "\x00" in key or key.startswith("ML_PLATFORM_"):
+                raise ValueError(
+                    f"invalid variable name {key!r} (no '=', no NUL, no ML_PLATFORM_ prefix)"
+                )
+            if "\x00" in value:
+                raise ValueError(f"value of {key!r} contains a NUL byte")
+        return env_vars
+
+
+class TrainingJob(BaseModel):
+    """A training job as the platform sees it. Server-set fields are read-only."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "id": "job_01jdx3m8c5r7v2k9w4q6y8z0ab",
+                "spec": {k: v for k, v in _SPEC_EXAMPLE.items() if k != "env_vars"},
+                "status": "pending",
+                "tenant_id": "ten_01jdx3m8c5r7v2k9w4q6y8z0cd",
+                "created_by": "default-key",
+                "created_at": "2026-11-26T10:00:00Z",
+                "started_at": None,
+                "completed_at": None,
+                "error_message": None,
+                "metrics": {},
+                "resource_usage": None,
+            }
+        }
+    )
+
+    id: str = Field(json_schema_extra={"readOnly": True})
+    spec: TrainingJobSpec
+    status: JobStatus = Field(json_schema_extra={"readOnly": True})
+    tenant_id: str = Field(json_schema_extra={"readOnly": True})
+    created_by: str = Field(json_schema_extra={"readOnly": True})
+    created_at: datetime = Field(json_schema_extra={"readOnly": True})
+    started_at: datetime | None = Field(None, json_schema_extra={"readOnly": True})
+    completed_at: datetime | None = Field(None, json_schema_extra={"readOnly": True})
+    error_message: str | None = Field(None, json_schema_extra={"readOnly": True})
+    metrics: dict[str, float] = Field(default_factory=dict, json_schema_extra={"readOnly": True})
+    resource_usage: dict[str, float] | None = Field(None, json_schema_extra={"readOnly": True})
+
+
+class JobListResponse(BaseModel):
+    jobs: list[TrainingJob]
+    total: int
+    page: int
+    page_size: int
+    has_more: bool

@@ -1,0 +1,94 @@
+"""The composition root: build every service once from ``Settings`` and wire the REST app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from ml_platform import __version__
+from ml_platform.api import health
+from ml_platform.api.context import ApiContext
+from ml_platform.api.docs import install_docs
+from ml_platform.api.middleware import RequestContextMiddleware
+from ml_platform.api.openapi import install_openapi, operation_id
+from ml_platform.api.problems import install_problem_handlers
+from ml_platform.api.v1 import jobs as v1_jobs
+from ml_platform.auth.service import AuthService
+from ml_platform.auth.tokens import TokenCodec
+from ml_platform.jobs.service import JobService
+from ml_platform.server.settings import Settings
+from ml_platform.store.db import Database
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+The ml-platform control plane: submit and follow training jobs, register models, deploy them.
+
+Authenticate with an API key (`X-API-Key: mlp_...`) or a JWT (`Authorization: Bearer ...`).
+Every error is an RFC 9457 problem document (`application/problem+json`) with a stable `code`.
+"""
+
+OPENAPI_TAGS = [
+    {"name": "Training jobs", "description": "Submit, list, inspect and cancel training jobs"},
+    {"name": "Health", "description": "Liveness and readiness probes"},
+]
+
+# Routes that accept uploads larger than the JSON body limit enforce their own limits.
+LARGE_BODY_PREFIXES: tuple[str, ...] = ("/v1/code-packages", "/v1/models/")
+
+
+def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
+    db = db or Database(settings.resolved_database_url)
+    tokens = TokenCodec(
+        settings.jwt_secret.get_secret_value(),
+        algorithm=settings.jwt_algorithm,
+        jwks_url=settings.jwt_jwks_url,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        leeway_seconds=settings.jwt_leeway_seconds,
+    )
+    return ApiContext(settings=settings, db=db, auth=AuthService(db, tokens), jobs=JobService(db))
+
+
+def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI:
+    """The REST app. Migrations are applied by the caller (``mlp server`` or ``mlp db upgrade``)."""
+    context = context or build_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.uses_dev_secret:
+            logger.warning(
+                "USING THE BUILT-IN DEVELOPMENT JWT SECRET: tokens can be forged by anyone. "
+                "Set ML_PLATFORM_JWT_SECRET before exposing this server."
+            )
+        yield
+
+    app = FastAPI(
+        title="ml-platform",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=OPENAPI_TAGS,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+        generate_unique_id_function=operation_id,
+        separate_input_output_schemas=False,
+        responses={},
+    )
+    app.state.context = context
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        large_body_prefixes=LARGE_BODY_PREFIXES,
+    )
+    install_problem_handlers(app)
+    install_docs(app)
+    app.include_router(health.router)
+    app.include_router(v1_jobs.router)
+    install_openapi(app)
+    return app

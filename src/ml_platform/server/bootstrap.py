@@ -1,0 +1,57 @@
+"""First start: a default tenant and an API key, written to the user's credentials file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ml_platform.auth.service import AuthService
+from ml_platform.core.errors import NotFound
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    api_key: str
+    tenant: str
+    credentials_file: Path
+
+
+def write_credentials(path: Path, *, base_url: str, api_key: str, tenant: str) -> None:
+    """Write the credentials atomically with mode 0600 (never world-readable, even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"base_url": base_url, "api_key": api_key, "tenant": tenant}, handle, indent=2)
+        handle.write("\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def ensure_default_tenant(
+    auth: AuthService, credentials_file: Path, base_url: str
+) -> BootstrapResult | None:
+    """Create the default tenant and key when the store has no tenant at all.
+
+    Returns the new key (to print once) or None when the platform was already set up.
+    """
+    if auth.tenants():
+        return None
+    try:
+        auth.tenant(DEFAULT_TENANT)
+    except NotFound:
+        auth.create_tenant(DEFAULT_TENANT)
+    created = auth.create_api_key(DEFAULT_TENANT, "default-admin")
+    write_credentials(
+        credentials_file, base_url=base_url, api_key=created.plaintext, tenant=DEFAULT_TENANT
+    )
+    return BootstrapResult(
+        api_key=created.plaintext, tenant=DEFAULT_TENANT, credentials_file=credentials_file
+    )

@@ -1,0 +1,105 @@
+"""The one typed settings object. Every knob is an ``ML_PLATFORM_*`` environment variable."""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
+
+
+class Mode(str, Enum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class ExecutorKind(str, Enum):
+    LOCAL = "local"
+    RAY = "ray"
+
+
+def _default_config_dir() -> Path:
+    return Path.home() / ".config" / "ml-platform"
+
+
+class Settings(BaseSettings):
+    """Platform configuration. Construct explicitly in tests; ``Settings()`` reads the env."""
+
+    model_config = SettingsConfigDict(env_prefix="ML_PLATFORM_", extra="ignore")
+
+    mode: Mode = Mode.DEVELOPMENT
+    data_dir: Path = Field(default=Path(".mlp"), description="Where SQLite, logs and artifacts live")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/mlp.db"
+    )
+    config_dir: Path = Field(default_factory=_default_config_dir)
+
+    # REST control plane
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    cors_origins: list[str] = Field(default_factory=list)
+
+    # Auth
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_algorithm: str = "HS256"
+    jwt_jwks_url: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway_seconds: int = 0
+
+    # Jobs
+    executor: ExecutorKind = ExecutorKind.LOCAL
+    ray_address: str | None = None
+    node_cpu_cores: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    node_memory_gb: int | None = None
+    node_gpus: int = 0
+    tenant_max_concurrent_jobs: int = Field(default=4, ge=1)
+    scheduler_interval_seconds: float = Field(default=0.5, gt=0)
+    cancel_grace_seconds: float = Field(default=10.0, ge=0)
+    job_user: str | None = Field(default=None, description="Unprivileged OS user for job code")
+    job_python: str | None = Field(default=None, description="Interpreter for job code")
+    shared_read_roots: list[Path] = Field(default_factory=list)
+    max_code_package_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+
+    # Registry
+    artifact_root: str | None = Field(default=None, description="fsspec URI; default <data_dir>/artifacts")
+    max_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
+    allow_pickle: bool = True
+
+    # Serving
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    serving_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    grpc_max_message_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    serving_rest_port: int = Field(default=8081, ge=0, le=65535, description="V2 REST on serving workers")
+    serving_source_poll_seconds: float = Field(default=1.0, gt=0)
+    serving_auth_cache_seconds: float = Field(default=10.0, ge=0)
+    serving_model_load_timeout_seconds: float = Field(default=120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret_in_production(self) -> Settings:
+        if self.mode is Mode.PRODUCTION and self.uses_dev_secret and not self.jwt_jwks_url:
+            raise ValueError(
+                "ML_PLATFORM_JWT_SECRET must be set in production mode "
+                "(the built-in development secret is public)"
+            )
+        return self
+
+    @property
+    def uses_dev_secret(self) -> bool:
+        return self.jwt_secret.get_secret_value() == DEV_JWT_SECRET
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'mlp.db').resolve()}"
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.config_dir / "credentials.json"

@@ -1,0 +1,196 @@
+"""Training jobs: rows, tags and the tenant-scoped repository."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    and_,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from ml_platform.core.jobs import JobStatus
+from ml_platform.store.base import Base, JSONType, UTCDateTime, utcnow
+from ml_platform.store.records import JobRecord, Page
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_jobs_tenant_status_created", "tenant_id", "status", "created_at", "id"),
+        Index("ix_jobs_tenant_framework_created", "tenant_id", "framework", "created_at", "id"),
+        Index("ix_jobs_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    framework: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    env_vars: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metrics: Mapped[dict[str, float]] = mapped_column(JSONType, default=dict)
+    resource_usage: Mapped[dict[str, float] | None] = mapped_column(JSONType, nullable=True)
+
+
+class JobTagRow(Base):
+    """One row per tag so tag filters use an index instead of scanning JSON."""
+
+    __tablename__ = "job_tags"
+    __table_args__ = (Index("ix_job_tags_lookup", "tenant_id", "key", "value", "job_id"),)
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(63), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    tenant_id: Mapped[str] = mapped_column(String(40))
+
+
+def job_record(row: JobRow) -> JobRecord:
+    return JobRecord(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        name=row.name,
+        framework=row.framework,
+        status=JobStatus(row.status),
+        spec=row.spec,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        error_message=row.error_message,
+        metrics=row.metrics or {},
+        resource_usage=row.resource_usage,
+    )
+
+
+class JobRepository:
+    """Every query here is scoped to one tenant; another tenant's job does not exist."""
+
+    def __init__(self, session: Session, tenant_id: str) -> None:
+        self._session = session
+        self.tenant_id = tenant_id
+
+    def add(
+        self,
+        *,
+        job_id: str,
+        name: str,
+        framework: str,
+        spec: dict[str, Any],
+        env_vars: Mapping[str, str],
+        tags: Mapping[str, str],
+        created_by: str,
+        created_at: datetime | None = None,
+    ) -> JobRecord:
+        now = created_at or utcnow()
+        row = JobRow(
+            id=job_id,
+            tenant_id=self.tenant_id,
+            name=name,
+            framework=framework,
+            status=JobStatus.PENDING.value,
+            spec=spec,
+            env_vars=dict(env_vars),
+            created_by=created_by,
+            created_at=now,
+            updated_at=now,
+            metrics={},
+        )
+        self._session.add(row)
+        self._session.add_all(
+            JobTagRow(job_id=job_id, key=k, value=v, tenant_id=self.tenant_id)
+            for k, v in tags.items()
+        )
+        self._session.flush()
+        return job_record(row)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        row = self._session.scalar(
+            select(JobRow).where(JobRow.id == job_id, JobRow.tenant_id == self.tenant_id)
+        )
+        return job_record(row) if row else None
+
+    def env_vars(self, job_id: str) -> dict[str, str]:
+        value = self._session.scalar(
+            select(JobRow.env_vars).where(JobRow.id == job_id, JobRow.tenant_id == self.tenant_id)
+        )
+        return dict(value or {})
+
+    def search(
+        self,
+        *,
+        status: JobStatus | None = None,
+        framework: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> Page[JobRecord]:
+        conditions = [JobRow.tenant_id == self.tenant_id]
+        if status is not None:
+            conditions.append(JobRow.status == status.value)
+        if framework is not None:
+            conditions.append(JobRow.framework == framework)
+        for key, value in (tags or {}).items():
+            conditions.append(
+                JobRow.id.in_(
+                    select(JobTagRow.job_id).where(
+                        JobTagRow.tenant_id == self.tenant_id,
+                        JobTagRow.key == key,
+                        JobTagRow.value == value,
+                    )
+                )
+            )
+        where = and_(*conditions)
+        total = self._session.scalar(select(func.count()).select_from(JobRow).where(where)) or 0
+        rows = self._session.scalars(
+            select(JobRow)
+            .where(where)
+            .order_by(JobRow.created_at.desc(), JobRow.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        return Page(items=[job_record(r) for r in rows], total=total)
+
+    def transition(
+        self,
+        job_id: str,
+        *,
+        expected: Iterable[JobStatus],
+        target: JobStatus,
+        **fields: Any,
+    ) -> bool:
+        """Compare-and-set the status: True when this call made the change."""
+        result = self._session.execute(
+            update(JobRow)
+            .where(
+                JobRow.id == job_id,
+                JobRow.tenant_id == self.tenant_id,
+                JobRow.status.in_([s.value for s in expected]),
+            )
+            .values(status=target.value, updated_at=utcnow(), **fields)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def delete_all(self) -> None:
+        """Remove every job of this tenant (used when a tenant is deleted)."""
+        self._session.execute(delete(JobRow).where(JobRow.tenant_id == self.tenant_id))

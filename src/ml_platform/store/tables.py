@@ -1,0 +1,8 @@
+"""Imports every table module so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from __future__ import annotations
+
+from ml_platform.store import jobs, tenants
+from ml_platform.store.base import Base
+
+__all__ = ["Base", "jobs", "tenants"]
