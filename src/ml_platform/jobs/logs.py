@@ -1,0 +1,266 @@
+"""Per-job log store: one append-only file per job, each line timestamped and numbered.
+
+A line's id is its 1-based line number in the job's file, so ids are stable across processes
+and restarts: a follower that resumes from ``Last-Event-ID: 41`` reads line 42 onward, with
+nothing lost and nothing repeated.
+
+File format, one record per line: ``<RFC 3339 UTC timestamp> <stream> <text>``. Writers append
+whole lines with a single ``write`` on an ``O_APPEND`` descriptor, so readers only ever see
+complete lines (a trailing partial line is ignored until its newline arrives).
+
+Followers in the same process are woken as soon as a line is written; writers in another
+process (a separate scheduler) are picked up by polling at ``poll_interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from array import array
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+MAX_LINE_CHARS = 16 * 1024
+"""Longer lines are split: a job that prints megabytes without a newline stays readable."""
+
+_MAX_CACHED_INDEXES = 512
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One stored log line."""
+
+    id: int
+    timestamp: datetime
+    stream: str
+    text: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "timestamp": self.timestamp.isoformat().replace("+00:00", "Z"),
+            "stream": self.stream,
+            "line": self.text,
+        }
+
+    def render(self) -> str:
+        """The line as shown in plain-text log views."""
+        ts = self.timestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return f"{ts} [{self.stream}] {self.text}"
+
+
+class _Index:
+    """Byte offsets of the starts of the complete lines seen so far in one file."""
+
+    __slots__ = ("offsets", "scanned_to")
+
+    def __init__(self) -> None:
+        self.offsets: array[int] = array("q")
+        self.scanned_to = 0
+
+
+class LogStore:
+    """Files under ``root/<job_id>/job.log``; safe to share between threads."""
+
+    def __init__(self, root: Path, *, poll_interval: float = 0.25) -> None:
+        self._root = root
+        self._poll_interval = poll_interval
+        self._lock = threading.Lock()
+        self._indexes: OrderedDict[str, _Index] = OrderedDict()
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def path(self, job_id: str) -> Path:
+        if not job_id or "/" in job_id or job_id in {".", ".."} or "\x00" in job_id:
+            raise ValueError(f"invalid job id {job_id!r}")
+        return self._root / job_id / "job.log"
+
+    # -- writing -------------------------------------------------------------------------
+
+    def append(self, job_id: str, text: str, stream: str = "system") -> None:
+        """Append ``text`` (split on newlines) to the job's log."""
+        self.append_lines(job_id, text.split("\n"), stream)
+
+    def append_lines(self, job_id: str, lines: list[str], stream: str) -> None:
+        """Append ``lines`` (without newlines) in one write; wake the job's followers."""
+        if not lines:
+            return
+        stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        records: list[str] = []
+        for raw in lines:
+            clean = raw.replace("\r", "").replace("\n", " ")
+            for start in range(0, max(len(clean), 1), MAX_LINE_CHARS):
+                records.append(f"{stamp} {stream} {clean[start:start + MAX_LINE_CHARS]}\n")
+        data = "".join(records).encode("utf-8", errors="replace")
+        path = self.path(job_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        self._notify(job_id)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def count(self, job_id: str) -> int:
+        """Number of complete lines stored for the job."""
+        with self._lock:
+            return len(self._refresh(job_id).offsets)
+
+    def read_after(self, job_id: str, after_id: int = 0, limit: int | None = None) -> list[LogLine]:
+        """Lines with ``id > after_id`` in order, at most ``limit`` of them."""
+        with self._lock:
+            index = self._refresh(job_id)
+            total = len(index.offsets)
+            start = max(after_id, 0)
+            if start >= total:
+                return []
+            stop = total if limit is None else min(total, start + max(limit, 0))
+            if stop <= start:
+                return []
+            begin = index.offsets[start]
+            end = index.offsets[stop] if stop < total else index.scanned_to
+        data = self._read_range(job_id, begin, end)
+        lines = data.split(b"\n")
+        return [_parse(start + i + 1, raw) for i, raw in enumerate(lines[: stop - start])]
+
+    def tail(self, job_id: str, n: int) -> list[LogLine]:
+        """The last ``n`` lines."""
+        total = self.count(job_id)
+        return self.read_after(job_id, max(total - max(n, 0), 0))
+
+    async def follow(
+        self,
+        job_id: str,
+        after_id: int,
+        is_finished: Callable[[], Awaitable[bool]],
+        *,
+        batch: int = 500,
+    ) -> AsyncIterator[LogLine]:
+        """Yield lines after ``after_id`` as they arrive; end once the job is terminal and
+        every line has been yielded.
+
+        ``is_finished`` is asked before the final read, so a line written just before the job
+        ended is never dropped.
+        """
+        cursor = after_id
+        loop = asyncio.get_running_loop()
+        while True:
+            future: asyncio.Future[None] = loop.create_future()
+            self._add_waiter(job_id, loop, future)
+            try:
+                lines = await asyncio.to_thread(self.read_after, job_id, cursor, batch)
+                if lines:
+                    for line in lines:
+                        yield line
+                    cursor = lines[-1].id
+                    continue
+                if await is_finished():
+                    # The job is over: drain whatever landed between the read and the check.
+                    while rest := await asyncio.to_thread(self.read_after, job_id, cursor, batch):
+                        for line in rest:
+                            yield line
+                        cursor = rest[-1].id
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(future), self._poll_interval)
+            finally:
+                self._remove_waiter(job_id, loop, future)
+
+    def forget(self, job_id: str) -> None:
+        """Drop the cached index of a job (e.g. after its files were deleted)."""
+        with self._lock:
+            self._indexes.pop(job_id, None)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _refresh(self, job_id: str) -> _Index:
+        index = self._indexes.get(job_id)
+        if index is None:
+            index = _Index()
+            self._indexes[job_id] = index
+            while len(self._indexes) > _MAX_CACHED_INDEXES:
+                self._indexes.popitem(last=False)
+        else:
+            self._indexes.move_to_end(job_id)
+        path = self.path(job_id)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return index
+        if size <= index.scanned_to:
+            return index
+        with open(path, "rb") as handle:
+            handle.seek(index.scanned_to)
+            chunk = handle.read(size - index.scanned_to)
+        position = index.scanned_to
+        start = 0
+        while True:
+            newline = chunk.find(b"\n", start)
+            if newline < 0:
+                break
+            index.offsets.append(position + start)
+            start = newline + 1
+        index.scanned_to = position + start
+        return index
+
+    def _read_range(self, job_id: str, begin: int, end: int) -> bytes:
+        with open(self.path(job_id), "rb") as handle:
+            handle.seek(begin)
+            return handle.read(end - begin)
+
+    def _add_waiter(
+        self, job_id: str, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]
+    ) -> None:
+        with self._lock:
+            self._waiters.setdefault(job_id, set()).add((loop, future))
+
+    def _remove_waiter(
+        self, job_id: str, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]
+    ) -> None:
+        with self._lock:
+            waiters = self._waiters.get(job_id)
+            if waiters is not None:
+                waiters.discard((loop, future))
+                if not waiters:
+                    del self._waiters[job_id]
+        if not future.done():
+            future.cancel()
+
+    def _notify(self, job_id: str) -> None:
+        with self._lock:
+            waiters = list(self._waiters.get(job_id, ()))
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # the follower's loop has closed
+                continue
+
+    def notify(self, job_id: str) -> None:
+        """Wake followers of ``job_id`` (e.g. when the job reached a terminal state)."""
+        self._notify(job_id)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _parse(line_id: int, raw: bytes) -> LogLine:
+    text = raw.decode("utf-8", errors="replace")
+    stamp, _, rest = text.partition(" ")
+    stream, _, body = rest.partition(" ")
+    try:
+        timestamp = datetime.fromisoformat(stamp)
+    except ValueError:
+        timestamp = datetime.fromtimestamp(0, tz=UTC)
+    return LogLine(id=line_id, timestamp=timestamp, stream=stream or "system", text=body)
