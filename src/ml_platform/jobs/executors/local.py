@@ -137,6 +137,8 @@ class LocalExecutor:
             run.process = await asyncio.to_thread(self._spawn, run, argv, env)
         except Exception as exc:
             message = f"could not start the job: {exc}"
+            if isinstance(exc, PermissionError) and self._user is not None:
+                message += f" (can OS user {self._user.pw_name!r} run {self._python}?)"
             self._log(launch.job_id, message)
             run.outcome.set_result(JobOutcome(JobStatus.FAILED, error_message=message))
             return {"executor": self.name, "attempt": launch.attempt, "pid": None}
@@ -222,7 +224,7 @@ class LocalExecutor:
     def _prepare(self, run: _Run) -> tuple[list[str], dict[str, str]]:
         launch = run.launch
         run.job_dir.mkdir(parents=True, exist_ok=True)
-        run.job_dir.chmod(0o711)  # noqa: S103 - traversable (not listable) for the job user
+        run.job_dir.chmod(0o711)  # traversable, not listable, for the job user
         if run.work.exists():  # a retried attempt starts from a clean work directory
             shutil.rmtree(run.work)
         metrics_file = run.work / "metrics.jsonl"
@@ -504,7 +506,12 @@ async def _kill_group(pgid: int, grace: float, exited: asyncio.Event | None = No
             if exited is None and not _group_alive(pgid):
                 return
             await asyncio.sleep(0.05)
-    _signal_group(pgid, signal.SIGKILL)
+    if not _signal_group(pgid, signal.SIGKILL):
+        return
+    # SIGKILL is asynchronous: wait (bounded) until no live member is left.
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and await asyncio.to_thread(_live_members, pgid):
+        await asyncio.sleep(0.02)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> bool:
@@ -526,6 +533,19 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _live_members(pgid: int) -> bool:
+    """Whether any non-zombie process is still in the group."""
+    if not _group_alive(pgid):
+        return False
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (OSError, psutil.Error):
+            continue
+    return False
 
 
 def _read_metrics(path: Path, offset: int) -> tuple[list[MetricPoint], int, list[str]]:
