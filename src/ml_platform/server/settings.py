@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ML_PLATFORM_", extra="ignore")
 
     mode: Mode = Mode.DEVELOPMENT
-    data_dir: Path = Field(default=Path(".mlp"), description="Where SQLite, logs and artifacts live")
+    data_dir: Path = Field(
+        default=Path(".mlp"), description="Where SQLite, logs and artifacts live"
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/mlp.db"
     )
@@ -67,7 +69,9 @@ class Settings(BaseSettings):
     max_code_package_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
 
     # Registry
-    artifact_root: str | None = Field(default=None, description="fsspec URI; default <data_dir>/artifacts")
+    artifact_root: str | None = Field(
+        default=None, description="fsspec URI; default <data_dir>/artifacts"
+    )
     max_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     allow_pickle: bool = True
 
@@ -76,7 +80,9 @@ class Settings(BaseSettings):
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     serving_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     grpc_max_message_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
-    serving_rest_port: int = Field(default=8081, ge=0, le=65535, description="V2 REST on serving workers")
+    serving_rest_port: int = Field(
+        default=8081, ge=0, le=65535, description="V2 REST on serving workers"
+    )
     serving_source_poll_seconds: float = Field(default=1.0, gt=0)
     serving_auth_cache_seconds: float = Field(default=10.0, ge=0)
     serving_model_load_timeout_seconds: float = Field(default=120.0, gt=0)

@@ -1,0 +1,124 @@
+"""Dynamic batching: concurrent requests for one model become one vectorized call.
+
+The policy never delays a lone request: when the model is idle, a submission is dispatched
+on the next loop iteration (which also picks up anything that arrived in the same
+iteration). While a call runs, new submissions queue; when it returns, everything queued (up
+to ``max_batch_size`` rows) goes in the next call. ``max_batch_delay_ms`` only applies under
+load: if the previous call was a real batch and the queue is short, the dispatcher waits at
+most that long for it to fill. A submission of many rows (``PredictBatch``) is never split.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+from ml_platform.serving.runtimes.base import FloatArray, Prediction
+
+logger = logging.getLogger(__name__)
+
+PredictFn = Callable[[FloatArray], Awaitable[Prediction]]
+
+
+class Batcher:
+    """Gathers submissions for one loaded model and runs them through ``predict``.
+
+    ``predict`` is awaited once per batch: a local runtime runs in the worker's model
+    thread (so the event loop keeps accepting requests meanwhile), a sandboxed one is a
+    round trip to the tenant's process.
+    """
+
+    def __init__(self, predict: PredictFn, *, max_batch_size: int, max_batch_delay_ms: float) -> None:
+        self._predict = predict
+        self._max_rows = max(1, max_batch_size)
+        self._delay = max(0.0, max_batch_delay_ms) / 1000.0
+        self._queue: list[tuple[FloatArray, asyncio.Future[Prediction]]] = []
+        self._queued_rows = 0
+        self._running = False
+        self._last_batch_requests = 0
+        self._arrival: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.calls = 0  # number of model calls, for tests and stats
+
+    async def submit(self, rows: FloatArray) -> Prediction:
+        """Predict ``rows`` (2-D), possibly together with other callers' rows."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Prediction] = loop.create_future()
+        self._queue.append((rows, fut))
+        self._queued_rows += rows.shape[0]
+        if not self._running:
+            self._running = True
+            self._task = loop.create_task(self._drain())
+        elif self._arrival is not None:
+            self._arrival.set()
+        return await fut
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                if (
+                    self._delay > 0
+                    and self._last_batch_requests > 1
+                    and self._queued_rows < self._max_rows
+                ):
+                    await self._wait_for_more(loop.time() + self._delay)
+                batch = self._take()
+                self._last_batch_requests = len(batch)
+                await self._run(batch)
+        finally:
+            self._running = False
+
+    async def _wait_for_more(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queued_rows < self._max_rows:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._arrival = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._arrival.wait(), remaining)
+            except TimeoutError:
+                return
+            finally:
+                self._arrival = None
+
+    def _take(self) -> list[tuple[FloatArray, asyncio.Future[Prediction]]]:
+        taken = 0
+        rows = 0
+        for item_rows, _ in self._queue:
+            n = item_rows.shape[0]
+            if taken and rows + n > self._max_rows:
+                break
+            taken += 1
+            rows += n
+        batch = self._queue[:taken]
+        del self._queue[:taken]
+        self._queued_rows -= rows
+        return batch
+
+    async def _run(self, batch: list[tuple[FloatArray, asyncio.Future[Prediction]]]) -> None:
+        rows = batch[0][0] if len(batch) == 1 else np.concatenate([r for r, _ in batch])
+        self.calls += 1
+        try:
+            result = await self._predict(rows)
+        except BaseException as exc:  # the model raised: every caller in the batch gets it
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if len(batch) == 1:
+            if not batch[0][1].done():
+                batch[0][1].set_result(result)
+            return
+        start = 0
+        for item_rows, fut in batch:
+            stop = start + item_rows.shape[0]
+            if not fut.done():  # a cancelled caller (deadline passed) is simply skipped
+                fut.set_result(result.slice(start, stop))
+            start = stop

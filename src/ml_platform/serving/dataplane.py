@@ -1,0 +1,136 @@
+"""The transport-neutral data plane: resolve, validate, batch, predict.
+
+gRPC (seed ``ModelServing`` and V2) and REST (V2) adapters convert their wire types to numpy
+rows and call this; everything here speaks ``core.errors`` and numpy only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ml_platform.core.errors import ErrorCode, FieldViolation, InvalidArgument, PlatformError
+from ml_platform.serving.auth_cache import AuthCache
+from ml_platform.serving.models import Principal
+from ml_platform.serving.repository import LoadedModel, ModelRepository
+from ml_platform.serving.runtimes.base import FloatArray, Prediction
+from ml_platform.serving.sandbox_client import SandboxModelError
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "ml-platform"
+SERVER_VERSION = "0.1.0"
+
+
+class ModelFailed(PlatformError):
+    """The model raised while predicting: INTERNAL with a message safe to show."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        super().__init__(
+            f"model '{model.served.deployment}' version {model.served.version} failed while predicting; "
+            "the input was valid, the error is logged on the server",
+            ErrorCode.INTERNAL,
+        )
+
+
+def signature_hint(model: LoadedModel) -> str:
+    sig = model.served.signature
+    return f"model '{model.served.deployment}' v{model.served.version} expects {len(sig.inputs)} features {sig.describe()}"
+
+
+def invalid(model: LoadedModel, problem: str, violations: list[FieldViolation] | None = None) -> InvalidArgument:
+    return InvalidArgument(f"{problem}; {signature_hint(model)}", violations)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    healthy: bool
+    status: str
+    details: dict[str, str]
+
+
+class DataPlane:
+    def __init__(self, repository: ModelRepository, auth: AuthCache) -> None:
+        self.repository = repository
+        self._auth = auth
+        self.pid = os.getpid()
+
+    async def authenticate(self, api_key: str | None, bearer: str | None) -> Principal:
+        return await self._auth.principal(api_key, bearer)
+
+    def resolve(self, principal: Principal, model_id: str, version: str) -> LoadedModel:
+        if not model_id:
+            raise InvalidArgument("model_id is required", [FieldViolation("model_id", "must not be empty")])
+        return self.repository.resolve(principal.tenant_id, model_id, version)
+
+    # -- validation helpers shared by the adapters --------------------------------------------
+
+    def check_rows(self, model: LoadedModel, rows: FloatArray) -> None:
+        """Raise INVALID_ARGUMENT for an empty batch or NaN the model cannot take."""
+        if rows.ndim != 2 or rows.shape[1] != model.n_features:
+            raise invalid(model, f"got rows of shape {list(rows.shape)}")
+        if rows.shape[0] == 0:
+            raise invalid(model, "empty batch: send at least one row")
+        if not model.served.signature.allow_nan:
+            bad = self.nan_rows(model, rows)
+            if bad is not None:
+                raise self.nan_error(model, rows[int(np.argmax(bad))])
+
+    def nan_rows(self, model: LoadedModel, rows: FloatArray) -> npt.NDArray[np.bool_] | None:
+        if model.served.signature.allow_nan or not np.issubdtype(rows.dtype, np.floating):
+            return None
+        mask = np.isnan(rows)
+        if not mask.any():
+            return None
+        return np.asarray(mask.any(axis=1))
+
+    def nan_error(self, model: LoadedModel, row: FloatArray) -> InvalidArgument:
+        names = [model.served.signature.inputs[i].name for i in np.flatnonzero(np.isnan(row))]
+        return invalid(
+            model,
+            f"NaN in feature(s) {', '.join(names)}; this model does not accept missing values",
+            [FieldViolation(f"features.{n}", "NaN is not accepted by this model") for n in names],
+        )
+
+    # -- prediction --------------------------------------------------------------------------
+
+    async def predict(self, model: LoadedModel, rows: FloatArray) -> Prediction:
+        """One vectorized call (possibly merged with other callers' rows by the batcher)."""
+        try:
+            return await model.batcher.submit(rows)
+        except PlatformError:
+            raise
+        except SandboxModelError as exc:
+            logger.warning("model %s/%s raised in its sandbox: %s", model.served.tenant_id, model.served.deployment, exc)
+            raise ModelFailed(model) from exc
+        except Exception as exc:
+            logger.warning(
+                "model %s/%s v%s raised %s: %s",
+                model.served.tenant_id, model.served.deployment, model.served.version, type(exc).__name__, exc,
+            )
+            raise ModelFailed(model) from exc
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    def health(self, principal: Principal, model_id: str) -> HealthReport:
+        if not model_id:
+            live = self.repository.live_models(principal.tenant_id)
+            return HealthReport(
+                True, "SERVING", {"worker_pid": str(self.pid), "models_ready": str(len(live))}
+            )
+        state, reason = self.repository.deployment_state(principal.tenant_id, model_id)
+        details = {"worker_pid": str(self.pid), "state": state}
+        if reason:
+            details["reason"] = reason
+        if state == "ready":
+            lm = self.repository.resolve(principal.tenant_id, model_id, "")
+            details.update(
+                version=lm.version_str,
+                model_pid=str(lm.pid),
+                isolation="tenant-sandbox" if lm.served.artifact_format.runs_code_on_load else "shared-worker",
+            )
+        return HealthReport(state == "ready", state.upper(), details)

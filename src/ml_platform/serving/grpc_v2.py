@@ -1,0 +1,170 @@
+"""gRPC adapter for the Open Inference Protocol, served as ``inference.GRPCInferenceService``.
+
+Registered through a generic handler because our message classes live in our own proto
+package (see ``protos/ml_platform/serving/proto/inference.proto``); method paths and wire
+format are those of KServe V2 / Triton, so tritonclient works unmodified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import numpy as np
+
+from ml_platform.core.errors import FieldViolation, InvalidArgument, PlatformError
+from ml_platform.serving import v2
+from ml_platform.serving.dataplane import SERVER_NAME, SERVER_VERSION, DataPlane
+from ml_platform.serving.grpc_errors import INTERNAL_MESSAGE, abort, credentials
+from ml_platform.serving.ordered_stream import ordered_map
+from ml_platform.serving.proto import inference_pb2 as pb
+
+SERVICE_NAME = "inference.GRPCInferenceService"
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+}
+
+
+class InferenceService:
+    def __init__(self, plane: DataPlane) -> None:
+        self._plane = plane
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._plane.repository.ready_once.is_set())
+
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION, extensions=[])
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
+        try:
+            principal = await self._plane.authenticate(*credentials(context))
+            try:
+                self._plane.resolve(principal, request.name, request.version)
+            except PlatformError as exc:
+                if exc.code.value == "NOT_FOUND":
+                    raise
+                return pb.ModelReadyResponse(ready=False)
+            return pb.ModelReadyResponse(ready=True)
+        except Exception as exc:  # noqa: BLE001
+            err: BaseException = exc
+        await abort(context, err)
+        raise AssertionError("unreachable")
+
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> pb.ModelMetadataResponse:
+        try:
+            principal = await self._plane.authenticate(*credentials(context))
+            meta = v2.model_metadata(self._plane.resolve(principal, request.name, request.version))
+            return pb.ModelMetadataResponse(
+                name=meta["name"],
+                versions=meta["versions"],
+                platform=meta["platform"],
+                inputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["inputs"]],
+                outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]],
+            )
+        except Exception as exc:  # noqa: BLE001
+            err: BaseException = exc
+        await abort(context, err)
+        raise AssertionError("unreachable")
+
+    async def _infer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+        principal = await self._plane.authenticate(*credentials(context))
+        model = self._plane.resolve(principal, request.model_name, request.model_version)
+        raw = request.raw_input_contents
+        if raw and len(raw) != len(request.inputs):
+            raise InvalidArgument(
+                f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs",
+                [FieldViolation("raw_input_contents", "one entry per input")],
+            )
+        tensors = []
+        for i, inp in enumerate(request.inputs):
+            dt = v2.numpy_dtype(model, inp.name, inp.datatype)
+            shape = tuple(inp.shape)
+            if raw:
+                buf = raw[i]
+                if len(buf) % dt.itemsize:
+                    raise InvalidArgument(f"input {inp.name}: {len(buf)} bytes is not a whole number of {inp.datatype}")
+                data = np.frombuffer(buf, dtype=dt)
+            else:
+                field = _CONTENTS_FIELD.get(inp.datatype, "fp64_contents")
+                data = np.asarray(getattr(inp.contents, field), dtype=dt)
+            v2.check_shape(model, inp.name, shape, data.size)
+            tensors.append(v2.Tensor(inp.name, inp.datatype, shape, data))
+        rows = v2.tensors_to_rows(model, tensors)
+        self._plane.check_rows(model, rows)
+        pred = await self._plane.predict(model, rows)
+        outs = v2.prediction_tensors(model, pred, [o.name for o in request.outputs])
+        return pb.ModelInferResponse(
+            model_name=model.served.deployment,
+            model_version=model.version_str,
+            id=request.id,
+            outputs=[pb.ModelInferResponse.InferOutputTensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in outs],
+            raw_output_contents=[t.data.tobytes() for t in outs],
+        )
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+        try:
+            return await self._infer(request, context)
+        except Exception as exc:  # noqa: BLE001
+            err: BaseException = exc
+        await abort(context, err)
+        raise AssertionError("unreachable")
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Errors are in-band (``error_message``) and the stream stays open, as in Triton."""
+
+        async def handle(req: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
+            try:
+                return pb.ModelStreamInferResponse(infer_response=await self._infer(req, context))
+            except PlatformError as exc:
+                return pb.ModelStreamInferResponse(
+                    error_message=exc.message, infer_response=pb.ModelInferResponse(id=req.id)
+                )
+            except Exception:  # noqa: BLE001
+                return pb.ModelStreamInferResponse(
+                    error_message=INTERNAL_MESSAGE, infer_response=pb.ModelInferResponse(id=req.id)
+                )
+
+        async for resp in ordered_map(request_iterator, handle):
+            yield resp
+
+
+def generic_handler(plane: DataPlane) -> grpc.GenericRpcHandler:
+    svc = InferenceService(plane)
+
+    def unary(fn: Any, req: Any, resp: Any) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(
+            fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString
+        )
+
+    handlers = {
+        "ServerLive": unary(svc.ServerLive, pb.ServerLiveRequest, pb.ServerLiveResponse),
+        "ServerReady": unary(svc.ServerReady, pb.ServerReadyRequest, pb.ServerReadyResponse),
+        "ServerMetadata": unary(svc.ServerMetadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+        "ModelReady": unary(svc.ModelReady, pb.ModelReadyRequest, pb.ModelReadyResponse),
+        "ModelMetadata": unary(svc.ModelMetadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+        "ModelInfer": unary(svc.ModelInfer, pb.ModelInferRequest, pb.ModelInferResponse),
+        "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(
+            svc.ModelStreamInfer,
+            request_deserializer=pb.ModelInferRequest.FromString,
+            response_serializer=pb.ModelStreamInferResponse.SerializeToString,
+        ),
+    }
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)

@@ -1,0 +1,251 @@
+"""A worker's set of loaded models: reconcile to the desired set, resolve requests.
+
+Loads run one at a time in a background task while the worker keeps serving. A new
+version is loaded and warmed up before it replaces the old one in a single dict
+assignment, so requests in flight finish on the old version and new ones use the new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ml_platform.core.errors import NotFound, PreconditionFailed, Unavailable
+from ml_platform.serving import sandbox_wire
+from ml_platform.serving.batching import Batcher
+from ml_platform.serving.models import LoadState, ServedModel
+from ml_platform.serving.runtimes import ModelLoadError, ModelRuntime, load_runtime, warm_up
+from ml_platform.serving.runtimes.base import FloatArray, Prediction
+from ml_platform.serving.sandbox_client import RemoteModel, SandboxConnection
+
+logger = logging.getLogger(__name__)
+
+StatusCallback = Callable[[ServedModel, LoadState, str, int], None]
+"""(model, state, reason, pid of the process holding the model)."""
+
+PICKLE_DISABLED = (
+    "pickle-based artifacts ({fmt}) are disabled on this server (allow_pickle=false): "
+    "register the model as skops, ONNX or XGBoost JSON/UBJ instead"
+)
+
+
+@dataclass(eq=False, slots=True)
+class LoadedModel:
+    """One ready deployment version as the data plane sees it."""
+
+    served: ServedModel
+    batcher: Batcher
+    index: dict[str, int]
+    input_dtype: np.dtype[np.floating]
+    pid: int
+    version_str: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.version_str = str(self.served.version)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.served.signature.inputs)
+
+
+class ModelRepository:
+    def __init__(
+        self,
+        *,
+        allow_pickle: bool,
+        load_timeout: float,
+        sandbox_dir: str | None,
+        on_status: StatusCallback,
+    ) -> None:
+        self._allow_pickle = allow_pickle
+        self._load_timeout = load_timeout
+        self._sandbox_dir = sandbox_dir
+        self._on_status = on_status
+        self._model_executor = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self._load_executor = ThreadPoolExecutor(1, thread_name_prefix="model-load")
+        self._desired: dict[tuple[str, str], ServedModel] = {}
+        self._live: dict[tuple[str, str], LoadedModel] = {}
+        self._by_model_name: dict[tuple[str, str], tuple[str, str]] = {}
+        self._failed: dict[tuple[str, str], tuple[str, str]] = {}  # -> (model key, reason)
+        self._sandboxes: dict[str, SandboxConnection] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.ready_once = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._reconcile_loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        for conn in self._sandboxes.values():
+            await conn.close()
+        self._model_executor.shutdown(wait=False, cancel_futures=True)
+        self._load_executor.shutdown(wait=False, cancel_futures=True)
+
+    def apply(self, models: list[ServedModel] | tuple[ServedModel, ...]) -> None:
+        """Adopt a new desired set: removals take effect now, loads in the background."""
+        self._desired = {(m.tenant_id, m.deployment): m for m in models}
+        for k in [k for k in self._live if k not in self._desired]:
+            gone = self._live.pop(k)
+            self._on_status(gone.served, LoadState.UNLOADED, "", gone.pid)
+        self._failed = {k: v for k, v in self._failed.items() if k in self._desired}
+        self._reindex()
+        self._wake.set()
+
+    # -- lookups (hot path) ------------------------------------------------------------------
+
+    def resolve(self, tenant_id: str, model_id: str, version: str) -> LoadedModel:
+        key = (tenant_id, model_id)
+        lm = self._live.get(key)
+        if lm is None:
+            alt = self._by_model_name.get(key)
+            if alt is not None:
+                key = alt
+                lm = self._live.get(alt)
+        if lm is None:
+            self._raise_not_ready(key, model_id)
+        assert lm is not None
+        if not version or version == "latest" or version == lm.version_str or version in lm.served.aliases:
+            return lm
+        raise NotFound(
+            f"version '{version}' of model '{model_id}' is not deployed "
+            f"(serving version {lm.served.version}; use 'latest', a version number or an alias)"
+        )
+
+    def _raise_not_ready(self, key: tuple[str, str], model_id: str) -> None:
+        if key in self._desired:
+            failed = self._failed.get(key)
+            if failed is not None and failed[0] == self._desired[key].key:
+                raise PreconditionFailed(f"model '{model_id}' failed to load: {failed[1]}")
+            raise Unavailable(f"model '{model_id}' is still loading; retry shortly")
+        raise NotFound(f"model '{model_id}' not found")
+
+    def live_models(self, tenant_id: str) -> list[LoadedModel]:
+        return [m for (t, _), m in self._live.items() if t == tenant_id]
+
+    def deployment_state(self, tenant_id: str, model_id: str) -> tuple[str, str]:
+        """(state, reason) of a deployment for health checks; raises NotFound."""
+        key = (tenant_id, model_id)
+        if key in self._live:
+            return LoadState.READY.value, ""
+        if key in self._desired:
+            failed = self._failed.get(key)
+            if failed is not None:
+                return LoadState.FAILED.value, failed[1]
+            return LoadState.LOADING.value, ""
+        alt = self._by_model_name.get(key)
+        if alt is not None:
+            return self.deployment_state(*alt)
+        raise NotFound(f"model '{model_id}' not found")
+
+    @property
+    def all_ready(self) -> bool:
+        return all(k in self._live or k in self._failed for k in self._desired)
+
+    def _reindex(self) -> None:
+        index: dict[tuple[str, str], tuple[str, str]] = {}
+        for (tenant, dep), m in sorted(self._desired.items()):
+            index.setdefault((tenant, m.model), (tenant, dep))
+        self._by_model_name = index
+
+    # -- loading -----------------------------------------------------------------------------
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            for k, m in list(self._desired.items()):
+                if self._desired.get(k) is not m:
+                    continue  # superseded while we were loading something else
+                cur = self._live.get(k)
+                if cur is not None and cur.served.key == m.key:
+                    if cur.served != m:  # aliases or batching changed: same runtime, new settings
+                        self._live[k] = self._rebatch(cur, m)
+                    continue
+                failed = self._failed.get(k)
+                if failed is not None and failed[0] == m.key:
+                    continue
+                await self._load(k, m)
+            if self.all_ready:
+                self.ready_once.set()
+
+    def _rebatch(self, cur: LoadedModel, m: ServedModel) -> LoadedModel:
+        predict = cur.batcher._predict  # noqa: SLF001 - same runtime, new batch settings
+        batcher = Batcher(predict, max_batch_size=m.max_batch_size, max_batch_delay_ms=m.max_batch_delay_ms)
+        return LoadedModel(m, batcher, cur.index, cur.input_dtype, cur.pid)
+
+    async def _load(self, k: tuple[str, str], m: ServedModel) -> None:
+        self._on_status(m, LoadState.LOADING, "", os.getpid())
+        try:
+            loaded = await asyncio.wait_for(self._load_model(m), self._load_timeout)
+        except (ModelLoadError, TimeoutError) as exc:
+            reason = str(exc) if isinstance(exc, ModelLoadError) else (
+                f"timed out loading the model after {self._load_timeout:.0f}s"
+            )
+            self._failed[k] = (m.key, reason)
+            logger.warning("deployment %s/%s v%s failed to load: %s", m.tenant_id, m.deployment, m.version, reason)
+            self._on_status(m, LoadState.FAILED, reason, os.getpid())
+            return
+        except Exception as exc:  # any other loader bug still fails only this deployment
+            reason = f"{type(exc).__name__}: {exc}"
+            self._failed[k] = (m.key, reason)
+            logger.exception("deployment %s/%s failed to load", m.tenant_id, m.deployment)
+            self._on_status(m, LoadState.FAILED, reason, os.getpid())
+            return
+        if self._desired.get(k) is not m:
+            return  # superseded during the load; the loop will pick up the newer one
+        self._failed.pop(k, None)
+        self._live[k] = loaded
+        self._on_status(m, LoadState.READY, "", loaded.pid)
+
+    async def _load_model(self, m: ServedModel) -> LoadedModel:
+        index = {name: i for i, name in enumerate(m.signature.input_names)}
+        if m.artifact_format.runs_code_on_load:
+            return await self._load_remote(m, index)
+        loop = asyncio.get_running_loop()
+        runtime = await loop.run_in_executor(self._load_executor, _load_and_warm, m)
+        executor = self._model_executor
+
+        def predict(rows: FloatArray) -> asyncio.Future[Prediction]:
+            return loop.run_in_executor(executor, runtime.predict, rows)
+
+        batcher = Batcher(predict, max_batch_size=m.max_batch_size, max_batch_delay_ms=m.max_batch_delay_ms)
+        return LoadedModel(m, batcher, index, runtime.input_dtype, os.getpid())
+
+    async def _load_remote(self, m: ServedModel, index: dict[str, int]) -> LoadedModel:
+        if not self._allow_pickle:
+            raise ModelLoadError(PICKLE_DISABLED.format(fmt=m.artifact_format.value))
+        if self._sandbox_dir is None:
+            raise ModelLoadError("this server runs no tenant sandboxes, so it cannot serve pickle-based artifacts")
+        conn = self._sandboxes.get(m.tenant_id)
+        if conn is None:
+            conn = SandboxConnection(sandbox_wire.socket_path(self._sandbox_dir, m.tenant_id))
+            self._sandboxes[m.tenant_id] = conn
+        remote = RemoteModel(conn, m.key, len(m.signature.inputs))
+        await remote.wait_ready(self._load_timeout)
+        batcher = Batcher(remote.predict, max_batch_size=m.max_batch_size, max_batch_delay_ms=m.max_batch_delay_ms)
+        return LoadedModel(m, batcher, index, np.dtype(np.float64), remote.pid)
+
+
+def _load_and_warm(m: ServedModel) -> ModelRuntime:
+    runtime = load_runtime(m)
+    try:
+        warm_up(runtime, len(m.signature.inputs))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model loaded but failed its warm-up prediction on {len(m.signature.inputs)} features: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return runtime
