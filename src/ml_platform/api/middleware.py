@@ -26,10 +26,6 @@ def _problem(status: int, title: str, detail: str, request_id: str, path: str) -
     ).encode()
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class RequestContextMiddleware:
     """Gives every request an ``X-Request-ID`` and enforces ``max_body_bytes``.
 
@@ -38,7 +34,9 @@ class RequestContextMiddleware:
     uploads (code packages, model artifacts) enforce their own, larger limits.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, large_body_prefixes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, large_body_prefixes: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.large_body_prefixes = large_body_prefixes
@@ -66,28 +64,29 @@ class RequestContextMiddleware:
                 await self._reject(send_with_id, limit, request_id, path)
                 return
         received = 0
-        response_started = False
+        rejected = False
 
         async def guarded_receive() -> Message:
-            nonlocal received
+            nonlocal received, rejected
             message = await receive()
             if limited and message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
-                    raise _BodyTooLarge
+                if received > limit and not rejected:
+                    # answer now; the app sees a disconnect and its own response is dropped
+                    rejected = True
+                    await self._reject(send_with_id, limit, request_id, path)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send_with_id(message)
+        async def guarded_send(message: Message) -> None:
+            if not rejected:
+                await send_with_id(message)
 
         try:
-            await self.app(scope, guarded_receive, tracking_send)
-        except _BodyTooLarge:
-            if not response_started:
-                await self._reject(send_with_id, limit, request_id, path)
+            await self.app(scope, guarded_receive, guarded_send)
+        except Exception:
+            if not rejected:
+                raise
 
     async def _reject(self, send: Send, limit: int, request_id: str, path: str) -> None:
         body = _problem(

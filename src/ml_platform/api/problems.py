@@ -99,16 +99,16 @@ async def _on_platform_error(request: Request, exc: Exception) -> JSONResponse:
     status = HTTP_STATUS.get(exc.code, 500)
     errors = [{"path": v.field, "message": v.message} for v in exc.violations]
     headers = {"x-should-retry": "false"} if exc.code is ErrorCode.QUOTA_EXCEEDED else None
-    return problem_response(request, status, exc.message, code=exc.code, errors=errors, headers=headers)
+    return problem_response(
+        request, status, exc.message, code=exc.code, errors=errors, headers=headers
+    )
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _validation_errors(exc)
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
-        return problem_response(
-            request, 400, "request body is not valid JSON", errors=errors
-        )
+        return problem_response(request, 400, "request body is not valid JSON", errors=errors)
     summary = "; ".join(f"{e['path']}: {e['message']}" for e in errors[:5])
     return problem_response(request, 422, f"invalid request: {summary}", errors=errors)
 
@@ -118,15 +118,44 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route matches {request.method} {request.url.path}"
+    headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        detail = f"method {request.method} is not allowed on {request.url.path}"
-    return problem_response(request, exc.status_code, detail, headers=dict(exc.headers or {}))
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        detail = (
+            f"method {request.method} is not allowed on {request.url.path}; "
+            f"allowed: {', '.join(allowed)}"
+        )
+    return problem_response(request, exc.status_code, detail, headers=headers)
+
+
+def _flat_routes(routes: list[Any]) -> list[Any]:
+    flat: list[Any] = []
+    for route in routes:
+        nested = getattr(getattr(route, "original_router", None), "routes", None)
+        flat.extend(_flat_routes(nested) if nested is not None else [route])
+    return flat
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method any route accepts on this path (Starlette reports only the first route's)."""
+    methods: set[str] = set()
+    for route in _flat_routes(request.app.router.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods.update(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
-        request, 500, "internal error; quote the request_id when reporting it", code=ErrorCode.INTERNAL
+        request,
+        500,
+        "internal error; quote the request_id when reporting it",
+        code=ErrorCode.INTERNAL,
     )
 
 

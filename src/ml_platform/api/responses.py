@@ -26,7 +26,9 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         entry: dict[str, Any] = {
             "model": Problem,
             "description": _DESCRIPTIONS[status],
-            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            },
         }
         if status == 401:
             entry["headers"] = {

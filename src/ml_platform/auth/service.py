@@ -67,9 +67,7 @@ class AuthService:
     # -- administration -------------------------------------------------------------------
     def create_tenant(self, name: str) -> TenantRecord:
         if not TENANT_NAME.match(name):
-            raise InvalidArgument(
-                f"tenant name {name!r} must match ^[a-z0-9][a-z0-9-]{{0,62}}$"
-            )
+            raise InvalidArgument(f"tenant name {name!r} must match ^[a-z0-9][a-z0-9-]{{0,62}}$")
         with self._db.transaction() as session:
             return TenantRepository(session).create(name)
 

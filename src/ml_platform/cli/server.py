@@ -24,7 +24,9 @@ def server(
     from ml_platform.server.app import build_context, create_app
     from ml_platform.server.bootstrap import ensure_default_tenant
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = load_settings(data_dir=data_dir, database_url=database_url, host=host, port=port)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     context = build_context(settings)

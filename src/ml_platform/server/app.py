@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from ml_platform import __version__
 from ml_platform.api import health
@@ -75,7 +74,6 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
         generate_unique_id_function=operation_id,
         separate_input_output_schemas=False,
         responses={},

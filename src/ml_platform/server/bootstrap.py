@@ -31,8 +31,8 @@ def write_credentials(path: Path, *, base_url: str, api_key: str, tenant: str) -
     with os.fdopen(fd, "w") as handle:
         json.dump({"base_url": base_url, "api_key": api_key, "tenant": tenant}, handle, indent=2)
         handle.write("\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    tmp.chmod(0o600)
+    tmp.replace(path)
 
 
 def ensure_default_tenant(

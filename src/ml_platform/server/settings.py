@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
+DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105 (refused in production)
 
 
 class Mode(str, Enum):

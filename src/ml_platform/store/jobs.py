@@ -56,9 +56,7 @@ class JobTagRow(Base):
     __tablename__ = "job_tags"
     __table_args__ = (Index("ix_job_tags_lookup", "tenant_id", "key", "value", "job_id"),)
 
-    job_id: Mapped[str] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(63), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))
     tenant_id: Mapped[str] = mapped_column(String(40))

@@ -83,7 +83,9 @@ async def create_training_job(
     response_model=TrainingJob,
     responses=problems(404, *AUTHED),
 )
-async def get_training_job(job_id: str, context: ContextDep, principal: PrincipalDep) -> TrainingJob:
+async def get_training_job(
+    job_id: str, context: ContextDep, principal: PrincipalDep
+) -> TrainingJob:
     """Get one training job of your tenant."""
     return await run_in_threadpool(context.jobs.get, principal, job_id)
 

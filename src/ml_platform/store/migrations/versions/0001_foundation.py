@@ -1,7 +1,7 @@
 """foundation: tenants, api keys, jobs
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-26
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
 from sqlalchemy.dialects import postgresql
 
 revision = "0001"
@@ -19,83 +18,126 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('tenants',
-    sa.Column('id', sa.String(length=40), nullable=False),
-    sa.Column('name', sa.String(length=63), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_tenants')),
-    sa.UniqueConstraint('name', name=op.f('uq_tenants_name'))
+    op.create_table(
+        "tenants",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=63), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tenants")),
+        sa.UniqueConstraint("name", name=op.f("uq_tenants_name")),
     )
-    op.create_table('api_keys',
-    sa.Column('id', sa.String(length=40), nullable=False),
-    sa.Column('tenant_id', sa.String(length=40), nullable=False),
-    sa.Column('name', sa.String(length=100), nullable=False),
-    sa.Column('prefix', sa.String(length=32), nullable=False),
-    sa.Column('key_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('last_used_at', sa.DateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_api_keys_tenant_id_tenants'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
-    sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash'))
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("tenant_id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("prefix", sa.String(length=32), nullable=False),
+        sa.Column("key_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"],
+            ["tenants.id"],
+            name=op.f("fk_api_keys_tenant_id_tenants"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
+        sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
     )
-    with op.batch_alter_table('api_keys', schema=None) as batch_op:
-        batch_op.create_index('ix_api_keys_tenant_id', ['tenant_id'], unique=False)
-        batch_op.create_index('ix_api_keys_prefix', ['prefix'], unique=False)
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.create_index("ix_api_keys_tenant_id", ["tenant_id"], unique=False)
+        batch_op.create_index("ix_api_keys_prefix", ["prefix"], unique=False)
 
-    op.create_table('jobs',
-    sa.Column('id', sa.String(length=40), nullable=False),
-    sa.Column('tenant_id', sa.String(length=40), nullable=False),
-    sa.Column('name', sa.String(length=63), nullable=False),
-    sa.Column('framework', sa.String(length=32), nullable=False),
-    sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('spec', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('env_vars', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('created_by', sa.String(length=255), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('completed_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('error_message', sa.Text(), nullable=True),
-    sa.Column('metrics', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('resource_usage', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_jobs_tenant_id_tenants'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_jobs'))
+    op.create_table(
+        "jobs",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("tenant_id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=63), nullable=False),
+        sa.Column("framework", sa.String(length=32), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column(
+            "spec",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "env_vars",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_by", sa.String(length=255), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("error_message", sa.Text(), nullable=True),
+        sa.Column(
+            "metrics",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "resource_usage",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"],
+            ["tenants.id"],
+            name=op.f("fk_jobs_tenant_id_tenants"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
     )
-    with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.create_index('ix_jobs_status_created', ['status', 'created_at'], unique=False)
-        batch_op.create_index('ix_jobs_tenant_created', ['tenant_id', 'created_at', 'id'], unique=False)
-        batch_op.create_index('ix_jobs_tenant_framework_created', ['tenant_id', 'framework', 'created_at', 'id'], unique=False)
-        batch_op.create_index('ix_jobs_tenant_status_created', ['tenant_id', 'status', 'created_at', 'id'], unique=False)
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.create_index("ix_jobs_status_created", ["status", "created_at"], unique=False)
+        batch_op.create_index(
+            "ix_jobs_tenant_created", ["tenant_id", "created_at", "id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_jobs_tenant_framework_created",
+            ["tenant_id", "framework", "created_at", "id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_jobs_tenant_status_created",
+            ["tenant_id", "status", "created_at", "id"],
+            unique=False,
+        )
 
-    op.create_table('job_tags',
-    sa.Column('job_id', sa.String(length=40), nullable=False),
-    sa.Column('key', sa.String(length=63), nullable=False),
-    sa.Column('value', sa.String(length=255), nullable=False),
-    sa.Column('tenant_id', sa.String(length=40), nullable=False),
-    sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_job_tags_job_id_jobs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('job_id', 'key', name=op.f('pk_job_tags'))
+    op.create_table(
+        "job_tags",
+        sa.Column("job_id", sa.String(length=40), nullable=False),
+        sa.Column("key", sa.String(length=63), nullable=False),
+        sa.Column("value", sa.String(length=255), nullable=False),
+        sa.Column("tenant_id", sa.String(length=40), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_job_tags_job_id_jobs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("job_id", "key", name=op.f("pk_job_tags")),
     )
-    with op.batch_alter_table('job_tags', schema=None) as batch_op:
-        batch_op.create_index('ix_job_tags_lookup', ['tenant_id', 'key', 'value', 'job_id'], unique=False)
-
+    with op.batch_alter_table("job_tags", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_job_tags_lookup", ["tenant_id", "key", "value", "job_id"], unique=False
+        )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('job_tags', schema=None) as batch_op:
-        batch_op.drop_index('ix_job_tags_lookup')
+    with op.batch_alter_table("job_tags", schema=None) as batch_op:
+        batch_op.drop_index("ix_job_tags_lookup")
 
-    op.drop_table('job_tags')
-    with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.drop_index('ix_jobs_tenant_status_created')
-        batch_op.drop_index('ix_jobs_tenant_framework_created')
-        batch_op.drop_index('ix_jobs_tenant_created')
-        batch_op.drop_index('ix_jobs_status_created')
+    op.drop_table("job_tags")
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_index("ix_jobs_tenant_status_created")
+        batch_op.drop_index("ix_jobs_tenant_framework_created")
+        batch_op.drop_index("ix_jobs_tenant_created")
+        batch_op.drop_index("ix_jobs_status_created")
 
-    op.drop_table('jobs')
-    with op.batch_alter_table('api_keys', schema=None) as batch_op:
-        batch_op.drop_index('ix_api_keys_prefix')
-        batch_op.drop_index('ix_api_keys_tenant_id')
+    op.drop_table("jobs")
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.drop_index("ix_api_keys_prefix")
+        batch_op.drop_index("ix_api_keys_tenant_id")
 
-    op.drop_table('api_keys')
-    op.drop_table('tenants')
+    op.drop_table("api_keys")
+    op.drop_table("tenants")
