@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ml_platform.store import jobs, tenants
+from ml_platform.store import models as registry_models
 from ml_platform.store.base import Base
 
-__all__ = ["Base", "jobs", "tenants"]
+__all__ = ["Base", "jobs", "registry_models", "tenants"]

@@ -1,0 +1,144 @@
+"""Where a new version's bytes come from: a succeeded job's output or a readable URI.
+
+Both end as a ``StagedFile`` (a private, hashed local copy), so the version never depends
+on the source afterwards: deleting or overwriting the job's ``output_path`` cannot break it.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec  # type: ignore[import-untyped,unused-ignore]
+
+from ml_platform.core.errors import FieldViolation, InvalidArgument, NotFound
+from ml_platform.jobs.paths import PathPolicy
+from ml_platform.registry.artifacts import ArtifactStore, StagedFile
+from ml_platform.registry.formats import MODEL_SUFFIXES
+from ml_platform.registry.staging import StagingArea
+
+
+def _invalid(field: str, message: str) -> InvalidArgument:
+    return InvalidArgument(message, [FieldViolation(field, message)])
+
+
+@dataclass(frozen=True)
+class Sources:
+    store: ArtifactStore
+    staging: StagingArea
+    paths: PathPolicy
+    max_bytes: int
+    storage_options: Mapping[str, Any]
+
+    # -- a job's output ----------------------------------------------------------------------
+
+    def stage_job_output(
+        self, tenant_id: str, job_id: str, output_path: str, artifact_path: str | None
+    ) -> StagedFile:
+        resolved = self.paths.check_output_path(tenant_id, output_path)
+        if resolved.local is not None:
+            return self._stage_local_output(job_id, resolved.local, artifact_path)
+        return self._stage_remote_output(job_id, resolved.uri, artifact_path)
+
+    def _stage_local_output(self, job_id: str, root: Path, artifact_path: str | None) -> StagedFile:
+        if not root.exists():
+            raise _invalid("job_id", f"training job {job_id!r} left no output at its output_path")
+        if root.is_file():
+            return self._stage_local_file(root, "job_id")
+        files = sorted(
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if stat.S_ISREG(os.lstat(p).st_mode)
+        )
+        chosen = _choose(job_id, files, artifact_path)
+        target = Path(os.path.realpath(root / chosen))
+        if not target.is_relative_to(Path(os.path.realpath(root))):
+            raise _invalid("artifact_path", f"{artifact_path!r} is outside the job's output")
+        return self._stage_local_file(target, "artifact_path")
+
+    def _stage_remote_output(self, job_id: str, uri: str, artifact_path: str | None) -> StagedFile:
+        fs, root = fsspec.core.url_to_fs(uri, **dict(self.storage_options))
+        if not fs.exists(root):
+            raise _invalid("job_id", f"training job {job_id!r} left no output at {uri!r}")
+        if fs.isfile(root):
+            with fs.open(root, "rb") as reader:
+                return self.staging.copy(reader, posixpath.basename(root), self.max_bytes)
+        base = root.rstrip("/")
+        files = sorted(p[len(base) + 1 :] for p in fs.find(base) if p.startswith(base + "/"))
+        chosen = _choose(job_id, files, artifact_path)
+        with fs.open(f"{base}/{chosen}", "rb") as reader:
+            return self.staging.copy(reader, posixpath.basename(chosen), self.max_bytes)
+
+    def _stage_local_file(self, path: Path, field: str) -> StagedFile:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError as exc:
+            raise NotFound(f"no file at {str(path)!r}") from exc
+        except OSError as exc:
+            raise _invalid(field, f"cannot read {path.name!r}: {exc.strerror}") from exc
+        with os.fdopen(fd, "rb") as reader:
+            if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
+                raise _invalid(field, f"{path.name!r} is not a regular file")
+            return self.staging.copy(reader, path.name, self.max_bytes)
+
+    # -- an existing URI ---------------------------------------------------------------------
+
+    def stage_uri(self, tenant_id: str, uri: str) -> StagedFile:
+        """Copy an artifact the tenant may read: its own registry artifacts, its own area,
+        the shared read roots, or a remote URI. Another tenant's artifact is "not found"."""
+        key = self.store.key_for_uri(uri)
+        if key is not None:
+            if not key.startswith(self.store.tenant_prefix(tenant_id)) or not self.store.exists(key):
+                raise NotFound(f"artifact {uri!r} not found")
+            with self.store.open(key) as reader:
+                return self.staging.copy(reader, posixpath.basename(key), self.max_bytes)
+        resolved = self.paths.check_data_path(tenant_id, uri, field="artifact_uri")
+        if resolved.local is not None:
+            if resolved.local.is_dir():
+                raise _invalid("artifact_uri", "artifact_uri names a directory; name the model file")
+            return self._stage_local_file(resolved.local, "artifact_uri")
+        fs, path = fsspec.core.url_to_fs(resolved.uri, **dict(self.storage_options))
+        try:
+            reader = fs.open(path, "rb")
+        except FileNotFoundError as exc:
+            raise NotFound(f"artifact {uri!r} not found") from exc
+        with reader:
+            return self.staging.copy(reader, posixpath.basename(path), self.max_bytes)
+
+
+def _choose(job_id: str, files: list[str], artifact_path: str | None) -> str:
+    if artifact_path is not None:
+        wanted = posixpath.normpath(artifact_path.lstrip("/"))
+        if wanted.startswith("..") or wanted not in files:
+            raise _invalid(
+                "artifact_path",
+                f"{artifact_path!r} is not a file in the job's output (files: {_listing(files)})",
+            )
+        return wanted
+    candidates = [f for f in files if posixpath.splitext(f)[1].lower() in MODEL_SUFFIXES]
+    if len(candidates) > 1:
+        non_json = [f for f in candidates if not f.lower().endswith(".json")]
+        candidates = non_json if len(non_json) == 1 else candidates
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise _invalid(
+            "job_id",
+            f"training job {job_id!r}'s output holds no model file "
+            f"(.joblib, .pkl, .skops, .onnx, .json, .ubj); files: {_listing(files)}",
+        )
+    raise _invalid(
+        "artifact_path",
+        f"training job {job_id!r}'s output holds several model files "
+        f"({_listing(candidates)}); choose one with artifact_path",
+    )
+
+
+def _listing(files: list[str]) -> str:
+    shown = ", ".join(files[:10]) or "none"
+    return shown + (f" and {len(files) - 10} more" if len(files) > 10 else "")
