@@ -24,6 +24,7 @@ def install_openapi(app: FastAPI) -> None:
             description=app.description,
             routes=app.routes,
             tags=app.openapi_tags,
+            separate_input_output_schemas=app.separate_input_output_schemas,
         )
         schema.setdefault("components", {}).setdefault("securitySchemes", {})
         # FastAPI documents 422 with its own HTTPValidationError; ours is a Problem

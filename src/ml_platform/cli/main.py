@@ -20,3 +20,7 @@ app.command("server")(server)
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

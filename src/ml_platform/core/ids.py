@@ -24,3 +24,13 @@ def new_id(prefix: str) -> str:
     millis = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")
     return f"{prefix}_{_encode(millis, 10)}{_encode(rand, 16)}"
+
+
+def is_well_formed(candidate: str, prefix: str) -> bool:
+    """Whether ``candidate`` could be an id we issued (cheap check before touching a store)."""
+    body = candidate.removeprefix(prefix + "_")
+    return (
+        len(candidate) == len(prefix) + 27
+        and body != candidate
+        and all(ch in _ALPHABET for ch in body)
+    )

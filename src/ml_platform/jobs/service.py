@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from ml_platform.auth.principal import Principal
 from ml_platform.core.errors import Conflict, NotFound, PermissionDenied
-from ml_platform.core.ids import new_id
+from ml_platform.core.ids import is_well_formed, new_id
 from ml_platform.core.jobs import TERMINAL_STATUSES, JobStatus
 from ml_platform.schemas.jobs import JobListResponse, TrainingJob, TrainingJobSpec
 from ml_platform.store.base import utcnow
@@ -62,6 +62,8 @@ class JobService:
         return to_wire(record)
 
     def get(self, principal: Principal, job_id: str) -> TrainingJob:
+        if not is_well_formed(job_id, "job"):
+            raise job_not_found(job_id)
         with self._db.read() as session:
             record = JobRepository(session, principal.tenant_id).get(job_id)
         if record is None:
@@ -96,6 +98,8 @@ class JobService:
 
     def cancel(self, principal: Principal, job_id: str) -> TrainingJob:
         """Mark the job cancelled; an executor running it stops it (see the scheduler)."""
+        if not is_well_formed(job_id, "job"):
+            raise job_not_found(job_id)
         with self._db.transaction() as session:
             repo = JobRepository(session, principal.tenant_id)
             record = repo.get(job_id)

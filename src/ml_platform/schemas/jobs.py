@@ -6,7 +6,14 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ml_platform.core.jobs import JobStatus
 
@@ -16,6 +23,7 @@ __all__ = [
     "InstanceConfig",
     "JobListResponse",
     "JobStatus",
+    "StatusTransition",
     "TrainingJob",
     "TrainingJobSpec",
 ]
@@ -71,6 +79,26 @@ _SPEC_EXAMPLE: dict[str, Any] = {
 }
 
 
+def _find_nul(value: Any, path: str) -> str | None:
+    """Path of the first string (key or value) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return sub
+            found = _find_nul(item, sub)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _find_nul(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
 class TrainingJobSpec(BaseModel):
     """What the user asked for. `env_vars` is write-only: it is never returned."""
 
@@ -105,6 +133,28 @@ class TrainingJobSpec(BaseModel):
         None,
         description="Optional: the tenant the job is for; must be the caller's own tenant",
     )
+    # Optional additions (v1 compatible): code, limits and retries of the job runtime.
+    source: str | None = Field(
+        None,
+        max_length=71,
+        pattern=r"^(sha256:)?[0-9a-f]{64}$",
+        description="Code package to run the entrypoint from (`sha256:...` from "
+        "`POST /v1/code-packages`)",
+    )
+    max_runtime_seconds: int | None = Field(
+        None, ge=1, le=30 * 24 * 3600, description="Fail the job when it runs longer than this"
+    )
+    max_retries: int = Field(
+        0, ge=0, le=10, description="Retry a failed attempt up to this many times, with backoff"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_bytes(cls, data: Any) -> Any:
+        where = _find_nul(data, "")
+        if where is not None:
+            raise ValueError(f"{where or 'body'}: NUL characters are not allowed")
+        return data
 
     @field_validator("tags")
     @classmethod
@@ -129,6 +179,15 @@ class TrainingJobSpec(BaseModel):
             if "\x00" in value:
                 raise ValueError(f"value of {key!r} contains a NUL byte")
         return env_vars
+
+
+class StatusTransition(BaseModel):
+    """One entry of a job's status history."""
+
+    status: JobStatus
+    at: datetime
+    reason: str | None = None
+    attempt: int | None = None
 
 
 class TrainingJob(BaseModel):
@@ -163,6 +222,27 @@ class TrainingJob(BaseModel):
     error_message: str | None = Field(None, json_schema_extra={"readOnly": True})
     metrics: dict[str, float] = Field(default_factory=dict, json_schema_extra={"readOnly": True})
     resource_usage: dict[str, float] | None = Field(None, json_schema_extra={"readOnly": True})
+    # Optional additions (v1 compatible): why a job waits, and how it got where it is.
+    pending_reason: str | None = Field(
+        None,
+        description="While pending: why the job is not running yet",
+        json_schema_extra={"readOnly": True},
+    )
+    queue_position: int | None = Field(
+        None,
+        description="While pending: how many jobs start before this one",
+        json_schema_extra={"readOnly": True},
+    )
+    attempt: int | None = Field(
+        None,
+        description="The current (or last) attempt, from 1",
+        json_schema_extra={"readOnly": True},
+    )
+    status_history: list[StatusTransition] = Field(
+        default_factory=list,
+        description="Every status transition with its time and reason",
+        json_schema_extra={"readOnly": True},
+    )
 
 
 class JobListResponse(BaseModel):

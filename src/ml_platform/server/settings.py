@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     job_python: str | None = Field(default=None, description="Interpreter for job code")
     shared_read_roots: list[Path] = Field(default_factory=list)
     max_code_package_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    job_retry_backoff_seconds: float = Field(
+        default=5.0, ge=0, description="First retry delay; doubles per attempt, capped at 300 s"
+    )
+    scheduler_enabled: bool = Field(
+        default=True, description="Run the scheduler in this process (one replica wins a lease)"
+    )
+    scheduler_lease_seconds: float = Field(default=15.0, gt=0)
 
     # Registry
     artifact_root: str | None = Field(

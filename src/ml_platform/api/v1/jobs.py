@@ -21,6 +21,11 @@ TAGS_HELP = "Filter by tags: `key1=value1,key2=value2` (a job must carry all of 
 def parse_tag_filter(raw: str | None) -> dict[str, str]:
     if raw is None or raw == "":
         return {}
+    if "\x00" in raw:
+        raise InvalidArgument(
+            "invalid tags filter: NUL characters are not allowed",
+            [FieldViolation("query.tags", "contains a NUL character")],
+        )
     tags: dict[str, str] = {}
     for pair in raw.split(","):
         key, sep, value = pair.partition("=")
