@@ -75,6 +75,7 @@ class ModelRepository:
         self._by_model_name: dict[tuple[str, str], tuple[str, str]] = {}
         self._failed: dict[tuple[str, str], tuple[str, str]] = {}  # -> (model key, reason)
         self._sandboxes: dict[str, SandboxConnection] = {}
+        self._loading: tuple[str, asyncio.Future[LoadedModel]] | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.ready_once = asyncio.Event()
@@ -94,9 +95,23 @@ class ModelRepository:
         self._model_executor.shutdown(wait=False, cancel_futures=True)
         self._load_executor.shutdown(wait=False, cancel_futures=True)
 
-    def apply(self, models: list[ServedModel] | tuple[ServedModel, ...]) -> None:
-        """Adopt a new desired set: removals take effect now, loads in the background."""
+    def apply(
+        self, models: list[ServedModel] | tuple[ServedModel, ...], blamed: dict[str, str] | None = None
+    ) -> None:
+        """Adopt a new desired set: removals take effect now, loads in the background.
+
+        ``blamed`` maps model keys to a reason: models that crashed or hung a process while
+        loading. They are marked failed here and never loaded again.
+        """
         self._desired = {(m.tenant_id, m.deployment): m for m in models}
+        for k, m in self._desired.items():
+            reason = (blamed or {}).get(m.key)
+            if reason is not None and self._failed.get(k, ("", ""))[0] != m.key:
+                self._failed[k] = (m.key, reason)
+                self._live.pop(k, None)
+                self._on_status(m, LoadState.FAILED, reason, os.getpid())
+                if self._loading is not None and self._loading[0] == m.key:
+                    self._loading[1].cancel()
         for k in [k for k in self._live if k not in self._desired]:
             gone = self._live.pop(k)
             self._on_status(gone.served, LoadState.UNLOADED, "", gone.pid)
@@ -188,8 +203,14 @@ class ModelRepository:
 
     async def _load(self, k: tuple[str, str], m: ServedModel) -> None:
         self._on_status(m, LoadState.LOADING, "", os.getpid())
+        fut = asyncio.ensure_future(asyncio.wait_for(self._load_model(m), self._load_timeout))
+        self._loading = (m.key, fut)
         try:
-            loaded = await asyncio.wait_for(self._load_model(m), self._load_timeout)
+            loaded = await fut
+        except asyncio.CancelledError:
+            if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise
+            return  # blamed by the supervisor while we waited; already reported failed
         except (ModelLoadError, TimeoutError) as exc:
             reason = str(exc) if isinstance(exc, ModelLoadError) else (
                 f"timed out loading the model after {self._load_timeout:.0f}s"
@@ -204,6 +225,8 @@ class ModelRepository:
             logger.exception("deployment %s/%s failed to load", m.tenant_id, m.deployment)
             self._on_status(m, LoadState.FAILED, reason, os.getpid())
             return
+        finally:
+            self._loading = None
         if self._desired.get(k) is not m:
             return  # superseded during the load; the loop will pick up the newer one
         self._failed.pop(k, None)
@@ -218,8 +241,13 @@ class ModelRepository:
         runtime = await loop.run_in_executor(self._load_executor, _load_and_warm, m)
         executor = self._model_executor
 
+        dtype = runtime.input_dtype
+
+        def run(rows: FloatArray) -> Prediction:
+            return runtime.predict(rows if rows.dtype == dtype else rows.astype(dtype))
+
         def predict(rows: FloatArray) -> asyncio.Future[Prediction]:
-            return loop.run_in_executor(executor, runtime.predict, rows)
+            return loop.run_in_executor(executor, run, rows)
 
         batcher = Batcher(predict, max_batch_size=m.max_batch_size, max_batch_delay_ms=m.max_batch_delay_ms)
         return LoadedModel(m, batcher, index, runtime.input_dtype, os.getpid())
