@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ml_platform.auth.service import AuthService
 from ml_platform.jobs.service import JobService
+from ml_platform.registry.service import RegistryService
 from ml_platform.server.settings import Settings
 from ml_platform.store.db import Database
 
@@ -16,3 +17,4 @@ class ApiContext:
     db: Database
     auth: AuthService
     jobs: JobService
+    registry: RegistryService | None = None  # the model registry

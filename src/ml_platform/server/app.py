@@ -16,9 +16,11 @@ from ml_platform.api.middleware import RequestContextMiddleware
 from ml_platform.api.openapi import install_openapi, operation_id
 from ml_platform.api.problems import install_problem_handlers
 from ml_platform.api.v1 import jobs as v1_jobs
+from ml_platform.api.v1 import models as v1_models
 from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
 from ml_platform.jobs.service import JobService
+from ml_platform.registry.factory import build_registry
 from ml_platform.server.settings import Settings
 from ml_platform.store.db import Database
 
@@ -33,6 +35,7 @@ Every error is an RFC 9457 problem document (`application/problem+json`) with a 
 
 OPENAPI_TAGS = [
     {"name": "Training jobs", "description": "Submit, list, inspect and cancel training jobs"},
+    {"name": "Models", "description": "Register models, versions and aliases; download artifacts"},
     {"name": "Health", "description": "Liveness and readiness probes"},
 ]
 
@@ -50,7 +53,13 @@ def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
         issuer=settings.jwt_issuer,
         leeway_seconds=settings.jwt_leeway_seconds,
     )
-    return ApiContext(settings=settings, db=db, auth=AuthService(db, tokens), jobs=JobService(db))
+    return ApiContext(
+        settings=settings,
+        db=db,
+        auth=AuthService(db, tokens),
+        jobs=JobService(db),
+        registry=build_registry(settings, db),
+    )
 
 
 def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI:
@@ -88,5 +97,6 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     install_docs(app)
     app.include_router(health.router)
     app.include_router(v1_jobs.router)
+    app.include_router(v1_models.router)
     install_openapi(app)
     return app

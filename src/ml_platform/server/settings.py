@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,6 +82,11 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     allow_pickle: bool = True
+    artifact_storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options for artifact_root (e.g. S3 endpoint_url, key)"
+    )
+    signature_inference_timeout_seconds: float = Field(default=60.0, gt=0)
+    signature_inference_memory_mb: int = Field(default=2048, ge=256)
 
     # Serving
     grpc_host: str = "127.0.0.1"

@@ -1,0 +1,497 @@
+"""v1 model registry: models, versions (job, upload or URI), artifacts and aliases."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ValidationError
+
+from ml_platform.api.deps import ContextDep, JsonBody, PrincipalDep
+from ml_platform.api.responses import AUTHED, problems
+from ml_platform.api.v1.jobs import TAGS_HELP, parse_tag_filter
+from ml_platform.api.v1.model_uploads import read_json_body, stage_multipart
+from ml_platform.core.errors import Unavailable
+from ml_platform.registry.service import RegistryService
+from ml_platform.schemas.jobs import FrameworkType
+from ml_platform.schemas.models import (
+    ALIAS_PATTERN,
+    ARTIFACT_FORMATS,
+    MODEL_NAME_PATTERN,
+    Model,
+    ModelAlias,
+    ModelAliasUpdate,
+    ModelCreate,
+    ModelListResponse,
+    ModelUpdate,
+    ModelVersion,
+    ModelVersionCreate,
+    ModelVersionListResponse,
+)
+
+router = APIRouter(prefix="/v1/models", tags=["Models"])
+
+ModelName = Annotated[
+    str, Path(min_length=1, max_length=63, pattern=MODEL_NAME_PATTERN, description="Model name")
+]
+VersionRef = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="A version number, an alias, or `latest`",
+    ),
+]
+AliasName = Annotated[
+    str, Path(min_length=1, max_length=63, pattern=ALIAS_PATTERN, description="Alias name")
+]
+IfNoneMatch = Annotated[
+    str | None, Header(description="An ETag from an earlier GET: 304 when it still matches")
+]
+IfMatch = Annotated[
+    str | None, Header(description="The alias's current ETag; moving an existing alias needs it")
+]
+
+ETAG_HEADER = {"ETag": {"description": "Entity tag of this representation", "schema": {"type": "string"}}}
+NOT_MODIFIED = {304: {"description": "Not modified: your `If-None-Match` ETag is current"}}
+
+_VERSION_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ModelVersionCreate"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "The artifact"},
+                        "format": {
+                            "type": "string",
+                            "enum": list(ARTIFACT_FORMATS),
+                            "description": "Artifact format; detected when omitted",
+                        },
+                        "signature": {"type": "string", "description": "ModelSignature as JSON"},
+                        "metadata": {"type": "string", "description": "A JSON object"},
+                        "description": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def registry_of(context: Any) -> RegistryService:
+    registry: RegistryService | None = getattr(context, "registry", None)
+    if registry is None:
+        raise Unavailable("the model registry is not configured on this server")
+    return registry
+
+
+def etag_of(model: BaseModel) -> str:
+    return '"' + hashlib.sha256(model.model_dump_json().encode()).hexdigest()[:32] + '"'
+
+
+def _matches(header: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison against an ``If-None-Match`` list (or ``*``)."""
+    if header is None:
+        return False
+    wanted = etag.removeprefix("W/")
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == wanted:
+            return True
+    return False
+
+
+def _cached(response: Response, model: BaseModel, if_none_match: str | None) -> Response | None:
+    etag = etag_of(model)
+    if _matches(if_none_match, etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    response.headers["ETag"] = etag
+    return None
+
+
+def _if_match(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if value == "*":
+        return value
+    return value.removeprefix("W/").strip('"')
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    name="create_model",
+    summary="Create a model",
+    response_model=Model,
+    dependencies=[JsonBody],
+    responses={
+        **problems(400, 409, 413, 415, 422, *AUTHED),
+        201: {
+            "description": "The model, with no versions yet",
+            "headers": ETAG_HEADER,
+            "links": {
+                "GetModel": {"operationId": "get_model", "parameters": {"name": "$response.body#/name"}},
+                "ListModelVersions": {
+                    "operationId": "list_model_versions",
+                    "parameters": {"name": "$response.body#/name"},
+                },
+            },
+        },
+    },
+)
+async def create_model(
+    body: ModelCreate, context: ContextDep, principal: PrincipalDep, response: Response
+) -> Model:
+    """Create a model in your tenant. Names are unique per tenant (409 when taken)."""
+    model = await run_in_threadpool(registry_of(context).create_model, principal, body)
+    response.headers["Location"] = f"/v1/models/{model.name}"
+    response.headers["ETag"] = etag_of(model)
+    return model
+
+
+@router.get(
+    "",
+    name="list_models",
+    summary="List models",
+    response_model=ModelListResponse,
+    responses=problems(422, *AUTHED),
+)
+async def list_models(
+    context: ContextDep,
+    principal: PrincipalDep,
+    framework: Annotated[FrameworkType | None, Query(description="Filter by ML framework")] = None,
+    tags: Annotated[str | None, Query(description=TAGS_HELP, max_length=2048)] = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number")] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
+) -> ModelListResponse:
+    """Your tenant's models, newest first (`created_at desc, id desc`), filtered and paginated."""
+    tag_filter = parse_tag_filter(tags)
+    registry = registry_of(context)
+    return await run_in_threadpool(
+        lambda: registry.search_models(
+            principal,
+            framework=framework.value if framework else None,
+            tags=tag_filter,
+            page=page,
+            page_size=page_size,
+        )
+    )
+
+
+@router.get(
+    "/{name}",
+    name="get_model",
+    summary="Get a model",
+    response_model=Model,
+    responses={**problems(404, 422, *AUTHED), **NOT_MODIFIED, 200: {"description": "The model", "headers": ETAG_HEADER}},
+)
+async def get_model(
+    name: ModelName,
+    context: ContextDep,
+    principal: PrincipalDep,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> Any:
+    """One model of your tenant, with its latest version and aliases. Honours `If-None-Match`."""
+    model = await run_in_threadpool(registry_of(context).get_model, principal, name)
+    return _cached(response, model, if_none_match) or model
+
+
+@router.patch(
+    "/{name}",
+    name="update_model",
+    summary="Update a model",
+    response_model=Model,
+    dependencies=[JsonBody],
+    responses={**problems(400, 404, 415, 422, *AUTHED), 200: {"description": "The model", "headers": ETAG_HEADER}},
+)
+async def update_model(
+    name: ModelName, body: ModelUpdate, context: ContextDep, principal: PrincipalDep, response: Response
+) -> Model:
+    """Change a model's description, tags or framework (only the fields given)."""
+    model = await run_in_threadpool(registry_of(context).update_model, principal, name, body)
+    response.headers["ETag"] = etag_of(model)
+    return model
+
+
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    name="delete_model",
+    summary="Delete a model",
+    response_class=Response,
+    responses=problems(404, 409, 422, *AUTHED),
+)
+async def delete_model(name: ModelName, context: ContextDep, principal: PrincipalDep) -> Response:
+    """Delete a model with all its versions, aliases and artifacts. 409 while it is deployed."""
+    await run_in_threadpool(registry_of(context).delete_model, principal, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- versions --------------------------------------------------------------------------------
+
+
+@router.post(
+    "/{name}/versions",
+    status_code=status.HTTP_201_CREATED,
+    name="create_model_version",
+    summary="Register a model version",
+    response_model=ModelVersion,
+    openapi_extra=_VERSION_BODY,
+    responses={
+        **problems(400, 404, 409, 413, 415, 422, *AUTHED),
+        201: {
+            "description": "The new version (numbers are consecutive per model)",
+            "headers": ETAG_HEADER,
+            "links": {
+                "GetModelVersion": {
+                    "operationId": "get_model_version",
+                    "parameters": {"name": "$response.body#/model", "version": "$response.body#/version"},
+                },
+                "DownloadModelArtifact": {
+                    "operationId": "download_model_artifact",
+                    "parameters": {"name": "$response.body#/model", "version": "$response.body#/version"},
+                },
+            },
+        },
+    },
+)
+async def create_model_version(
+    name: ModelName, request: Request, context: ContextDep, principal: PrincipalDep, response: Response
+) -> ModelVersion:
+    """Create version N+1 from one of:
+
+    * a succeeded training job of your tenant: `{"job_id": "job_..."}` (its output is copied;
+      the version records the job, its hyperparameters and final metrics);
+    * an upload: `multipart/form-data` with a `file` part (streamed, size-limited: 413);
+    * an artifact URI your tenant may read: `{"artifact_uri": "..."}`.
+
+    The format is detected unless given; the signature is inferred for scikit-learn and
+    XGBoost models unless given, by loading the artifact in a sandboxed subprocess.
+    A file that is not a model: 422.
+    """
+    registry = registry_of(context)
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media == "multipart/form-data":
+        await run_in_threadpool(registry.require_model, principal, name)
+        staged, draft = await stage_multipart(request, registry.staging, registry.max_upload_bytes)
+        version = await run_in_threadpool(
+            registry.create_version_from_upload, principal, name, staged, draft
+        )
+    elif media == "application/json" or media.endswith("+json"):
+        raw = await read_json_body(request, context.settings.max_body_bytes)
+        try:
+            body = ModelVersionCreate.model_validate(raw)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            ) from None
+        version = await run_in_threadpool(registry.create_version, principal, name, body)
+    else:
+        raise HTTPException(
+            status_code=415,
+            detail=f"send application/json or multipart/form-data (got {media or 'no content type'!r})",
+        )
+    response.headers["Location"] = f"/v1/models/{name}/versions/{version.version}"
+    response.headers["ETag"] = etag_of(version)
+    return version
+
+
+@router.get(
+    "/{name}/versions",
+    name="list_model_versions",
+    summary="List a model's versions",
+    response_model=ModelVersionListResponse,
+    responses=problems(404, 422, *AUTHED),
+)
+async def list_model_versions(
+    name: ModelName,
+    context: ContextDep,
+    principal: PrincipalDep,
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number")] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
+) -> ModelVersionListResponse:
+    """A model's versions, highest first."""
+    registry = registry_of(context)
+    return await run_in_threadpool(
+        lambda: registry.list_versions(principal, name, page=page, page_size=page_size)
+    )
+
+
+@router.get(
+    "/{name}/versions/{version}",
+    name="get_model_version",
+    summary="Get a model version",
+    response_model=ModelVersion,
+    responses={**problems(404, 422, *AUTHED), **NOT_MODIFIED, 200: {"description": "The version", "headers": ETAG_HEADER}},
+)
+async def get_model_version(
+    name: ModelName,
+    version: VersionRef,
+    context: ContextDep,
+    principal: PrincipalDep,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> Any:
+    """One version, by number, alias (`production`) or `latest`. Honours `If-None-Match`."""
+    found = await run_in_threadpool(registry_of(context).get_version, principal, name, version)
+    return _cached(response, found, if_none_match) or found
+
+
+@router.get(
+    "/{name}/versions/{version}/artifact",
+    name="download_model_artifact",
+    summary="Download a version's artifact",
+    response_class=StreamingResponse,
+    responses={
+        **problems(404, 422, *AUTHED),
+        **NOT_MODIFIED,
+        200: {
+            "description": "The artifact's bytes, streamed; the ETag is its SHA-256",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "headers": ETAG_HEADER,
+        },
+    },
+)
+async def download_model_artifact(
+    name: ModelName,
+    version: VersionRef,
+    context: ContextDep,
+    principal: PrincipalDep,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """The artifact exactly as registered (same SHA-256), streamed."""
+    found, chunks = await run_in_threadpool(registry_of(context).open_artifact, principal, name, version)
+    etag = f'"{found.sha256}"'
+    if _matches(if_none_match, etag):
+        chunks.close()  # type: ignore[attr-defined]
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    filename = found.source.filename or "model"
+    headers = {
+        "ETag": etag,
+        "Content-Length": str(found.size_bytes),
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "X-Content-SHA256": found.sha256,
+        "Cache-Control": "private, max-age=31536000, immutable",
+    }
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
+
+
+@router.delete(
+    "/{name}/versions/{version}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    name="delete_model_version",
+    summary="Delete a model version",
+    response_class=Response,
+    responses=problems(404, 409, 422, *AUTHED),
+)
+async def delete_model_version(
+    name: ModelName, version: VersionRef, context: ContextDep, principal: PrincipalDep
+) -> Response:
+    """Delete one version (by number) and its artifact. 409 while deployed or aliased.
+
+    Its number is never reused.
+    """
+    await run_in_threadpool(registry_of(context).delete_version, principal, name, version)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- aliases ---------------------------------------------------------------------------------
+
+
+@router.get(
+    "/{name}/aliases/{alias}",
+    name="get_model_alias",
+    summary="Get a model alias",
+    response_model=ModelAlias,
+    responses={**problems(404, 422, *AUTHED), **NOT_MODIFIED, 200: {"description": "The alias", "headers": ETAG_HEADER}},
+)
+async def get_model_alias(
+    name: ModelName,
+    alias: AliasName,
+    context: ContextDep,
+    principal: PrincipalDep,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> Any:
+    """Where an alias points; `latest` is implicit (the highest version). Send its ETag
+    back in `If-Match` to move it."""
+    result = await run_in_threadpool(registry_of(context).get_alias, principal, name, alias)
+    etag = f'"{result.etag}"'
+    if _matches(if_none_match, etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    response.headers["ETag"] = etag
+    return result.alias
+
+
+@router.put(
+    "/{name}/aliases/{alias}",
+    name="set_model_alias",
+    summary="Create or move a model alias",
+    response_model=ModelAlias,
+    dependencies=[JsonBody],
+    responses={
+        **problems(400, 404, 412, 415, 422, *AUTHED),
+        200: {"description": "The alias, moved", "headers": ETAG_HEADER},
+        201: {"description": "The alias, created", "headers": ETAG_HEADER},
+    },
+)
+async def set_model_alias(
+    name: ModelName,
+    alias: AliasName,
+    body: ModelAliasUpdate,
+    context: ContextDep,
+    principal: PrincipalDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ModelAlias:
+    """Point an alias (`production`, `staging`, ...) at a version.
+
+    Creating one needs no header. Moving an existing one needs `If-Match` with the ETag
+    from your last GET: when someone moved it meanwhile, 412 (nothing changes).
+    """
+    registry = registry_of(context)
+    result = await run_in_threadpool(
+        lambda: registry.set_alias(principal, name, alias, body.version, if_match=_if_match(if_match))
+    )
+    response.headers["ETag"] = f'"{result.etag}"'
+    if result.created:
+        response.status_code = status.HTTP_201_CREATED
+    return result.alias
+
+
+@router.delete(
+    "/{name}/aliases/{alias}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    name="delete_model_alias",
+    summary="Delete a model alias",
+    response_class=Response,
+    responses=problems(404, 412, 422, *AUTHED),
+)
+async def delete_model_alias(
+    name: ModelName,
+    alias: AliasName,
+    context: ContextDep,
+    principal: PrincipalDep,
+    if_match: IfMatch = None,
+) -> Response:
+    """Remove an alias (its version stays). With `If-Match`, only if unchanged (else 412)."""
+    registry = registry_of(context)
+    await run_in_threadpool(
+        lambda: registry.delete_alias(principal, name, alias, if_match=_if_match(if_match))
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+

@@ -1,0 +1,1 @@
+"""The model registry: models, versions, aliases and the artifact store."""

@@ -1,0 +1,48 @@
+"""Builds the registry service from ``Settings`` (called by the composition root)."""
+
+from __future__ import annotations
+
+from ml_platform.jobs.paths import PathPolicy
+from ml_platform.registry.artifacts import ArtifactStore
+from ml_platform.registry.deployments import DeploymentLookup
+from ml_platform.registry.service import RegistryService
+from ml_platform.registry.signature import SignatureInspector
+from ml_platform.registry.sources import Sources
+from ml_platform.registry.staging import StagingArea
+from ml_platform.server.settings import Settings
+from ml_platform.store.db import Database
+
+
+def artifact_store(settings: Settings) -> ArtifactStore:
+    root = settings.artifact_root or str((settings.data_dir / "artifacts").resolve())
+    return ArtifactStore(root, settings.artifact_storage_options)
+
+
+def build_registry(
+    settings: Settings, db: Database, deployments: DeploymentLookup | None = None
+) -> RegistryService:
+    store = artifact_store(settings)
+    staging = StagingArea((settings.data_dir / "tmp" / "registry").resolve())
+    sources = Sources(
+        store=store,
+        staging=staging,
+        paths=PathPolicy(settings.data_dir, settings.shared_read_roots),
+        max_bytes=settings.max_upload_bytes,
+        storage_options=settings.artifact_storage_options,
+    )
+    inspector = SignatureInspector(
+        timeout_seconds=settings.signature_inference_timeout_seconds,
+        memory_mb=settings.signature_inference_memory_mb,
+        job_user=settings.job_user,
+        python=None,
+        allow_pickle=settings.allow_pickle,
+    )
+    return RegistryService(
+        db,
+        store,
+        staging,
+        sources,
+        inspector,
+        max_upload_bytes=settings.max_upload_bytes,
+        deployments=deployments,
+    )
