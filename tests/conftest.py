@@ -113,6 +113,8 @@ def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Set
         "jwt_secret": TEST_JWT_SECRET,
         "port": 0,
         "grpc_port": 0,
+        # API tests see jobs stay pending; tests/jobs start platforms with the scheduler on.
+        "scheduler_enabled": False,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ml_platform.auth.service import AuthService
+from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.service import JobService
 from ml_platform.registry.service import RegistryService
 from ml_platform.server.settings import Settings
@@ -17,4 +18,5 @@ class ApiContext:
     db: Database
     auth: AuthService
     jobs: JobService
+    engine: JobEngine | None = None  # the job runtime (scheduler, executors, logs, metrics)
     registry: RegistryService | None = None  # the model registry

@@ -95,6 +95,11 @@ class CodePackageStore:
         (home / "owners" / tenant_id).touch(exist_ok=True)
         return self._describe(digest)
 
+    def exists(self, tenant_id: str, data: bytes) -> bool:
+        """Whether ``tenant_id`` already uploaded exactly these bytes."""
+        digest = hashlib.sha256(data).hexdigest()
+        return (self._root / digest / "owners" / _safe_name(tenant_id)).exists()
+
     def get(self, tenant_id: str, package_id: str) -> CodePackage:
         digest = parse_package_id(package_id)
         if not (self._root / digest / "owners" / _safe_name(tenant_id)).exists():

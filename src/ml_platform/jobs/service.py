@@ -8,6 +8,7 @@ from ml_platform.auth.principal import Principal
 from ml_platform.core.errors import Conflict, NotFound, PermissionDenied
 from ml_platform.core.ids import is_well_formed, new_id
 from ml_platform.core.jobs import TERMINAL_STATUSES, JobStatus
+from ml_platform.jobs.engine import JobEngine
 from ml_platform.schemas.jobs import JobListResponse, TrainingJob, TrainingJobSpec
 from ml_platform.store.base import utcnow
 from ml_platform.store.db import Database
@@ -38,14 +39,22 @@ def job_not_found(job_id: str) -> NotFound:
 
 
 class JobService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, engine: JobEngine | None = None) -> None:
         self._db = db
+        self._engine = engine  # the job runtime: submit-time checks, scheduling, extras
 
     def submit(self, principal: Principal, spec: TrainingJobSpec) -> TrainingJob:
         if spec.tenant_id is not None and spec.tenant_id != principal.tenant_id:
             raise PermissionDenied(
                 f"cannot create jobs for tenant {spec.tenant_id!r}: "
                 f"your credentials belong to tenant {principal.tenant_id!r}"
+            )
+        if self._engine is not None:
+            self._engine.validate_submission(
+                principal.tenant_id,
+                data_path=spec.data_path,
+                output_path=spec.output_path,
+                source=spec.source,
             )
         stored = spec.model_dump(mode="json")  # env_vars is excluded; stored apart below
         stored["tenant_id"] = principal.tenant_id
@@ -59,6 +68,9 @@ class JobService:
                 tags=spec.tags,
                 created_by=principal.name,
             )
+        if self._engine is not None:
+            self._engine.job_changed(record.id)
+            return self._engine.decorate(principal.tenant_id, [to_wire(record)])[0]
         return to_wire(record)
 
     def get(self, principal: Principal, job_id: str) -> TrainingJob:
@@ -68,6 +80,8 @@ class JobService:
             record = JobRepository(session, principal.tenant_id).get(job_id)
         if record is None:
             raise job_not_found(job_id)
+        if self._engine is not None:
+            return self._engine.decorate(principal.tenant_id, [to_wire(record)])[0]
         return to_wire(record)
 
     def search(
@@ -88,8 +102,11 @@ class JobService:
                 offset=(page - 1) * page_size,
                 limit=page_size,
             )
+        jobs = [to_wire(r) for r in result.items]
+        if self._engine is not None:
+            jobs = self._engine.decorate(principal.tenant_id, jobs)
         return JobListResponse(
-            jobs=[to_wire(r) for r in result.items],
+            jobs=jobs,
             total=result.total,
             page=page,
             page_size=page_size,
@@ -118,4 +135,7 @@ class JobService:
                 raise Conflict(f"training job {job_id!r} finished while being cancelled")
             updated = repo.get(job_id)
         assert updated is not None
+        if self._engine is not None:
+            self._engine.job_changed(job_id)
+            return self._engine.decorate(principal.tenant_id, [to_wire(updated)])[0]
         return to_wire(updated)

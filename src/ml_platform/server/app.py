@@ -15,10 +15,13 @@ from ml_platform.api.docs import install_docs
 from ml_platform.api.middleware import RequestContextMiddleware
 from ml_platform.api.openapi import install_openapi, operation_id
 from ml_platform.api.problems import install_problem_handlers
+from ml_platform.api.v1 import code_packages as v1_code_packages
+from ml_platform.api.v1 import job_runtime as v1_job_runtime
 from ml_platform.api.v1 import jobs as v1_jobs
 from ml_platform.api.v1 import models as v1_models
 from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
+from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.service import JobService
 from ml_platform.registry.factory import build_registry
 from ml_platform.server.settings import Settings
@@ -35,6 +38,7 @@ Every error is an RFC 9457 problem document (`application/problem+json`) with a 
 
 OPENAPI_TAGS = [
     {"name": "Training jobs", "description": "Submit, list, inspect and cancel training jobs"},
+    {"name": "Code packages", "description": "Upload training code to run in jobs"},
     {"name": "Models", "description": "Register models, versions and aliases; download artifacts"},
     {"name": "Health", "description": "Liveness and readiness probes"},
 ]
@@ -53,12 +57,14 @@ def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
         issuer=settings.jwt_issuer,
         leeway_seconds=settings.jwt_leeway_seconds,
     )
+    engine = JobEngine(settings, db)
     return ApiContext(
         settings=settings,
         db=db,
         auth=AuthService(db, tokens),
-        jobs=JobService(db),
+        jobs=JobService(db, engine),
         registry=build_registry(settings, db),
+        engine=engine,
     )
 
 
@@ -73,7 +79,13 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
                 "USING THE BUILT-IN DEVELOPMENT JWT SECRET: tokens can be forged by anyone. "
                 "Set ML_PLATFORM_JWT_SECRET before exposing this server."
             )
-        yield
+        if context.engine is not None:
+            await context.engine.start()
+        try:
+            yield
+        finally:
+            if context.engine is not None:
+                await context.engine.stop()
 
     app = FastAPI(
         title="ml-platform",
@@ -98,5 +110,7 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     app.include_router(health.router)
     app.include_router(v1_jobs.router)
     app.include_router(v1_models.router)
+    app.include_router(v1_job_runtime.router)
+    app.include_router(v1_code_packages.router)
     install_openapi(app)
     return app

@@ -103,6 +103,9 @@ class LocalExecutor:
         self._logs = logs
         self._on_metrics = on_metrics
         self._python = python or sys.executable
+        self._foreign_python = python is not None and Path(python).resolve() != Path(
+            sys.executable
+        ).resolve()
         self._grace = cancel_grace_seconds
         self._sample_interval = sample_interval
         self._runs: dict[str, _Run] = {}
@@ -239,6 +242,18 @@ class LocalExecutor:
         output.mkdir()
         home.mkdir()
         metrics_file.touch(mode=0o600)
+        pythonpath = _RUNTIME_ROOT
+        if self._foreign_python:
+            # Another interpreter may lack the SDK's dependencies: give it only the runtime
+            # (pure standard library) under a bare ``ml_platform`` package.
+            lib = run.work / "lib"
+            shutil.copytree(
+                Path(_RUNTIME_ROOT) / "ml_platform" / "runtime",
+                lib / "ml_platform" / "runtime",
+                ignore=shutil.ignore_patterns("__pycache__"),
+            )
+            (lib / "ml_platform" / "__init__.py").write_text("")
+            pythonpath = str(lib)
         data_path = launch.data_path
         if self._user is not None:
             data_path = self._stage_input(run, data_path)
@@ -252,7 +267,7 @@ class LocalExecutor:
                 "HOME": str(home),
                 "LANG": "C.UTF-8",
                 "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": _RUNTIME_ROOT,
+                "PYTHONPATH": pythonpath,
                 "ML_PLATFORM_JOB_ID": launch.job_id,
                 "ML_PLATFORM_DATA_PATH": data_path,
                 "ML_PLATFORM_OUTPUT_DIR": str(output),

@@ -1,0 +1,229 @@
+"""The job runtime, assembled from settings: executor, scheduler, logs, metrics, packages.
+
+``JobEngine`` is built once by the composition root and started in the app's lifespan. The
+REST adapters read logs, metrics and status history through it; ``JobService`` asks it to
+validate submissions (paths, code package) and to wake the scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from ml_platform.core.errors import FieldViolation, InvalidArgument, NotFound
+from ml_platform.core.jobs import JobStatus
+from ml_platform.jobs.code_packages import CodePackageLimits, CodePackageStore
+from ml_platform.jobs.executors.base import Executor
+from ml_platform.jobs.logs import LogStore
+from ml_platform.jobs.metrics import MetricPoint
+from ml_platform.jobs.paths import PathPolicy
+from ml_platform.jobs.scheduler import Capacity, Scheduler
+from ml_platform.jobs.signals import JobSignals
+from ml_platform.schemas.jobs import StatusTransition, TrainingJob
+from ml_platform.server.settings import ExecutorKind, Settings
+from ml_platform.store.db import Database
+from ml_platform.store.job_runtime import (
+    JobEventRecord,
+    JobRuntimeRepository,
+    MetricRecord,
+    RuntimeRecord,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobExtras:
+    """What the runtime adds to a job's wire representation."""
+
+    runtime: RuntimeRecord | None
+    events: list[JobEventRecord]
+
+
+def node_capacity(settings: Settings) -> Capacity:
+    memory = settings.node_memory_gb
+    if memory is None:
+        memory = int(psutil.virtual_memory().total // (1024**3)) or 1
+    return Capacity(
+        cpu_cores=float(settings.node_cpu_cores), memory_gb=float(memory), gpus=settings.node_gpus
+    )
+
+
+class JobEngine:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        data_dir = Path(settings.data_dir).resolve()
+        self.logs = LogStore(data_dir / "jobs")
+        self.packages = CodePackageStore(
+            data_dir / "code-packages",
+            CodePackageLimits(max_archive_bytes=settings.max_code_package_bytes),
+        )
+        self.paths = PathPolicy(data_dir, list(settings.shared_read_roots))
+        self.signals = JobSignals()
+        self.executor = self._build_executor(data_dir)
+        self.scheduler: Scheduler | None = None
+        if settings.scheduler_enabled:
+            self.scheduler = Scheduler(
+                db=db,
+                executor=self.executor,
+                logs=self.logs,
+                packages=self.packages,
+                paths=self.paths,
+                capacity=node_capacity(settings),
+                tenant_max_concurrent_jobs=settings.tenant_max_concurrent_jobs,
+                interval_seconds=settings.scheduler_interval_seconds,
+                retry_backoff_seconds=settings.job_retry_backoff_seconds,
+                lease_seconds=settings.scheduler_lease_seconds,
+                on_change=self.signals.fire,
+            )
+
+    def _build_executor(self, data_dir: Path) -> Executor:
+        settings = self.settings
+        if settings.executor is ExecutorKind.RAY:
+            from ml_platform.jobs.executors.ray import RayExecutor
+
+            if not settings.ray_address:
+                raise ValueError("ML_PLATFORM_EXECUTOR=ray needs ML_PLATFORM_RAY_ADDRESS")
+            return RayExecutor(
+                address=settings.ray_address,
+                jobs_dir=data_dir / "jobs",
+                logs=self.logs,
+                on_metrics=self.record_metrics,
+            )
+        from ml_platform.jobs.executors.local import LocalExecutor
+
+        return LocalExecutor(
+            jobs_dir=data_dir / "jobs",
+            logs=self.logs,
+            on_metrics=self.record_metrics,
+            python=settings.job_python,
+            job_user=settings.job_user,
+            cancel_grace_seconds=settings.cancel_grace_seconds,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.start()
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        else:
+            await self.executor.aclose()
+
+    # -- hooks for JobService (called from worker threads) -------------------------------------
+
+    def validate_submission(
+        self, tenant_id: str, *, data_path: str, output_path: str, source: str | None
+    ) -> None:
+        """422 at submit time for paths outside the tenant's roots or an unknown package."""
+        violations: list[FieldViolation] = []
+        for check in (
+            lambda: self.paths.check_data_path(tenant_id, data_path),
+            lambda: self.paths.check_output_path(tenant_id, output_path),
+        ):
+            try:
+                check()
+            except InvalidArgument as exc:
+                violations.extend(exc.violations)
+        if source is not None:
+            try:
+                self.packages.get(tenant_id, source)
+            except (NotFound, InvalidArgument):
+                violations.append(
+                    FieldViolation("source", f"code package {source!r} not found")
+                )
+        if violations:
+            summary = "; ".join(f"{v.field}: {v.message}" for v in violations)
+            raise InvalidArgument(summary, violations)
+        self.paths.ensure_tenant_root(tenant_id)
+
+    def job_changed(self, job_id: str) -> None:
+        """A job was submitted or cancelled: schedule now, wake listeners."""
+        if self.scheduler is not None:
+            self.scheduler.wake()
+        self.signals.fire(job_id)
+        self.logs.notify(job_id)
+
+    # -- metrics ----------------------------------------------------------------------------------
+
+    async def record_metrics(self, job_id: str, points: Sequence[MetricPoint]) -> None:
+        rows = [(p.name, p.step, p.value, p.timestamp) for p in points]
+        await asyncio.to_thread(self._store_metrics, job_id, rows)
+        self.signals.fire(job_id)
+
+    def _store_metrics(self, job_id: str, rows: list[tuple[str, int | None, float, object]]) -> None:
+        tenant = self.scheduler.tenant_of(job_id) if self.scheduler else None
+        with self.db.transaction() as session:
+            repo = JobRuntimeRepository(session)
+            if tenant is None:
+                job = repo.job(job_id)
+                if job is None:
+                    return
+                tenant = job.tenant_id
+            repo.add_metrics(job_id, tenant, rows)  # type: ignore[arg-type]
+
+    # -- tenant-scoped reads for the API (sync: call from a worker thread) ----------------------
+
+    def extras(self, tenant_id: str, job_ids: Sequence[str]) -> dict[str, JobExtras]:
+        with self.db.read() as session:
+            repo = JobRuntimeRepository(session)
+            runtimes = repo.runtime_for(tenant_id, job_ids)
+            events = repo.events_for(tenant_id, job_ids)
+        return {
+            job_id: JobExtras(runtimes.get(job_id), events.get(job_id, [])) for job_id in job_ids
+        }
+
+    def decorate(self, tenant_id: str, jobs: list[TrainingJob]) -> list[TrainingJob]:
+        """Add status history, attempt and (while pending) reason and queue position."""
+        extras = self.extras(tenant_id, [job.id for job in jobs])
+        return [_decorated(job, extras[job.id]) for job in jobs]
+
+    def status(self, tenant_id: str, job_id: str) -> JobStatus:
+        """The job's status; ``NotFound`` for a missing job or another tenant's."""
+        with self.db.read() as session:
+            status = JobRuntimeRepository(session).job_status(tenant_id, job_id)
+        if status is None:
+            raise NotFound(f"training job {job_id!r} not found")
+        return status
+
+    def metric_history(
+        self, tenant_id: str, job_id: str, *, name: str | None, after_id: int, limit: int
+    ) -> list[MetricRecord]:
+        with self.db.read() as session:
+            return JobRuntimeRepository(session).metric_history(
+                tenant_id, job_id, name=name, after_id=after_id, limit=limit
+            )
+
+
+def _decorated(job: TrainingJob, extras: JobExtras) -> TrainingJob:
+    history = [StatusTransition(status=JobStatus.PENDING, at=job.created_at, reason="submitted")]
+    history += [
+        StatusTransition(status=e.status, at=e.created_at, reason=e.reason, attempt=e.attempt)
+        for e in extras.events
+    ]
+    if history[-1].status is not job.status:  # e.g. cancelled through the API while pending
+        at = job.completed_at or job.started_at or job.created_at
+        history.append(StatusTransition(status=job.status, at=at, reason=job.error_message))
+    runtime = extras.runtime
+    pending = job.status is JobStatus.PENDING
+    return job.model_copy(
+        update={
+            "status_history": history,
+            "attempt": runtime.attempt if runtime and runtime.attempt else None,
+            "pending_reason": (
+                (runtime.pending_reason if runtime else None) or "queued: waiting for the scheduler"
+            )
+            if pending
+            else None,
+            "queue_position": (runtime.queue_position if runtime else None) if pending else None,
+        }
+    )

@@ -1,0 +1,550 @@
+"""The scheduler: turns pending jobs into running ones, watches them, records how they end.
+
+- **One scheduler** across API replicas: a lease row (``scheduler_leases``) renewed every tick;
+  only its holder starts jobs. A replica that takes over runs recovery first.
+- **Admission**: a job starts when the node's free capacity (CPU cores, memory, GPUs) covers
+  its ``compute`` request and its tenant runs fewer than ``tenant_max_concurrent_jobs``.
+  FIFO within a tenant (its oldest job goes first; a head that does not fit blocks the
+  tenant, so big jobs are not starved), fair across tenants (the tenant running the fewest
+  jobs is served first). A request larger than the whole node is *unschedulable*: it waits
+  with that reason and blocks no one.
+- **Transitions** are compare-and-set in SQL and recorded in the status history with a reason.
+- **Retries**: a failed attempt with retries left goes back to ``pending`` after a backoff
+  (``job_retry_backoff_seconds`` doubling per attempt, capped at 300 s); each attempt is
+  visible in the history and the log.
+- **Why pending**: every tick writes each pending job's reason and queue position.
+- **Recovery** (start-up or take-over): every ``running`` job not watched here is handed to
+  the executor's ``recover``: re-adopted, or failed with a clear reason (or retried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ml_platform.core.errors import PlatformError
+from ml_platform.core.ids import new_id
+from ml_platform.core.jobs import JobStatus
+from ml_platform.jobs.code_packages import CodePackageStore
+from ml_platform.jobs.executors.base import Executor, JobLaunch, JobOutcome
+from ml_platform.jobs.logs import LogStore
+from ml_platform.jobs.paths import PathPolicy
+from ml_platform.store.base import utcnow
+from ml_platform.store.db import Database
+from ml_platform.store.job_runtime import JobRuntimeRepository, RuntimeRecord
+from ml_platform.store.records import JobRecord
+
+logger = logging.getLogger(__name__)
+
+LEASE_NAME = "job-scheduler"
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Capacity:
+    cpu_cores: float
+    memory_gb: float
+    gpus: int
+
+    def fits(self, other: Capacity) -> bool:
+        return (
+            other.cpu_cores <= self.cpu_cores
+            and other.memory_gb <= self.memory_gb
+            and other.gpus <= self.gpus
+        )
+
+    def minus(self, other: Capacity) -> Capacity:
+        return Capacity(
+            self.cpu_cores - other.cpu_cores, self.memory_gb - other.memory_gb,
+            self.gpus - other.gpus,
+        )
+
+
+def job_request(spec: dict[str, Any]) -> Capacity:
+    compute = spec.get("compute") or {}
+    return Capacity(
+        cpu_cores=float(compute.get("cpu_cores") or 0),
+        memory_gb=float(compute.get("memory_gb") or 0),
+        gpus=int(compute.get("gpu_count") or 0),
+    )
+
+
+def _plural(count: float, noun: str) -> str:
+    value = f"{count:g}"
+    return f"{value} {noun}" if count == 1 else f"{value} {noun}s"
+
+
+def unschedulable_reason(request: Capacity, node: Capacity) -> str | None:
+    if request.gpus > node.gpus:
+        return (
+            f"waiting for {_plural(request.gpus, 'GPU')}: this platform has "
+            f"{node.gpus:g} (unschedulable)"
+        )
+    if request.cpu_cores > node.cpu_cores:
+        return (
+            f"waiting for {_plural(request.cpu_cores, 'CPU core')}: this platform has "
+            f"{node.cpu_cores:g} (unschedulable)"
+        )
+    if request.memory_gb > node.memory_gb:
+        return (
+            f"waiting for {request.memory_gb:g} GB of memory: this platform has "
+            f"{node.memory_gb:g} GB (unschedulable)"
+        )
+    return None
+
+
+def capacity_reason(request: Capacity, free: Capacity) -> str:
+    parts = []
+    if request.cpu_cores > free.cpu_cores:
+        parts.append(f"{request.cpu_cores:g} CPU cores ({max(free.cpu_cores, 0):g} free)")
+    if request.memory_gb > free.memory_gb:
+        parts.append(f"{request.memory_gb:g} GB memory ({max(free.memory_gb, 0):g} GB free)")
+    if request.gpus > free.gpus:
+        parts.append(f"{request.gpus} GPUs ({max(free.gpus, 0)} free)")
+    return "waiting for capacity: needs " + ", ".join(parts)
+
+
+@dataclass
+class _Active:
+    job_id: str
+    tenant_id: str
+    attempt: int
+    max_retries: int
+    task: asyncio.Task[None] | None = None
+    cancelling: bool = False
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        executor: Executor,
+        logs: LogStore,
+        packages: CodePackageStore,
+        paths: PathPolicy,
+        capacity: Capacity,
+        tenant_max_concurrent_jobs: int,
+        interval_seconds: float = 0.5,
+        retry_backoff_seconds: float = 5.0,
+        lease_seconds: float = 15.0,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
+        self._db = db
+        self._executor = executor
+        self._logs = logs
+        self._packages = packages
+        self._paths = paths
+        self._capacity = capacity
+        self._tenant_limit = tenant_max_concurrent_jobs
+        self._interval = interval_seconds
+        self._backoff = retry_backoff_seconds
+        self._lease_seconds = lease_seconds
+        self._on_change = on_change or (lambda _job_id: None)
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{new_id('sch')}"
+        self._active: dict[str, _Active] = {}
+        self._leader = False
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._pending_info: dict[str, tuple[str, str | None, int | None]] = {}
+
+    @property
+    def capacity(self) -> Capacity:
+        return self._capacity
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader
+
+    def tenant_of(self, job_id: str) -> str | None:
+        active = self._active.get(job_id)
+        return active.tenant_id if active else None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="job-scheduler")
+
+    async def stop(self, *, stop_jobs: bool = True) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if stop_jobs:
+            await self._executor.aclose()
+            tasks = [a.task for a in self._active.values() if a.task is not None]
+            if tasks:
+                await asyncio.wait(tasks, timeout=30)
+        if self._leader:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._release)
+
+    def wake(self) -> None:
+        """Ask for a tick now; callable from any thread."""
+        loop, event = self._loop, self._wake
+        if loop is None or event is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(event.set)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("scheduler tick failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+
+    async def tick(self) -> None:
+        leader = await asyncio.to_thread(self._acquire)
+        if not leader:
+            if self._leader:
+                logger.warning("scheduler lease lost; another replica schedules now")
+            self._leader = False
+            return
+        if not self._leader:
+            self._leader = True
+            logger.info("this process holds the scheduler lease (%s)", self._holder)
+            await self._recover()
+        await self._check_cancellations()
+        await self._dispatch()
+
+    # -- database helpers (run in threads) ------------------------------------------------------
+
+    def _acquire(self) -> bool:
+        with self._db.transaction() as session:
+            return JobRuntimeRepository(session).acquire_lease(
+                LEASE_NAME, self._holder, self._lease_seconds
+            )
+
+    def _release(self) -> None:
+        with self._db.transaction() as session:
+            JobRuntimeRepository(session).release_lease(LEASE_NAME, self._holder)
+
+    def _snapshot(
+        self,
+    ) -> tuple[
+        list[tuple[JobRecord, RuntimeRecord | None]], list[tuple[JobRecord, RuntimeRecord | None]]
+    ]:
+        with self._db.read() as session:
+            repo = JobRuntimeRepository(session)
+            return repo.jobs_with_status(JobStatus.PENDING), repo.jobs_with_status(
+                JobStatus.RUNNING
+            )
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        _, running = await asyncio.to_thread(self._snapshot)
+        for job, runtime in running:
+            if job.id in self._active:
+                continue
+            attempt = runtime.attempt if runtime else 1
+            active = _Active(job.id, job.tenant_id, attempt, int(job.spec.get("max_retries") or 0))
+            if runtime is None or runtime.handle is None:
+                outcome: JobOutcome | None = JobOutcome(
+                    JobStatus.FAILED,
+                    "the server stopped while the job was starting; it never ran",
+                )
+            elif runtime.executor != self._executor.name:
+                outcome = JobOutcome(
+                    JobStatus.FAILED,
+                    f"the job ran on the {runtime.executor!r} executor, which this server "
+                    f"no longer uses ({self._executor.name!r})",
+                )
+            else:
+                try:
+                    outcome = await self._executor.recover(job.id, runtime.handle)
+                except Exception as exc:
+                    logger.exception("recovering job %s failed", job.id)
+                    outcome = JobOutcome(JobStatus.FAILED, f"could not recover the job: {exc}")
+            self._active[job.id] = active
+            if outcome is None:
+                logger.info("re-adopted running job %s", job.id)
+                active.task = asyncio.create_task(self._watch(active))
+            else:
+                await self._finish(active, outcome)
+
+    # -- cancellation --------------------------------------------------------------------------
+
+    async def _check_cancellations(self) -> None:
+        candidates = [a for a in self._active.values() if not a.cancelling]
+        if not candidates:
+            return
+        ids = [a.job_id for a in candidates]
+        statuses = await asyncio.to_thread(self._statuses, ids)
+        for active in candidates:
+            status = statuses.get(active.job_id)
+            if status is not None and status is not JobStatus.RUNNING:
+                active.cancelling = True
+                self._logs.append(active.job_id, f"job is {status.value}: stopping it", "system")
+                asyncio.create_task(self._executor.cancel(active.job_id))
+
+    def _statuses(self, ids: list[str]) -> dict[str, JobStatus]:
+        with self._db.read() as session:
+            return JobRuntimeRepository(session).statuses(ids)
+
+    # -- admission -------------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        pending, running = await asyncio.to_thread(self._snapshot)
+        now = utcnow()
+        free = self._capacity
+        running_per_tenant: dict[str, int] = {}
+        for job, _ in running:
+            free = free.minus(job_request(job.spec))
+            running_per_tenant[job.tenant_id] = running_per_tenant.get(job.tenant_id, 0) + 1
+
+        queues: dict[str, list[tuple[JobRecord, RuntimeRecord | None]]] = {}
+        info: dict[str, tuple[str, str | None, int | None]] = {}
+        for job, runtime in pending:
+            if runtime is not None and runtime.not_before is not None and runtime.not_before > now:
+                when = runtime.not_before.isoformat(timespec="seconds").replace("+00:00", "Z")
+                info[job.id] = (
+                    job.tenant_id,
+                    f"retrying after a failed attempt: attempt {runtime.attempt + 1} starts "
+                    f"at {when}",
+                    None,
+                )
+                continue
+            queues.setdefault(job.tenant_id, []).append((job, runtime))
+
+        to_start: list[tuple[JobRecord, RuntimeRecord | None]] = []
+        blocked: dict[str, str] = {}
+        while True:
+            open_tenants = [t for t, q in queues.items() if q and t not in blocked]
+            if not open_tenants:
+                break
+            tenant = min(
+                open_tenants,
+                key=lambda t: (running_per_tenant.get(t, 0), queues[t][0][0].created_at),
+            )
+            job, runtime = queues[tenant][0]
+            request = job_request(job.spec)
+            reason = unschedulable_reason(request, self._capacity)
+            if reason is not None:
+                queues[tenant].pop(0)
+                info[job.id] = (tenant, reason, None)
+                continue
+            count = running_per_tenant.get(tenant, 0)
+            if count >= self._tenant_limit:
+                blocked[tenant] = (
+                    f"tenant quota: {count} of {self._tenant_limit} concurrent jobs running"
+                )
+                continue
+            if not free.fits(request):
+                blocked[tenant] = capacity_reason(request, free)
+                continue
+            queues[tenant].pop(0)
+            free = free.minus(request)
+            running_per_tenant[tenant] = count + 1
+            to_start.append((job, runtime))
+
+        # Queue positions: the remaining jobs in round-robin order across tenants.
+        order: list[tuple[int, datetime, str, JobRecord]] = []
+        for tenant, queue in queues.items():
+            for rank, (job, _) in enumerate(queue):
+                order.append((rank, queue[0][0].created_at, tenant, job))
+        order.sort(key=lambda item: (item[0], item[1], item[2]))
+        for position, (rank, _, tenant, job) in enumerate(order):
+            if rank == 0 and tenant in blocked:
+                reason = blocked[tenant]
+            elif position == 0:
+                reason = "queued: next to start"
+            else:
+                reason = f"queued: {position} job{'s' if position != 1 else ''} ahead"
+            info[job.id] = (tenant, reason, position)
+
+        changed = {k: v for k, v in info.items() if self._pending_info.get(k) != v}
+        if changed:
+            await asyncio.to_thread(self._write_pending_info, changed)
+            for job_id in changed:
+                self._on_change(job_id)
+        self._pending_info = info
+        for job, runtime in to_start:
+            await self._start(job, runtime)
+
+    def _write_pending_info(self, info: dict[str, tuple[str, str | None, int | None]]) -> None:
+        with self._db.transaction() as session:
+            JobRuntimeRepository(session).set_pending_info(info)
+
+    # -- starting and finishing -------------------------------------------------------------------
+
+    async def _start(self, job: JobRecord, runtime: RuntimeRecord | None) -> None:
+        attempt = (runtime.attempt if runtime else 0) + 1
+        active = _Active(job.id, job.tenant_id, attempt, int(job.spec.get("max_retries") or 0))
+        try:
+            launch = await asyncio.to_thread(self._launch_for, job, attempt)
+        except PlatformError as exc:
+            started = await asyncio.to_thread(self._mark_running, job, attempt)
+            if started:
+                self._active[job.id] = active
+                await self._finish(active, JobOutcome(JobStatus.FAILED, str(exc)), retry=False)
+            return
+        if not await asyncio.to_thread(self._mark_running, job, attempt):
+            return  # cancelled (or taken) in the meantime
+        self._active[job.id] = active
+        self._pending_info.pop(job.id, None)
+        self._on_change(job.id)
+        try:
+            handle = await self._executor.start(launch)
+        except Exception as exc:
+            logger.exception("executor failed to start job %s", job.id)
+            await self._finish(active, JobOutcome(JobStatus.FAILED, f"could not start: {exc}"))
+            return
+        await asyncio.to_thread(self._save_handle, job, handle)
+        active.task = asyncio.create_task(self._watch(active), name=f"watch-{job.id}")
+
+    def _launch_for(self, job: JobRecord, attempt: int) -> JobLaunch:
+        spec = job.spec
+        data = self._paths.check_data_path(job.tenant_id, spec["data_path"])
+        output = self._paths.check_output_path(job.tenant_id, spec["output_path"])
+        code_dir = None
+        if spec.get("source"):
+            code_dir = self._packages.tree(job.tenant_id, spec["source"])
+        with self._db.read() as session:
+            env_vars = JobRuntimeRepository(session).env_vars(job.id)
+        request = job_request(spec)
+        return JobLaunch(
+            job_id=job.id,
+            tenant_id=job.tenant_id,
+            entrypoint=spec.get("entrypoint") or "python train.py",
+            data_path=data.uri,
+            output_path=output.uri,
+            attempt=attempt,
+            code_dir=code_dir,
+            hyperparameters=spec.get("hyperparameters") or {},
+            env_vars=env_vars,
+            docker_image=spec.get("docker_image"),
+            cpu_cores=request.cpu_cores,
+            memory_gb=request.memory_gb or None,
+            gpu_count=request.gpus,
+            max_runtime_seconds=spec.get("max_runtime_seconds"),
+        )
+
+    def _mark_running(self, job: JobRecord, attempt: int) -> bool:
+        now = utcnow()
+        with self._db.transaction() as session:
+            repo = JobRuntimeRepository(session)
+            fields: dict[str, Any] = {"error_message": None}
+            if job.started_at is None:
+                fields["started_at"] = now
+            if not repo.transition(
+                job.id, expected=[JobStatus.PENDING], target=JobStatus.RUNNING, **fields
+            ):
+                return False
+            repo.upsert_runtime(
+                job.id,
+                job.tenant_id,
+                attempt=attempt,
+                executor=self._executor.name,
+                handle=None,
+                not_before=None,
+                pending_reason=None,
+                queue_position=None,
+            )
+            repo.add_event(
+                job.id, job.tenant_id, JobStatus.RUNNING, attempt,
+                f"attempt {attempt} started on the {self._executor.name} executor",
+            )
+        return True
+
+    def _save_handle(self, job: JobRecord, handle: dict[str, Any]) -> None:
+        with self._db.transaction() as session:
+            JobRuntimeRepository(session).upsert_runtime(job.id, job.tenant_id, handle=handle)
+
+    async def _watch(self, active: _Active) -> None:
+        try:
+            outcome = await self._executor.wait(active.job_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("watching job %s failed", active.job_id)
+            outcome = JobOutcome(JobStatus.FAILED, f"lost track of the job: {exc}")
+        await self._finish(active, outcome)
+
+    async def _finish(self, active: _Active, outcome: JobOutcome, *, retry: bool = True) -> None:
+        try:
+            retried = await asyncio.to_thread(self._record_outcome, active, outcome, retry)
+        except Exception:
+            logger.exception("recording the outcome of job %s failed", active.job_id)
+            retried = None
+        self._active.pop(active.job_id, None)
+        self._logs.notify(active.job_id)
+        self._on_change(active.job_id)
+        if retried is not None and self._loop is not None:
+            self._loop.call_later(retried + 0.01, self.wake)
+        self.wake()
+
+    def _record_outcome(self, active: _Active, outcome: JobOutcome, retry: bool) -> float | None:
+        """Write the outcome; return the backoff when the job was re-queued for a retry."""
+        now = utcnow()
+        with self._db.transaction() as session:
+            repo = JobRuntimeRepository(session)
+            if (
+                retry
+                and outcome.status is JobStatus.FAILED
+                and active.attempt <= active.max_retries
+            ):
+                backoff = min(self._backoff * 2 ** (active.attempt - 1), MAX_BACKOFF_SECONDS)
+                if repo.transition(
+                    active.job_id,
+                    expected=[JobStatus.RUNNING],
+                    target=JobStatus.PENDING,
+                    error_message=outcome.error_message,
+                    resource_usage=outcome.resource_usage or None,
+                ):
+                    reason = (
+                        f"attempt {active.attempt} failed ({outcome.error_message}); retry "
+                        f"{active.attempt} of {active.max_retries} in {backoff:g}s"
+                    )
+                    repo.upsert_runtime(
+                        active.job_id, active.tenant_id,
+                        not_before=now + timedelta(seconds=backoff), handle=None,
+                    )
+                    repo.add_event(
+                        active.job_id, active.tenant_id, JobStatus.PENDING, active.attempt, reason
+                    )
+                    self._logs.append(active.job_id, reason, "system")
+                    return backoff
+            fields: dict[str, Any] = {
+                "completed_at": now,
+                "resource_usage": outcome.resource_usage or None,
+            }
+            if outcome.status is not JobStatus.SUCCEEDED:
+                fields["error_message"] = outcome.error_message
+            if repo.transition(
+                active.job_id, expected=[JobStatus.RUNNING], target=outcome.status, **fields
+            ):
+                repo.add_event(
+                    active.job_id, active.tenant_id, outcome.status, active.attempt,
+                    outcome.error_message or "the job's code exited 0",
+                )
+            else:
+                current = repo.statuses([active.job_id]).get(active.job_id)
+                if current is not None and current.is_terminal:
+                    repo.update_terminal(
+                        active.job_id, current, resource_usage=outcome.resource_usage or None
+                    )
+                    repo.add_event(
+                        active.job_id, active.tenant_id, current, active.attempt,
+                        "the job's process was stopped",
+                    )
+        return None

@@ -1,0 +1,338 @@
+"""Job runtime state: attempts and executor handles, status history, metric series, and the
+scheduler lease. Scheduling queries span tenants on purpose (the scheduler serves them all);
+everything a tenant can read goes through a tenant-scoped method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from ml_platform.core.jobs import JobStatus
+from ml_platform.store.base import Base, JSONType, UTCDateTime, utcnow
+from ml_platform.store.jobs import JobRow, job_record
+from ml_platform.store.records import JobRecord
+
+_ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
+
+
+class JobRuntimeRow(Base):
+    """One row per job that the scheduler has looked at."""
+
+    __tablename__ = "job_runtime"
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    executor: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    handle: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    pending_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    queue_position: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class JobEventRow(Base):
+    """Status history: every transition with its time and reason."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JobMetricRow(Base):
+    """One metric point: (name, step, value, timestamp)."""
+
+    __tablename__ = "job_metrics"
+    __table_args__ = (
+        Index("ix_job_metrics_job", "job_id", "id"),
+        Index("ix_job_metrics_job_name", "job_id", "name", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(250))
+    step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    value: Mapped[float] = mapped_column(Float)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SchedulerLeaseRow(Base):
+    """Who runs the scheduler: one row per lease name, renewed while the holder lives."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+@dataclass(frozen=True)
+class JobEventRecord:
+    id: int
+    status: JobStatus
+    attempt: int
+    reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    id: int
+    name: str
+    step: int | None
+    value: float
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class RuntimeRecord:
+    job_id: str
+    tenant_id: str
+    attempt: int
+    executor: str | None
+    handle: dict[str, Any] | None
+    not_before: datetime | None
+    pending_reason: str | None
+    queue_position: int | None
+
+
+def _runtime(row: JobRuntimeRow) -> RuntimeRecord:
+    return RuntimeRecord(
+        job_id=row.job_id,
+        tenant_id=row.tenant_id,
+        attempt=row.attempt,
+        executor=row.executor,
+        handle=row.handle,
+        not_before=row.not_before,
+        pending_reason=row.pending_reason,
+        queue_position=row.queue_position,
+    )
+
+
+class JobRuntimeRepository:
+    """Queries of the scheduler and the job runtime (logs aside, which live in files)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    # -- scheduling (all tenants) ---------------------------------------------------------
+
+    def jobs_with_status(self, status: JobStatus) -> list[tuple[JobRecord, RuntimeRecord | None]]:
+        rows = self._session.execute(
+            select(JobRow, JobRuntimeRow)
+            .outerjoin(JobRuntimeRow, JobRuntimeRow.job_id == JobRow.id)
+            .where(JobRow.status == status.value)
+            .order_by(JobRow.created_at, JobRow.id)
+        ).all()
+        return [(job_record(job), _runtime(rt) if rt else None) for job, rt in rows]
+
+    def statuses(self, job_ids: Iterable[str]) -> dict[str, JobStatus]:
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        query = select(JobRow.id, JobRow.status).where(JobRow.id.in_(ids))
+        rows = self._session.execute(query)
+        return {job_id: JobStatus(status) for job_id, status in rows}
+
+    def job(self, job_id: str) -> JobRecord | None:
+        row = self._session.get(JobRow, job_id)
+        return job_record(row) if row else None
+
+    def env_vars(self, job_id: str) -> dict[str, str]:
+        return dict(self._session.scalar(select(JobRow.env_vars).where(JobRow.id == job_id)) or {})
+
+    def transition(
+        self, job_id: str, *, expected: Sequence[JobStatus], target: JobStatus, **fields: Any
+    ) -> bool:
+        """Compare-and-set on the job's status (``UPDATE ... WHERE status IN expected``)."""
+        result = self._session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.status.in_([s.value for s in expected]))
+            .values(status=target.value, updated_at=utcnow(), **fields)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def update_terminal(self, job_id: str, status: JobStatus, **fields: Any) -> None:
+        """Fill in details (resource usage) of a job that already reached ``status``."""
+        self._session.execute(
+            update(JobRow).where(JobRow.id == job_id, JobRow.status == status.value).values(**fields)
+        )
+
+    def upsert_runtime(self, job_id: str, tenant_id: str, **fields: Any) -> None:
+        result = self._session.execute(
+            update(JobRuntimeRow).where(JobRuntimeRow.job_id == job_id).values(**fields)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            self._session.execute(
+                insert(JobRuntimeRow).values(job_id=job_id, tenant_id=tenant_id, **fields)
+            )
+
+    def set_pending_info(self, info: dict[str, tuple[str, str | None, int | None]]) -> None:
+        """``job_id -> (tenant_id, reason, position)`` for pending jobs."""
+        for job_id, (tenant_id, reason, position) in info.items():
+            self.upsert_runtime(job_id, tenant_id, pending_reason=reason, queue_position=position)
+
+    def add_event(
+        self, job_id: str, tenant_id: str, status: JobStatus, attempt: int, reason: str | None
+    ) -> None:
+        self._session.add(
+            JobEventRow(
+                job_id=job_id,
+                tenant_id=tenant_id,
+                status=status.value,
+                attempt=attempt,
+                reason=reason,
+                created_at=utcnow(),
+            )
+        )
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    def add_metrics(
+        self, job_id: str, tenant_id: str, points: Sequence[tuple[str, int | None, float, datetime]]
+    ) -> None:
+        if not points:
+            return
+        self._session.execute(
+            insert(JobMetricRow),
+            [
+                {"job_id": job_id, "tenant_id": tenant_id, "name": n, "step": s, "value": v,
+                 "timestamp": t}
+                for n, s, v, t in points
+            ],
+        )
+        latest = dict(self._session.scalar(select(JobRow.metrics).where(JobRow.id == job_id)) or {})
+        for name, _step, value, _ts in points:
+            latest[name] = value
+        self._session.execute(update(JobRow).where(JobRow.id == job_id).values(metrics=latest))
+
+    # -- tenant-scoped reads ---------------------------------------------------------------
+
+    def runtime_for(self, tenant_id: str, job_ids: Sequence[str]) -> dict[str, RuntimeRecord]:
+        if not job_ids:
+            return {}
+        rows = self._session.scalars(
+            select(JobRuntimeRow).where(
+                JobRuntimeRow.tenant_id == tenant_id, JobRuntimeRow.job_id.in_(list(job_ids))
+            )
+        )
+        return {row.job_id: _runtime(row) for row in rows}
+
+    def events_for(self, tenant_id: str, job_ids: Sequence[str]) -> dict[str, list[JobEventRecord]]:
+        result: dict[str, list[JobEventRecord]] = {job_id: [] for job_id in job_ids}
+        if not job_ids:
+            return result
+        rows = self._session.scalars(
+            select(JobEventRow)
+            .where(JobEventRow.tenant_id == tenant_id, JobEventRow.job_id.in_(list(job_ids)))
+            .order_by(JobEventRow.id)
+        )
+        for row in rows:
+            result[row.job_id].append(
+                JobEventRecord(
+                    id=row.id,
+                    status=JobStatus(row.status),
+                    attempt=row.attempt,
+                    reason=row.reason,
+                    created_at=row.created_at,
+                )
+            )
+        return result
+
+    def metric_history(
+        self,
+        tenant_id: str,
+        job_id: str,
+        *,
+        name: str | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[MetricRecord]:
+        conditions = [
+            JobMetricRow.job_id == job_id,
+            JobMetricRow.tenant_id == tenant_id,
+            JobMetricRow.id > after_id,
+        ]
+        if name is not None:
+            conditions.append(JobMetricRow.name == name)
+        rows = self._session.scalars(
+            select(JobMetricRow).where(and_(*conditions)).order_by(JobMetricRow.id).limit(limit)
+        )
+        return [
+            MetricRecord(id=r.id, name=r.name, step=r.step, value=r.value, timestamp=r.timestamp)
+            for r in rows
+        ]
+
+    def job_status(self, tenant_id: str, job_id: str) -> JobStatus | None:
+        value = self._session.scalar(
+            select(JobRow.status).where(JobRow.id == job_id, JobRow.tenant_id == tenant_id)
+        )
+        return JobStatus(value) if value else None
+
+    # -- the scheduler lease ----------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        """Take or renew the lease; True when ``holder`` holds it until now + ttl."""
+        now = utcnow()
+        expires = now + timedelta(seconds=ttl_seconds)
+        result = self._session.execute(
+            update(SchedulerLeaseRow)
+            .where(
+                SchedulerLeaseRow.name == name,
+                or_(SchedulerLeaseRow.holder == holder, SchedulerLeaseRow.expires_at < now),
+            )
+            .values(holder=holder, expires_at=expires)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            return True
+        exists = self._session.scalar(
+            select(func.count())
+            .select_from(SchedulerLeaseRow)
+            .where(SchedulerLeaseRow.name == name)
+        )
+        if exists:
+            return False
+        try:
+            with self._session.begin_nested():
+                self._session.add(SchedulerLeaseRow(name=name, holder=holder, expires_at=expires))
+        except IntegrityError:
+            return False
+        return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self._session.execute(
+            delete(SchedulerLeaseRow).where(
+                SchedulerLeaseRow.name == name, SchedulerLeaseRow.holder == holder
+            )
+        )
