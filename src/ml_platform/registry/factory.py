@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from ml_platform.jobs.paths import PathPolicy
 from ml_platform.registry.artifacts import ArtifactStore
 from ml_platform.registry.deployments import DeploymentLookup
 from ml_platform.registry.service import RegistryService
 from ml_platform.registry.signature import SignatureInspector
-from ml_platform.registry.sources import Sources
+from ml_platform.registry.sources import PathChecker, Sources
 from ml_platform.registry.staging import StagingArea
 from ml_platform.server.settings import Settings
 from ml_platform.store.db import Database
@@ -19,14 +18,18 @@ def artifact_store(settings: Settings) -> ArtifactStore:
 
 
 def build_registry(
-    settings: Settings, db: Database, deployments: DeploymentLookup | None = None
+    settings: Settings,
+    db: Database,
+    paths: PathChecker,
+    deployments: DeploymentLookup | None = None,
 ) -> RegistryService:
+    """``paths`` is the jobs' ``PathPolicy``: which local paths a tenant may read."""
     store = artifact_store(settings)
     staging = StagingArea((settings.data_dir / "tmp" / "registry").resolve())
     sources = Sources(
         store=store,
         staging=staging,
-        paths=PathPolicy(settings.data_dir, settings.shared_read_roots),
+        paths=paths,
         max_bytes=settings.max_upload_bytes,
         storage_options=settings.artifact_storage_options,
     )

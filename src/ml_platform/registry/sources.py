@@ -12,15 +12,30 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import fsspec  # type: ignore[import-untyped,unused-ignore]
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument, NotFound
-from ml_platform.jobs.paths import PathPolicy
 from ml_platform.registry.artifacts import ArtifactStore, StagedFile
 from ml_platform.registry.formats import MODEL_SUFFIXES
 from ml_platform.registry.staging import StagingArea
+
+
+class CheckedPath(Protocol):
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def local(self) -> Path | None: ...
+
+
+class PathChecker(Protocol):
+    """The jobs' path policy (``jobs.paths.PathPolicy``), injected by the composition root."""
+
+    def check_data_path(self, tenant_id: str, value: str, field: str = ...) -> CheckedPath: ...
+
+    def check_output_path(self, tenant_id: str, value: str, field: str = ...) -> CheckedPath: ...
 
 
 def _invalid(field: str, message: str) -> InvalidArgument:
@@ -31,7 +46,7 @@ def _invalid(field: str, message: str) -> InvalidArgument:
 class Sources:
     store: ArtifactStore
     staging: StagingArea
-    paths: PathPolicy
+    paths: PathChecker
     max_bytes: int
     storage_options: Mapping[str, Any]
 

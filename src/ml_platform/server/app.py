@@ -22,6 +22,7 @@ from ml_platform.api.v1 import models as v1_models
 from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
 from ml_platform.jobs.engine import JobEngine
+from ml_platform.jobs.paths import PathPolicy
 from ml_platform.jobs.service import JobService
 from ml_platform.registry.factory import build_registry
 from ml_platform.server.settings import Settings
@@ -63,7 +64,9 @@ def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
         db=db,
         auth=AuthService(db, tokens),
         jobs=JobService(db, engine),
-        registry=build_registry(settings, db),
+        registry=build_registry(
+            settings, db, PathPolicy(settings.data_dir, settings.shared_read_roots)
+        ),
         engine=engine,
     )
 
