@@ -115,12 +115,14 @@ class HangOnLoad:
 
 
 class RaiseOnPredict:
-    """A picklable 'estimator' whose predict always raises."""
+    """A picklable 'estimator' that raises on rows whose first feature exceeds 1e6."""
 
     classes_ = np.array([0, 1])
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        raise RuntimeError("secret internal detail: /etc/model.cfg missing")
+        return self.predict_proba(X).argmax(axis=1)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        raise RuntimeError("secret internal detail: /etc/model.cfg missing")
+        if (X[:, 0] > 1e6).any():
+            raise RuntimeError("secret internal detail: /etc/model.cfg missing")
+        return np.tile([0.25, 0.75], (X.shape[0], 1))
