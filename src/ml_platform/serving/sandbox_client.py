@@ -57,7 +57,7 @@ class SandboxConnection:
                 if fut is not None and not fut.done():
                     fut.set_result((status, n, k, body))
         except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
-            logger.warning("sandbox connection %s closed: %s", self._path, exc)
+            logger.info("sandbox connection %s closed: %s", self._path, exc)
         finally:
             err = Unavailable("the model's sandbox process went away; retry shortly")
             for fut in self._pending.values():

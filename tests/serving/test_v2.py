@@ -1,0 +1,146 @@
+"""Open Inference Protocol (V2) through unmodified tritonclient, over gRPC and REST."""
+
+from __future__ import annotations
+
+import queue
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as tgrpc
+import tritonclient.http as thttp
+from tritonclient.utils import InferenceServerException
+
+from tests.serving.conftest import KEY_T1, KEY_T2, Serving
+from tests.serving.models_fixture import FEATURES
+
+HEADERS = {"x-api-key": KEY_T1}
+
+
+def _expected(serving: Serving, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    est = serving.models["rf"].estimator
+    return est.predict(X), est.predict_proba(X)
+
+
+def test_tritonclient_grpc_infer_metadata_and_readiness(serving: Serving) -> None:
+    client = tgrpc.InferenceServerClient(serving.server.grpc_target)
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("rf-skops", headers=HEADERS)
+    meta = client.get_model_metadata("rf-skops", headers=HEADERS, as_json=True)
+    assert meta["inputs"][0]["shape"] == ["-1", str(len(FEATURES))]
+    X = serving.models["rf"].X[:64]
+    inp = tgrpc.InferInput("input", list(X.shape), "FP64")
+    inp.set_data_from_numpy(X)
+    result = client.infer("rf-skops", [inp], headers=HEADERS)
+    want, proba = _expected(serving, X)
+    assert np.array_equal(result.as_numpy("predictions"), want)
+    assert np.allclose(result.as_numpy("probabilities"), proba)
+    # only the requested output comes back
+    only = client.infer("rf-skops", [inp], outputs=[tgrpc.InferRequestedOutput("predictions")], headers=HEADERS)
+    assert only.as_numpy("probabilities") is None
+    client.close()
+
+
+def test_tritonclient_grpc_per_feature_tensors(serving: Serving) -> None:
+    client = tgrpc.InferenceServerClient(serving.server.grpc_target)
+    X = serving.models["rf"].X[:10].astype(np.float32)
+    inputs = []
+    for i, name in reversed(list(enumerate(FEATURES))):
+        t = tgrpc.InferInput(name, [10], "FP32")
+        t.set_data_from_numpy(np.ascontiguousarray(X[:, i]))
+        inputs.append(t)
+    result = client.infer("rf-onnx", inputs, headers=HEADERS)
+    assert np.array_equal(result.as_numpy("predictions"), serving.models["rf"].estimator.predict(X))
+    client.close()
+
+
+def test_tritonclient_grpc_streaming(serving: Serving) -> None:
+    client = tgrpc.InferenceServerClient(serving.server.grpc_target)
+    results: queue.Queue[tuple[object, object]] = queue.Queue()
+    client.start_stream(callback=lambda result, error: results.put((result, error)), headers=HEADERS)
+    X = serving.models["rf"].X[:8]
+    for i, row in enumerate(X):
+        inp = tgrpc.InferInput("input", [1, len(FEATURES)], "FP64")
+        inp.set_data_from_numpy(row[None])
+        client.async_stream_infer("rf-joblib", [inp], request_id=str(i))
+    bad = tgrpc.InferInput("input", [1, 2], "FP64")
+    bad.set_data_from_numpy(np.zeros((1, 2)))
+    client.async_stream_infer("rf-joblib", [bad], request_id="bad")
+    got: dict[str, float] = {}
+    errors = []
+    for _ in range(9):
+        result, error = results.get(timeout=30)
+        if error is not None:
+            errors.append(error)
+        else:
+            got[result.get_response().id] = float(result.as_numpy("predictions")[0])  # type: ignore[attr-defined]
+    client.stop_stream()
+    client.close()
+    want = serving.models["rf"].estimator.predict(X)
+    assert got == {str(i): float(w) for i, w in enumerate(want)}
+    assert len(errors) == 1 and "expects 6 features" in str(errors[0])
+
+
+def test_tritonclient_grpc_errors(serving: Serving) -> None:
+    client = tgrpc.InferenceServerClient(serving.server.grpc_target)
+    inp = tgrpc.InferInput("input", [1, len(FEATURES)], "FP64")
+    inp.set_data_from_numpy(np.zeros((1, len(FEATURES))))
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("rf-skops", [inp], headers={"x-api-key": KEY_T2})
+    assert info.value.status() == "StatusCode.NOT_FOUND"
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("rf-skops", [inp])
+    assert info.value.status() == "StatusCode.UNAUTHENTICATED"
+    client.close()
+
+
+def test_tritonclient_http_infer_binary_and_json(serving: Serving) -> None:
+    host = serving.server.rest_url.removeprefix("http://")
+    client = thttp.InferenceServerClient(host)
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("xgb-json", headers=HEADERS)
+    assert client.get_model_metadata("xgb-json", headers=HEADERS)["versions"] == ["1"]
+    X = serving.models["xgb"].X[:32].astype(np.float32)
+    booster = serving.models["xgb"].estimator
+    for binary in (True, False):
+        inp = thttp.InferInput("input", list(X.shape), "FP32")
+        inp.set_data_from_numpy(X, binary_data=binary)
+        outs = [thttp.InferRequestedOutput(n, binary_data=binary) for n in ("predictions", "probabilities")]
+        result = client.infer("xgb-json", [inp], outputs=outs, headers=dict(HEADERS))  # it mutates headers
+        assert np.array_equal(result.as_numpy("predictions"), booster.predict(X))
+        assert np.allclose(result.as_numpy("probabilities"), booster.predict_proba(X), atol=1e-6)
+    client.close()
+
+
+def test_rest_errors_are_problem_documents(serving: Serving) -> None:
+    base = serving.server.rest_url
+    with httpx.Client(base_url=base, headers=HEADERS) as http:
+        missing = http.get("/v2/models/nope")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+        body = missing.json()
+        assert body["status"] == 404 and body["code"] == "NOT_FOUND" and body["error"] == body["detail"]
+        malformed = http.post("/v2/models/rf-skops/infer", content=b"{not json")
+        assert malformed.status_code == 400
+        assert malformed.json()["code"] == "INVALID_ARGUMENT"
+        wrong = http.post(
+            "/v2/models/rf-skops/infer",
+            json={"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 2], "data": [1.0, 2.0]}]},
+        )
+        assert wrong.status_code == 400 and "expects 6 features" in wrong.json()["detail"]
+        nan = http.post(
+            "/v2/models/rf-skops/infer",
+            json={"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 6], "data": [1, 2, 3, 4, 5, None]}]},
+        )
+        assert nan.status_code == 400
+        unauth = httpx.post(f"{base}/v2/models/rf-skops/infer", json={"inputs": []})
+        assert unauth.status_code == 401 and "www-authenticate" in unauth.headers
+        other_tenant = httpx.get(f"{base}/v2/models/rf-skops", headers={"x-api-key": KEY_T2})
+        assert other_tenant.status_code == 404
+        assert http.get("/v2/unknown/route").status_code == 404
+        ok = http.post(
+            "/v2/models/rf-skops/infer",
+            json={"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 6], "data": [0, 0, 0, 0, 0, 0]}]},
+        )
+        assert ok.status_code == 200 and ok.json()["outputs"][0]["name"] == "predictions"
