@@ -177,7 +177,8 @@ class ArtifactStore:
 
     def local_path(self, key: str) -> Path | None:
         """The file itself when the store is local (load it in place), else None."""
-        return Path(self._path(key)) if self.is_local else None
+        path = self._path(key)
+        return Path(path) if self.is_local else None
 
     def delete(self, key: str) -> None:
         """Remove an artifact and its now-empty per-artifact directory. Missing is fine."""
