@@ -7,8 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
     and_,
@@ -60,6 +62,21 @@ class JobTagRow(Base):
     key: Mapped[str] = mapped_column(String(63), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))
     tenant_id: Mapped[str] = mapped_column(String(40))
+
+
+class JobCountRow(Base):
+    """Jobs per (tenant, status, framework), kept exact by database triggers (see 0001).
+
+    Lets unfiltered and status/framework-filtered lists answer ``total`` without counting
+    100k rows; triggers (not application code) keep it right whatever updates the jobs.
+    """
+
+    __tablename__ = "job_counts"
+
+    tenant_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    framework: Mapped[str] = mapped_column(String(32), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
 
 
 def job_record(row: JobRow) -> JobRecord:
@@ -159,7 +176,7 @@ class JobRepository:
                 )
             )
         where = and_(*conditions)
-        total = self._session.scalar(select(func.count()).select_from(JobRow).where(where)) or 0
+        total = self._count(status, framework, tags, where)
         rows = self._session.scalars(
             select(JobRow)
             .where(where)
@@ -168,6 +185,24 @@ class JobRepository:
             .limit(limit)
         )
         return Page(items=[job_record(r) for r in rows], total=total)
+
+    def _count(
+        self,
+        status: JobStatus | None,
+        framework: str | None,
+        tags: Mapping[str, str] | None,
+        where: ColumnElement[bool],
+    ) -> int:
+        if tags:  # tag filters are selective: count the matching rows exactly
+            return self._session.scalar(select(func.count()).select_from(JobRow).where(where)) or 0
+        query = select(func.coalesce(func.sum(JobCountRow.n), 0)).where(
+            JobCountRow.tenant_id == self.tenant_id
+        )
+        if status is not None:
+            query = query.where(JobCountRow.status == status.value)
+        if framework is not None:
+            query = query.where(JobCountRow.framework == framework)
+        return int(self._session.scalar(query) or 0)
 
     def transition(
         self,

@@ -17,6 +17,63 @@ branch_labels = None
 depends_on = None
 
 
+SQLITE_TRIGGERS = [
+    """
+    CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_counts (tenant_id, status, framework, n)
+        VALUES (NEW.tenant_id, NEW.status, NEW.framework, 1)
+        ON CONFLICT (tenant_id, status, framework) DO UPDATE SET n = n + 1;
+    END
+    """,
+    """
+    CREATE TRIGGER job_counts_update AFTER UPDATE OF status, framework ON jobs
+    WHEN OLD.status IS NOT NEW.status OR OLD.framework IS NOT NEW.framework BEGIN
+        UPDATE job_counts SET n = n - 1
+        WHERE tenant_id = OLD.tenant_id AND status = OLD.status AND framework = OLD.framework;
+        INSERT INTO job_counts (tenant_id, status, framework, n)
+        VALUES (NEW.tenant_id, NEW.status, NEW.framework, 1)
+        ON CONFLICT (tenant_id, status, framework) DO UPDATE SET n = n + 1;
+    END
+    """,
+    """
+    CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN
+        UPDATE job_counts SET n = n - 1
+        WHERE tenant_id = OLD.tenant_id AND status = OLD.status AND framework = OLD.framework;
+    END
+    """,
+]
+
+POSTGRES_TRIGGER = [
+    """
+    CREATE FUNCTION job_counts_maintain() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            UPDATE job_counts SET n = n - 1
+            WHERE tenant_id = OLD.tenant_id AND status = OLD.status
+              AND framework = OLD.framework;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO job_counts AS c (tenant_id, status, framework, n)
+            VALUES (NEW.tenant_id, NEW.status, NEW.framework, 1)
+            ON CONFLICT (tenant_id, status, framework) DO UPDATE SET n = c.n + 1;
+        END IF;
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER job_counts_insert_delete AFTER INSERT OR DELETE ON jobs
+    FOR EACH ROW EXECUTE FUNCTION job_counts_maintain()
+    """,
+    """
+    CREATE TRIGGER job_counts_update AFTER UPDATE OF status, framework ON jobs
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status
+                       OR OLD.framework IS DISTINCT FROM NEW.framework)
+    EXECUTE FUNCTION job_counts_maintain()
+    """,
+]
+
+
 def upgrade() -> None:
     op.create_table(
         "tenants",
@@ -122,8 +179,28 @@ def upgrade() -> None:
             "ix_job_tags_lookup", ["tenant_id", "key", "value", "job_id"], unique=False
         )
 
+    op.create_table(
+        "job_counts",
+        sa.Column("tenant_id", sa.String(length=40), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("framework", sa.String(length=32), nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", "status", "framework", name=op.f("pk_job_counts")),
+    )
+    postgres = op.get_bind().dialect.name == "postgresql"
+    for statement in POSTGRES_TRIGGER if postgres else SQLITE_TRIGGERS:
+        op.execute(statement)
+
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER job_counts_update ON jobs")
+        op.execute("DROP TRIGGER job_counts_insert_delete ON jobs")
+        op.execute("DROP FUNCTION job_counts_maintain()")
+    else:
+        for name in ("job_counts_insert", "job_counts_update", "job_counts_delete"):
+            op.execute(f"DROP TRIGGER {name}")
+    op.drop_table('job_counts')
     with op.batch_alter_table("job_tags", schema=None) as batch_op:
         batch_op.drop_index("ix_job_tags_lookup")
 

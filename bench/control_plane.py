@@ -1,0 +1,241 @@
+"""Control-plane benchmark: job creates/s and list latency at 100k jobs, SQLite and PostgreSQL.
+
+    .venv/bin/python bench/control_plane.py [--jobs 100000] [--backends sqlite,postgres]
+
+Starts a real ``mlp server`` subprocess per backend, loads N jobs straight into the store,
+then drives the REST API over loopback from this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import insert
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import free_port, median, percentile, write_section
+from ml_platform.auth.service import AuthService
+from ml_platform.auth.tokens import TokenCodec
+from ml_platform.core.ids import new_id
+from ml_platform.store.db import Database
+from ml_platform.store.jobs import JobRow, JobTagRow
+
+PG_BASE = os.environ.get(
+    "ML_PLATFORM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+FRAMEWORKS = ("pytorch", "tensorflow", "sklearn", "xgboost")
+STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+SPEC = {
+    "name": "bench",
+    "framework": "sklearn",
+    "docker_image": "img",
+    "data_path": "d",
+    "output_path": "o",
+}
+
+
+def load_jobs(db: Database, tenant_id: str, count: int) -> None:
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    batch: list[dict[str, object]] = []
+    tags: list[dict[str, object]] = []
+    with db.transaction() as session:
+        for i in range(count):
+            job_id = new_id("job")
+            created = base + timedelta(milliseconds=i * 10)
+            framework = FRAMEWORKS[i % 4]
+            tag_values = {"team": f"team-{i % 20}", "project": f"p-{i % 7}"}
+            batch.append(
+                {
+                    "id": job_id,
+                    "tenant_id": tenant_id,
+                    "name": f"job-{i}",
+                    "framework": framework,
+                    "status": STATUSES[i % 5],
+                    "spec": {**SPEC, "framework": framework, "tags": tag_values},
+                    "env_vars": {},
+                    "created_by": "bench",
+                    "created_at": created,
+                    "updated_at": created,
+                    "metrics": {},
+                }
+            )
+            tags.extend(
+                {"job_id": job_id, "key": k, "value": v, "tenant_id": tenant_id}
+                for k, v in tag_values.items()
+            )
+            if len(batch) >= 5000:
+                session.execute(insert(JobRow), batch)
+                session.execute(insert(JobTagRow), tags)
+                batch, tags = [], []
+        if batch:
+            session.execute(insert(JobRow), batch)
+            session.execute(insert(JobTagRow), tags)
+    if db.dialect == "postgresql":
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
+
+
+def start_server(url: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ML_PLATFORM_CONFIG_DIR": str(data_dir / "config"),
+        "ML_PLATFORM_JWT_SECRET": secrets.token_hex(32),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ml_platform.cli.main",
+            "server",
+            "--data-dir",
+            str(data_dir),
+            "--database-url",
+            url,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def timed(client: httpx.Client, method: str, path: str, **kwargs: object) -> float:
+    start = time.perf_counter()
+    response = client.request(method, path, **kwargs)  # type: ignore[arg-type]
+    elapsed = (time.perf_counter() - start) * 1000
+    if response.status_code >= 400:
+        raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:200]}")
+    return elapsed
+
+
+def bench_backend(backend: str, jobs: int, creates: int) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        schema = None
+        if backend == "sqlite":
+            url = f"sqlite:///{data_dir / 'mlp.db'}"
+        else:
+            import psycopg
+
+            schema = f"mlp_bench_{secrets.token_hex(4)}"
+            with psycopg.connect(PG_BASE.replace("+psycopg", ""), autocommit=True) as conn:
+                conn.execute(f'CREATE SCHEMA "{schema}"')
+            url = f"{PG_BASE}?options=-csearch_path%3D{schema}"
+        try:
+            db = Database(url)
+            db.upgrade()
+            auth = AuthService(db, TokenCodec("unused"))
+            tenant = auth.create_tenant("bench")
+            key = auth.create_api_key("bench", "bench").plaintext
+            started = time.perf_counter()
+            load_jobs(db, tenant.id, jobs)
+            load_seconds = time.perf_counter() - started
+            proc, base = start_server(url, data_dir)
+            try:
+                rows = run_requests(base, key, creates)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=20)
+            db.dispose()
+            print(f"{backend}: loaded {jobs} jobs in {load_seconds:.1f}s", file=sys.stderr)
+            return [f"| {backend} | {r}" for r in rows]
+        finally:
+            if schema:
+                import psycopg
+
+                with psycopg.connect(PG_BASE.replace("+psycopg", ""), autocommit=True) as conn:
+                    conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def run_requests(base: str, key: str, creates: int) -> list[str]:
+    headers = {"X-API-Key": key}
+    rows: list[str] = []
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        for _ in range(20):  # warm up connections and caches
+            timed(client, "GET", "/v1/jobs/training")
+        queries = {
+            "list, default page (50)": {},
+            "list, status=running": {"status": "running"},
+            "list, framework=xgboost, page 100": {"framework": "xgboost", "page": 100},
+            "list, tags=team=team-3,project=p-2": {"tags": "team=team-3,project=p-2"},
+            "list, page_size=500": {"page_size": 500},
+        }
+        for label, params in queries.items():
+            samples = [timed(client, "GET", "/v1/jobs/training", params=params) for _ in range(200)]
+            rows.append(f"{label} | {median(samples):.2f} | {percentile(samples, 99):.2f} | |")
+
+    def create(_: int) -> float:
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
+            return timed(c, "POST", "/v1/jobs/training", json=SPEC)
+
+    clients = [httpx.Client(base_url=base, headers=headers, timeout=30) for _ in range(8)]
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            samples = list(
+                pool.map(
+                    lambda i: timed(clients[i % 8], "POST", "/v1/jobs/training", json=SPEC),
+                    range(creates),
+                )
+            )
+        elapsed = time.perf_counter() - started
+    finally:
+        for c in clients:
+            c.close()
+    rows.append(
+        f"create job (8 concurrent clients) | {median(samples):.2f} | {percentile(samples, 99):.2f} | {creates / elapsed:.0f} |"
+    )
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--creates", type=int, default=2000)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    args = parser.parse_args()
+    lines = [
+        "| backend | operation | p50 ms | p99 ms | creates/s |",
+        "|---|---|---|---|---|",
+    ]
+    for backend in args.backends.split(","):
+        lines.extend(bench_backend(backend, args.jobs, args.creates))
+    table = "\n".join(lines)
+    print(table)
+    body = (
+        f"Command: `.venv/bin/python bench/control_plane.py --jobs {args.jobs} --creates {args.creates}` "
+        f"(`make bench`). One tenant holding {args.jobs:,} jobs; the server (`mlp server`, one uvicorn "
+        "process) and the client share this machine; latencies are wall-clock per request over "
+        "loopback (200 requests per row, after 20 warm-up requests).\n"
+        "Target (issue 2): list p99 under 20 ms at 100k jobs on PostgreSQL.\n\n" + table
+    )
+    write_section("Control plane", body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
