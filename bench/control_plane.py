@@ -188,10 +188,6 @@ def run_requests(base: str, key: str, creates: int) -> list[str]:
             samples = [timed(client, "GET", "/v1/jobs/training", params=params) for _ in range(200)]
             rows.append(f"{label} | {median(samples):.2f} | {percentile(samples, 99):.2f} | |")
 
-    def create(_: int) -> float:
-        with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
-            return timed(c, "POST", "/v1/jobs/training", json=SPEC)
-
     clients = [httpx.Client(base_url=base, headers=headers, timeout=30) for _ in range(8)]
     try:
         started = time.perf_counter()
