@@ -1,0 +1,475 @@
+"""Serving data-plane benchmark (issue 5): our gRPC + REST serving plane vs bare floors.
+
+Server processes are pinned to core 0 (``taskset -c 0``), this load generator to core 1.
+Models: RandomForestClassifier(n_estimators=50, max_depth=8, random_state=0) and a
+LogisticRegression, both fitted on make_classification(n_samples=5000, n_features=20,
+random_state=0) and served from skops files by one serving worker.
+
+    .venv/bin/python bench/serving.py [--seconds 4] [--no-write]
+
+Writes the ``## Serving`` section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import percentile, write_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "mlp_bench_key"
+N_FEATURES = 20
+FEATURES = [f"x{i}" for i in range(N_FEATURES)]
+
+
+# ---------------------------------------------------------------------------------------------
+# server roles (run in a subprocess pinned to core 0)
+# ---------------------------------------------------------------------------------------------
+
+
+def role_serving(models_dir: str) -> None:
+    from ml_platform.server.settings import Settings
+    from ml_platform.serving import (
+        ArtifactFormat,
+        FeatureSpec,
+        InMemoryDeploymentSource,
+        InMemoryStatusSink,
+        ModelSignature,
+        Principal,
+        ServedModel,
+        ServingServer,
+        StaticKeyAuthenticator,
+    )
+
+    sig = ModelSignature(tuple(FeatureSpec(f) for f in FEATURES), ("0", "1"))
+    models = []
+    for name in ("rf", "lr"):
+        for suffix, batch in (("", 64), ("-nobatch", 1)):
+            models.append(
+                ServedModel(
+                    tenant_id="bench",
+                    deployment=name + suffix,
+                    model=name,
+                    version=1,
+                    artifact_format=ArtifactFormat.SKOPS,
+                    artifact_path=str(Path(models_dir) / f"{name}.skops"),
+                    signature=sig,
+                    framework="sklearn",
+                    max_batch_size=batch,
+                    revision="1",
+                )
+            )
+    settings = Settings(grpc_port=0, serving_rest_port=0, serving_workers=1, serving_source_poll_seconds=5)
+    sink = InMemoryStatusSink()
+    auth = StaticKeyAuthenticator({API_KEY: Principal("bench", "bench")})
+    with ServingServer(settings, InMemoryDeploymentSource(models), sink, auth) as server:
+        for m in models:
+            sink.wait_for("bench", m.deployment, timeout=120)
+        print(json.dumps({"grpc": server.grpc_port, "rest": server.rest_port}), flush=True)
+        sys.stdin.read()
+
+
+def role_grpc_floor() -> None:
+    import grpc
+
+    from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
+
+    constant = serving_pb2.PredictResponse(predictions=[1.0], confidence_scores={"0": 0.1, "1": 0.9})
+
+    class Constant(serving_pb2_grpc.ModelServingServicer):
+        async def Predict(self, request, context):  # type: ignore[no-untyped-def]
+            return constant
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        serving_pb2_grpc.add_ModelServingServicer_to_server(Constant(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        print(json.dumps({"grpc": port}), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await server.stop(0)
+
+    asyncio.run(main())
+
+
+def role_uvicorn_floor() -> None:
+    import socket
+
+    import uvicorn
+
+    body = b'{"model_name":"c","outputs":[{"name":"predictions","datatype":"FP64","shape":[1],"data":[1.0]}]}'
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    print(json.dumps({"rest": sock.getsockname()[1]}), flush=True)
+    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off", access_log=False, log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def start_role(role: str, *extra: str) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    cmd = ["taskset", "-c", "0", sys.executable, __file__, "--role", role, *extra]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{role} server failed to start")
+    return proc, json.loads(line)
+
+
+def stop_role(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# load generation (this process, pinned to core 1)
+# ---------------------------------------------------------------------------------------------
+
+Result = tuple[float, float, float, int]  # (per-second, p50 ms, p99 ms, errors)
+
+
+async def closed_loop(call: Callable[[int], Awaitable[None]], concurrency: int, seconds: float) -> Result:
+    """``concurrency`` workers calling back-to-back; latency per call, throughput over the window."""
+    latencies: list[float] = []
+    errors = 0
+    warm_until = time.perf_counter() + min(1.0, seconds / 4)
+    end = warm_until + seconds
+
+    async def worker(wid: int) -> None:
+        nonlocal errors
+        i = wid
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                return
+            try:
+                await call(i)
+            except Exception:  # noqa: BLE001 - counted and reported
+                errors += 1
+            t1 = time.perf_counter()
+            if t0 >= warm_until:
+                latencies.append(t1 - t0)
+            i += concurrency
+
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    ms = [x * 1000 for x in latencies]
+    return len(latencies) / seconds, percentile(ms, 50), percentile(ms, 99), errors
+
+
+class RawHttp:
+    """A minimal keep-alive HTTP/1.1 client so the generator is not the bottleneck."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, body: bytes, headers: str = "") -> bytes:
+        if self.conn is None:
+            self.conn = await asyncio.open_connection("127.0.0.1", self.port)
+        reader, writer = self.conn
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            f"x-api-key: {API_KEY}\r\n{headers}content-length: {len(body)}\r\n\r\n".encode() + body
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        payload = await reader.readexactly(length)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(head.split(b"\r\n", 1)[0].decode() + " " + payload[:200].decode())
+        return payload
+
+
+def feature_msgs(X: np.ndarray):  # type: ignore[no-untyped-def]
+    from ml_platform.serving.proto import serving_pb2
+
+    return [
+        serving_pb2.PredictRequest(
+            model_id="", features=[serving_pb2.Feature(name=n, float_value=float(v)) for n, v in zip(FEATURES, row)]
+        )
+        for row in X
+    ]
+
+
+async def bench_grpc(port: int, X: np.ndarray, seconds: float, floor: bool = False) -> dict[str, Result]:
+    import grpc
+
+    from ml_platform.serving.proto import inference_pb2 as v2
+    from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
+
+    md = (("x-api-key", API_KEY),)
+    out: dict[str, Result] = {}
+    msgs = feature_msgs(X[:256])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = serving_pb2_grpc.ModelServingStub(channel)
+
+        def predict(model: str) -> Callable[[int], Awaitable[None]]:
+            reqs = [serving_pb2.PredictRequest(model_id=model, features=m.features) for m in msgs]
+
+            async def call(i: int) -> None:
+                await stub.Predict(reqs[i % len(reqs)], metadata=md)
+
+            return call
+
+        if floor:
+            for c in (1, 32):
+                out[f"c{c}"] = await closed_loop(predict("const"), c, seconds)
+            return out
+
+        for model in ("rf", "lr"):
+            for c in (1, 32):
+                for suffix in ("", "-nobatch"):
+                    out[f"{model}{suffix} predict c{c}"] = await closed_loop(predict(model + suffix), c, seconds)
+            # PredictBatch with 1,000 rows: one vectorized call per request
+            batch = serving_pb2.PredictBatchRequest(
+                model_id=model,
+                requests=[serving_pb2.PredictRequest(features=m.features) for m in feature_msgs(X[:1000])],
+            )
+
+            async def call_batch(i: int, batch: serving_pb2.PredictBatchRequest = batch) -> None:
+                await stub.PredictBatch(batch, metadata=md)
+
+            out[f"{model} batch1000 c1"] = await closed_loop(call_batch, 1, seconds)
+            # PredictStream: one bidirectional stream, the client keeps 32 messages in flight
+            out[f"{model} stream w32"] = await stream_bench(stub, model, msgs, md, seconds)
+            # V2 ModelInfer (raw tensor), single row, c=32, and 1,000 rows
+            rows1 = [X[i : i + 1].astype(np.float64) for i in range(256)]
+            infer1 = [
+                v2.ModelInferRequest(
+                    model_name=model,
+                    inputs=[v2.ModelInferRequest.InferInputTensor(name="input", datatype="FP64", shape=[1, N_FEATURES])],
+                    raw_input_contents=[r.tobytes()],
+                )
+                for r in rows1
+            ]
+            infer_call = channel.unary_unary(
+                "/inference.GRPCInferenceService/ModelInfer",
+                request_serializer=v2.ModelInferRequest.SerializeToString,
+                response_deserializer=v2.ModelInferResponse.FromString,
+            )
+
+            async def call_infer(i: int, reqs: list[v2.ModelInferRequest] = infer1) -> None:
+                await infer_call(reqs[i % len(reqs)], metadata=md)
+
+            out[f"{model} v2grpc c32"] = await closed_loop(call_infer, 32, seconds)
+            big = v2.ModelInferRequest(
+                model_name=model,
+                inputs=[v2.ModelInferRequest.InferInputTensor(name="input", datatype="FP64", shape=[1000, N_FEATURES])],
+                raw_input_contents=[X[:1000].astype(np.float64).tobytes()],
+            )
+
+            async def call_big(i: int, big: v2.ModelInferRequest = big) -> None:
+                await infer_call(big, metadata=md)
+
+            out[f"{model} v2grpc1000 c1"] = await closed_loop(call_big, 1, seconds)
+    return out
+
+
+async def stream_bench(stub, model, msgs, md, seconds: float) -> Result:  # type: ignore[no-untyped-def]
+    from ml_platform.serving.proto import serving_pb2
+
+    reqs = [serving_pb2.PredictRequest(model_id=model, features=m.features) for m in msgs]
+    window = asyncio.Semaphore(32)
+    sent: list[float] = []
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds + 0.5
+    measure_from = time.perf_counter() + 0.5
+
+    async def requests():  # type: ignore[no-untyped-def]
+        i = 0
+        while time.perf_counter() < stop_at:
+            await window.acquire()
+            sent.append(time.perf_counter())
+            yield reqs[i % len(reqs)]
+            i += 1
+
+    call = stub.PredictStream(requests(), metadata=md)
+    n = 0
+    async for _ in call:
+        now = time.perf_counter()
+        t0 = sent[n]
+        n += 1
+        window.release()
+        if t0 >= measure_from:
+            latencies.append((now - t0) * 1000)
+    return len(latencies) / seconds, percentile(latencies, 50), percentile(latencies, 99), 0
+
+
+async def bench_rest(port: int, X: np.ndarray, seconds: float, floor: bool = False) -> dict[str, Result]:
+    import orjson
+
+    out: dict[str, Result] = {}
+    bodies = [
+        orjson.dumps({"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, N_FEATURES], "data": X[i].tolist()}]})
+        for i in range(256)
+    ]
+    clients = [RawHttp(port) for _ in range(32)]
+
+    def infer(model: str, body_list: list[bytes]) -> Callable[[int], Awaitable[None]]:
+        path = f"/v2/models/{model}/infer"
+
+        async def call(i: int) -> None:
+            await clients[i % 32].post(path, body_list[i % len(body_list)])
+
+        return call
+
+    if floor:
+        for c in (1, 32):
+            out[f"c{c}"] = await closed_loop(infer("const", bodies), c, seconds)
+        return out
+    big = [orjson.dumps({"inputs": [{"name": "input", "datatype": "FP64", "shape": [1000, N_FEATURES], "data": X[:1000].ravel().tolist()}]})]
+    for model in ("rf", "lr"):
+        for c in (1, 32):
+            out[f"{model} v2rest c{c}"] = await closed_loop(infer(model, bodies), c, seconds)
+        out[f"{model} v2rest1000 c1"] = await closed_loop(infer(model, big), 1, seconds)
+    return out
+
+
+def build_models(root: Path) -> np.ndarray:
+    import skops.io as sio
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = make_classification(n_samples=5000, n_features=N_FEATURES, random_state=0)
+    X = X.astype(np.float32).astype(np.float64)
+    sio.dump(RandomForestClassifier(n_estimators=50, max_depth=8, random_state=0).fit(X, y), root / "rf.skops")
+    sio.dump(LogisticRegression(max_iter=1000).fit(X, y), root / "lr.skops")
+    return X
+
+
+def fmt(r: Result) -> str:
+    rate, p50, p99, errors = r
+    err = f" ({errors} errors)" if errors else ""
+    return f"{rate:,.0f} | {p50:.2f} | {p99:.2f}{err}"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--role", choices=["serving", "grpc-floor", "uvicorn-floor"])
+    parser.add_argument("--models-dir")
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if args.role == "serving":
+        role_serving(args.models_dir)
+        return
+    if args.role == "grpc-floor":
+        role_grpc_floor()
+        return
+    if args.role == "uvicorn-floor":
+        role_uvicorn_floor()
+        return
+
+    os.sched_setaffinity(0, {1})
+    secs = args.seconds
+    with tempfile.TemporaryDirectory() as tmp:
+        X = build_models(Path(tmp))
+        proc, ports = start_role("grpc-floor")
+        try:
+            grpc_floor = asyncio.run(bench_grpc(ports["grpc"], X, secs, floor=True))
+        finally:
+            stop_role(proc)
+        proc, ports = start_role("uvicorn-floor")
+        try:
+            rest_floor = asyncio.run(bench_rest(ports["rest"], X, secs, floor=True))
+        finally:
+            stop_role(proc)
+        proc, ports = start_role("serving", "--models-dir", tmp)
+        try:
+            g = asyncio.run(bench_grpc(ports["grpc"], X, secs))
+            r = asyncio.run(bench_rest(ports["rest"], X, secs))
+        finally:
+            stop_role(proc)
+
+    rows = [
+        ("floor: bare grpc.aio constant", "unary c=1", grpc_floor["c1"]),
+        ("floor: bare grpc.aio constant", "unary c=32", grpc_floor["c32"]),
+        ("floor: bare uvicorn constant", "POST c=1", rest_floor["c1"]),
+        ("floor: bare uvicorn constant", "POST c=32", rest_floor["c32"]),
+    ]
+    labels = {"rf": "RandomForest(50, depth 8)", "lr": "LogisticRegression"}
+    for m, label in labels.items():
+        rows += [
+            (label, "Predict c=1, batching on", g[f"{m} predict c1"]),
+            (label, "Predict c=1, batching off", g[f"{m}-nobatch predict c1"]),
+            (label, "Predict c=32, batching on", g[f"{m} predict c32"]),
+            (label, "Predict c=32, batching off", g[f"{m}-nobatch predict c32"]),
+            (label, "PredictStream, 32 in flight (msgs/s)", g[f"{m} stream w32"]),
+            (label, "V2 ModelInfer gRPC, 1 row, c=32", g[f"{m} v2grpc c32"]),
+            (label, "V2 infer REST (JSON), 1 row, c=1", r[f"{m} v2rest c1"]),
+            (label, "V2 infer REST (JSON), 1 row, c=32", r[f"{m} v2rest c32"]),
+            (label, "PredictBatch 1,000 rows, c=1 (req/s)", g[f"{m} batch1000 c1"]),
+            (label, "V2 ModelInfer gRPC 1,000 rows raw, c=1 (req/s)", g[f"{m} v2grpc1000 c1"]),
+            (label, "V2 infer REST JSON 1,000 rows, c=1 (req/s)", r[f"{m} v2rest1000 c1"]),
+        ]
+    table = ["| model | scenario | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|"]
+    table += [f"| {a} | {b} | {fmt(c)} |" for a, b, c in rows]
+
+    rf = "rf"
+    checks = [
+        ("RF unary Predict c=32 vs bare grpc.aio c=32", g[f"{rf} predict c32"][0] / grpc_floor["c32"][0], 0.75),
+        ("RF V2 REST c=32 vs bare uvicorn c=32", r[f"{rf} v2rest c32"][0] / rest_floor["c32"][0], 0.30),
+        ("RF batching on/off throughput at c=32", g[f"{rf} predict c32"][0] / g[f"{rf}-nobatch predict c32"][0], 3.0),
+        ("RF batching on/off p50 at c=1 (lower is better)", g[f"{rf} predict c1"][1] / g[f"{rf}-nobatch predict c1"][1], 1.10),
+        ("RF 1,000 rows: PredictBatch vs REST JSON", g[f"{rf} batch1000 c1"][0] / r[f"{rf} v2rest1000 c1"][0], 2.5),
+        ("RF 1,000 rows: V2 gRPC raw vs REST JSON", g[f"{rf} v2grpc1000 c1"][0] / r[f"{rf} v2rest1000 c1"][0], 2.5),
+        ("LR unary Predict c=32 vs bare grpc.aio c=32", g["lr predict c32"][0] / grpc_floor["c32"][0], 0.75),
+        ("LR single row: gRPC Predict c=32 vs REST c=32", g["lr predict c32"][0] / r["lr v2rest c32"][0], 1.0),
+    ]
+    ctable = ["| ratio | measured | target | met |", "|---|---|---|---|"]
+    for name, value, target in checks:
+        lower_better = "lower" in name
+        met = value <= target if lower_better else value >= target
+        ctable.append(f"| {name} | {value:.2f} | {'<=' if lower_better else '>='} {target} | {'yes' if met else 'no'} |")
+
+    body = (
+        "Command: `.venv/bin/python bench/serving.py` (`make bench`). Every server process "
+        "(serving supervisor + 1 worker, or a floor) pinned to core 0 with `taskset -c 0`; the "
+        "load generator (grpc.aio client; a raw keep-alive HTTP/1.1 client for REST) pinned to core 1. "
+        f"{secs:.0f} s per row after a warm-up. Models served from skops files; 20 named features per "
+        "row; the REST rows send the same rows as V2 JSON.\n\n"
+        + "\n".join(table)
+        + "\n\nTargets (issue 5), each a ratio measured in this run:\n\n"
+        + "\n".join(ctable)
+        + "\n"
+    )
+    print(body)
+    if not args.no_write:
+        write_section("Serving", body)
+
+
+if __name__ == "__main__":
+    main()
