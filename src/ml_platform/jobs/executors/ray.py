@@ -1,0 +1,369 @@
+"""The Ray executor: jobs go through Ray's Job Submission API.
+
+- ``submission_id`` is our job id (``<job id>-a<N>`` for retry attempts), so re-submitting
+  after a crash never starts a second copy: Ray refuses the duplicate and we adopt the first.
+- ``runtime_env``: the code package as ``working_dir`` (Ray uploads it to the cluster), the
+  job's ``env_vars`` plus the ``ML_PLATFORM_*`` contract, and ``py_modules`` carrying
+  ``ml_platform.runtime`` (pure standard library) so scripts can import it on any node.
+  ``docker_image`` is passed on as ``runtime_env["image_uri"]`` when the executor is built
+  with ``use_image_uri=True`` (Ray then runs the job in that container: the cluster needs
+  podman); otherwise it is recorded and the log says the cluster's Python environment runs
+  the job.
+- ``entrypoint_num_cpus`` / ``entrypoint_num_gpus`` / ``entrypoint_memory`` come from the
+  spec's ``compute``.
+- Logs: Ray merges stdout and stderr; each line is stored with the stream ``output``.
+  Metrics travel in that same stream as lines prefixed by a per-job secret tag
+  (``ML_PLATFORM_METRICS_TAG``): they are removed from the log and parsed as metrics, and a
+  script cannot forge one by accident.
+- Outputs: ``ML_PLATFORM_OUTPUT_DIR`` is a directory under the platform's data dir, copied to
+  ``output_path`` on success. That needs a filesystem shared with the Ray workers (true for a
+  local head); on a remote cluster use a shared mount.
+- Status: PENDING/RUNNING -> running; SUCCEEDED -> succeeded; FAILED -> failed (Ray's message
+  plus the last output lines); STOPPED -> cancelled when we stopped it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import shutil
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ml_platform.core.jobs import JobStatus
+from ml_platform.jobs.executors._files import copy_outputs
+from ml_platform.jobs.executors.base import JobLaunch, JobOutcome
+from ml_platform.jobs.logs import LogStore
+from ml_platform.jobs.metrics import MetricsSink, parse_metric_record
+
+try:
+    from ray.job_submission import JobStatus as RayStatus
+    from ray.job_submission import JobSubmissionClient
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError("the Ray executor needs Ray: install ml-platform[ray]") from exc
+
+logger = logging.getLogger(__name__)
+
+_RUNTIME_PACKAGE = Path(__file__).resolve().parents[2] / "runtime"
+TAIL_LINES = 20
+_TERMINAL = {RayStatus.SUCCEEDED, RayStatus.FAILED, RayStatus.STOPPED}
+
+
+@dataclass
+class _RayRun:
+    job_id: str
+    submission_id: str
+    output_dir: Path
+    output_path: str
+    tag: str
+    max_runtime_seconds: float | None
+    started: float = field(default_factory=time.monotonic)
+    cancel_requested: bool = False
+    timed_out: bool = False
+    skip_lines: int = 0
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    outcome: asyncio.Future[JobOutcome] | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(
+        self,
+        *,
+        address: str,
+        jobs_dir: Path,
+        logs: LogStore,
+        on_metrics: MetricsSink,
+        poll_interval: float = 0.5,
+        use_image_uri: bool = False,
+    ) -> None:
+        self._address = address
+        self._jobs_dir = jobs_dir
+        self._logs = logs
+        self._on_metrics = on_metrics
+        self._poll = poll_interval
+        self._use_image_uri = use_image_uri
+        self._client: JobSubmissionClient | None = None
+        self._runs: dict[str, _RayRun] = {}
+
+    async def _ray(self) -> JobSubmissionClient:
+        if self._client is None:
+            self._client = await asyncio.to_thread(JobSubmissionClient, self._address)
+        return self._client
+
+    # -- Executor ---------------------------------------------------------------------------------
+
+    async def start(self, launch: JobLaunch) -> dict[str, Any]:
+        submission_id = (
+            launch.job_id if launch.attempt == 1 else f"{launch.job_id}-a{launch.attempt}"
+        )
+        job_dir = self._logs.path(launch.job_id).parent
+        output_dir = job_dir / f"ray-output-{launch.attempt}"
+        tag = "mlp-metric-" + secrets.token_hex(16)
+        run = _RayRun(
+            job_id=launch.job_id,
+            submission_id=submission_id,
+            output_dir=output_dir,
+            output_path=launch.output_path,
+            tag=tag,
+            max_runtime_seconds=launch.max_runtime_seconds,
+        )
+        run.outcome = asyncio.get_running_loop().create_future()
+        self._runs[launch.job_id] = run
+        handle = {
+            "executor": self.name,
+            "attempt": launch.attempt,
+            "submission_id": submission_id,
+            "output_dir": str(output_dir),
+            "output_path": launch.output_path,
+            "tag": tag,
+            "max_runtime_seconds": launch.max_runtime_seconds,
+        }
+        try:
+            await asyncio.to_thread(self._prepare, launch, run)
+            client = await self._ray()
+            runtime_env = self._runtime_env(launch, run)
+            self._logs.append(
+                launch.job_id,
+                f"attempt {launch.attempt}: submitting to Ray at {self._address} as "
+                f"{submission_id!r}: {launch.entrypoint}",
+            )
+            if launch.docker_image and "image_uri" not in runtime_env:
+                self._logs.append(
+                    launch.job_id,
+                    f"docker_image {launch.docker_image!r} is recorded; the Ray cluster's Python "
+                    "environment runs the job",
+                )
+            try:
+                await asyncio.to_thread(
+                    client.submit_job,
+                    entrypoint=launch.entrypoint,
+                    submission_id=submission_id,
+                    runtime_env=runtime_env,
+                    metadata={"ml_platform_job_id": launch.job_id, "tenant_id": launch.tenant_id},
+                    entrypoint_num_cpus=launch.cpu_cores or None,
+                    entrypoint_num_gpus=launch.gpu_count or None,
+                    entrypoint_memory=(
+                        int(launch.memory_gb * 1024**3) if launch.memory_gb else None
+                    ),
+                )
+            except RuntimeError as exc:
+                if "already exists" not in str(exc):
+                    raise
+                self._logs.append(
+                    launch.job_id, f"{submission_id!r} was already submitted: adopting it"
+                )
+        except Exception as exc:
+            message = f"could not submit the job to Ray: {exc}"
+            self._logs.append(launch.job_id, message)
+            run.outcome.set_result(JobOutcome(JobStatus.FAILED, message))
+            return handle
+        (job_dir / "state.json").write_text(json.dumps(handle))
+        self._watch(run)
+        return handle
+
+    async def wait(self, job_id: str) -> JobOutcome:
+        run = self._runs.get(job_id)
+        if run is None or run.outcome is None:
+            raise KeyError(f"job {job_id} is not watched by this executor")
+        try:
+            return await asyncio.shield(run.outcome)
+        finally:
+            if run.outcome.done():
+                self._runs.pop(job_id, None)
+
+    async def cancel(self, job_id: str) -> None:
+        run = self._runs.get(job_id)
+        if run is None or (run.outcome is not None and run.outcome.done()):
+            return
+        run.cancel_requested = True
+        self._logs.append(job_id, "cancel requested: stopping the Ray job")
+        client = await self._ray()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(client.stop_job, run.submission_id)
+
+    async def recover(self, job_id: str, handle: Mapping[str, Any]) -> JobOutcome | None:
+        """Ray jobs outlive our server: re-adopt them and keep watching."""
+        submission_id = handle.get("submission_id")
+        if not submission_id:
+            return JobOutcome(JobStatus.FAILED, "no Ray submission id was recorded for the job")
+        try:
+            client = await self._ray()
+            await asyncio.to_thread(client.get_job_status, str(submission_id))
+        except Exception as exc:
+            return JobOutcome(JobStatus.FAILED, f"Ray does not know the job any more: {exc}")
+        max_runtime = handle.get("max_runtime_seconds")
+        run = _RayRun(
+            job_id=job_id,
+            submission_id=str(submission_id),
+            output_dir=Path(str(handle.get("output_dir"))),
+            output_path=str(handle.get("output_path")),
+            tag=str(handle.get("tag")),
+            max_runtime_seconds=float(max_runtime) if max_runtime else None,
+        )
+        # Lines already stored came from this submission: do not store them twice.
+        stored = self._logs.read_after(job_id, 0)
+        run.skip_lines = sum(1 for line in stored if line.stream == "output")
+        run.outcome = asyncio.get_running_loop().create_future()
+        self._runs[job_id] = run
+        self._logs.append(job_id, f"re-adopted Ray job {submission_id!r} after a restart")
+        self._watch(run)
+        return None
+
+    async def aclose(self) -> None:
+        for run in list(self._runs.values()):
+            for task in run.tasks:
+                task.cancel()
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _prepare(self, launch: JobLaunch, run: _RayRun) -> None:
+        if run.output_dir.exists():
+            shutil.rmtree(run.output_dir)
+        run.output_dir.mkdir(parents=True)
+        lib = run.output_dir.parent / "ray-lib" / "ml_platform"
+        if not lib.exists():
+            shutil.copytree(
+                _RUNTIME_PACKAGE, lib / "runtime", ignore=shutil.ignore_patterns("__pycache__")
+            )
+            (lib / "__init__.py").write_text("")
+
+    def _runtime_env(self, launch: JobLaunch, run: _RayRun) -> dict[str, Any]:
+        env_vars = {str(k): str(v) for k, v in launch.env_vars.items()}
+        env_vars.update(
+            {
+                "PYTHONUNBUFFERED": "1",
+                "ML_PLATFORM_JOB_ID": launch.job_id,
+                "ML_PLATFORM_DATA_PATH": launch.data_path,
+                "ML_PLATFORM_OUTPUT_DIR": str(run.output_dir),
+                "ML_PLATFORM_HYPERPARAMETERS": json.dumps(dict(launch.hyperparameters)),
+                "ML_PLATFORM_METRICS_TAG": run.tag,
+            }
+        )
+        runtime_env: dict[str, Any] = {
+            "env_vars": env_vars,
+            "py_modules": [str(run.output_dir.parent / "ray-lib" / "ml_platform")],
+        }
+        if launch.code_dir is not None:
+            runtime_env["working_dir"] = str(launch.code_dir)
+        if self._use_image_uri and launch.docker_image:
+            runtime_env["image_uri"] = launch.docker_image
+        return runtime_env
+
+    def _watch(self, run: _RayRun) -> None:
+        pump = asyncio.create_task(self._pump_logs(run), name=f"ray-logs-{run.job_id}")
+        status = asyncio.create_task(self._poll_status(run, pump), name=f"ray-{run.job_id}")
+        run.tasks.extend([pump, status])
+
+    async def _pump_logs(self, run: _RayRun) -> None:
+        client = await self._ray()
+        buffer = ""
+        skip = run.skip_lines
+        try:
+            async for chunk in client.tail_job_logs(run.submission_id):
+                buffer += chunk
+                *complete, buffer = buffer.split("\n")
+                if skip:
+                    dropped = min(skip, len(complete))
+                    complete, skip = complete[dropped:], skip - dropped
+                await self._consume(run, complete)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("tailing the Ray logs of %s failed: %s", run.job_id, exc)
+        if buffer and not skip:
+            await self._consume(run, [buffer])
+
+    async def _consume(self, run: _RayRun, lines: list[str]) -> None:
+        output: list[str] = []
+        points = []
+        prefix = run.tag + " "
+        for line in lines:
+            if line.startswith(prefix):
+                try:
+                    points.extend(parse_metric_record(line[len(prefix):]))
+                except (ValueError, TypeError) as exc:
+                    self._logs.append(run.job_id, f"ignored a malformed metrics record: {exc}")
+                continue
+            output.append(line)
+            run.tail.append(line)
+        if output:
+            self._logs.append_lines(run.job_id, output, "output")
+        if points:
+            try:
+                await self._on_metrics(run.job_id, points)
+            except Exception:
+                logger.exception("storing metrics of job %s failed", run.job_id)
+
+    async def _poll_status(self, run: _RayRun, pump: asyncio.Task[None]) -> None:
+        client = await self._ray()
+        assert run.outcome is not None
+        try:
+            while True:
+                status = await asyncio.to_thread(client.get_job_status, run.submission_id)
+                if status in _TERMINAL:
+                    break
+                elapsed = time.monotonic() - run.started
+                if (
+                    run.max_runtime_seconds is not None
+                    and elapsed > run.max_runtime_seconds
+                    and not run.timed_out
+                ):
+                    run.timed_out = True
+                    self._logs.append(
+                        run.job_id,
+                        f"max_runtime_seconds={run.max_runtime_seconds:g} exceeded: stopping",
+                    )
+                    await asyncio.to_thread(client.stop_job, run.submission_id)
+                await asyncio.sleep(self._poll)
+            info = await asyncio.to_thread(client.get_job_info, run.submission_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(pump), 10)
+            outcome = await self._outcome(run, status, info)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("watching Ray job %s failed", run.job_id)
+            outcome = JobOutcome(JobStatus.FAILED, f"lost track of the Ray job: {exc}")
+        self._logs.append(
+            run.job_id, f"Ray job {run.submission_id!r} ended: {outcome.status.value}"
+        )
+        if not run.outcome.done():
+            run.outcome.set_result(outcome)
+
+    async def _outcome(self, run: _RayRun, status: RayStatus, info: Any) -> JobOutcome:
+        usage: dict[str, float] = {}
+        if info.start_time and info.end_time:
+            usage["wall_seconds"] = round((info.end_time - info.start_time) / 1000, 3)
+        code = info.driver_exit_code
+        if run.timed_out:
+            message = f"exceeded max_runtime_seconds={run.max_runtime_seconds:g}"
+            return JobOutcome(JobStatus.FAILED, message, code, usage)
+        if status is RayStatus.STOPPED:
+            if run.cancel_requested:
+                return JobOutcome(JobStatus.CANCELLED, "cancelled by request", code, usage)
+            return JobOutcome(JobStatus.FAILED, "the Ray job was stopped outside the platform",
+                              code, usage)
+        if status is RayStatus.FAILED:
+            tail = "\n".join(run.tail)
+            what = f"exited with code {code}" if code is not None else "failed"
+            message = f"the job {what}: {info.message or 'no message from Ray'}"
+            if tail:
+                message += f"; last output lines:\n{tail}"
+            return JobOutcome(JobStatus.FAILED, message, code, usage)
+        try:
+            copied = await asyncio.to_thread(copy_outputs, run.output_dir, run.output_path)
+        except Exception as exc:
+            message = f"the job succeeded but copying its outputs to output_path failed: {exc}"
+            return JobOutcome(JobStatus.FAILED, message, code, usage)
+        self._logs.append(run.job_id, f"copied {copied} output file(s) to {run.output_path}")
+        return JobOutcome(JobStatus.SUCCEEDED, None, code if code is not None else 0, usage)

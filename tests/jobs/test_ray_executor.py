@@ -1,0 +1,132 @@
+"""The Ray executor against a real Ray head on 127.0.0.1 (one start per test run)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pytest
+
+from tests.conftest import Platform, start_platform
+from tests.jobs.conftest import (
+    EXAMPLES,
+    JOB_SETTINGS,
+    sse_events,
+    submit,
+    tenant_root,
+    upload,
+    wait_for,
+    zip_dir,
+    zip_files,
+)
+
+sys.path.insert(0, str(EXAMPLES))
+from make_dataset import make_dataset  # noqa: E402
+
+RAY = Path(sys.executable).parent / "ray"
+
+pytestmark = pytest.mark.skipif(not RAY.exists(), reason="Ray is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port, dashboard = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    temp_dir = Path("/tmp") / f"ray-mlp-{os.getpid()}"  # Ray's socket paths must stay short
+    command = [
+        str(RAY), "start", "--head", "--num-cpus", "2", "--node-ip-address", "127.0.0.1",
+        "--port", str(port), "--dashboard-host", "127.0.0.1", "--dashboard-port",
+        str(dashboard), "--include-dashboard", "true", "--disable-usage-stats",
+        "--temp-dir", str(temp_dir),
+    ]
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=180)
+    try:
+        yield f"http://127.0.0.1:{dashboard}"
+    finally:
+        subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_platform(
+    ray_head: str, tmp_path_factory: pytest.TempPathFactory, database_url_factory: Any
+) -> Iterator[Platform]:
+    running, server = start_platform(
+        "sqlite",
+        tmp_path_factory.mktemp("ray-data"),
+        database_url_factory("sqlite"),
+        **{**JOB_SETTINGS, "executor": "ray", "ray_address": ray_head},
+    )
+    yield running
+    running.close()
+    server.stop()
+    running.db.dispose()
+
+
+def test_sklearn_example_on_ray(ray_platform: Platform) -> None:
+    tenant = ray_platform.new_tenant()
+    client = ray_platform.client(tenant)
+    root = tenant_root(ray_platform, tenant)
+    make_dataset(root / "data" / "train.csv")
+    package = upload(client, zip_dir(EXAMPLES / "sklearn_classifier"))
+    job = submit(client, source=package, hyperparameters={"epochs": 4, "sleep_seconds": 0.5},
+                 output_path="models/ray/v1")
+    metrics_during_run: dict[str, float] = {}
+    lines: list[str] = []
+    end = None
+    with client.stream("GET", f"/v1/jobs/training/{job['id']}/logs",
+                       params={"follow": "true"}, timeout=300) as response:
+        for event in sse_events(response):
+            if event.event == "log":
+                lines.append(event.data["line"])
+                if "epoch 2:" in event.data["line"] and not metrics_during_run:
+                    metrics_during_run = client.get(
+                        f"/v1/jobs/training/{job['id']}/metrics"
+                    ).json()
+            elif event.event == "end":
+                end = event.data
+                break
+    assert end == {"status": "succeeded"}, "\n".join(lines)
+    assert {"loss", "accuracy"} <= metrics_during_run.keys(), "\n".join(lines)
+    assert not any(line.startswith("mlp-metric-") for line in lines)
+    done = wait_for(client, job["id"], {"succeeded"})
+    assert [h["status"] for h in done["status_history"]] == ["pending", "running", "succeeded"]
+    model = joblib.load(root / "models" / "ray" / "v1" / "model.joblib")
+    assert model.predict([[0.1, -0.2, 0.3, 0.0]]).shape == (1,)
+
+
+def test_failure_and_cancel_on_ray(ray_platform: Platform) -> None:
+    client = ray_platform.client(ray_platform.new_tenant())
+    failing = submit(client, source=upload(client, zip_files(
+        {"train.py": "import sys\nprint('ray says hi')\nsys.exit(4)\n"}
+    )))
+    sleeper = submit(client, entrypoint="python -c \"import time; time.sleep(600)\"")
+    done = wait_for(client, failing["id"], {"failed", "succeeded"}, timeout=300)
+    assert done["status"] == "failed"
+    assert "code 4" in done["error_message"] and "ray says hi" in done["error_message"]
+    wait_for(client, sleeper["id"], {"running"}, timeout=300)
+    assert client.delete(f"/v1/jobs/training/{sleeper['id']}").status_code == 204
+    wait_for(client, sleeper["id"], {"cancelled"})
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    ray = JobSubmissionClient(ray_platform.settings.ray_address)
+    while ray.get_job_status(sleeper["id"]) not in {JobStatus.STOPPED, JobStatus.FAILED}:
+        pass
