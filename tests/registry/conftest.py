@@ -30,7 +30,10 @@ class BuiltModels:
 @pytest.fixture(scope="session")
 def models() -> BuiltModels:
     frame = pd.DataFrame(
-        {"tenure_months": [1.0, 5.0, 30.0, 48.0, 2.0, 60.0], "monthly_charges": [90, 80, 20, 30, 99, 25.0]}
+        {
+            "tenure_months": [1.0, 5.0, 30.0, 48.0, 2.0, 60.0],
+            "monthly_charges": [90, 80, 20, 30, 99, 25.0],
+        }
     )
     labels = ["churn", "churn", "stay", "stay", "churn", "stay"]
     buffer = io.BytesIO()

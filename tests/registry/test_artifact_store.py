@@ -100,7 +100,9 @@ def test_uris_map_to_keys_only_inside_the_store(store: ArtifactStore, tmp_path: 
     assert store.key_for_uri(store.uri(key)) == key
     sneaky = store.uri("tenants/ten_a/../ten_b/models/mdl_1/art_1/m.joblib")
     assert store.key_for_uri(sneaky) == key
-    assert store.key_for_uri(store.uri("tenants/ten_a/x").replace("ten_a", "ten_a/../../..")) is None
+    assert (
+        store.key_for_uri(store.uri("tenants/ten_a/x").replace("ten_a", "ten_a/../../..")) is None
+    )
     assert store.key_for_uri("s3://another-bucket/tenants/ten_b/x") is None
     assert store.key_for_uri(str(tmp_path / "elsewhere")) is None
     with pytest.raises(ValueError):
@@ -143,11 +145,15 @@ def test_registry_on_s3_end_to_end(
         download = one.get(f"/v1/models/{name}/versions/1/artifact")
         assert hashlib.sha256(download.content).hexdigest() == version["sha256"]
         # a copy from the tenant's own S3 artifact works, another tenant's is not found
-        copy = one.post(f"/v1/models/{name}/versions", json={"artifact_uri": version["artifact_uri"]})
+        copy = one.post(
+            f"/v1/models/{name}/versions", json={"artifact_uri": version["artifact_uri"]}
+        )
         assert copy.status_code == 201, copy.text
         two = platform.client(platform.new_tenant())
         theirs = new_model(two)
-        stolen = two.post(f"/v1/models/{theirs}/versions", json={"artifact_uri": version["artifact_uri"]})
+        stolen = two.post(
+            f"/v1/models/{theirs}/versions", json={"artifact_uri": version["artifact_uri"]}
+        )
         assert stolen.status_code == 404
         assert one.delete(f"/v1/models/{name}").status_code == 204
         registry = platform.context.registry

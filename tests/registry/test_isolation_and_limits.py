@@ -27,7 +27,9 @@ def test_every_route_answers_404_for_another_tenants_model(
     version = client.post(
         f"/v1/models/{name}/versions", files={"file": ("m.joblib", models.joblib_bytes)}
     ).json()
-    assert client.put(f"/v1/models/{name}/aliases/production", json={"version": 1}).status_code == 201
+    assert (
+        client.put(f"/v1/models/{name}/aliases/production", json={"version": 1}).status_code == 201
+    )
     etag = client.get(f"/v1/models/{name}/aliases/production").headers["etag"]
     job_id = succeeded_job(platform, tenant, {"model.joblib": models.joblib_bytes})
 
@@ -48,7 +50,11 @@ def test_every_route_answers_404_for_another_tenants_model(
         ("DELETE", f"{base}/versions/1", {}),
         ("GET", f"{base}/aliases/production", {}),
         ("GET", f"{base}/aliases/latest", {}),
-        ("PUT", f"{base}/aliases/production", {"json": {"version": 1}, "headers": {"If-Match": etag}}),
+        (
+            "PUT",
+            f"{base}/aliases/production",
+            {"json": {"version": 1}, "headers": {"If-Match": etag}},
+        ),
         ("DELETE", f"{base}/aliases/production", {}),
     ]
     for method, url, kwargs in matrix:
@@ -102,8 +108,8 @@ def test_upload_over_the_limit_is_413_and_leaves_nothing(
 
     def chunked() -> Iterator[bytes]:
         yield (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-            f"filename=\"big.joblib\"\r\n\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="big.joblib"\r\n\r\n'
         ).encode()
         for offset in range(0, len(big), 16 * 1024):
             yield big[offset : offset + 16 * 1024]
@@ -132,7 +138,10 @@ class _Deployed:
         self, session: Session, tenant_id: str, model: str, version: int | None
     ) -> list[str]:
         wanted_tenant, wanted_model, wanted_version = self.target
-        if (tenant_id, model) == (wanted_tenant, wanted_model) and version in (None, wanted_version):
+        if (tenant_id, model) == (wanted_tenant, wanted_model) and version in (
+            None,
+            wanted_version,
+        ):
             return ["churn-prod"]
         return []
 
@@ -148,7 +157,9 @@ def deployed_hook(platform: Platform) -> Iterator[list[_Deployed]]:
         def live_deployments(
             self, session: Session, tenant_id: str, model: str, version: int | None
         ) -> list[str]:
-            return [n for h in holder for n in h.live_deployments(session, tenant_id, model, version)]
+            return [
+                n for h in holder for n in h.live_deployments(session, tenant_id, model, version)
+            ]
 
     registry.deployments = Delegate()
     yield holder

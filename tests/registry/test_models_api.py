@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def test_job_becomes_version_one_with_inferred_signature_alias_and_identical_dow
     assert _sha(download.content) == version["sha256"]
     assert download.headers["etag"] == f'"{version["sha256"]}"'
     not_modified = client.get(
-        f"/v1/models/{name}/versions/1/artifact", headers={"If-None-Match": download.headers["etag"]}
+        f"/v1/models/{name}/versions/1/artifact",
+        headers={"If-None-Match": download.headers["etag"]},
     )
     assert not_modified.status_code == 304
 
@@ -95,9 +97,7 @@ def test_twenty_parallel_creates_yield_versions_one_to_twenty(
     assert client.get(f"/v1/models/{name}/aliases/latest").json()["version"] == 20
 
 
-def test_alias_moves_need_a_current_etag(
-    client: httpx.Client, models: BuiltModels
-) -> None:
+def test_alias_moves_need_a_current_etag(client: httpx.Client, models: BuiltModels) -> None:
     name = new_model(client)
     for _ in range(3):
         upload = client.post(
@@ -110,9 +110,12 @@ def test_alias_moves_need_a_current_etag(
 
     fetched = client.get(f"/v1/models/{name}/aliases/production")
     assert fetched.headers["etag"] == etag_1
-    assert client.get(
-        f"/v1/models/{name}/aliases/production", headers={"If-None-Match": etag_1}
-    ).status_code == 304
+    assert (
+        client.get(
+            f"/v1/models/{name}/aliases/production", headers={"If-None-Match": etag_1}
+        ).status_code
+        == 304
+    )
 
     # Alice moves it with the ETag she read
     moved = client.put(
@@ -138,21 +141,29 @@ def test_alias_moves_need_a_current_etag(
     assert client.put(f"/v1/models/{name}/aliases/staging", json={"version": 9}).status_code == 422
     # deleting an aliased version is refused; deleting the alias (current ETag) works
     assert client.delete(f"/v1/models/{name}/versions/2").status_code == 409
-    assert client.delete(
-        f"/v1/models/{name}/aliases/production", headers={"If-Match": etag_1}
-    ).status_code == 412
-    assert client.delete(
-        f"/v1/models/{name}/aliases/production", headers={"If-Match": etag_2}
-    ).status_code == 204
+    assert (
+        client.delete(
+            f"/v1/models/{name}/aliases/production", headers={"If-Match": etag_1}
+        ).status_code
+        == 412
+    )
+    assert (
+        client.delete(
+            f"/v1/models/{name}/aliases/production", headers={"If-Match": etag_2}
+        ).status_code
+        == 204
+    )
     assert client.delete(f"/v1/models/{name}/versions/2").status_code == 204
     assert client.get(f"/v1/models/{name}/versions/2").status_code == 404
     # numbers are never reused
-    again = client.post(f"/v1/models/{name}/versions", files={"file": ("m.onnx", models.onnx_bytes)})
+    again = client.post(
+        f"/v1/models/{name}/versions", files={"file": ("m.onnx", models.onnx_bytes)}
+    )
     assert again.json()["version"] == 4
 
 
 def test_model_crud_filters_and_conditional_get(client: httpx.Client) -> None:
-    team = f"team-{hashlib.sha1(str(id(client)).encode()).hexdigest()[:6]}"
+    team = f"team-{secrets.token_hex(3)}"
     a = new_model(client, framework="sklearn", tags={"team": team})
     b = new_model(client, framework="xgboost", tags={"team": team})
     assert client.post("/v1/models", json={"name": a, "framework": "sklearn"}).status_code == 409
@@ -206,7 +217,9 @@ def test_non_model_files_are_422_and_the_api_keeps_serving(
     assert "memory" in boom.json()["detail"]
 
     assert client.get(f"/v1/models/{name}/versions").json()["total"] == 0
-    ok = client.post(f"/v1/models/{name}/versions", files={"file": ("m.joblib", models.joblib_bytes)})
+    ok = client.post(
+        f"/v1/models/{name}/versions", files={"file": ("m.joblib", models.joblib_bytes)}
+    )
     assert ok.status_code == 201
     assert ok.json()["version"] == 1
 
@@ -247,10 +260,15 @@ def test_versions_from_uris_the_tenant_may_read(
     area = platform.settings.data_dir.resolve() / "tenants" / tenant.id
     (area / "models").mkdir(parents=True, exist_ok=True)
     (area / "models" / "churn.joblib").write_bytes(models.joblib_bytes)
-    from_area = client.post(f"/v1/models/{name}/versions", json={"artifact_uri": "models/churn.joblib"})
+    from_area = client.post(
+        f"/v1/models/{name}/versions", json={"artifact_uri": "models/churn.joblib"}
+    )
     assert from_area.status_code == 201, from_area.text
     assert from_area.json()["source"] == {
-        "kind": "uri", "job_id": None, "uri": "models/churn.joblib", "filename": "churn.joblib"
+        "kind": "uri",
+        "job_id": None,
+        "uri": "models/churn.joblib",
+        "filename": "churn.joblib",
     }
     # an artifact of the tenant's own registry can seed another version
     copied = client.post(
@@ -260,11 +278,11 @@ def test_versions_from_uris_the_tenant_may_read(
     assert copied.json()["sha256"] == from_area.json()["sha256"]
     outside = client.post(f"/v1/models/{name}/versions", json={"artifact_uri": "/etc/passwd"})
     assert outside.status_code == 422
-    missing = client.post(f"/v1/models/{name}/versions", json={"artifact_uri": "models/none.joblib"})
-    assert missing.status_code == 404
-    both = client.post(
-        f"/v1/models/{name}/versions", json={"artifact_uri": "a", "job_id": "job_x"}
+    missing = client.post(
+        f"/v1/models/{name}/versions", json={"artifact_uri": "models/none.joblib"}
     )
+    assert missing.status_code == 404
+    both = client.post(f"/v1/models/{name}/versions", json={"artifact_uri": "a", "job_id": "job_x"})
     assert both.status_code == 422
     wrong_type = client.post(
         f"/v1/models/{name}/versions", content=b"x", headers={"content-type": "text/plain"}
@@ -280,7 +298,9 @@ def test_job_versions_need_a_succeeded_job_and_one_model_file(
     platform: Platform, tenant: Tenant, client: httpx.Client, models: BuiltModels
 ) -> None:
     name = new_model(client)
-    several = succeeded_job(platform, tenant, {"a.joblib": models.joblib_bytes, "b.onnx": models.onnx_bytes})
+    several = succeeded_job(
+        platform, tenant, {"a.joblib": models.joblib_bytes, "b.onnx": models.onnx_bytes}
+    )
     ambiguous = client.post(f"/v1/models/{name}/versions", json={"job_id": several})
     assert ambiguous.status_code == 422
     assert "artifact_path" in ambiguous.json()["detail"]
@@ -295,7 +315,9 @@ def test_job_versions_need_a_succeeded_job_and_one_model_file(
     assert escape.status_code == 422
     empty = succeeded_job(platform, tenant, {"log.txt": b"done"})
     assert client.post(f"/v1/models/{name}/versions", json={"job_id": empty}).status_code == 422
-    assert client.post(f"/v1/models/{name}/versions", json={"job_id": "job_nope"}).status_code == 404
+    assert (
+        client.post(f"/v1/models/{name}/versions", json={"job_id": "job_nope"}).status_code == 404
+    )
 
     pending = client.post(
         "/v1/jobs/training",

@@ -65,7 +65,7 @@ def _sklearn_like(model: Any) -> dict[str, Any]:
     if names is not None:
         features = [{"name": str(n), "dtype": "float64"} for n in list(names)]
     else:
-        features = [{"name": f"f{i}", "dtype": "float64"} for i in range(int(count))]
+        features = [{"name": f"f{i}", "dtype": "float64"} for i in range(int(count or 0))]
     if framework == "xgboost":
         for feature in features:
             feature["dtype"] = "float32"
@@ -92,7 +92,10 @@ def _booster(data: bytes) -> dict[str, Any]:
         raise NotAModel(f"not a valid XGBoost model: {str(exc).splitlines()[0]}") from exc
     names = booster.feature_names or [f"f{i}" for i in range(booster.num_features())]
     types = booster.feature_types or ["float"] * len(names)
-    features = [{"name": n, "dtype": _XGB_TYPES.get(t, "float32")} for n, t in zip(names, types)]
+    features = [
+        {"name": n, "dtype": _XGB_TYPES.get(t, "float32")}
+        for n, t in zip(names, types, strict=False)
+    ]
     config = json.loads(booster.save_config())
     learner = config.get("learner", {})
     objective = str(learner.get("objective", {}).get("name", ""))
@@ -116,9 +119,12 @@ def _onnx(data: bytes) -> dict[str, Any]:
 
     try:
         session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
+    except Exception as exc:
         raise NotAModel(f"not a valid ONNX model: {str(exc).splitlines()[0][:300]}") from exc
-    inputs = [{"name": i.name, "type": i.type, "shape": [str(d) for d in i.shape]} for i in session.get_inputs()]
+    inputs = [
+        {"name": i.name, "type": i.type, "shape": [str(d) for d in i.shape]}
+        for i in session.get_inputs()
+    ]
     return {"framework": "", "estimator": "onnx", "onnx_inputs": inputs}
 
 
@@ -127,7 +133,7 @@ def _skops(data: bytes) -> Any:
 
     try:
         untrusted = skops.io.get_untrusted_types(data=data)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise NotAModel(f"not a valid skops file: {exc}") from exc
     unsafe = [t for t in untrusted if not t.startswith(SAFE_SKOPS_PREFIXES)]
     if unsafe:
@@ -146,8 +152,10 @@ def inspect(data: bytes, fmt: str) -> dict[str, Any]:
             model = joblib.load(io.BytesIO(data))
         except MemoryError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure to unpickle means "not loadable"
-            raise NotAModel(f"could not load the {fmt} artifact: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise NotAModel(
+                f"could not load the {fmt} artifact: {type(exc).__name__}: {exc}"
+            ) from exc
         return _sklearn_like(model)
     if fmt == "skops":
         return _sklearn_like(_skops(data))

@@ -76,7 +76,8 @@ class ArtifactStore:
         return f"tenants/{tenant_id}/"
 
     def new_key(self, tenant_id: str, model_id: str, artifact_id: str, filename: str) -> str:
-        return f"{self.tenant_prefix(tenant_id)}models/{model_id}/{artifact_id}/{safe_filename(filename)}"
+        prefix = self.tenant_prefix(tenant_id)
+        return f"{prefix}models/{model_id}/{artifact_id}/{safe_filename(filename)}"
 
     def uri(self, key: str) -> str:
         return f"{self.root_uri}/{key}"
@@ -146,14 +147,15 @@ class ArtifactStore:
                     writer.write(chunk)
                 writer.flush()
                 os.fsync(writer.fileno())
-            os.chmod(temporary, 0o444)
+            temporary.chmod(0o444)
             try:
                 os.link(temporary, target)  # fails if the target exists: never overwrite
             except FileExistsError as exc:
-                raise Conflict(f"artifact {target.name!r} already exists; artifacts are immutable") from exc
+                raise Conflict(
+                    f"artifact {target.name!r} already exists; artifacts are immutable"
+                ) from exc
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+            temporary.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def open(self, key: str) -> Iterator[IO[bytes]]:

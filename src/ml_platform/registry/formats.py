@@ -89,4 +89,3 @@ def detect_format(path: Path, filename: str | None = None) -> ModelFormat | None
     if suffix == ".onnx" or _looks_like_onnx(head):
         return ModelFormat.ONNX if head[:1] == b"\x08" else None
     return None
-

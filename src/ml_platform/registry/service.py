@@ -23,6 +23,7 @@ from ml_platform.registry.formats import detect_format
 from ml_platform.registry.signature import Inspection, SignatureInspector
 from ml_platform.registry.sources import Sources
 from ml_platform.registry.staging import StagingArea
+from ml_platform.schemas.jobs import FrameworkType
 from ml_platform.schemas.models import (
     ARTIFACT_FORMATS,
     RESERVED_ALIASES,
@@ -89,7 +90,7 @@ def _model_wire(record: ModelRecord, latest: int | None, aliases: list[AliasReco
     return Model(
         id=record.id,
         name=record.name,
-        framework=record.framework,  # type: ignore[arg-type]
+        framework=FrameworkType(record.framework),
         description=record.description,
         tags=record.tags,
         tenant_id=record.tenant_id,
@@ -111,7 +112,7 @@ def _version_wire(
         artifact_uri=record.artifact_uri,
         sha256=record.sha256,
         size_bytes=record.size_bytes,
-        framework=record.framework,  # type: ignore[arg-type]
+        framework=FrameworkType(record.framework),
         format=ModelFormat(record.format),
         signature=ModelSignature.model_validate(record.signature) if record.signature else None,
         signature_source=SignatureSource(record.signature_source),
@@ -245,7 +246,10 @@ class RegistryService:
                     "only a succeeded job can become a model version"
                 )
             staged = self._sources.stage_job_output(
-                principal.tenant_id, job.id, str(job.spec.get("output_path", "")), body.artifact_path
+                principal.tenant_id,
+                job.id,
+                str(job.spec.get("output_path", "")),
+                body.artifact_path,
             )
             lineage = Lineage(
                 job_id=job.id,
@@ -318,7 +322,10 @@ class RegistryService:
             signature, source = draft.signature.model_dump(mode="json"), SignatureSource.GIVEN
         elif inspection is not None and inspection.has_signature:
             signature = ModelSignature.model_validate(
-                {"input_features": inspection.input_features, "output_labels": inspection.output_labels}
+                {
+                    "input_features": inspection.input_features,
+                    "output_labels": inspection.output_labels,
+                }
             ).model_dump(mode="json")
             source = SignatureSource.INFERRED
         else:
@@ -363,7 +370,11 @@ class RegistryService:
             raise
         logger.info(
             "registered %s v%d for tenant %s (%s, %d bytes)",
-            model.name, number, principal.tenant_id, fmt.value, staged.size_bytes,
+            model.name,
+            number,
+            principal.tenant_id,
+            fmt.value,
+            staged.size_bytes,
         )
         return _version_wire(model, record, [])
 
@@ -456,7 +467,9 @@ class RegistryService:
                 latest = repo.latest_version(model.id)
                 if latest is None:
                     raise NotFound(f"model {name!r} has no versions, so no {LATEST!r}")
-                return AliasResult(ModelAlias(model=name, alias=LATEST, version=latest), f"latest-{latest}")
+                return AliasResult(
+                    ModelAlias(model=name, alias=LATEST, version=latest), f"latest-{latest}"
+                )
             record = repo.get_alias(model.id, alias)
         if record is None:
             raise NotFound(f"model {name!r} has no alias {alias!r}")
@@ -498,7 +511,9 @@ class RegistryService:
                     "If-Match with its current ETag (GET the alias first)"
                 )
             expected = current.etag if if_match == "*" else if_match
-            moved = repo.move_alias(model.id, alias, version, principal.name, expected_etag=expected)
+            moved = repo.move_alias(
+                model.id, alias, version, principal.name, expected_etag=expected
+            )
             if moved is None:
                 raise PreconditionFailed(
                     f"alias {alias!r} changed since you read it (now -> version "
@@ -557,7 +572,7 @@ class RegistryService:
     def _delete_artifact(self, key: str) -> None:
         try:
             self.store.delete(key)
-        except Exception:  # noqa: BLE001 - an orphaned file must not fail the request
+        except Exception:
             logger.exception("could not delete artifact %s", key)
 
 
@@ -593,4 +608,3 @@ def _version_number(ref: str) -> int | None:
 
 def _names(names: list[str]) -> str:
     return ", ".join(repr(n) for n in names)
-

@@ -108,14 +108,18 @@ class Sources:
         the shared read roots, or a remote URI. Another tenant's artifact is "not found"."""
         key = self.store.key_for_uri(uri)
         if key is not None:
-            if not key.startswith(self.store.tenant_prefix(tenant_id)) or not self.store.exists(key):
+            if not key.startswith(self.store.tenant_prefix(tenant_id)) or not self.store.exists(
+                key
+            ):
                 raise NotFound(f"artifact {uri!r} not found")
             with self.store.open(key) as reader:
                 return self.staging.copy(reader, posixpath.basename(key), self.max_bytes)
         resolved = self.paths.check_data_path(tenant_id, uri, field="artifact_uri")
         if resolved.local is not None:
             if resolved.local.is_dir():
-                raise _invalid("artifact_uri", "artifact_uri names a directory; name the model file")
+                raise _invalid(
+                    "artifact_uri", "artifact_uri names a directory; name the model file"
+                )
             return self._stage_local_file(resolved.local, "artifact_uri")
         fs, path = fsspec.core.url_to_fs(resolved.uri, **dict(self.storage_options))
         try:

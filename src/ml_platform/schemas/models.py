@@ -12,12 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ml_platform.schemas.jobs import FrameworkType
 
 __all__ = [
-    "ARTIFACT_FORMATS",
     "ALIAS_PATTERN",
+    "ARTIFACT_FORMATS",
+    "MODEL_NAME_PATTERN",
     "FeatureDType",
     "InputFeature",
     "Lineage",
-    "MODEL_NAME_PATTERN",
     "Model",
     "ModelAlias",
     "ModelAliasUpdate",

@@ -497,9 +497,7 @@ class ModelRepository:
             return []
         rows = self._session.scalars(
             select(ModelAliasRow)
-            .where(
-                ModelAliasRow.tenant_id == self.tenant_id, ModelAliasRow.model_id.in_(model_ids)
-            )
+            .where(ModelAliasRow.tenant_id == self.tenant_id, ModelAliasRow.model_id.in_(model_ids))
             .order_by(ModelAliasRow.name)
         )
         return [_alias(r) for r in rows]

@@ -110,7 +110,10 @@ class _Form:
             self._is_file = True
         else:
             if name not in FORM_FIELDS:
-                raise _invalid(name or "?", f"unknown form field {name!r} (allowed: file, {', '.join(FORM_FIELDS)})")
+                raise _invalid(
+                    name or "?",
+                    f"unknown form field {name!r} (allowed: file, {', '.join(FORM_FIELDS)})",
+                )
             self.fields[name] = bytearray()
             self._is_file = False
         self._current = name
@@ -124,7 +127,9 @@ class _Form:
         value = self.fields[self._current]
         value.extend(data[start:end])
         if len(value) > FIELD_LIMIT:
-            raise _invalid(self._current, f"form field {self._current!r} is over {FIELD_LIMIT} bytes")
+            raise _invalid(
+                self._current, f"form field {self._current!r} is over {FIELD_LIMIT} bytes"
+            )
 
     def abort(self) -> None:
         if self.writer is not None:
@@ -174,7 +179,9 @@ def _draft(fields: dict[str, bytearray]) -> VersionDraft:
             fmt = ModelFormat(text["format"].strip())
         except ValueError:
             allowed = ", ".join(f.value for f in ModelFormat)
-            raise _invalid("format", f"unknown format {text['format']!r} (allowed: {allowed})") from None
+            raise _invalid(
+                "format", f"unknown format {text['format']!r} (allowed: {allowed})"
+            ) from None
     signature: ModelSignature | None = None
     if text.get("signature"):
         try:

@@ -57,8 +57,12 @@ IfMatch = Annotated[
     str | None, Header(description="The alias's current ETag; moving an existing alias needs it")
 ]
 
-ETAG_HEADER = {"ETag": {"description": "Entity tag of this representation", "schema": {"type": "string"}}}
-NOT_MODIFIED = {304: {"description": "Not modified: your `If-None-Match` ETag is current"}}
+ETAG_HEADER = {
+    "ETag": {"description": "Entity tag of this representation", "schema": {"type": "string"}}
+}
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified: your `If-None-Match` ETag is current"}
+}
 
 _VERSION_BODY: dict[str, Any] = {
     "requestBody": {
@@ -70,7 +74,11 @@ _VERSION_BODY: dict[str, Any] = {
                     "type": "object",
                     "required": ["file"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "The artifact"},
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The artifact",
+                        },
                         "format": {
                             "type": "string",
                             "enum": list(ARTIFACT_FORMATS),
@@ -143,7 +151,10 @@ def _if_match(value: str | None) -> str | None:
             "description": "The model, with no versions yet",
             "headers": ETAG_HEADER,
             "links": {
-                "GetModel": {"operationId": "get_model", "parameters": {"name": "$response.body#/name"}},
+                "GetModel": {
+                    "operationId": "get_model",
+                    "parameters": {"name": "$response.body#/name"},
+                },
                 "ListModelVersions": {
                     "operationId": "list_model_versions",
                     "parameters": {"name": "$response.body#/name"},
@@ -196,7 +207,11 @@ async def list_models(
     name="get_model",
     summary="Get a model",
     response_model=Model,
-    responses={**problems(404, 422, *AUTHED), **NOT_MODIFIED, 200: {"description": "The model", "headers": ETAG_HEADER}},
+    responses={
+        **problems(404, 422, *AUTHED),
+        **NOT_MODIFIED,
+        200: {"description": "The model", "headers": ETAG_HEADER},
+    },
 )
 async def get_model(
     name: ModelName,
@@ -216,10 +231,17 @@ async def get_model(
     summary="Update a model",
     response_model=Model,
     dependencies=[JsonBody],
-    responses={**problems(400, 404, 415, 422, *AUTHED), 200: {"description": "The model", "headers": ETAG_HEADER}},
+    responses={
+        **problems(400, 404, 415, 422, *AUTHED),
+        200: {"description": "The model", "headers": ETAG_HEADER},
+    },
 )
 async def update_model(
-    name: ModelName, body: ModelUpdate, context: ContextDep, principal: PrincipalDep, response: Response
+    name: ModelName,
+    body: ModelUpdate,
+    context: ContextDep,
+    principal: PrincipalDep,
+    response: Response,
 ) -> Model:
     """Change a model's description, tags or framework (only the fields given)."""
     model = await run_in_threadpool(registry_of(context).update_model, principal, name, body)
@@ -259,18 +281,28 @@ async def delete_model(name: ModelName, context: ContextDep, principal: Principa
             "links": {
                 "GetModelVersion": {
                     "operationId": "get_model_version",
-                    "parameters": {"name": "$response.body#/model", "version": "$response.body#/version"},
+                    "parameters": {
+                        "name": "$response.body#/model",
+                        "version": "$response.body#/version",
+                    },
                 },
                 "DownloadModelArtifact": {
                     "operationId": "download_model_artifact",
-                    "parameters": {"name": "$response.body#/model", "version": "$response.body#/version"},
+                    "parameters": {
+                        "name": "$response.body#/model",
+                        "version": "$response.body#/version",
+                    },
                 },
             },
         },
     },
 )
 async def create_model_version(
-    name: ModelName, request: Request, context: ContextDep, principal: PrincipalDep, response: Response
+    name: ModelName,
+    request: Request,
+    context: ContextDep,
+    principal: PrincipalDep,
+    response: Response,
 ) -> ModelVersion:
     """Create version N+1 from one of:
 
@@ -303,7 +335,8 @@ async def create_model_version(
     else:
         raise HTTPException(
             status_code=415,
-            detail=f"send application/json or multipart/form-data (got {media or 'no content type'!r})",
+            detail="send application/json or multipart/form-data "
+            f"(got {media or 'no content type'!r})",
         )
     response.headers["Location"] = f"/v1/models/{name}/versions/{version.version}"
     response.headers["ETag"] = etag_of(version)
@@ -336,7 +369,11 @@ async def list_model_versions(
     name="get_model_version",
     summary="Get a model version",
     response_model=ModelVersion,
-    responses={**problems(404, 422, *AUTHED), **NOT_MODIFIED, 200: {"description": "The version", "headers": ETAG_HEADER}},
+    responses={
+        **problems(404, 422, *AUTHED),
+        **NOT_MODIFIED,
+        200: {"description": "The version", "headers": ETAG_HEADER},
+    },
 )
 async def get_model_version(
     name: ModelName,
@@ -361,7 +398,9 @@ async def get_model_version(
         **NOT_MODIFIED,
         200: {
             "description": "The artifact's bytes, streamed; the ETag is its SHA-256",
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
             "headers": ETAG_HEADER,
         },
     },
@@ -374,7 +413,9 @@ async def download_model_artifact(
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     """The artifact exactly as registered (same SHA-256), streamed."""
-    found, chunks = await run_in_threadpool(registry_of(context).open_artifact, principal, name, version)
+    found, chunks = await run_in_threadpool(
+        registry_of(context).open_artifact, principal, name, version
+    )
     etag = f'"{found.sha256}"'
     if _matches(if_none_match, etag):
         chunks.close()  # type: ignore[attr-defined]
@@ -417,7 +458,11 @@ async def delete_model_version(
     name="get_model_alias",
     summary="Get a model alias",
     response_model=ModelAlias,
-    responses={**problems(404, 422, *AUTHED), **NOT_MODIFIED, 200: {"description": "The alias", "headers": ETAG_HEADER}},
+    responses={
+        **problems(404, 422, *AUTHED),
+        **NOT_MODIFIED,
+        200: {"description": "The alias", "headers": ETAG_HEADER},
+    },
 )
 async def get_model_alias(
     name: ModelName,
@@ -465,7 +510,9 @@ async def set_model_alias(
     """
     registry = registry_of(context)
     result = await run_in_threadpool(
-        lambda: registry.set_alias(principal, name, alias, body.version, if_match=_if_match(if_match))
+        lambda: registry.set_alias(
+            principal, name, alias, body.version, if_match=_if_match(if_match)
+        )
     )
     response.headers["ETag"] = f'"{result.etag}"'
     if result.created:
@@ -494,4 +541,3 @@ async def delete_model_alias(
         lambda: registry.delete_alias(principal, name, alias, if_match=_if_match(if_match))
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
