@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -127,9 +128,7 @@ def test_kill9_then_restart_leaves_no_job_running(server_env: tuple[dict[str, st
             time.sleep(0.1)
         assert job["status"] == "failed"
         assert "server restarted" in job["error_message"]
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            pass
     finally:
         second.stop()

@@ -22,7 +22,7 @@ from tests.jobs.conftest import (
 )
 
 sys.path.insert(0, str(EXAMPLES))
-from make_dataset import make_dataset  # noqa: E402
+from make_dataset import make_dataset
 
 
 def test_sklearn_example_end_to_end(jobs_platform: Platform) -> None:

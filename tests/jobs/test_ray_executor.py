@@ -28,7 +28,7 @@ from tests.jobs.conftest import (
 )
 
 sys.path.insert(0, str(EXAMPLES))
-from make_dataset import make_dataset  # noqa: E402
+from make_dataset import make_dataset
 
 RAY = Path(sys.executable).parent / "ray"
 

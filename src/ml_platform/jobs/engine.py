@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -126,12 +127,12 @@ class JobEngine:
     ) -> None:
         """422 at submit time for paths outside the tenant's roots or an unknown package."""
         violations: list[FieldViolation] = []
-        for check in (
-            lambda: self.paths.check_data_path(tenant_id, data_path),
-            lambda: self.paths.check_output_path(tenant_id, output_path),
+        for check, value in (
+            (self.paths.check_data_path, data_path),
+            (self.paths.check_output_path, output_path),
         ):
             try:
-                check()
+                check(tenant_id, value)
             except InvalidArgument as exc:
                 violations.extend(exc.violations)
         if source is not None:
@@ -160,7 +161,9 @@ class JobEngine:
         await asyncio.to_thread(self._store_metrics, job_id, rows)
         self.signals.fire(job_id)
 
-    def _store_metrics(self, job_id: str, rows: list[tuple[str, int | None, float, object]]) -> None:
+    def _store_metrics(
+        self, job_id: str, rows: list[tuple[str, int | None, float, datetime]]
+    ) -> None:
         tenant = self.scheduler.tenant_of(job_id) if self.scheduler else None
         with self.db.transaction() as session:
             repo = JobRuntimeRepository(session)
@@ -169,7 +172,7 @@ class JobEngine:
                 if job is None:
                     return
                 tenant = job.tenant_id
-            repo.add_metrics(job_id, tenant, rows)  # type: ignore[arg-type]
+            repo.add_metrics(job_id, tenant, rows)
 
     # -- tenant-scoped reads for the API (sync: call from a worker thread) ----------------------
 
@@ -194,6 +197,11 @@ class JobEngine:
         if status is None:
             raise NotFound(f"training job {job_id!r} not found")
         return status
+
+    def metric_history_after(
+        self, tenant_id: str, job_id: str, after_id: int, limit: int = 500
+    ) -> list[MetricRecord]:
+        return self.metric_history(tenant_id, job_id, name=None, after_id=after_id, limit=limit)
 
     def metric_history(
         self, tenant_id: str, job_id: str, *, name: str | None, after_id: int, limit: int

@@ -156,6 +156,7 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._pending_info: dict[str, tuple[str, str | None, int | None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def capacity(self) -> Capacity:
@@ -295,7 +296,9 @@ class Scheduler:
             if status is not None and status is not JobStatus.RUNNING:
                 active.cancelling = True
                 self._logs.append(active.job_id, f"job is {status.value}: stopping it", "system")
-                asyncio.create_task(self._executor.cancel(active.job_id))
+                task = asyncio.create_task(self._executor.cancel(active.job_id))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     def _statuses(self, ids: list[str]) -> dict[str, JobStatus]:
         with self._db.read() as session:
@@ -503,7 +506,9 @@ class Scheduler:
                 and outcome.status is JobStatus.FAILED
                 and active.attempt <= active.max_retries
             ):
-                backoff = min(self._backoff * 2 ** (active.attempt - 1), MAX_BACKOFF_SECONDS)
+                backoff = float(
+                    min(self._backoff * 2.0 ** (active.attempt - 1), MAX_BACKOFF_SECONDS)
+                )
                 if repo.transition(
                     active.job_id,
                     expected=[JobStatus.RUNNING],

@@ -36,7 +36,7 @@ class JobSignals:
             with contextlib.suppress(RuntimeError):  # the listener's loop has closed
                 loop.call_soon_threadsafe(_resolve, future)
 
-    async def wait(self, job_id: str, seen: int, timeout: float) -> int:
+    async def wait(self, job_id: str, seen: int, timeout: float) -> int:  # noqa: ASYNC109
         """Wait until the job's version exceeds ``seen`` or ``timeout`` passes; return the
         current version."""
         loop = asyncio.get_running_loop()

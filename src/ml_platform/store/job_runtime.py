@@ -186,7 +186,9 @@ class JobRuntimeRepository:
     def update_terminal(self, job_id: str, status: JobStatus, **fields: Any) -> None:
         """Fill in details (resource usage) of a job that already reached ``status``."""
         self._session.execute(
-            update(JobRow).where(JobRow.id == job_id, JobRow.status == status.value).values(**fields)
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.status == status.value)
+            .values(**fields)
         )
 
     def upsert_runtime(self, job_id: str, tenant_id: str, **fields: Any) -> None:
@@ -249,7 +251,9 @@ class JobRuntimeRepository:
         )
         return {row.job_id: _runtime(row) for row in rows}
 
-    def events_for(self, tenant_id: str, job_ids: Sequence[str]) -> dict[str, list[JobEventRecord]]:
+    def events_for(
+        self, tenant_id: str, job_ids: Sequence[str]
+    ) -> dict[str, list[JobEventRecord]]:
         result: dict[str, list[JobEventRecord]] = {job_id: [] for job_id in job_ids}
         if not job_ids:
             return result

@@ -249,7 +249,8 @@ def _origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
 @router.websocket("/{job_id}/stream", name="stream_training_job")
 async def stream_training_job(websocket: WebSocket, job_id: str) -> None:
     context = websocket.app.state.context
-    subprotocol = WS_SUBPROTOCOL if WS_SUBPROTOCOL in websocket.scope.get("subprotocols", []) else None
+    offered = websocket.scope.get("subprotocols", [])
+    subprotocol = WS_SUBPROTOCOL if WS_SUBPROTOCOL in offered else None
     api_key, bearer, _ = _credentials(websocket)
     engine: JobEngine | None = context.engine
     close: tuple[int, str] | None = None
@@ -313,9 +314,7 @@ async def _stream(
                 )
             while True:
                 points = await run_in_threadpool(
-                    lambda: engine.metric_history(
-                        principal.tenant_id, job_id, name=None, after_id=after_metric, limit=500
-                    )
+                    engine.metric_history_after, principal.tenant_id, job_id, after_metric
                 )
                 for p in points:
                     await queue.put(

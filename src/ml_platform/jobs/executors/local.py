@@ -525,7 +525,9 @@ async def _kill_group(pgid: int, grace: float, exited: asyncio.Event | None = No
         return
     # SIGKILL is asynchronous: wait (bounded) until no live member is left.
     deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and await asyncio.to_thread(_live_members, pgid):
+    while time.monotonic() < deadline:
+        if not await asyncio.to_thread(_live_members, pgid):
+            return
         await asyncio.sleep(0.02)
 
 
