@@ -37,7 +37,7 @@ def build_registry(
         timeout_seconds=settings.signature_inference_timeout_seconds,
         memory_mb=settings.signature_inference_memory_mb,
         job_user=settings.job_user,
-        python=None,
+        python=settings.job_python,
         allow_pickle=settings.allow_pickle,
     )
     return RegistryService(

@@ -14,6 +14,7 @@ from ml_platform.core.errors import (
     InvalidArgument,
     NotFound,
     PreconditionFailed,
+    Unavailable,
 )
 from ml_platform.core.ids import new_id
 from ml_platform.core.jobs import JobStatus
@@ -315,7 +316,12 @@ class RegistryService:
             raise InvalidArgument(message, [FieldViolation("artifact", message)])
         inspection: Inspection | None = None
         if self._inspector.can_load(fmt):
-            inspection = self._inspector.inspect(staged.path, fmt)
+            try:
+                inspection = self._inspector.inspect(staged.path, fmt)
+            except Unavailable:
+                if draft.signature is None:
+                    raise
+                logger.warning("registering %s unchecked: inference unavailable", staged.filename)
         elif draft.signature is None:
             logger.info("pickle loading is disabled: %s registered without a signature", fmt.value)
         if draft.signature is not None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ml_platform.core.errors import FieldViolation, InvalidArgument
+from ml_platform.core.errors import FieldViolation, InvalidArgument, Unavailable
 from ml_platform.schemas.models import ModelFormat
 
 logger = logging.getLogger(__name__)
@@ -107,17 +107,25 @@ class SignatureInspector:
         if self._user is not None:
             kwargs.update(user=self._user.pw_uid, group=self._user.pw_gid, extra_groups=[])
         with open(path, "rb") as stdin:
-            process = subprocess.Popen(
-                argv,
-                stdin=stdin,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                cwd="/",
-                start_new_session=True,
-                close_fds=True,
-                **kwargs,
-            )
+            try:
+                process = subprocess.Popen(
+                    argv,
+                    stdin=stdin,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=env,
+                    cwd="/",
+                    start_new_session=True,
+                    close_fds=True,
+                    **kwargs,
+                )
+            except OSError as exc:
+                logger.error("cannot start the signature inference process: %s", exc)
+                raise Unavailable(
+                    "signature inference is unavailable on this server (cannot start its "
+                    f"interpreter: {exc.strerror}); give the signature explicitly or ask an "
+                    "operator to check ML_PLATFORM_JOB_PYTHON / ML_PLATFORM_JOB_USER"
+                ) from exc
             try:
                 stdout, stderr = process.communicate(timeout=self.timeout_seconds)
             except subprocess.TimeoutExpired:
