@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ml_platform.auth.service import AuthService
+from ml_platform.deployments.service import DeploymentService
 from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.service import JobService
 from ml_platform.registry.service import RegistryService
@@ -20,3 +21,4 @@ class ApiContext:
     jobs: JobService
     engine: JobEngine | None = None  # the job runtime (scheduler, executors, logs, metrics)
     registry: RegistryService | None = None  # the model registry
+    deployments: DeploymentService | None = None  # deployments (the serving plane's desired set)

@@ -16,11 +16,13 @@ from ml_platform.api.middleware import RequestContextMiddleware
 from ml_platform.api.openapi import install_openapi, operation_id
 from ml_platform.api.problems import install_problem_handlers
 from ml_platform.api.v1 import code_packages as v1_code_packages
+from ml_platform.api.v1 import deployments as v1_deployments
 from ml_platform.api.v1 import job_runtime as v1_job_runtime
 from ml_platform.api.v1 import jobs as v1_jobs
 from ml_platform.api.v1 import models as v1_models
 from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
+from ml_platform.deployments.service import DeploymentService
 from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.paths import PathPolicy
 from ml_platform.jobs.service import JobService
@@ -41,6 +43,7 @@ OPENAPI_TAGS = [
     {"name": "Training jobs", "description": "Submit, list, inspect and cancel training jobs"},
     {"name": "Code packages", "description": "Upload training code to run in jobs"},
     {"name": "Models", "description": "Register models, versions and aliases; download artifacts"},
+    {"name": "Deployments", "description": "Serve model versions over gRPC and V2 REST"},
     {"name": "Health", "description": "Liveness and readiness probes"},
 ]
 
@@ -59,14 +62,19 @@ def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
         leeway_seconds=settings.jwt_leeway_seconds,
     )
     engine = JobEngine(settings, db)
+    deployments = DeploymentService(db)
     return ApiContext(
         settings=settings,
         db=db,
         auth=AuthService(db, tokens),
         jobs=JobService(db, engine),
         registry=build_registry(
-            settings, db, PathPolicy(settings.data_dir, settings.shared_read_roots)
+            settings,
+            db,
+            PathPolicy(settings.data_dir, settings.shared_read_roots),
+            deployments=deployments,
         ),
+        deployments=deployments,
         engine=engine,
     )
 
@@ -115,5 +123,6 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     app.include_router(v1_models.router)
     app.include_router(v1_job_runtime.router)
     app.include_router(v1_code_packages.router)
+    app.include_router(v1_deployments.router)
     install_openapi(app)
     return app

@@ -1,0 +1,1 @@
+"""Deployments: which model version serves under which name, and what serving observed."""

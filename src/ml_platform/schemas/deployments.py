@@ -1,0 +1,134 @@
+"""Deployment wire models: a model version (or an alias it follows) served under a name."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "Deployment",
+    "DeploymentCreate",
+    "DeploymentListResponse",
+    "DeploymentState",
+    "DeploymentUpdate",
+]
+
+DEPLOYMENT_NAME_PATTERN = r"^[a-z0-9-]+$"
+REF_PATTERN = r"^[a-z][a-z0-9-]*$"
+
+
+class DeploymentState(str, Enum):
+    PENDING = "pending"
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class _Batching(BaseModel):
+    max_batch_size: int = Field(
+        32, ge=1, le=4096, description="Most requests gathered into one model call"
+    )
+    max_batch_delay_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description="Longest a request waits for others to join its batch (never when idle)",
+    )
+
+
+class DeploymentCreate(_Batching):
+    """Serve `model` at `version`, or follow `alias` (default: `latest`) as it moves."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "name": "churn",
+                "model": "churn",
+                "alias": "production",
+                "max_batch_size": 64,
+            }
+        },
+    )
+
+    name: str = Field(..., min_length=1, max_length=63, pattern=DEPLOYMENT_NAME_PATTERN)
+    model: str = Field(..., min_length=1, max_length=63, pattern=DEPLOYMENT_NAME_PATTERN)
+    version: int | None = Field(None, ge=1, description="A fixed version number")
+    alias: str | None = Field(
+        None, min_length=1, max_length=63, pattern=REF_PATTERN, description="An alias to follow"
+    )
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> DeploymentCreate:
+        if self.version is not None and self.alias is not None:
+            raise ValueError("give either version or alias, not both")
+        return self
+
+
+class DeploymentUpdate(BaseModel):
+    """Roll to another version or alias, or change batching. Absent fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"version": 3}})
+
+    version: int | None = Field(None, ge=1)
+    alias: str | None = Field(None, min_length=1, max_length=63, pattern=REF_PATTERN)
+    max_batch_size: int | None = Field(None, ge=1, le=4096)
+    max_batch_delay_ms: float | None = Field(None, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> DeploymentUpdate:
+        if self.version is not None and self.alias is not None:
+            raise ValueError("give either version or alias, not both")
+        return self
+
+
+class Deployment(_Batching):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "id": "dep_01jdx3m8c5r7v2k9w4q6y8z0ab",
+                "name": "churn",
+                "model": "churn",
+                "version": None,
+                "alias": "production",
+                "target_version": 3,
+                "serving_version": 3,
+                "status": "ready",
+                "status_message": "",
+                "max_batch_size": 64,
+                "max_batch_delay_ms": 2.0,
+                "created_by": "default-admin",
+                "created_at": "2026-11-26T10:00:00Z",
+                "updated_at": "2026-11-26T10:00:05Z",
+            }
+        }
+    )
+
+    id: str = Field(json_schema_extra={"readOnly": True})
+    name: str
+    model: str
+    version: int | None = Field(None, description="The pinned version, if any")
+    alias: str | None = Field(None, description="The alias followed, if any")
+    target_version: int | None = Field(
+        None,
+        description="The version the deployment should serve now",
+        json_schema_extra={"readOnly": True},
+    )
+    serving_version: int | None = Field(
+        None, description="The version answering requests now", json_schema_extra={"readOnly": True}
+    )
+    status: DeploymentState = Field(json_schema_extra={"readOnly": True})
+    status_message: str = Field("", json_schema_extra={"readOnly": True})
+    created_by: str = Field(json_schema_extra={"readOnly": True})
+    created_at: datetime = Field(json_schema_extra={"readOnly": True})
+    updated_at: datetime = Field(json_schema_extra={"readOnly": True})
+
+
+class DeploymentListResponse(BaseModel):
+    deployments: list[Deployment]
+    total: int
+    page: int
+    page_size: int
+    has_more: bool
