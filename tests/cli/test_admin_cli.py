@@ -82,7 +82,16 @@ def test_server_first_start_prints_key_and_writes_credentials(
 ) -> None:
     port = _free_port()
     proc = subprocess.Popen(
-        [*MLP, "server", "--port", str(port)],
+        [
+            *MLP,
+            "server",
+            "--port",
+            str(port),
+            "--grpc-port",
+            str(_free_port()),
+            "--serving-rest-port",
+            str(_free_port()),
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -98,6 +107,7 @@ def test_server_first_start_prints_key_and_writes_credentials(
             if "REST API on" in line:
                 break
         output = "".join(lines)
+        assert "gRPC data plane on 127.0.0.1:" in output
         creds_file = tmp_path / "config" / "credentials.json"
         creds = json.loads(creds_file.read_text())
         assert creds["api_key"] in output

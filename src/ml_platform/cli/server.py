@@ -16,9 +16,21 @@ def server(
     database_url: DatabaseUrlOption = None,
     host: Annotated[str | None, typer.Option("--host", help="REST bind address")] = None,
     port: Annotated[int | None, typer.Option("--port", help="REST port (0: any free port)")] = None,
+    grpc_port: Annotated[
+        int | None, typer.Option("--grpc-port", help="gRPC data-plane port (default 50051)")
+    ] = None,
+    serving_rest_port: Annotated[
+        int | None,
+        typer.Option(
+            "--serving-rest-port", help="Open Inference Protocol REST port (default 8081)"
+        ),
+    ] = None,
+    serving: Annotated[
+        bool, typer.Option("--serving/--no-serving", help="Run the serving plane in this process")
+    ] = True,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
-    """Start the platform: REST API (and, when present, scheduler and serving plane)."""
+    """Start the platform: REST API, job scheduler and executors, and the serving plane."""
     import uvicorn
 
     from ml_platform.server.app import build_context, create_app
@@ -27,7 +39,14 @@ def server(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = load_settings(data_dir=data_dir, database_url=database_url, host=host, port=port)
+    settings = load_settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        host=host,
+        port=port,
+        grpc_port=grpc_port,
+        serving_rest_port=serving_rest_port,
+    )
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     context = build_context(settings)
     try:
@@ -49,5 +68,27 @@ def server(
             "set ML_PLATFORM_JWT_SECRET before exposing this server."
         )
     app = create_app(settings, context)
+    plane = None
+    if serving:
+        from ml_platform.server.serving_bridge import build_serving
+
+        plane = build_serving(context)
+        try:
+            plane.start()
+        except Exception as exc:
+            fail(
+                f"cannot start the serving plane on {settings.grpc_host}:{settings.grpc_port}: "
+                f"{exc.__cause__ or exc} (choose other ports with --grpc-port / "
+                "--serving-rest-port, or --no-serving)"
+            )
+        console.print(
+            f"gRPC data plane on {plane.grpc_target}  (Open Inference REST: {plane.rest_url})"
+        )
     console.print(f"REST API on {base_url}  (docs: {base_url}/docs)")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, access_log=False)
+    try:
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level=log_level, access_log=False
+        )
+    finally:
+        if plane is not None:
+            plane.stop()

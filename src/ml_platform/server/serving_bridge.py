@@ -13,10 +13,12 @@ import logging
 import threading
 from pathlib import Path
 
+from ml_platform.api.context import ApiContext
 from ml_platform.auth.service import AuthService
 from ml_platform.deployments.service import DeploymentService, DesiredDeployment
 from ml_platform.registry.artifacts import ArtifactStore
 from ml_platform.schemas.deployments import DeploymentState
+from ml_platform.serving import ServingServer
 from ml_platform.serving.models import (
     ArtifactFormat,
     DeploymentSnapshot,
@@ -155,3 +157,20 @@ class ServingAuthenticator:
     def authenticate(self, api_key: str | None, bearer: str | None) -> Principal:
         principal = self._auth.authenticate(api_key=api_key, bearer=bearer)
         return Principal(tenant_id=principal.tenant_id, name=principal.name)
+
+
+def build_serving(context: ApiContext) -> ServingServer:
+    """The serving plane wired to this platform's store, registry and credentials."""
+    if context.deployments is None or context.registry is None:
+        raise RuntimeError("the serving plane needs the deployments service and the registry")
+    source = StoreDeploymentSource(
+        context.deployments,
+        context.registry.store,
+        (context.settings.data_dir / "serving-cache").resolve(),
+    )
+    return ServingServer(
+        context.settings,
+        source,
+        StoreStatusSink(context.deployments),
+        ServingAuthenticator(context.auth),
+    )
