@@ -203,3 +203,20 @@ async def test_job_user_cannot_read_platform_database(tmp_path: Path) -> None:
         import shutil
 
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def test_xgboost_example_succeeds(tmp_path: Path, env) -> None:  # type: ignore[no-untyped-def]
+    executor, logs, metrics = env
+    data = make_dataset(tmp_path / "data.csv")
+    await executor.start(launch(
+        tmp_path, "job_xgb", "python train.py", code_dir=EXAMPLES / "xgboost_classifier",
+        data_path=data, hyperparameters={"num_boost_round": 5},
+    ))
+    outcome = await executor.wait("job_xgb")
+    text = "\n".join(line.render() for line in logs.tail("job_xgb", 100))
+    assert outcome.status is JobStatus.SUCCEEDED, text
+    import xgboost as xgb
+
+    booster = xgb.Booster()
+    booster.load_model(str(tmp_path / "out" / "model.json"))
+    assert [p.step for p in metrics.points if p.name == "eval-logloss"] == [1, 2, 3, 4, 5]

@@ -1,0 +1,274 @@
+"""Job runtime benchmark (issue 3): scheduling latency and throughput, live log delivery.
+
+Starts a real ``mlp server`` subprocess (SQLite, local executor) per scenario:
+
+1. submit-to-running latency: jobs submitted one at a time over REST; latency is the
+   server's ``started_at - created_at`` (the moment the scheduler's compare-and-set made the
+   job ``running``, the subprocess is spawned right after).
+2. throughput: 200 jobs queued while the scheduler is off (``ML_PLATFORM_SCHEDULER_ENABLED=false``),
+   then a server with the scheduler on starts them; jobs started per second from the first
+   to the last ``started_at``.
+3. log delivery: one job prints a line carrying its own ``time.time()`` every 20 ms;
+   N concurrent SSE followers (``follow=true``) record ``receive time - print time`` per line.
+
+    .venv/bin/python bench/jobs.py [--latency-jobs 50] [--queued 200] [--followers 200]
+                                   [--no-write]
+
+Writes the ``## Jobs`` section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import free_port, percentile, write_section
+
+JOB_ENV = {
+    "ML_PLATFORM_NODE_CPU_CORES": "1000",
+    "ML_PLATFORM_NODE_MEMORY_GB": "1000",
+    "ML_PLATFORM_TENANT_MAX_CONCURRENT_JOBS": "1000",
+    "ML_PLATFORM_SCHEDULER_INTERVAL_SECONDS": "0.5",
+    "ML_PLATFORM_SCHEDULER_LEASE_SECONDS": "2",
+}
+
+
+def start_server(data_dir: Path, **env_overrides: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        **JOB_ENV,
+        "ML_PLATFORM_CONFIG_DIR": str(data_dir / "config"),
+        "ML_PLATFORM_JWT_SECRET": "bench-" + "k" * 40,
+        **env_overrides,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ml_platform.cli.main", "server", "--data-dir", str(data_dir),
+         "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def api_key(data_dir: Path) -> str:
+    credentials = json.loads((data_dir / "config" / "credentials.json").read_text())
+    key: str = credentials["api_key"]
+    return key
+
+
+def body(entrypoint: str, name: str = "bench") -> dict[str, Any]:
+    return {
+        "name": name, "framework": "sklearn", "docker_image": "python:3.11",
+        "entrypoint": entrypoint, "data_path": "data.csv", "output_path": "out",
+        "compute": {"cpu_cores": 1, "memory_gb": 1},
+    }
+
+
+def parse(ts: str) -> float:
+    return datetime.fromisoformat(ts).timestamp()
+
+
+def wait_status(client: httpx.Client, job_id: str, statuses: set[str]) -> dict[str, Any]:
+    while True:
+        job: dict[str, Any] = client.get(f"/v1/jobs/training/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.01)
+
+
+def bench_latency(n: int) -> list[float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        proc, base = start_server(data_dir)
+        try:
+            client = httpx.Client(base_url=base, headers={"X-API-Key": api_key(data_dir)})
+            latencies = []
+            for i in range(n + 3):
+                job = client.post("/v1/jobs/training", json=body("true")).json()
+                done = wait_status(client, job["id"], {"succeeded", "failed"})
+                if i >= 3:  # warm-up
+                    latencies.append(
+                        (parse(done["started_at"]) - parse(done["created_at"])) * 1000
+                    )
+            return latencies
+        finally:
+            stop(proc)
+
+
+def bench_throughput(n: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        proc, base = start_server(data_dir, ML_PLATFORM_SCHEDULER_ENABLED="false")
+        key = api_key(data_dir)
+        try:
+            client = httpx.Client(base_url=base, headers={"X-API-Key": key})
+            ids = [client.post("/v1/jobs/training", json=body("true")).json()["id"]
+                   for _ in range(n)]
+        finally:
+            stop(proc)
+        began = time.time()
+        proc, base = start_server(data_dir)
+        try:
+            client = httpx.Client(base_url=base, headers={"X-API-Key": key})
+            starts = []
+            for job_id in ids:
+                job = wait_status(client, job_id, {"running", "succeeded", "failed"})
+                starts.append(parse(job["started_at"]))
+            span = max(starts) - min(starts)
+            return (n - 1) / span if span > 0 else float("inf"), max(starts) - began
+        finally:
+            stop(proc)
+
+
+EMITTER = """\
+import os, sys, time
+gate = sys.argv[1]
+while not os.path.exists(gate):
+    time.sleep(0.01)
+for i in range(int(sys.argv[2])):
+    print(f"{time.time():.6f} line {i}", flush=True)
+    time.sleep(0.02)
+"""
+
+
+def package(script: str) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("emit.py", script)
+    return buffer.getvalue()
+
+
+async def follow(base: str, key: str, job_id: str, out: list[float], ready: asyncio.Event,
+                 counter: list[int], total: int) -> None:
+    async with (
+        httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=None) as c,
+        c.stream("GET", f"/v1/jobs/training/{job_id}/logs",
+                 params={"follow": "true", "tail": "0"}) as response,
+    ):
+            counter[0] += 1
+            if counter[0] == total:
+                ready.set()
+            async for line in response.aiter_lines():
+                if line.startswith("event: end"):
+                    return
+                if not line.startswith("data: "):
+                    continue
+                received = time.time()
+                data = json.loads(line[6:])
+                if data.get("stream") != "stdout":
+                    continue
+                stamp = data["line"].split(" ", 1)[0]
+                out.append((received - float(stamp)) * 1000)
+
+
+async def bench_followers(followers: int, lines: int) -> tuple[list[float], int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        proc, base = start_server(data_dir, ML_PLATFORM_SCHEDULER_INTERVAL_SECONDS="0.2")
+        try:
+            key = api_key(data_dir)
+            async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}) as client:
+                # The emitter waits for a gate file until every follower is connected.
+                gate_file = f"/tmp/mlp-bench-gate-{secrets.token_hex(4)}"
+                uploaded = await client.post(
+                    "/v1/code-packages", content=package(EMITTER),
+                    headers={"Content-Type": "application/zip"},
+                )
+                spec = body(f"python emit.py {gate_file} {lines}")
+                spec["source"] = uploaded.json()["id"]
+                job = (await client.post("/v1/jobs/training", json=spec)).json()
+                latencies: list[float] = []
+                ready = asyncio.Event()
+                counter = [0]
+                tasks = [
+                    asyncio.create_task(
+                        follow(base, key, job["id"], latencies, ready, counter, followers)
+                    )
+                    for _ in range(followers)
+                ]
+                await asyncio.wait_for(ready.wait(), 120)
+                Path(gate_file).touch()
+                await asyncio.wait_for(asyncio.gather(*tasks), 600)
+                Path(gate_file).unlink(missing_ok=True)
+                return latencies, followers
+        finally:
+            stop(proc)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--latency-jobs", type=int, default=50)
+    parser.add_argument("--queued", type=int, default=200)
+    parser.add_argument("--followers", type=int, default=200)
+    parser.add_argument("--lines", type=int, default=200)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+
+    latencies = bench_latency(args.latency_jobs)
+    rate, drain = bench_throughput(args.queued)
+    delivery, followers = asyncio.run(bench_followers(args.followers, args.lines))
+    expected = followers * args.lines
+
+    rows = [
+        "| measurement | p50 | p99 | other |",
+        "|---|---|---|---|",
+        f"| submit-to-running, local executor ({len(latencies)} jobs, one at a time) | "
+        f"{percentile(latencies, 50):.1f} ms | {percentile(latencies, 99):.1f} ms | |",
+        f"| jobs started per second, {args.queued} queued | | | {rate:.1f} jobs/s "
+        f"(all started {drain:.1f} s after the scheduler's server was launched) |",
+        f"| log line delivery to {followers} SSE followers | "
+        f"{percentile(delivery, 50):.1f} ms | {percentile(delivery, 99):.1f} ms | "
+        f"{len(delivery):,} of {expected:,} line deliveries received |",
+    ]
+    text = (
+        f"Command: `.venv/bin/python bench/jobs.py --latency-jobs {args.latency_jobs} "
+        f"--queued {args.queued} --followers {args.followers} --lines {args.lines}` "
+        "(`make bench`). Each scenario starts its own `mlp server` (SQLite, local executor, "
+        "scheduler interval 0.5 s, woken on submit); the clients share the machine. "
+        "Submit-to-running is the server's `started_at - created_at`; jobs run `true`. "
+        "Log delivery: one job prints a timestamped line every 20 ms; latency is receive time "
+        "minus print time, across every follower and line.\n"
+        "Targets (issue 3): submit-to-running p50 under 100 ms; log lines reach 200 followers "
+        "within 250 ms p99.\n\n" + "\n".join(rows)
+    )
+    print(text)
+    if not args.no_write:
+        write_section("Jobs", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
