@@ -220,3 +220,23 @@ async def test_xgboost_example_succeeds(tmp_path: Path, env) -> None:  # type: i
     booster = xgb.Booster()
     booster.load_model(str(tmp_path / "out" / "model.json"))
     assert [p.step for p in metrics.points if p.name == "eval-logloss"] == [1, 2, 3, 4, 5]
+
+
+async def test_log_limit_and_shutdown_reason(tmp_path: Path) -> None:
+    logs = LogStore(tmp_path / "jobs")
+    executor = LocalExecutor(
+        jobs_dir=tmp_path / "jobs", logs=logs, on_metrics=Collected(), max_log_bytes=2000,
+        cancel_grace_seconds=1.0,
+    )
+    script = "import time\\nfor i in range(1000): print('x' * 50, flush=True)\\ntime.sleep(600)"
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text(script.replace("\\n", "\n"))
+    await executor.start(launch(tmp_path, "job_big", "python train.py", code_dir=code))
+    while not any("log limit" in line.text for line in logs.tail("job_big", 5)):
+        await asyncio.sleep(0.02)
+    await executor.aclose()
+    outcome = await executor.wait("job_big")
+    assert outcome.status is JobStatus.FAILED
+    assert outcome.error_message == "the server shut down while the job was running"
+    assert logs.count("job_big") < 100

@@ -57,6 +57,8 @@ from ml_platform.jobs.metrics import MetricPoint, MetricsSink, parse_metric_reco
 logger = logging.getLogger(__name__)
 
 STDERR_TAIL_LINES = 20
+MAX_LOG_BYTES = 512 * 1024 * 1024
+"""Per attempt: a job printing without end cannot fill the platform's disk."""
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _RUNTIME_ROOT = str(Path(__file__).resolve().parents[3])
 """The directory holding the ``ml_platform`` package, put on the job's PYTHONPATH so scripts
@@ -76,6 +78,9 @@ class _Run:
     exit_status: int | None = None
     rusage: Any = None
     cancel_requested: bool = False
+    shutdown: bool = False
+    log_bytes: int = 0
+    log_truncated: bool = False
     timed_out: bool = False
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
     peak_rss: int = 0
@@ -98,7 +103,9 @@ class LocalExecutor:
         job_user: str | None = None,
         cancel_grace_seconds: float = 10.0,
         sample_interval: float = 0.25,
+        max_log_bytes: int = MAX_LOG_BYTES,
     ) -> None:
+        self._max_log_bytes = max_log_bytes
         self._jobs_dir = jobs_dir
         self._logs = logs
         self._on_metrics = on_metrics
@@ -214,9 +221,12 @@ class LocalExecutor:
         return JobOutcome(JobStatus.FAILED, error_message=message)
 
     async def aclose(self) -> None:
+        """Server shutdown: stop running jobs (their output pipes end with this process) and
+        fail them with that reason (a job with retries left runs again after a restart)."""
         for run in list(self._runs.values()):
             if not run.outcome.done():
-                run.cancel_requested = True
+                run.shutdown = True
+                self._log(run.launch.job_id, "the server is shutting down: stopping the job")
                 await self._stop(run)
         for run in list(self._runs.values()):
             with contextlib.suppress(Exception):
@@ -393,6 +403,17 @@ class LocalExecutor:
         lines = [raw.decode("utf-8", errors="replace") for raw in raw_lines]
         if stream == "stderr":
             run.stderr_tail.extend(lines)
+        if run.log_truncated:
+            return
+        run.log_bytes += sum(len(raw) + 40 for raw in raw_lines)
+        if run.log_bytes > self._max_log_bytes:
+            run.log_truncated = True
+            self._log(
+                run.launch.job_id,
+                f"log limit of {self._max_log_bytes} bytes reached: further output is dropped "
+                "(the job keeps running)",
+            )
+            return
         self._logs.append_lines(run.launch.job_id, lines, stream)
 
     async def _supervise(self, run: _Run) -> None:
@@ -467,6 +488,9 @@ class LocalExecutor:
         launch = run.launch
         code = run.exit_status
         usage = self._usage(run)
+        if run.shutdown:
+            message = "the server shut down while the job was running"
+            return JobOutcome(JobStatus.FAILED, message, code, usage)
         if run.cancel_requested:
             return JobOutcome(JobStatus.CANCELLED, "cancelled by request", code, usage)
         if run.timed_out:
