@@ -244,3 +244,28 @@ def test_another_tenant_cannot_read_logs_metrics_or_package(jobs_platform: Platf
         response = other.get(path, params=params)
         assert response.status_code == 404, (path, response.text)
     assert os.environ.get("ML_PLATFORM_JOB_ID") is None
+
+
+def test_freed_capacity_goes_to_the_tenant_running_fewer_jobs(jobs_platform: Platform) -> None:
+    a = jobs_platform.client(jobs_platform.new_tenant())
+    b = jobs_platform.client(jobs_platform.new_tenant())
+    sleeper = 'python -c "import time; time.sleep(600)"'
+    big = {"cpu_cores": 2, "memory_gb": 1}  # the node has 4 cores: two such jobs fill it
+    a1, a2 = submit(a, entrypoint=sleeper, compute=big), submit(a, entrypoint=sleeper, compute=big)
+    started = [(a, a1), (a, a2)]
+    try:
+        wait_for(a, a1["id"], {"running"})
+        wait_for(a, a2["id"], {"running"})
+        a3 = submit(a, entrypoint=sleeper, compute=big)  # submitted first, but tenant a runs 2
+        b1 = submit(b, entrypoint=sleeper, compute=big)
+        started += [(a, a3), (b, b1)]
+        waiting = wait_for_reason(b, b1["id"])
+        assert waiting["pending_reason"].startswith("waiting for capacity: needs 2 CPU cores")
+        assert a.delete(f"/v1/jobs/training/{a1['id']}").status_code == 204
+        wait_for(b, b1["id"], {"running"})  # b runs nothing, a still runs a2: b goes first
+        assert a.get(f"/v1/jobs/training/{a3['id']}").json()["status"] == "pending"
+    finally:
+        for client, job in started:
+            client.delete(f"/v1/jobs/training/{job['id']}")
+    for client, job in started:
+        wait_for(client, job["id"], {"cancelled", "failed", "succeeded"})
