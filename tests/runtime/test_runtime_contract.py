@@ -71,3 +71,8 @@ def test_printed_lines_are_never_metrics(tmp_path: Path) -> None:
     )
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [r["metrics"] for r in records] == [{"loss": 1.0}]
+
+
+def test_public_surface_is_sorted_and_complete() -> None:
+    assert runtime.__all__ == sorted(runtime.__all__)
+    assert all(callable(getattr(runtime, name)) for name in runtime.__all__)
