@@ -132,5 +132,7 @@ class DataPlane:
                 version=lm.version_str,
                 model_pid=str(lm.pid),
                 isolation="tenant-sandbox" if lm.served.artifact_format.runs_code_on_load else "shared-worker",
+                model_calls=str(lm.batcher.calls),
+                rows_predicted=str(lm.batcher.rows),
             )
         return HealthReport(state == "ready", state.upper(), details)

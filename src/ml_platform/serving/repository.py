@@ -197,8 +197,13 @@ class ModelRepository:
                 self.ready_once.set()
 
     def _rebatch(self, cur: LoadedModel, m: ServedModel) -> LoadedModel:
-        predict = cur.batcher._predict  # noqa: SLF001 - same runtime, new batch settings
-        batcher = Batcher(predict, max_batch_size=m.max_batch_size, max_batch_delay_ms=m.max_batch_delay_ms)
+        old = cur.batcher
+        batcher = Batcher(
+            old._predict,  # noqa: SLF001 - same runtime, new batch settings
+            max_batch_size=m.max_batch_size,
+            max_batch_delay_ms=m.max_batch_delay_ms,
+            predict_inline=old._inline,  # noqa: SLF001
+        )
         return LoadedModel(m, batcher, cur.index, cur.input_dtype, cur.pid)
 
     async def _load(self, k: tuple[str, str], m: ServedModel) -> None:
@@ -239,17 +244,22 @@ class ModelRepository:
             return await self._load_remote(m, index)
         loop = asyncio.get_running_loop()
         runtime = await loop.run_in_executor(self._load_executor, _load_and_warm, m)
-        executor = self._model_executor
 
         dtype = runtime.input_dtype
 
         def run(rows: FloatArray) -> Prediction:
             return runtime.predict(rows if rows.dtype == dtype else rows.astype(dtype))
 
+        executor = self._model_executor
+
         def predict(rows: FloatArray) -> asyncio.Future[Prediction]:
+            # In the model thread, so the event loop keeps taking requests (the next batch)
+            # while the model runs.
             return loop.run_in_executor(executor, run, rows)
 
-        batcher = Batcher(predict, max_batch_size=m.max_batch_size, max_batch_delay_ms=m.max_batch_delay_ms)
+        batcher = Batcher(
+            predict, max_batch_size=m.max_batch_size, max_batch_delay_ms=m.max_batch_delay_ms, predict_inline=run
+        )
         return LoadedModel(m, batcher, index, runtime.input_dtype, os.getpid())
 
     async def _load_remote(self, m: ServedModel, index: dict[str, int]) -> LoadedModel:

@@ -7,6 +7,7 @@ import itertools
 import logging
 import os
 import signal
+import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -84,6 +85,8 @@ def worker_main(settings: Any, conn: Connection, sandbox_dir: str, grpc_port: in
         level=logging.WARNING, format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s %(message)s"
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
+    # The model thread and the event loop share one core: hand the GIL over quickly.
+    sys.setswitchinterval(0.0005)
     try:
         import uvloop
 
