@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     allow_pickle: bool = True
     artifact_storage_options: dict[str, Any] = Field(
-        default_factory=dict, description="fsspec options for artifact_root (e.g. S3 endpoint_url, key)"
+        default_factory=dict,
+        description="fsspec options for artifact_root (e.g. S3 endpoint_url, key)",
     )
     signature_inference_timeout_seconds: float = Field(default=60.0, gt=0)
     signature_inference_memory_mb: int = Field(default=2048, ge=256)
@@ -99,6 +100,9 @@ class Settings(BaseSettings):
     serving_source_poll_seconds: float = Field(default=1.0, gt=0)
     serving_auth_cache_seconds: float = Field(default=10.0, ge=0)
     serving_model_load_timeout_seconds: float = Field(default=120.0, gt=0)
+    serving_compile_forests: bool = Field(
+        default=True, description="Serve small RandomForest batches with a verified numpy path"
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secret_in_production(self) -> Settings:

@@ -54,12 +54,17 @@ class ServingNode:
         on_status: StatusCallback,
         sandbox_dir: str | None,
         reuse_port: bool,
+        compile_forests: bool = True,
     ) -> None:
         self._host = host
         self._max_message_bytes = max_message_bytes
         self._reuse_port = reuse_port
         self.repository = ModelRepository(
-            allow_pickle=allow_pickle, load_timeout=load_timeout, sandbox_dir=sandbox_dir, on_status=on_status
+            allow_pickle=allow_pickle,
+            load_timeout=load_timeout,
+            sandbox_dir=sandbox_dir,
+            on_status=on_status,
+            compile_forests=compile_forests,
         )
         self.plane = DataPlane(self.repository, AuthCache(resolve_auth, auth_cache_seconds))
         self._grpc: Any = None

@@ -63,7 +63,9 @@ class ModelRepository:
         load_timeout: float,
         sandbox_dir: str | None,
         on_status: StatusCallback,
+        compile_forests: bool = True,
     ) -> None:
+        self._compile_forests = compile_forests
         self._allow_pickle = allow_pickle
         self._load_timeout = load_timeout
         self._sandbox_dir = sandbox_dir
@@ -243,7 +245,7 @@ class ModelRepository:
         if m.artifact_format.runs_code_on_load:
             return await self._load_remote(m, index)
         loop = asyncio.get_running_loop()
-        runtime = await loop.run_in_executor(self._load_executor, _load_and_warm, m)
+        runtime = await loop.run_in_executor(self._load_executor, _load_and_warm, m, self._compile_forests)
 
         dtype = runtime.input_dtype
 
@@ -277,8 +279,8 @@ class ModelRepository:
         return LoadedModel(m, batcher, index, np.dtype(np.float64), remote.pid)
 
 
-def _load_and_warm(m: ServedModel) -> ModelRuntime:
-    runtime = load_runtime(m)
+def _load_and_warm(m: ServedModel, compile_forests: bool) -> ModelRuntime:
+    runtime = load_runtime(m, compile_forests=compile_forests)
     try:
         warm_up(runtime, len(m.signature.inputs))
     except Exception as exc:

@@ -26,8 +26,9 @@ logger = logging.getLogger(__name__)
 
 
 class Sandbox:
-    def __init__(self, tenant_id: str, channel_conn: Connection) -> None:
+    def __init__(self, tenant_id: str, channel_conn: Connection, compile_forests: bool) -> None:
         self.tenant_id = tenant_id
+        self._compile_forests = compile_forests
         self._models: dict[str, ModelRuntime] = {}
         self._labels: dict[str, bytes] = {}
         self._failed: dict[str, str] = {}
@@ -64,7 +65,7 @@ class Sandbox:
                     continue
                 self._report(m, LoadState.LOADING)
                 try:
-                    runtime, labels = await loop.run_in_executor(self._executor, _load, m)
+                    runtime, labels = await loop.run_in_executor(self._executor, _load, m, self._compile_forests)
                 except Exception as exc:  # noqa: BLE001 - the tenant's artifact is at fault
                     self._failed[key] = f"{type(exc).__name__}: {exc}"[:500]
                     self._report(m, LoadState.FAILED, self._failed[key])
@@ -116,14 +117,14 @@ class Sandbox:
         return wire.encode_response(rid, wire.ST_OK, values.shape[0], k, body)
 
 
-def _load(m: ServedModel) -> tuple[ModelRuntime, tuple[str, ...]]:
-    runtime = load_runtime(m)
+def _load(m: ServedModel, compile_forests: bool) -> tuple[ModelRuntime, tuple[str, ...]]:
+    runtime = load_runtime(m, compile_forests=compile_forests)
     pred = warm_up(runtime, len(m.signature.inputs))
     return runtime, pred.labels
 
 
-async def _run(tenant_id: str, socket_path: str, conn: Connection) -> None:
-    sandbox = Sandbox(tenant_id, conn)
+async def _run(tenant_id: str, socket_path: str, conn: Connection, compile_forests: bool) -> None:
+    sandbox = Sandbox(tenant_id, conn, compile_forests)
     sandbox.channel.start()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)
@@ -138,8 +139,10 @@ async def _run(tenant_id: str, socket_path: str, conn: Connection) -> None:
         os.unlink(socket_path)
 
 
-def sandbox_main(tenant_id: str, socket_path: str, conn: Connection, log_level: int) -> None:
+def sandbox_main(
+    tenant_id: str, socket_path: str, conn: Connection, log_level: int, compile_forests: bool = True
+) -> None:
     """Entry point of a sandbox process (multiprocessing ``spawn`` target)."""
     logging.basicConfig(level=log_level, format=f"%(asctime)s sandbox[{os.getpid()}] %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us via the pipe
-    asyncio.run(_run(tenant_id, socket_path, conn))
+    asyncio.run(_run(tenant_id, socket_path, conn, compile_forests))

@@ -156,7 +156,7 @@ class ServingSupervisor:
         path = sandbox_wire.socket_path(self._run_dir, tenant_id)
         proc = _SPAWN.Process(
             target=sandbox_main,
-            args=(tenant_id, path, child_end, logging.WARNING),
+            args=(tenant_id, path, child_end, logging.WARNING, self.settings.serving_compile_forests),
             name="mlp-serving-sandbox",
             daemon=True,
         )

@@ -70,6 +70,7 @@ async def _run(settings: Any, conn: Connection, sandbox_dir: str, grpc_port: int
         on_status=on_status,
         sandbox_dir=sandbox_dir,
         reuse_port=True,
+        compile_forests=settings.serving_compile_forests,
     )
     channel.start()
     await node.start(grpc_port, rest_port)

@@ -8,7 +8,7 @@ from ml_platform.serving.models import ArtifactFormat, ServedModel
 from ml_platform.serving.runtimes.base import ModelLoadError, ModelRuntime, Prediction
 
 
-def load_runtime(model: ServedModel) -> ModelRuntime:
+def load_runtime(model: ServedModel, *, compile_forests: bool = True) -> ModelRuntime:
     """Load ``model``'s artifact. Pickle formats run code: the caller must isolate them."""
     fmt = model.artifact_format
     path = model.artifact_path
@@ -24,11 +24,11 @@ def load_runtime(model: ServedModel) -> ModelRuntime:
     from ml_platform.serving.runtimes import scikit_learn as sklearn_rt
 
     if fmt is ArtifactFormat.SKOPS:
-        return sklearn_rt.load_skops(path)
+        return sklearn_rt.load_skops(path, compile_forests=compile_forests)
     if fmt is ArtifactFormat.JOBLIB:
-        return sklearn_rt.load_joblib(path)
+        return sklearn_rt.load_joblib(path, compile_forests=compile_forests)
     if fmt is ArtifactFormat.PICKLE:
-        return sklearn_rt.load_pickle(path)
+        return sklearn_rt.load_pickle(path, compile_forests=compile_forests)
     raise ModelLoadError(f"unsupported artifact format {fmt}")
 
 

@@ -16,7 +16,7 @@ _SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collect
 class SklearnRuntime:
     input_dtype: np.dtype[np.floating] = np.dtype(np.float64)
 
-    def __init__(self, estimator: Any) -> None:
+    def __init__(self, estimator: Any, *, compile_forests: bool = True) -> None:
         if not hasattr(estimator, "predict"):
             raise ModelLoadError(f"artifact is a {type(estimator).__name__}, not a fitted estimator")
         self._estimator = estimator
@@ -24,7 +24,7 @@ class SklearnRuntime:
         classes = getattr(estimator, "classes_", None)
         self._classes = None if classes is None else np.asarray(classes)
         self._labels = () if classes is None else tuple(str(c) for c in classes)
-        self._compiled = _compile_forest(estimator)
+        self._compiled = _compile_forest(estimator) if compile_forests else None
         numeric = self._classes is not None and np.issubdtype(self._classes.dtype, np.number)
         # Class labels become float predictions; non-numeric classes predict their index.
         self._class_values = (
@@ -54,17 +54,17 @@ class SklearnRuntime:
         self._compiled = None
 
 
-def load_pickle(path: str) -> SklearnRuntime:
+def load_pickle(path: str, *, compile_forests: bool = True) -> SklearnRuntime:
     """Unpickle ``path``. Runs arbitrary code: call only in a tenant's own sandbox process."""
     with open(path, "rb") as fh:
         try:
             obj = pickle.load(fh)  # noqa: S301 - isolated per tenant by the supervisor
         except Exception as exc:
             raise ModelLoadError(f"cannot unpickle artifact: {type(exc).__name__}: {exc}") from exc
-    return SklearnRuntime(obj)
+    return SklearnRuntime(obj, compile_forests=compile_forests)
 
 
-def load_joblib(path: str) -> SklearnRuntime:
+def load_joblib(path: str, *, compile_forests: bool = True) -> SklearnRuntime:
     """joblib.load ``path``. Runs arbitrary code: call only in a tenant's own sandbox process."""
     import joblib
 
@@ -72,10 +72,10 @@ def load_joblib(path: str) -> SklearnRuntime:
         obj = joblib.load(path)
     except Exception as exc:
         raise ModelLoadError(f"cannot load joblib artifact: {type(exc).__name__}: {exc}") from exc
-    return SklearnRuntime(obj)
+    return SklearnRuntime(obj, compile_forests=compile_forests)
 
 
-def load_skops(path: str) -> SklearnRuntime:
+def load_skops(path: str, *, compile_forests: bool = True) -> SklearnRuntime:
     """Load a skops file, refusing any type outside scikit-learn, numpy and scipy."""
     import skops.io as sio
 
@@ -89,7 +89,7 @@ def load_skops(path: str) -> SklearnRuntime:
         raise
     except Exception as exc:
         raise ModelLoadError(f"cannot load skops artifact: {type(exc).__name__}: {exc}") from exc
-    return SklearnRuntime(obj)
+    return SklearnRuntime(obj, compile_forests=compile_forests)
 
 
 class CompiledForest:
@@ -104,7 +104,7 @@ class CompiledForest:
 
     MAX_ROWS = 256
 
-    def __init__(self, forest: Any) -> None:
+    def __init__(self, forest: Any, *, normalize: bool) -> None:
         trees = [est.tree_ for est in forest.estimators_]
         if any(t.n_outputs != 1 for t in trees):
             raise ValueError("multi-output forests are not compiled")
@@ -118,9 +118,11 @@ class CompiledForest:
             feature.append(np.where(leaf, 0, t.feature))
             threshold.append(np.where(leaf, np.inf, t.threshold))
             value = t.value[:, 0, :].astype(np.float64)
-            norm = value.sum(axis=1, keepdims=True)
-            norm[norm == 0] = 1.0
-            proba.append(value / norm)
+            if normalize:  # scikit-learn < 1.4 stored counts and normalised per prediction
+                norm = value.sum(axis=1, keepdims=True)
+                norm[norm == 0] = 1.0
+                value = value / norm
+            proba.append(value)
         self._left = np.concatenate(left)
         self._right = np.concatenate(right)
         self._feature = np.concatenate(feature)
@@ -153,11 +155,12 @@ def _compile_forest(estimator: Any) -> CompiledForest | None:
     if type(estimator) not in (RandomForestClassifier, ExtraTreesClassifier):
         return None
     try:
-        compiled = CompiledForest(estimator)
-        rng = np.random.default_rng(0)
-        probe = rng.normal(0.0, 3.0, size=(64, int(estimator.n_features_in_)))
-        if not np.array_equal(compiled.predict_proba(probe), estimator.predict_proba(probe)):
-            return None
+        probe = np.random.default_rng(0).normal(0.0, 3.0, size=(64, int(estimator.n_features_in_)))
+        want = estimator.predict_proba(probe)
+        for normalize in (False, True):
+            compiled = CompiledForest(estimator, normalize=normalize)
+            if np.array_equal(compiled.predict_proba(probe), want):
+                return compiled
     except Exception:  # noqa: BLE001 - fall back to scikit-learn for anything unusual
         return None
-    return compiled
+    return None

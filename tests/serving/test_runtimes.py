@@ -1,0 +1,36 @@
+"""Runtimes against the libraries called directly, including the compiled forest path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+from ml_platform.serving.runtimes.scikit_learn import CompiledForest, SklearnRuntime, _compile_forest
+
+
+@pytest.mark.parametrize("cls", [RandomForestClassifier, ExtraTreesClassifier])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_compiled_forest_reproduces_predict_proba_exactly(cls: type, n_classes: int) -> None:
+    X, y = make_classification(
+        n_samples=600, n_features=8, n_informative=5, n_classes=n_classes, random_state=1
+    )
+    forest = cls(n_estimators=15, max_depth=6, random_state=0).fit(X, y)
+    compiled = _compile_forest(forest)
+    assert isinstance(compiled, CompiledForest)
+    rows = np.vstack([X[:100], np.random.default_rng(3).normal(0, 5, size=(50, 8))])
+    assert np.array_equal(compiled.predict_proba(rows), forest.predict_proba(rows))
+    runtime = SklearnRuntime(forest)
+    out = runtime.predict(rows)
+    assert np.array_equal(out.values, forest.predict(rows).astype(np.float64))
+    # large batches go through scikit-learn itself and agree too
+    big = np.tile(rows, (3, 1))
+    assert np.array_equal(runtime.predict(big).probabilities, forest.predict_proba(big))
+
+
+def test_compilation_can_be_switched_off() -> None:
+    X, y = make_classification(n_samples=200, n_features=4, random_state=0)
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    assert SklearnRuntime(forest, compile_forests=False)._compiled is None
+    assert SklearnRuntime(forest)._compiled is not None
