@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import percentile, write_section  # noqa: E402
+from _common import percentile, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "mlp_bench_key"
@@ -71,7 +71,9 @@ def role_serving(models_dir: str) -> None:
                     revision="1",
                 )
             )
-    settings = Settings(grpc_port=0, serving_rest_port=0, serving_workers=1, serving_source_poll_seconds=5)
+    settings = Settings(
+        grpc_port=0, serving_rest_port=0, serving_workers=1, serving_source_poll_seconds=5
+    )
     sink = InMemoryStatusSink()
     auth = StaticKeyAuthenticator({API_KEY: Principal("bench", "bench")})
     with ServingServer(settings, InMemoryDeploymentSource(models), sink, auth) as server:
@@ -86,7 +88,9 @@ def role_grpc_floor() -> None:
 
     from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
 
-    constant = serving_pb2.PredictResponse(predictions=[1.0], confidence_scores={"0": 0.1, "1": 0.9})
+    constant = serving_pb2.PredictResponse(
+        predictions=[1.0], confidence_scores={"0": 0.1, "1": 0.9}
+    )
 
     class Constant(serving_pb2_grpc.ModelServingServicer):
         async def Predict(self, request, context):  # type: ignore[no-untyped-def]
@@ -116,14 +120,24 @@ def role_uvicorn_floor() -> None:
             return
         while (await receive()).get("more_body"):
             pass
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     print(json.dumps({"rest": sock.getsockname()[1]}), flush=True)
-    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="off", access_log=False, log_level="warning")
+    config = uvicorn.Config(
+        app, loop="uvloop", http="httptools", lifespan="off", access_log=False, log_level="warning"
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -154,7 +168,9 @@ def stop_role(proc: subprocess.Popen[str]) -> None:
 Result = tuple[float, float, float, int]  # (per-second, p50 ms, p99 ms, errors)
 
 
-async def closed_loop(call: Callable[[int], Awaitable[None]], concurrency: int, seconds: float) -> Result:
+async def closed_loop(
+    call: Callable[[int], Awaitable[None]], concurrency: int, seconds: float
+) -> Result:
     """``concurrency`` workers calling back-to-back; latency per call, throughput over the window."""
     latencies: list[float] = []
     errors = 0
@@ -170,7 +186,7 @@ async def closed_loop(call: Callable[[int], Awaitable[None]], concurrency: int, 
                 return
             try:
                 await call(i)
-            except Exception:  # noqa: BLE001 - counted and reported
+            except Exception:
                 errors += 1
             t1 = time.perf_counter()
             if t0 >= warm_until:
@@ -195,7 +211,8 @@ class RawHttp:
         reader, writer = self.conn
         writer.write(
             f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-            f"x-api-key: {API_KEY}\r\n{headers}content-length: {len(body)}\r\n\r\n".encode() + body
+            f"x-api-key: {API_KEY}\r\n{headers}content-length: {len(body)}\r\n\r\n".encode()
+            + body
         )
         head = await reader.readuntil(b"\r\n\r\n")
         length = 0
@@ -213,13 +230,19 @@ def feature_msgs(X: np.ndarray):  # type: ignore[no-untyped-def]
 
     return [
         serving_pb2.PredictRequest(
-            model_id="", features=[serving_pb2.Feature(name=n, float_value=float(v)) for n, v in zip(FEATURES, row)]
+            model_id="",
+            features=[
+                serving_pb2.Feature(name=n, float_value=float(v))
+                for n, v in zip(FEATURES, row, strict=True)
+            ],
         )
         for row in X
     ]
 
 
-async def bench_grpc(port: int, X: np.ndarray, seconds: float, floor: bool = False) -> dict[str, Result]:
+async def bench_grpc(
+    port: int, X: np.ndarray, seconds: float, floor: bool = False
+) -> dict[str, Result]:
     import grpc
 
     from ml_platform.serving.proto import inference_pb2 as v2
@@ -247,11 +270,15 @@ async def bench_grpc(port: int, X: np.ndarray, seconds: float, floor: bool = Fal
         for model in ("rf", "lr"):
             for c in (1, 32):
                 for suffix in ("", "-nobatch"):
-                    out[f"{model}{suffix} predict c{c}"] = await closed_loop(predict(model + suffix), c, seconds)
+                    out[f"{model}{suffix} predict c{c}"] = await closed_loop(
+                        predict(model + suffix), c, seconds
+                    )
             # PredictBatch with 1,000 rows: one vectorized call per request
             batch = serving_pb2.PredictBatchRequest(
                 model_id=model,
-                requests=[serving_pb2.PredictRequest(features=m.features) for m in feature_msgs(X[:1000])],
+                requests=[
+                    serving_pb2.PredictRequest(features=m.features) for m in feature_msgs(X[:1000])
+                ],
             )
 
             async def call_batch(i: int, batch: serving_pb2.PredictBatchRequest = batch) -> None:
@@ -265,7 +292,11 @@ async def bench_grpc(port: int, X: np.ndarray, seconds: float, floor: bool = Fal
             infer1 = [
                 v2.ModelInferRequest(
                     model_name=model,
-                    inputs=[v2.ModelInferRequest.InferInputTensor(name="input", datatype="FP64", shape=[1, N_FEATURES])],
+                    inputs=[
+                        v2.ModelInferRequest.InferInputTensor(
+                            name="input", datatype="FP64", shape=[1, N_FEATURES]
+                        )
+                    ],
                     raw_input_contents=[r.tobytes()],
                 )
                 for r in rows1
@@ -276,18 +307,26 @@ async def bench_grpc(port: int, X: np.ndarray, seconds: float, floor: bool = Fal
                 response_deserializer=v2.ModelInferResponse.FromString,
             )
 
-            async def call_infer(i: int, reqs: list[v2.ModelInferRequest] = infer1) -> None:
-                await infer_call(reqs[i % len(reqs)], metadata=md)
+            async def call_infer(
+                i: int, reqs: list[v2.ModelInferRequest] = infer1, rpc: object = infer_call
+            ) -> None:
+                await rpc(reqs[i % len(reqs)], metadata=md)  # type: ignore[operator]
 
             out[f"{model} v2grpc c32"] = await closed_loop(call_infer, 32, seconds)
             big = v2.ModelInferRequest(
                 model_name=model,
-                inputs=[v2.ModelInferRequest.InferInputTensor(name="input", datatype="FP64", shape=[1000, N_FEATURES])],
+                inputs=[
+                    v2.ModelInferRequest.InferInputTensor(
+                        name="input", datatype="FP64", shape=[1000, N_FEATURES]
+                    )
+                ],
                 raw_input_contents=[X[:1000].astype(np.float64).tobytes()],
             )
 
-            async def call_big(i: int, big: v2.ModelInferRequest = big) -> None:
-                await infer_call(big, metadata=md)
+            async def call_big(
+                i: int, big: v2.ModelInferRequest = big, rpc: object = infer_call
+            ) -> None:
+                await rpc(big, metadata=md)  # type: ignore[operator]
 
             out[f"{model} v2grpc1000 c1"] = await closed_loop(call_big, 1, seconds)
     return out
@@ -323,12 +362,25 @@ async def stream_bench(stub, model, msgs, md, seconds: float) -> Result:  # type
     return len(latencies) / seconds, percentile(latencies, 50), percentile(latencies, 99), 0
 
 
-async def bench_rest(port: int, X: np.ndarray, seconds: float, floor: bool = False) -> dict[str, Result]:
+async def bench_rest(
+    port: int, X: np.ndarray, seconds: float, floor: bool = False
+) -> dict[str, Result]:
     import orjson
 
     out: dict[str, Result] = {}
     bodies = [
-        orjson.dumps({"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, N_FEATURES], "data": X[i].tolist()}]})
+        orjson.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "datatype": "FP64",
+                        "shape": [1, N_FEATURES],
+                        "data": X[i].tolist(),
+                    }
+                ]
+            }
+        )
         for i in range(256)
     ]
     clients = [RawHttp(port) for _ in range(32)]
@@ -345,7 +397,20 @@ async def bench_rest(port: int, X: np.ndarray, seconds: float, floor: bool = Fal
         for c in (1, 32):
             out[f"c{c}"] = await closed_loop(infer("const", bodies), c, seconds)
         return out
-    big = [orjson.dumps({"inputs": [{"name": "input", "datatype": "FP64", "shape": [1000, N_FEATURES], "data": X[:1000].ravel().tolist()}]})]
+    big = [
+        orjson.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "datatype": "FP64",
+                        "shape": [1000, N_FEATURES],
+                        "data": X[:1000].ravel().tolist(),
+                    }
+                ]
+            }
+        )
+    ]
     for model in ("rf", "lr"):
         for c in (1, 32):
             out[f"{model} v2rest c{c}"] = await closed_loop(infer(model, bodies), c, seconds)
@@ -361,7 +426,10 @@ def build_models(root: Path) -> np.ndarray:
 
     X, y = make_classification(n_samples=5000, n_features=N_FEATURES, random_state=0)
     X = X.astype(np.float32).astype(np.float64)
-    sio.dump(RandomForestClassifier(n_estimators=50, max_depth=8, random_state=0).fit(X, y), root / "rf.skops")
+    sio.dump(
+        RandomForestClassifier(n_estimators=50, max_depth=8, random_state=0).fit(X, y),
+        root / "rf.skops",
+    )
     sio.dump(LogisticRegression(max_iter=1000).fit(X, y), root / "lr.skops")
     return X
 
@@ -440,20 +508,54 @@ def main() -> None:
 
     rf = "rf"
     checks = [
-        ("RF unary Predict c=32 vs bare grpc.aio c=32", g[f"{rf} predict c32"][0] / grpc_floor["c32"][0], 0.75),
-        ("RF V2 REST c=32 vs bare uvicorn c=32", r[f"{rf} v2rest c32"][0] / rest_floor["c32"][0], 0.30),
-        ("RF batching on/off throughput at c=32", g[f"{rf} predict c32"][0] / g[f"{rf}-nobatch predict c32"][0], 3.0),
-        ("RF batching on/off p50 at c=1 (lower is better)", g[f"{rf} predict c1"][1] / g[f"{rf}-nobatch predict c1"][1], 1.10),
-        ("RF 1,000 rows: PredictBatch vs REST JSON", g[f"{rf} batch1000 c1"][0] / r[f"{rf} v2rest1000 c1"][0], 2.5),
-        ("RF 1,000 rows: V2 gRPC raw vs REST JSON", g[f"{rf} v2grpc1000 c1"][0] / r[f"{rf} v2rest1000 c1"][0], 2.5),
-        ("LR unary Predict c=32 vs bare grpc.aio c=32", g["lr predict c32"][0] / grpc_floor["c32"][0], 0.75),
-        ("LR single row: gRPC Predict c=32 vs REST c=32", g["lr predict c32"][0] / r["lr v2rest c32"][0], 1.0),
+        (
+            "RF unary Predict c=32 vs bare grpc.aio c=32",
+            g[f"{rf} predict c32"][0] / grpc_floor["c32"][0],
+            0.75,
+        ),
+        (
+            "RF V2 REST c=32 vs bare uvicorn c=32",
+            r[f"{rf} v2rest c32"][0] / rest_floor["c32"][0],
+            0.30,
+        ),
+        (
+            "RF batching on/off throughput at c=32",
+            g[f"{rf} predict c32"][0] / g[f"{rf}-nobatch predict c32"][0],
+            3.0,
+        ),
+        (
+            "RF batching on/off p50 at c=1 (lower is better)",
+            g[f"{rf} predict c1"][1] / g[f"{rf}-nobatch predict c1"][1],
+            1.10,
+        ),
+        (
+            "RF 1,000 rows: PredictBatch vs REST JSON",
+            g[f"{rf} batch1000 c1"][0] / r[f"{rf} v2rest1000 c1"][0],
+            2.5,
+        ),
+        (
+            "RF 1,000 rows: V2 gRPC raw vs REST JSON",
+            g[f"{rf} v2grpc1000 c1"][0] / r[f"{rf} v2rest1000 c1"][0],
+            2.5,
+        ),
+        (
+            "LR unary Predict c=32 vs bare grpc.aio c=32",
+            g["lr predict c32"][0] / grpc_floor["c32"][0],
+            0.75,
+        ),
+        (
+            "LR single row: gRPC Predict c=32 vs REST c=32",
+            g["lr predict c32"][0] / r["lr v2rest c32"][0],
+            1.0,
+        ),
     ]
     ctable = ["| ratio | measured | target | met |", "|---|---|---|---|"]
     for name, value, target in checks:
         lower_better = "lower" in name
         met = value <= target if lower_better else value >= target
-        ctable.append(f"| {name} | {value:.2f} | {'<=' if lower_better else '>='} {target} | {'yes' if met else 'no'} |")
+        ctable.append(
+            f"| {name} | {value:.2f} | {'<=' if lower_better else '>='} {target} | {'yes' if met else 'no'} |"
+        )
 
     body = (
         "Command: `.venv/bin/python bench/serving.py` (`make bench`). Every server process "

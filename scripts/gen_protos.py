@@ -55,7 +55,8 @@ def check() -> list[str]:
         stale = [
             str(rel)
             for rel in generated
-            if not (OUT_ROOT / rel).exists() or not filecmp.cmp(Path(tmp) / rel, OUT_ROOT / rel, shallow=False)
+            if not (OUT_ROOT / rel).exists()
+            or not filecmp.cmp(Path(tmp) / rel, OUT_ROOT / rel, shallow=False)
         ]
     return stale
 
@@ -68,7 +69,9 @@ def write() -> None:
             shutil.copyfile(Path(tmp) / rel, target)
     init = OUT_ROOT / PROTO_DIR / "__init__.py"
     if not init.exists():
-        init.write_text('"""Generated protobuf modules (do not edit; run scripts/gen_protos.py)."""\n')
+        init.write_text(
+            '"""Generated protobuf modules (do not edit; run scripts/gen_protos.py)."""\n'
+        )
 
 
 def main() -> int:

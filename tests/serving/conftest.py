@@ -43,7 +43,9 @@ class Serving:
 
 
 def authenticator() -> StaticKeyAuthenticator:
-    return StaticKeyAuthenticator({KEY_T1: Principal("t1", "alice"), KEY_T2: Principal("t2", "bob")})
+    return StaticKeyAuthenticator(
+        {KEY_T1: Principal("t1", "alice"), KEY_T2: Principal("t2", "bob")}
+    )
 
 
 def settings(**overrides: object) -> Settings:
@@ -74,7 +76,14 @@ def raising_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def main_deployments(built: dict[str, Built], raising_path: Path) -> list[ServedModel]:
     rf, lr, xg = built["rf"].paths, built["logreg"].paths, built["xgb"].paths
     return [
-        served("t1", "rf-skops", rf[ArtifactFormat.SKOPS], ArtifactFormat.SKOPS, model="rf", aliases=("prod",)),
+        served(
+            "t1",
+            "rf-skops",
+            rf[ArtifactFormat.SKOPS],
+            ArtifactFormat.SKOPS,
+            model="rf",
+            aliases=("prod",),
+        ),
         served("t1", "rf-joblib", rf[ArtifactFormat.JOBLIB], ArtifactFormat.JOBLIB),
         served("t1", "rf-onnx", rf[ArtifactFormat.ONNX], ArtifactFormat.ONNX),
         served("t1", "logreg-onnx", lr[ArtifactFormat.ONNX], ArtifactFormat.ONNX),

@@ -26,12 +26,14 @@ class Built:
 
 
 def dataset() -> tuple[np.ndarray, np.ndarray]:
-    X, y = make_classification(n_samples=300, n_features=N_FEATURES, n_informative=4, random_state=0)
+    X, y = make_classification(
+        n_samples=300, n_features=N_FEATURES, n_informative=4, random_state=0
+    )
     return X.astype(np.float32).astype(np.float64), y
 
 
 def build_models(root: Path) -> dict[str, Built]:
-    """Fit a RandomForest and a LogisticRegression; save joblib, pickle, skops, ONNX; XGBoost JSON/UBJ."""
+    """Fit a RandomForest and a LogisticRegression (joblib, pickle, skops, ONNX) and XGBoost."""
     import joblib
     import skops.io as sio
     import xgboost as xgb
@@ -58,7 +60,10 @@ def build_models(root: Path) -> dict[str, Built]:
         out[name] = Built(est, X, paths)
     booster = xgb.XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1, random_state=0)
     booster.fit(X, y)
-    xpaths = {ArtifactFormat.XGBOOST_JSON: root / "xgb.json", ArtifactFormat.XGBOOST_UBJ: root / "xgb.ubj"}
+    xpaths = {
+        ArtifactFormat.XGBOOST_JSON: root / "xgb.json",
+        ArtifactFormat.XGBOOST_UBJ: root / "xgb.ubj",
+    }
     booster.save_model(xpaths[ArtifactFormat.XGBOOST_JSON])
     booster.save_model(xpaths[ArtifactFormat.XGBOOST_UBJ])
     out["xgb"] = Built(booster, X, xpaths)
@@ -89,7 +94,9 @@ def served(
         artifact_format=fmt,
         artifact_path=str(path),
         signature=signature(allow_nan=allow_nan),
-        framework="xgboost" if fmt.value.startswith("xgboost") else ("onnx" if fmt is ArtifactFormat.ONNX else "sklearn"),
+        framework="xgboost"
+        if fmt.value.startswith("xgboost")
+        else ("onnx" if fmt is ArtifactFormat.ONNX else "sklearn"),
         aliases=aliases,
         max_batch_size=max_batch_size,
         revision=f"r{version}",

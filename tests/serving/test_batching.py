@@ -50,8 +50,12 @@ async def test_a_multi_row_submission_is_never_split_and_errors_reach_every_call
         raise ValueError("model failed")
 
     rec = Recorder()
-    assert (await Batcher(rec, max_batch_size=4, max_batch_delay_ms=0).submit(np.ones((100, 2)))).values.shape == (100,)
+    assert (
+        await Batcher(rec, max_batch_size=4, max_batch_delay_ms=0).submit(np.ones((100, 2)))
+    ).values.shape == (100,)
     assert rec.batches == [100]
     failing = Batcher(boom, max_batch_size=4, max_batch_delay_ms=0)
-    results = await asyncio.gather(*(failing.submit(np.ones((1, 2))) for _ in range(3)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(failing.submit(np.ones((1, 2))) for _ in range(3)), return_exceptions=True
+    )
     assert all(isinstance(r, ValueError) for r in results)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import grpc
 import numpy as np
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-import grpc
 from ml_platform.serving.grpc_serving import ITEM_ERRORS_KEY
 from ml_platform.serving.proto import serving_pb2
 from tests.serving.conftest import KEY_T1, KEY_T2, MAX_MESSAGE_BYTES, Serving
@@ -18,7 +18,10 @@ AUTH2 = (("authorization", f"Bearer {KEY_T2}"),)
 
 
 def features(row: np.ndarray, *, shuffle: bool = True) -> list[serving_pb2.Feature]:
-    items = [serving_pb2.Feature(name=n, float_value=float(v)) for n, v in zip(FEATURES, row, strict=True)]
+    items = [
+        serving_pb2.Feature(name=n, float_value=float(v))
+        for n, v in zip(FEATURES, row, strict=True)
+    ]
     return items[::-1] if shuffle else items
 
 
@@ -31,7 +34,9 @@ def error_of(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
     return exc.code(), exc.details()
 
 
-@pytest.mark.parametrize("deployment", ["rf-skops", "rf-joblib", "rf-onnx", "logreg-onnx", "xgb-json", "xgb-ubj"])
+@pytest.mark.parametrize(
+    "deployment", ["rf-skops", "rf-joblib", "rf-onnx", "logreg-onnx", "xgb-json", "xgb-ubj"]
+)
 def test_predict_matches_the_model_called_directly(serving: Serving, deployment: str) -> None:
     X = serving.models["rf"].X[:5].astype(np.float32)
     proba = expected_proba(serving, deployment, X)
@@ -51,10 +56,15 @@ def test_versions_aliases_positional_and_float_array(serving: Serving) -> None:
     want = serving.models["rf"].estimator.predict(row.astype(np.float32)[None])[0]
     for version in ("", "latest", "1", "prod"):
         resp = serving.stub.Predict(
-            serving_pb2.PredictRequest(model_id="rf-skops", version=version, features=features(row)), metadata=AUTH
+            serving_pb2.PredictRequest(
+                model_id="rf-skops", version=version, features=features(row)
+            ),
+            metadata=AUTH,
         )
         assert resp.predictions == [want]
-    by_model_name = serving.stub.Predict(serving_pb2.PredictRequest(model_id="rf", features=features(row)), metadata=AUTH)
+    by_model_name = serving.stub.Predict(
+        serving_pb2.PredictRequest(model_id="rf", features=features(row)), metadata=AUTH
+    )
     assert by_model_name.predictions == [want]
     positional = [serving_pb2.Feature(float_value=float(v)) for v in row]
     assert serving.stub.Predict(
@@ -67,12 +77,16 @@ def test_versions_aliases_positional_and_float_array(serving: Serving) -> None:
 
 
 def test_get_model_and_health_check(serving: Serving) -> None:
-    info = serving.stub.GetModel(serving_pb2.GetModelRequest(model_id="rf-skops", version="latest"), metadata=AUTH)
+    info = serving.stub.GetModel(
+        serving_pb2.GetModelRequest(model_id="rf-skops", version="latest"), metadata=AUTH
+    )
     assert info.model_id == "rf-skops" and info.version == "1"
     assert list(info.input_features) == list(FEATURES)
     assert list(info.output_labels) == ["0", "1"]
     assert info.metadata["aliases"] == "prod"
-    health = serving.stub.HealthCheck(serving_pb2.HealthCheckRequest(model_id="rf-onnx"), metadata=AUTH)
+    health = serving.stub.HealthCheck(
+        serving_pb2.HealthCheckRequest(model_id="rf-onnx"), metadata=AUTH
+    )
     assert health.healthy and health.details["state"] == "ready"
     assert health.details["isolation"] == "shared-worker"
 
@@ -104,14 +118,21 @@ def test_predict_stream_answers_in_order_and_survives_a_bad_message(serving: Ser
     X = serving.models["rf"].X[:15].astype(np.float32)
     want = serving.models["rf"].estimator.predict(X).tolist()
     msgs = [serving_pb2.PredictRequest(model_id="rf-joblib", features=features(r)) for r in X]
-    msgs.insert(5, serving_pb2.PredictRequest(model_id="rf-joblib", features=[serving_pb2.Feature(name="f0")]))
+    msgs.insert(
+        5,
+        serving_pb2.PredictRequest(model_id="rf-joblib", features=[serving_pb2.Feature(name="f0")]),
+    )
     out = list(serving.stub.PredictStream(iter(msgs), metadata=AUTH))
     assert len(out) == 16
     assert not out[5].predictions
     assert [r.predictions[0] for i, r in enumerate(out) if i != 5] == want
 
 
-def _bad(serving: Serving, request: serving_pb2.PredictRequest, metadata: tuple[tuple[str, str], ...] = AUTH) -> grpc.RpcError:
+def _bad(
+    serving: Serving,
+    request: serving_pb2.PredictRequest,
+    metadata: tuple[tuple[str, str], ...] = AUTH,
+) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
         serving.stub.Predict(request, metadata=metadata)
     return info.value
@@ -131,7 +152,9 @@ def test_invalid_features_are_invalid_argument_with_the_signature(serving: Servi
         err = _bad(serving, serving_pb2.PredictRequest(model_id="rf-skops", features=feats))
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, case
         assert "f0: float64" in err.details(), case  # the expected signature is in the message
-    status = rpc_status.from_call(_bad(serving, serving_pb2.PredictRequest(model_id="rf-skops", features=cases["missing"])))
+    status = rpc_status.from_call(
+        _bad(serving, serving_pb2.PredictRequest(model_id="rf-skops", features=cases["missing"]))
+    )
     assert status is not None
     bad_request = error_details_pb2.BadRequest()
     assert any(d.Unpack(bad_request) for d in status.details)
@@ -140,50 +163,77 @@ def test_invalid_features_are_invalid_argument_with_the_signature(serving: Servi
 
 def test_empty_batch_is_invalid_argument(serving: Serving) -> None:
     with pytest.raises(grpc.RpcError) as info:
-        serving.stub.PredictBatch(serving_pb2.PredictBatchRequest(model_id="rf-skops"), metadata=AUTH)
+        serving.stub.PredictBatch(
+            serving_pb2.PredictBatchRequest(model_id="rf-skops"), metadata=AUTH
+        )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_not_found_unauthenticated_and_tenant_isolation(serving: Serving) -> None:
     row = serving.models["rf"].X[0]
-    assert _bad(serving, serving_pb2.PredictRequest(model_id="nope", features=features(row))).code() == grpc.StatusCode.NOT_FOUND
-    err = _bad(serving, serving_pb2.PredictRequest(model_id="rf-skops", version="9", features=features(row)))
+    assert (
+        _bad(serving, serving_pb2.PredictRequest(model_id="nope", features=features(row))).code()
+        == grpc.StatusCode.NOT_FOUND
+    )
+    err = _bad(
+        serving,
+        serving_pb2.PredictRequest(model_id="rf-skops", version="9", features=features(row)),
+    )
     assert err.code() == grpc.StatusCode.NOT_FOUND
-    assert _bad(serving, serving_pb2.PredictRequest(model_id="rf-skops", features=features(row)), ()).code() == (
-        grpc.StatusCode.UNAUTHENTICATED
-    )
+    assert _bad(
+        serving, serving_pb2.PredictRequest(model_id="rf-skops", features=features(row)), ()
+    ).code() == (grpc.StatusCode.UNAUTHENTICATED)
     wrong = (("x-api-key", "mlp_wrong"),)
-    assert _bad(serving, serving_pb2.PredictRequest(model_id="rf-skops", features=features(row)), wrong).code() == (
-        grpc.StatusCode.UNAUTHENTICATED
-    )
+    assert _bad(
+        serving, serving_pb2.PredictRequest(model_id="rf-skops", features=features(row)), wrong
+    ).code() == (grpc.StatusCode.UNAUTHENTICATED)
     # tenant two cannot see tenant one's deployment, and gets the same answer as for a missing one
-    other = _bad(serving, serving_pb2.PredictRequest(model_id="rf-skops", features=features(row)), AUTH2)
-    missing = _bad(serving, serving_pb2.PredictRequest(model_id="does-not-exist", features=features(row)), AUTH2)
+    other = _bad(
+        serving, serving_pb2.PredictRequest(model_id="rf-skops", features=features(row)), AUTH2
+    )
+    missing = _bad(
+        serving,
+        serving_pb2.PredictRequest(model_id="does-not-exist", features=features(row)),
+        AUTH2,
+    )
     assert other.code() == missing.code() == grpc.StatusCode.NOT_FOUND
     assert "rf-skops" in other.details()
 
 
 def test_model_that_raises_is_internal_with_a_safe_message(serving: Serving) -> None:
     row = serving.models["rf"].X[0].copy()
-    fine = serving.stub.Predict(serving_pb2.PredictRequest(model_id="raises", features=features(row)), metadata=AUTH)
+    fine = serving.stub.Predict(
+        serving_pb2.PredictRequest(model_id="raises", features=features(row)), metadata=AUTH
+    )
     assert fine.predictions == [1.0]
     row[0] = 1e7
     err = _bad(serving, serving_pb2.PredictRequest(model_id="raises", features=features(row)))
     assert err.code() == grpc.StatusCode.INTERNAL
     assert "secret" not in err.details() and "Traceback" not in err.details()
-    ok = serving.stub.Predict(serving_pb2.PredictRequest(model_id="rf-joblib", features=features(row)), metadata=AUTH)
+    ok = serving.stub.Predict(
+        serving_pb2.PredictRequest(model_id="rf-joblib", features=features(row)), metadata=AUTH
+    )
     assert len(ok.predictions) == 1
 
 
 def test_over_the_message_limit_is_resource_exhausted(serving: Serving) -> None:
     big = serving_pb2.FloatArray(values=[0.5] * (MAX_MESSAGE_BYTES // 4 + 10))
-    err = _bad(serving, serving_pb2.PredictRequest(model_id="rf-skops", features=[serving_pb2.Feature(float_array=big)]))
+    err = _bad(
+        serving,
+        serving_pb2.PredictRequest(
+            model_id="rf-skops", features=[serving_pb2.Feature(float_array=big)]
+        ),
+    )
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_pickle_models_of_two_tenants_run_in_different_processes(serving: Serving) -> None:
-    h1 = serving.stub.HealthCheck(serving_pb2.HealthCheckRequest(model_id="rf-joblib"), metadata=AUTH)
-    h2 = serving.stub.HealthCheck(serving_pb2.HealthCheckRequest(model_id="t2-joblib"), metadata=AUTH2)
+    h1 = serving.stub.HealthCheck(
+        serving_pb2.HealthCheckRequest(model_id="rf-joblib"), metadata=AUTH
+    )
+    h2 = serving.stub.HealthCheck(
+        serving_pb2.HealthCheckRequest(model_id="t2-joblib"), metadata=AUTH2
+    )
     assert h1.details["isolation"] == h2.details["isolation"] == "tenant-sandbox"
     pid1, pid2 = int(h1.details["model_pid"]), int(h2.details["model_pid"])
     assert pid1 != pid2
@@ -191,7 +241,9 @@ def test_pickle_models_of_two_tenants_run_in_different_processes(serving: Servin
     assert pid1 not in workers and pid2 not in workers
     assert serving.server.sandbox_pids() == {"t1": pid1, "t2": pid2}
     # and the safe-format model of tenant one is served inside the front worker itself
-    h3 = serving.stub.HealthCheck(serving_pb2.HealthCheckRequest(model_id="xgb-json"), metadata=AUTH)
+    h3 = serving.stub.HealthCheck(
+        serving_pb2.HealthCheckRequest(model_id="xgb-json"), metadata=AUTH
+    )
     assert int(h3.details["model_pid"]) in workers
 
 
@@ -200,9 +252,14 @@ def test_grpc_health_and_reflection(serving: Serving) -> None:
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     health = health_pb2_grpc.HealthStub(serving.channel)
-    assert health.Check(health_pb2.HealthCheckRequest(service="")).status == health_pb2.HealthCheckResponse.SERVING
+    assert (
+        health.Check(health_pb2.HealthCheckRequest(service="")).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
     refl = reflection_pb2_grpc.ServerReflectionStub(serving.channel)
-    answers = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    answers = list(
+        refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    )
     names = {s.name for s in answers[0].list_services_response.service}
     assert "ml_platform.serving.ModelServing" in names
     assert "grpc.health.v1.Health" in names

@@ -13,14 +13,22 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from ml_platform.serving import ArtifactFormat, InMemoryDeploymentSource, InMemoryStatusSink, LoadState, ServingServer
+from ml_platform.serving import (
+    ArtifactFormat,
+    InMemoryDeploymentSource,
+    InMemoryStatusSink,
+    LoadState,
+    ServingServer,
+)
 from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
 from tests.serving.conftest import KEY_T1, authenticator, settings
 from tests.serving.models_fixture import Built, CrashOnLoad, HangOnLoad, served
 from tests.serving.test_grpc_serving import AUTH, features
 
 
-def _predict(stub: serving_pb2_grpc.ModelServingStub, model_id: str, row: np.ndarray) -> serving_pb2.PredictResponse:
+def _predict(
+    stub: serving_pb2_grpc.ModelServingStub, model_id: str, row: np.ndarray
+) -> serving_pb2.PredictResponse:
     return stub.Predict(
         serving_pb2.PredictRequest(model_id=model_id, features=features(row)),
         metadata=(("x-api-key", KEY_T1),),
@@ -38,7 +46,9 @@ def test_pickle_formats_switched_off_fail_with_a_clear_reason(built: dict[str, B
         ]
     )
     sink = InMemoryStatusSink()
-    with ServingServer(settings(allow_pickle=False, serving_workers=1), source, sink, authenticator()) as server:
+    with ServingServer(
+        settings(allow_pickle=False, serving_workers=1), source, sink, authenticator()
+    ) as server:
         failed = sink.wait_for("t1", "pickled", timeout=60)
         assert failed.state is LoadState.FAILED
         assert "allow_pickle=false" in failed.reason and "skops" in failed.reason
@@ -88,8 +98,12 @@ def test_models_that_crash_or_hang_on_load_fail_only_their_deployment(
 
 def test_rolling_version_swap_under_load_has_zero_failures(built: dict[str, Built]) -> None:
     rf, lr = built["rf"].paths, built["logreg"].paths
-    v1 = served("t1", "churn", rf[ArtifactFormat.SKOPS], ArtifactFormat.SKOPS, version=1, model="churn")
-    v2 = served("t1", "churn", lr[ArtifactFormat.ONNX], ArtifactFormat.ONNX, version=2, model="churn")
+    v1 = served(
+        "t1", "churn", rf[ArtifactFormat.SKOPS], ArtifactFormat.SKOPS, version=1, model="churn"
+    )
+    v2 = served(
+        "t1", "churn", lr[ArtifactFormat.ONNX], ArtifactFormat.ONNX, version=2, model="churn"
+    )
     source = InMemoryDeploymentSource([v1])
     sink = InMemoryStatusSink()
     with ServingServer(settings(), source, sink, authenticator()) as server:
@@ -105,7 +119,9 @@ def test_rolling_version_swap_under_load_has_zero_failures(built: dict[str, Buil
                 i = 0
                 while not stop.is_set():
                     try:
-                        versions.append(_predict(stub, "churn", rows[i % len(rows)]).model_version_used)
+                        versions.append(
+                            _predict(stub, "churn", rows[i % len(rows)]).model_version_used
+                        )
                     except grpc.RpcError as exc:
                         failures.append(exc)
                     i += 1
@@ -130,7 +146,9 @@ def test_rolling_version_swap_under_load_has_zero_failures(built: dict[str, Buil
 
 def test_a_sigkilled_worker_is_replaced_and_serving_resumes(built: dict[str, Built]) -> None:
     rf = built["rf"].paths
-    source = InMemoryDeploymentSource([served("t1", "m", rf[ArtifactFormat.ONNX], ArtifactFormat.ONNX)])
+    source = InMemoryDeploymentSource(
+        [served("t1", "m", rf[ArtifactFormat.ONNX], ArtifactFormat.ONNX)]
+    )
     sink = InMemoryStatusSink()
     with ServingServer(settings(), source, sink, authenticator()) as server:
         assert sink.wait_for("t1", "m", timeout=60).state is LoadState.READY

@@ -7,7 +7,11 @@ import pytest
 from sklearn.datasets import make_classification
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
-from ml_platform.serving.runtimes.scikit_learn import CompiledForest, SklearnRuntime, _compile_forest
+from ml_platform.serving.runtimes.scikit_learn import (
+    CompiledForest,
+    SklearnRuntime,
+    _compile_forest,
+)
 
 
 @pytest.mark.parametrize("cls", [RandomForestClassifier, ExtraTreesClassifier])

@@ -37,7 +37,9 @@ def test_tritonclient_grpc_infer_metadata_and_readiness(serving: Serving) -> Non
     assert np.array_equal(result.as_numpy("predictions"), want)
     assert np.allclose(result.as_numpy("probabilities"), proba)
     # only the requested output comes back
-    only = client.infer("rf-skops", [inp], outputs=[tgrpc.InferRequestedOutput("predictions")], headers=HEADERS)
+    only = client.infer(
+        "rf-skops", [inp], outputs=[tgrpc.InferRequestedOutput("predictions")], headers=HEADERS
+    )
     assert only.as_numpy("probabilities") is None
     client.close()
 
@@ -58,7 +60,9 @@ def test_tritonclient_grpc_per_feature_tensors(serving: Serving) -> None:
 def test_tritonclient_grpc_streaming(serving: Serving) -> None:
     client = tgrpc.InferenceServerClient(serving.server.grpc_target)
     results: queue.Queue[tuple[object, object]] = queue.Queue()
-    client.start_stream(callback=lambda result, error: results.put((result, error)), headers=HEADERS)
+    client.start_stream(
+        callback=lambda result, error: results.put((result, error)), headers=HEADERS
+    )
     X = serving.models["rf"].X[:8]
     for i, row in enumerate(X):
         inp = tgrpc.InferInput("input", [1, len(FEATURES)], "FP64")
@@ -106,8 +110,13 @@ def test_tritonclient_http_infer_binary_and_json(serving: Serving) -> None:
     for binary in (True, False):
         inp = thttp.InferInput("input", list(X.shape), "FP32")
         inp.set_data_from_numpy(X, binary_data=binary)
-        outs = [thttp.InferRequestedOutput(n, binary_data=binary) for n in ("predictions", "probabilities")]
-        result = client.infer("xgb-json", [inp], outputs=outs, headers=dict(HEADERS))  # it mutates headers
+        outs = [
+            thttp.InferRequestedOutput(n, binary_data=binary)
+            for n in ("predictions", "probabilities")
+        ]
+        result = client.infer(
+            "xgb-json", [inp], outputs=outs, headers=dict(HEADERS)
+        )  # it mutates headers
         assert np.array_equal(result.as_numpy("predictions"), booster.predict(X))
         assert np.allclose(result.as_numpy("probabilities"), booster.predict_proba(X), atol=1e-6)
     client.close()
@@ -120,18 +129,35 @@ def test_rest_errors_are_problem_documents(serving: Serving) -> None:
         assert missing.status_code == 404
         assert missing.headers["content-type"] == "application/problem+json"
         body = missing.json()
-        assert body["status"] == 404 and body["code"] == "NOT_FOUND" and body["error"] == body["detail"]
+        assert (
+            body["status"] == 404
+            and body["code"] == "NOT_FOUND"
+            and body["error"] == body["detail"]
+        )
         malformed = http.post("/v2/models/rf-skops/infer", content=b"{not json")
         assert malformed.status_code == 400
         assert malformed.json()["code"] == "INVALID_ARGUMENT"
         wrong = http.post(
             "/v2/models/rf-skops/infer",
-            json={"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 2], "data": [1.0, 2.0]}]},
+            json={
+                "inputs": [
+                    {"name": "input", "datatype": "FP64", "shape": [1, 2], "data": [1.0, 2.0]}
+                ]
+            },
         )
         assert wrong.status_code == 400 and "expects 6 features" in wrong.json()["detail"]
         nan = http.post(
             "/v2/models/rf-skops/infer",
-            json={"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 6], "data": [1, 2, 3, 4, 5, None]}]},
+            json={
+                "inputs": [
+                    {
+                        "name": "input",
+                        "datatype": "FP64",
+                        "shape": [1, 6],
+                        "data": [1, 2, 3, 4, 5, None],
+                    }
+                ]
+            },
         )
         assert nan.status_code == 400
         unauth = httpx.post(f"{base}/v2/models/rf-skops/infer", json={"inputs": []})
@@ -141,6 +167,15 @@ def test_rest_errors_are_problem_documents(serving: Serving) -> None:
         assert http.get("/v2/unknown/route").status_code == 404
         ok = http.post(
             "/v2/models/rf-skops/infer",
-            json={"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 6], "data": [0, 0, 0, 0, 0, 0]}]},
+            json={
+                "inputs": [
+                    {
+                        "name": "input",
+                        "datatype": "FP64",
+                        "shape": [1, 6],
+                        "data": [0, 0, 0, 0, 0, 0],
+                    }
+                ]
+            },
         )
         assert ok.status_code == 200 and ok.json()["outputs"][0]["name"] == "predictions"

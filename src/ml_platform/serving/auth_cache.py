@@ -22,7 +22,9 @@ class AuthCache:
 
     async def principal(self, api_key: str | None, bearer: str | None) -> Principal:
         if not api_key and not bearer:
-            raise Unauthenticated("missing credentials: send metadata x-api-key or authorization: Bearer <token>")
+            raise Unauthenticated(
+                "missing credentials: send metadata x-api-key or authorization: Bearer <token>"
+            )
         key = (api_key, bearer)
         now = time.monotonic()
         hit = self._entries.get(key)

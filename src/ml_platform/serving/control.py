@@ -7,6 +7,7 @@ format for every child keeps it simple. Sizes are capped before parsing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -66,9 +67,7 @@ class ControlChannel:
             return
         self.closed = True
         if self._loop is not None:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self._loop.remove_reader(self._conn.fileno())
-            except (OSError, ValueError):
-                pass
         self._conn.close()
         self._on_close()

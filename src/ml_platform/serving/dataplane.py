@@ -31,7 +31,8 @@ class ModelFailed(PlatformError):
 
     def __init__(self, model: LoadedModel) -> None:
         super().__init__(
-            f"model '{model.served.deployment}' version {model.served.version} failed while predicting; "
+            f"model '{model.served.deployment}' version {model.served.version} "
+            "failed while predicting; "
             "the input was valid, the error is logged on the server",
             ErrorCode.INTERNAL,
         )
@@ -39,10 +40,16 @@ class ModelFailed(PlatformError):
 
 def signature_hint(model: LoadedModel) -> str:
     sig = model.served.signature
-    return f"model '{model.served.deployment}' v{model.served.version} expects {len(sig.inputs)} features {sig.describe()}"
+    served = model.served
+    return (
+        f"model '{served.deployment}' v{served.version} expects {len(sig.inputs)} features "
+        f"{sig.describe()}"
+    )
 
 
-def invalid(model: LoadedModel, problem: str, violations: list[FieldViolation] | None = None) -> InvalidArgument:
+def invalid(
+    model: LoadedModel, problem: str, violations: list[FieldViolation] | None = None
+) -> InvalidArgument:
     return InvalidArgument(f"{problem}; {signature_hint(model)}", violations)
 
 
@@ -64,7 +71,9 @@ class DataPlane:
 
     def resolve(self, principal: Principal, model_id: str, version: str) -> LoadedModel:
         if not model_id:
-            raise InvalidArgument("model_id is required", [FieldViolation("model_id", "must not be empty")])
+            raise InvalidArgument(
+                "model_id is required", [FieldViolation("model_id", "must not be empty")]
+            )
         return self.repository.resolve(principal.tenant_id, model_id, version)
 
     # -- validation helpers shared by the adapters --------------------------------------------
@@ -105,12 +114,21 @@ class DataPlane:
         except PlatformError:
             raise
         except SandboxModelError as exc:
-            logger.warning("model %s/%s raised in its sandbox: %s", model.served.tenant_id, model.served.deployment, exc)
+            logger.warning(
+                "model %s/%s raised in its sandbox: %s",
+                model.served.tenant_id,
+                model.served.deployment,
+                exc,
+            )
             raise ModelFailed(model) from exc
         except Exception as exc:
             logger.warning(
                 "model %s/%s v%s raised %s: %s",
-                model.served.tenant_id, model.served.deployment, model.served.version, type(exc).__name__, exc,
+                model.served.tenant_id,
+                model.served.deployment,
+                model.served.version,
+                type(exc).__name__,
+                exc,
             )
             raise ModelFailed(model) from exc
 
@@ -131,7 +149,9 @@ class DataPlane:
             details.update(
                 version=lm.version_str,
                 model_pid=str(lm.pid),
-                isolation="tenant-sandbox" if lm.served.artifact_format.runs_code_on_load else "shared-worker",
+                isolation="tenant-sandbox"
+                if lm.served.artifact_format.runs_code_on_load
+                else "shared-worker",
                 model_calls=str(lm.batcher.calls),
                 rows_predicted=str(lm.batcher.rows),
             )

@@ -58,11 +58,19 @@ def _named(model: LoadedModel, features: Sequence[serving_pb2.Feature], n: int) 
             unknown.append(f.name or "<unnamed>")
             continue
         if seen[i]:
-            raise invalid(model, f"feature {f.name} given twice", [FieldViolation(f"features.{f.name}", "duplicate")])
+            raise invalid(
+                model,
+                f"feature {f.name} given twice",
+                [FieldViolation(f"features.{f.name}", "duplicate")],
+            )
         seen[i] = True
         out[i] = _scalar(model, f, f.name)
     if unknown or len(features) - len(unknown) != n:
-        missing = [name for name, ok in zip(model.served.signature.input_names, seen, strict=True) if not ok]
+        missing = [
+            name
+            for name, ok in zip(model.served.signature.input_names, seen, strict=True)
+            if not ok
+        ]
         parts = []
         if unknown:
             parts.append("unknown feature(s) " + ", ".join(unknown))
@@ -79,10 +87,18 @@ def _positional(model: LoadedModel, features: Sequence[serving_pb2.Feature], n: 
     if len(features) == 1 and features[0].WhichOneof("value") == "float_array":
         values = features[0].float_array.values
         if len(values) != n:
-            raise invalid(model, f"float_array has {len(values)} values", [FieldViolation("features", "wrong count")])
+            raise invalid(
+                model,
+                f"float_array has {len(values)} values",
+                [FieldViolation("features", "wrong count")],
+            )
         return np.asarray(values, dtype=np.float64).reshape(1, n)
     if len(features) != n:
-        raise invalid(model, f"got {len(features)} unnamed features", [FieldViolation("features", "wrong count")])
+        raise invalid(
+            model,
+            f"got {len(features)} unnamed features",
+            [FieldViolation("features", "wrong count")],
+        )
     row = np.empty((1, n), dtype=np.float64)
     out = row[0]
     for i, f in enumerate(features):
@@ -92,7 +108,9 @@ def _positional(model: LoadedModel, features: Sequence[serving_pb2.Feature], n: 
     return row
 
 
-def to_response(model: LoadedModel, pred: Prediction, i: int, started_ns: int) -> serving_pb2.PredictResponse:
+def to_response(
+    model: LoadedModel, pred: Prediction, i: int, started_ns: int
+) -> serving_pb2.PredictResponse:
     resp = serving_pb2.PredictResponse(
         predictions=(float(pred.values[i]),),
         latency_microseconds=(time.perf_counter_ns() - started_ns) // 1000,

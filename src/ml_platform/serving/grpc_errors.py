@@ -46,7 +46,9 @@ def to_status(exc: PlatformError) -> grpc.Status:
             _pack(
                 error_details_pb2.BadRequest(
                     field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.message)
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.message
+                        )
                         for v in exc.violations
                     ]
                 )

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeAlias
 
-import grpc
 import numpy as np
 from google.rpc import error_details_pb2
 
@@ -21,7 +20,7 @@ from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type information)
 
 ITEM_ERRORS_KEY = "ml-platform-item-errors-bin"
 """Trailing metadata of PredictBatch: a google.rpc.BadRequest naming each failed item."""
@@ -35,9 +34,13 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
         api_key, bearer = credentials(context)
         return await self._plane.authenticate(api_key, bearer)
 
-    async def GetModel(self, request: serving_pb2.GetModelRequest, context: Context) -> serving_pb2.ModelInfo:
+    async def GetModel(
+        self, request: serving_pb2.GetModelRequest, context: Context
+    ) -> serving_pb2.ModelInfo:
         try:
-            model = self._plane.resolve(await self._principal(context), request.model_id, request.version)
+            model = self._plane.resolve(
+                await self._principal(context), request.model_id, request.version
+            )
             served = model.served
             return serving_pb2.ModelInfo(
                 model_id=served.deployment,
@@ -55,12 +58,14 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
                     "max_batch_size": str(served.max_batch_size),
                 },
             )
-        except Exception as exc:  # noqa: BLE001 - mapped to a status below
+        except Exception as exc:
             err: BaseException = exc
         await abort(context, err)
         raise AssertionError("unreachable")
 
-    async def _predict_one(self, request: serving_pb2.PredictRequest, principal: Principal) -> serving_pb2.PredictResponse:
+    async def _predict_one(
+        self, request: serving_pb2.PredictRequest, principal: Principal
+    ) -> serving_pb2.PredictResponse:
         started = time.perf_counter_ns()
         model = self._plane.resolve(principal, request.model_id, request.version)
         row = features_to_row(model, request.features)
@@ -68,10 +73,12 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
         pred = await self._plane.predict(model, row)
         return to_response(model, pred, 0, started)
 
-    async def Predict(self, request: serving_pb2.PredictRequest, context: Context) -> serving_pb2.PredictResponse:
+    async def Predict(
+        self, request: serving_pb2.PredictRequest, context: Context
+    ) -> serving_pb2.PredictResponse:
         try:
             return await self._predict_one(request, await self._principal(context))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             err: BaseException = exc
         await abort(context, err)
         raise AssertionError("unreachable")
@@ -85,7 +92,8 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
             model = self._plane.resolve(principal, request.model_id, request.version)
             if not request.requests:
                 raise InvalidArgument(
-                    "empty batch: send at least one request", [FieldViolation("requests", "must not be empty")]
+                    "empty batch: send at least one request",
+                    [FieldViolation("requests", "must not be empty")],
                 )
             rows: list[np.ndarray[Any, Any]] = []
             positions: list[int] = []
@@ -93,7 +101,10 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
             for i, item in enumerate(request.requests):
                 try:
                     if item.model_id and item.model_id != request.model_id:
-                        raise InvalidArgument(f"item targets model '{item.model_id}', the batch targets '{request.model_id}'")
+                        raise InvalidArgument(
+                            f"item targets model '{item.model_id}', "
+                            f"the batch targets '{request.model_id}'"
+                        )
                     rows.append(features_to_row(model, item.features))
                     positions.append(i)
                 except PlatformError as exc:
@@ -110,7 +121,10 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
                 first = min(errors)
                 raise InvalidArgument(
                     f"every item of the batch is invalid; item {first}: {errors[first].message}",
-                    [FieldViolation(f"requests[{i}]", e.message) for i, e in sorted(errors.items())],
+                    [
+                        FieldViolation(f"requests[{i}]", e.message)
+                        for i, e in sorted(errors.items())
+                    ],
                 )
             pred = await self._plane.predict(model, matrix)
             responses = [serving_pb2.PredictResponse() for _ in request.requests]
@@ -119,15 +133,18 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
             if errors:
                 report = error_details_pb2.BadRequest(
                     field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=f"requests[{i}]", description=e.message)
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=f"requests[{i}]", description=e.message
+                        )
                         for i, e in sorted(errors.items())
                     ]
                 )
                 context.set_trailing_metadata(((ITEM_ERRORS_KEY, report.SerializeToString()),))
             return serving_pb2.PredictBatchResponse(
-                responses=responses, total_latency_microseconds=(time.perf_counter_ns() - started) // 1000
+                responses=responses,
+                total_latency_microseconds=(time.perf_counter_ns() - started) // 1000,
             )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             err: BaseException = exc
         await abort(context, err)
         raise AssertionError("unreachable")
@@ -138,7 +155,7 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
         """Answers in order; a bad message gets an empty response and the stream stays open."""
         try:
             principal = await self._principal(context)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await abort(context, exc)
             return
 
@@ -157,8 +174,10 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
     ) -> serving_pb2.HealthCheckResponse:
         try:
             report = self._plane.health(await self._principal(context), request.model_id)
-            return serving_pb2.HealthCheckResponse(healthy=report.healthy, status=report.status, details=report.details)
-        except Exception as exc:  # noqa: BLE001
+            return serving_pb2.HealthCheckResponse(
+                healthy=report.healthy, status=report.status, details=report.details
+            )
+        except Exception as exc:
             err: BaseException = exc
         await abort(context, err)
         raise AssertionError("unreachable")

@@ -8,7 +8,7 @@ format are those of KServe V2 / Triton, so tritonclient works unmodified.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import numpy as np
@@ -21,7 +21,7 @@ from ml_platform.serving.ordered_stream import ordered_map
 from ml_platform.serving.proto import inference_pb2 as pb
 
 SERVICE_NAME = "inference.GRPCInferenceService"
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type information)
 
 _CONTENTS_FIELD = {
     "BOOL": "bool_contents",
@@ -42,16 +42,24 @@ class InferenceService:
     def __init__(self, plane: DataPlane) -> None:
         self._plane = plane
 
-    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Context
+    ) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Context
+    ) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self._plane.repository.ready_once.is_set())
 
-    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> pb.ServerMetadataResponse:
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Context
+    ) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION, extensions=[])
 
-    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: Context
+    ) -> pb.ModelReadyResponse:
         try:
             principal = await self._plane.authenticate(*credentials(context))
             try:
@@ -61,12 +69,14 @@ class InferenceService:
                     raise
                 return pb.ModelReadyResponse(ready=False)
             return pb.ModelReadyResponse(ready=True)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             err: BaseException = exc
         await abort(context, err)
         raise AssertionError("unreachable")
 
-    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> pb.ModelMetadataResponse:
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Context
+    ) -> pb.ModelMetadataResponse:
         try:
             principal = await self._plane.authenticate(*credentials(context))
             meta = v2.model_metadata(self._plane.resolve(principal, request.name, request.version))
@@ -77,12 +87,14 @@ class InferenceService:
                 inputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["inputs"]],
                 outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]],
             )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             err: BaseException = exc
         await abort(context, err)
         raise AssertionError("unreachable")
 
-    async def _infer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+    async def _infer(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
         principal = await self._plane.authenticate(*credentials(context))
         model = self._plane.resolve(principal, request.model_name, request.model_version)
         raw = request.raw_input_contents
@@ -98,7 +110,10 @@ class InferenceService:
             if raw:
                 buf = raw[i]
                 if len(buf) % dt.itemsize:
-                    raise InvalidArgument(f"input {inp.name}: {len(buf)} bytes is not a whole number of {inp.datatype}")
+                    raise InvalidArgument(
+                        f"input {inp.name}: {len(buf)} bytes is not a whole number "
+                        f"of {inp.datatype}"
+                    )
                 data = np.frombuffer(buf, dtype=dt)
             else:
                 field = _CONTENTS_FIELD.get(inp.datatype, "fp64_contents")
@@ -113,14 +128,21 @@ class InferenceService:
             model_name=model.served.deployment,
             model_version=model.version_str,
             id=request.id,
-            outputs=[pb.ModelInferResponse.InferOutputTensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in outs],
+            outputs=[
+                pb.ModelInferResponse.InferOutputTensor(
+                    name=t.name, datatype=t.datatype, shape=t.shape
+                )
+                for t in outs
+            ],
             raw_output_contents=[t.data.tobytes() for t in outs],
         )
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
         try:
             return await self._infer(request, context)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             err: BaseException = exc
         await abort(context, err)
         raise AssertionError("unreachable")
@@ -137,7 +159,7 @@ class InferenceService:
                 return pb.ModelStreamInferResponse(
                     error_message=exc.message, infer_response=pb.ModelInferResponse(id=req.id)
                 )
-            except Exception:  # noqa: BLE001
+            except Exception:
                 return pb.ModelStreamInferResponse(
                     error_message=INTERNAL_MESSAGE, infer_response=pb.ModelInferResponse(id=req.id)
                 )
@@ -157,9 +179,13 @@ def generic_handler(plane: DataPlane) -> grpc.GenericRpcHandler:
     handlers = {
         "ServerLive": unary(svc.ServerLive, pb.ServerLiveRequest, pb.ServerLiveResponse),
         "ServerReady": unary(svc.ServerReady, pb.ServerReadyRequest, pb.ServerReadyResponse),
-        "ServerMetadata": unary(svc.ServerMetadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+        "ServerMetadata": unary(
+            svc.ServerMetadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse
+        ),
         "ModelReady": unary(svc.ModelReady, pb.ModelReadyRequest, pb.ModelReadyResponse),
-        "ModelMetadata": unary(svc.ModelMetadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+        "ModelMetadata": unary(
+            svc.ModelMetadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse
+        ),
         "ModelInfer": unary(svc.ModelInfer, pb.ModelInferRequest, pb.ModelInferResponse),
         "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(
             svc.ModelStreamInfer,

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class LoadedModel:
     served: ServedModel
     batcher: Batcher
     index: dict[str, int]
-    input_dtype: np.dtype[np.floating]
+    input_dtype: np.dtype[Any]
     pid: int
     version_str: str = field(init=False)
 
@@ -98,7 +99,9 @@ class ModelRepository:
         self._load_executor.shutdown(wait=False, cancel_futures=True)
 
     def apply(
-        self, models: list[ServedModel] | tuple[ServedModel, ...], blamed: dict[str, str] | None = None
+        self,
+        models: list[ServedModel] | tuple[ServedModel, ...],
+        blamed: dict[str, str] | None = None,
     ) -> None:
         """Adopt a new desired set: removals take effect now, loads in the background.
 
@@ -134,7 +137,12 @@ class ModelRepository:
         if lm is None:
             self._raise_not_ready(key, model_id)
         assert lm is not None
-        if not version or version == "latest" or version == lm.version_str or version in lm.served.aliases:
+        if (
+            not version
+            or version == "latest"
+            or version == lm.version_str
+            or version in lm.served.aliases
+        ):
             return lm
         raise NotFound(
             f"version '{version}' of model '{model_id}' is not deployed "
@@ -201,10 +209,10 @@ class ModelRepository:
     def _rebatch(self, cur: LoadedModel, m: ServedModel) -> LoadedModel:
         old = cur.batcher
         batcher = Batcher(
-            old._predict,  # noqa: SLF001 - same runtime, new batch settings
+            old._predict,
             max_batch_size=m.max_batch_size,
             max_batch_delay_ms=m.max_batch_delay_ms,
-            predict_inline=old._inline,  # noqa: SLF001
+            predict_inline=old._inline,
         )
         return LoadedModel(m, batcher, cur.index, cur.input_dtype, cur.pid)
 
@@ -219,11 +227,19 @@ class ModelRepository:
                 raise
             return  # blamed by the supervisor while we waited; already reported failed
         except (ModelLoadError, TimeoutError) as exc:
-            reason = str(exc) if isinstance(exc, ModelLoadError) else (
-                f"timed out loading the model after {self._load_timeout:.0f}s"
+            reason = (
+                str(exc)
+                if isinstance(exc, ModelLoadError)
+                else (f"timed out loading the model after {self._load_timeout:.0f}s")
             )
             self._failed[k] = (m.key, reason)
-            logger.warning("deployment %s/%s v%s failed to load: %s", m.tenant_id, m.deployment, m.version, reason)
+            logger.warning(
+                "deployment %s/%s v%s failed to load: %s",
+                m.tenant_id,
+                m.deployment,
+                m.version,
+                reason,
+            )
             self._on_status(m, LoadState.FAILED, reason, os.getpid())
             return
         except Exception as exc:  # any other loader bug still fails only this deployment
@@ -245,7 +261,9 @@ class ModelRepository:
         if m.artifact_format.runs_code_on_load:
             return await self._load_remote(m, index)
         loop = asyncio.get_running_loop()
-        runtime = await loop.run_in_executor(self._load_executor, _load_and_warm, m, self._compile_forests)
+        runtime = await loop.run_in_executor(
+            self._load_executor, _load_and_warm, m, self._compile_forests
+        )
 
         dtype = runtime.input_dtype
 
@@ -260,7 +278,10 @@ class ModelRepository:
             return loop.run_in_executor(executor, run, rows)
 
         batcher = Batcher(
-            predict, max_batch_size=m.max_batch_size, max_batch_delay_ms=m.max_batch_delay_ms, predict_inline=run
+            predict,
+            max_batch_size=m.max_batch_size,
+            max_batch_delay_ms=m.max_batch_delay_ms,
+            predict_inline=run,
         )
         return LoadedModel(m, batcher, index, runtime.input_dtype, os.getpid())
 
@@ -268,14 +289,18 @@ class ModelRepository:
         if not self._allow_pickle:
             raise ModelLoadError(PICKLE_DISABLED.format(fmt=m.artifact_format.value))
         if self._sandbox_dir is None:
-            raise ModelLoadError("this server runs no tenant sandboxes, so it cannot serve pickle-based artifacts")
+            raise ModelLoadError(
+                "this server runs no tenant sandboxes, so it cannot serve pickle-based artifacts"
+            )
         conn = self._sandboxes.get(m.tenant_id)
         if conn is None:
             conn = SandboxConnection(sandbox_wire.socket_path(self._sandbox_dir, m.tenant_id))
             self._sandboxes[m.tenant_id] = conn
         remote = RemoteModel(conn, m.key, len(m.signature.inputs))
         await remote.wait_ready(self._load_timeout)
-        batcher = Batcher(remote.predict, max_batch_size=m.max_batch_size, max_batch_delay_ms=m.max_batch_delay_ms)
+        batcher = Batcher(
+            remote.predict, max_batch_size=m.max_batch_size, max_batch_delay_ms=m.max_batch_delay_ms
+        )
         return LoadedModel(m, batcher, index, np.dtype(np.float64), remote.pid)
 
 
@@ -285,7 +310,8 @@ def _load_and_warm(m: ServedModel, compile_forests: bool) -> ModelRuntime:
         warm_up(runtime, len(m.signature.inputs))
     except Exception as exc:
         raise ModelLoadError(
-            f"model loaded but failed its warm-up prediction on {len(m.signature.inputs)} features: "
+            "model loaded but failed its warm-up prediction on "
+            f"{len(m.signature.inputs)} features: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
     return runtime

@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ml_platform.core.errors import ErrorCode, FieldViolation, InvalidArgument, PayloadTooLarge, PlatformError
+from ml_platform.core.errors import (
+    ErrorCode,
+    FieldViolation,
+    InvalidArgument,
+    PayloadTooLarge,
+    PlatformError,
+)
 from ml_platform.serving import v2
 from ml_platform.serving.dataplane import SERVER_NAME, SERVER_VERSION, DataPlane
 from ml_platform.serving.models import Principal
@@ -68,19 +74,26 @@ class RestV2App:
         except Exception:
             logger.exception("unexpected error in V2 REST")
             status, headers, body = _problem(
-                PlatformError("internal error in the serving plane; it has been logged"), scope["path"]
+                PlatformError("internal error in the serving plane; it has been logged"),
+                scope["path"],
             )
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def _route(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
         if not parts or parts[0] != "v2":
             raise _NotFoundRoute(scope["path"])
         if len(parts) == 1 and method == "GET":
-            meta = {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": ["binary_tensor_data"]}
+            meta = {
+                "name": SERVER_NAME,
+                "version": SERVER_VERSION,
+                "extensions": ["binary_tensor_data"],
+            }
             return 200, list(_JSON), orjson.dumps(meta)
         if parts[1] == "health" and len(parts) == 3 and method == "GET":
             if parts[2] == "live":
@@ -154,7 +167,8 @@ class RestV2App:
                 raise TypeError("inputs must be a list")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise InvalidArgument(
-                f"malformed V2 infer request: {exc}", [FieldViolation("inputs", "a list of tensors is required")]
+                f"malformed V2 infer request: {exc}",
+                [FieldViolation("inputs", "a list of tensors is required")],
             ) from exc
         tensors = []
         offset = 0
@@ -168,14 +182,17 @@ class RestV2App:
                 chunk = binary[offset : offset + int(nbytes)]
                 offset += int(nbytes)
                 if len(chunk) != int(nbytes) or len(chunk) % dt.itemsize:
-                    raise InvalidArgument(f"input {tname}: binary data is shorter than binary_data_size")
+                    raise InvalidArgument(
+                        f"input {tname}: binary data is shorter than binary_data_size"
+                    )
                 data = np.frombuffer(chunk, dtype=dt)
             else:
                 try:
                     data = np.asarray(spec["data"], dtype=dt).reshape(-1)
                 except (KeyError, TypeError, ValueError) as exc:
                     raise InvalidArgument(
-                        f"input {tname}: data must be a numeric array", [FieldViolation(f"inputs.{tname}.data", str(exc))]
+                        f"input {tname}: data must be a numeric array",
+                        [FieldViolation(f"inputs.{tname}.data", str(exc))],
                     ) from exc
             v2.check_shape(model, tname, shape, data.size)
             tensors.append(v2.Tensor(tname, datatype, shape, data))
@@ -185,7 +202,8 @@ class RestV2App:
         requested = doc.get("outputs") or []
         binary_all = bool((doc.get("parameters") or {}).get("binary_data_output", False))
         want_binary = {
-            str(o.get("name")): bool((o.get("parameters") or {}).get("binary_data", binary_all)) for o in requested
+            str(o.get("name")): bool((o.get("parameters") or {}).get("binary_data", binary_all))
+            for o in requested
         }
         outs = v2.prediction_tensors(model, pred, [str(o.get("name")) for o in requested])
         out_docs: list[dict[str, Any]] = []
@@ -199,7 +217,11 @@ class RestV2App:
             else:
                 entry["data"] = t.data.reshape(-1)
             out_docs.append(entry)
-        result: dict[str, Any] = {"model_name": model.served.deployment, "model_version": model.version_str, "outputs": out_docs}
+        result: dict[str, Any] = {
+            "model_name": model.served.deployment,
+            "model_version": model.version_str,
+            "outputs": out_docs,
+        }
         if "id" in doc:
             result["id"] = doc["id"]
         head = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -227,7 +249,9 @@ def _problem(exc: PlatformError, path: str) -> tuple[int, list[tuple[bytes, byte
         doc["errors"] = [{"path": v.field, "message": v.message} for v in exc.violations]
     headers = [(b"content-type", b"application/problem+json")]
     if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="ml-platform", ApiKey header="x-api-key"'))
+        headers.append(
+            (b"www-authenticate", b'Bearer realm="ml-platform", ApiKey header="x-api-key"')
+        )
     return status, headers, orjson.dumps(doc)
 
 

@@ -14,6 +14,7 @@ import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import numpy as np
 
@@ -53,7 +54,9 @@ class Sandbox:
             self.stopped.set()
 
     def _report(self, m: ServedModel, state: LoadState, reason: str = "") -> None:
-        self.channel.send({"op": "status", "key": m.key, "state": state.value, "reason": reason, "pid": self._pid})
+        self.channel.send(
+            {"op": "status", "key": m.key, "state": state.value, "reason": reason, "pid": self._pid}
+        )
 
     async def load_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -65,8 +68,10 @@ class Sandbox:
                     continue
                 self._report(m, LoadState.LOADING)
                 try:
-                    runtime, labels = await loop.run_in_executor(self._executor, _load, m, self._compile_forests)
-                except Exception as exc:  # noqa: BLE001 - the tenant's artifact is at fault
+                    runtime, labels = await loop.run_in_executor(
+                        self._executor, _load, m, self._compile_forests
+                    )
+                except Exception as exc:
                     self._failed[key] = f"{type(exc).__name__}: {exc}"[:500]
                     self._report(m, LoadState.FAILED, self._failed[key])
                     continue
@@ -76,7 +81,9 @@ class Sandbox:
 
     # -- data ----------------------------------------------------------------------------------
 
-    async def serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             while True:
                 head = await reader.readexactly(wire.REQUEST.size)
@@ -108,8 +115,12 @@ class Sandbox:
         try:
             pred = runtime.predict(data)
             values = np.ascontiguousarray(pred.values, dtype=np.float64)
-            probs = None if pred.probabilities is None else np.ascontiguousarray(pred.probabilities, dtype=np.float64)
-        except Exception as exc:  # noqa: BLE001 - the tenant's model raised
+            probs = (
+                None
+                if pred.probabilities is None
+                else np.ascontiguousarray(pred.probabilities, dtype=np.float64)
+            )
+        except Exception as exc:
             msg = f"{type(exc).__name__}: {exc}"[:500]
             return wire.encode_response(rid, wire.ST_MODEL_ERROR, 0, 0, msg.encode())
         k = 0 if probs is None else probs.shape[1]
@@ -123,26 +134,37 @@ def _load(m: ServedModel, compile_forests: bool) -> tuple[ModelRuntime, tuple[st
     return runtime, pred.labels
 
 
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        Path(path).unlink()
+
+
+def _owner_only(path: str) -> None:
+    Path(path).chmod(0o600)
+
+
 async def _run(tenant_id: str, socket_path: str, conn: Connection, compile_forests: bool) -> None:
     sandbox = Sandbox(tenant_id, conn, compile_forests)
     sandbox.channel.start()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(socket_path)
-    server = await asyncio.start_unix_server(sandbox.serve_client, path=socket_path, limit=wire.MAX_FRAME_BYTES)
-    os.chmod(socket_path, 0o600)
+    _remove(socket_path)
+    server = await asyncio.start_unix_server(
+        sandbox.serve_client, path=socket_path, limit=wire.MAX_FRAME_BYTES
+    )
+    _owner_only(socket_path)
     loader = asyncio.get_running_loop().create_task(sandbox.load_loop())
     sandbox.channel.send({"op": "hello", "pid": os.getpid()})
     await sandbox.stopped.wait()
     loader.cancel()
     server.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(socket_path)
+    _remove(socket_path)
 
 
 def sandbox_main(
     tenant_id: str, socket_path: str, conn: Connection, log_level: int, compile_forests: bool = True
 ) -> None:
     """Entry point of a sandbox process (multiprocessing ``spawn`` target)."""
-    logging.basicConfig(level=log_level, format=f"%(asctime)s sandbox[{os.getpid()}] %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=log_level, format=f"%(asctime)s sandbox[{os.getpid()}] %(levelname)s %(message)s"
+    )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us via the pipe
     asyncio.run(_run(tenant_id, socket_path, conn, compile_forests))

@@ -38,9 +38,13 @@ class SandboxConnection:
             if self._writer is not None and not self._writer.is_closing():
                 return self._writer
             try:
-                reader, writer = await asyncio.open_unix_connection(self._path, limit=wire.MAX_FRAME_BYTES)
+                reader, writer = await asyncio.open_unix_connection(
+                    self._path, limit=wire.MAX_FRAME_BYTES
+                )
             except OSError as exc:
-                raise Unavailable("the model's sandbox process is not reachable; retry shortly") from exc
+                raise Unavailable(
+                    "the model's sandbox process is not reachable; retry shortly"
+                ) from exc
             self._writer = writer
             self._reader_task = asyncio.get_running_loop().create_task(self._read_loop(reader))
             return writer
@@ -68,10 +72,14 @@ class SandboxConnection:
                 self._writer.close()
             self._writer = None
 
-    async def call(self, op: int, key: str, rows: int, cols: int, payload: bytes) -> tuple[int, int, int, bytes]:
+    async def call(
+        self, op: int, key: str, rows: int, cols: int, payload: bytes
+    ) -> tuple[int, int, int, bytes]:
         writer = await self._ensure()
         rid = next(self._ids) & 0xFFFFFFFF
-        fut: asyncio.Future[tuple[int, int, int, bytes]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[tuple[int, int, int, bytes]] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._pending[rid] = fut
         writer.write(wire.encode_request(rid, op, key, rows, cols, payload))
         return await fut
@@ -95,10 +103,10 @@ class RemoteModel:
         self.labels: tuple[str, ...] = ()
         self.pid = 0
 
-    async def wait_ready(self, timeout: float) -> None:
+    async def wait_ready(self, limit_seconds: float) -> None:
         """Wait until the sandbox reports the model loaded (it loads on the supervisor's order)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + limit_seconds
         delay = 0.02
         while True:
             try:
@@ -113,14 +121,16 @@ class RemoteModel:
             if status == wire.ST_FAILED:
                 raise ModelLoadError(body.decode(errors="replace"))
             if loop.time() >= deadline:
-                raise ModelLoadError(f"sandbox did not load the model within {timeout:.0f}s")
+                raise ModelLoadError(f"sandbox did not load the model within {limit_seconds:.0f}s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
     async def predict(self, rows: FloatArray) -> Prediction:
         data = np.ascontiguousarray(rows, dtype=np.float64)
         n = data.shape[0]
-        status, rn, k, body = await self._conn.call(wire.OP_PREDICT, self._key, n, self._cols, data.tobytes())
+        status, rn, k, body = await self._conn.call(
+            wire.OP_PREDICT, self._key, n, self._cols, data.tobytes()
+        )
         if status == wire.ST_MODEL_ERROR:
             raise SandboxModelError(body.decode(errors="replace"))
         if status != wire.ST_OK:

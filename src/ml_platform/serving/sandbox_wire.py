@@ -26,7 +26,9 @@ MAX_FRAME_BYTES = 1 << 30
 LABEL_SEP = "\x1f"
 
 
-def encode_request(request_id: int, op: int, key: str, rows: int, cols: int, payload: bytes) -> bytes:
+def encode_request(
+    request_id: int, op: int, key: str, rows: int, cols: int, payload: bytes
+) -> bytes:
     kb = key.encode()
     return REQUEST.pack(len(kb) + len(payload), request_id, op, len(kb), rows, cols) + kb + payload
 
@@ -38,7 +40,7 @@ def encode_response(request_id: int, status: int, n: int, k: int, body: bytes) -
 def socket_path(run_dir: str, tenant_id: str) -> str:
     """Where a tenant's sandbox listens (the tenant id is hashed: it may hold any character)."""
     import hashlib
-    import os
+    from pathlib import Path
 
     digest = hashlib.sha256(tenant_id.encode()).hexdigest()[:24]
-    return os.path.join(run_dir, f"sbx-{digest}.sock")
+    return str(Path(run_dir) / f"sbx-{digest}.sock")

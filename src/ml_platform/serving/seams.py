@@ -58,7 +58,9 @@ class InMemoryDeploymentSource:
 
     def set_models(self, models: tuple[ServedModel, ...] | list[ServedModel]) -> None:
         with self._lock:
-            self._snapshot = DeploymentSnapshot(revision=str(next(self._counter)), models=tuple(models))
+            self._snapshot = DeploymentSnapshot(
+                revision=str(next(self._counter)), models=tuple(models)
+            )
 
     def snapshot(self) -> DeploymentSnapshot:
         with self._lock:

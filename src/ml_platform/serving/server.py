@@ -79,10 +79,10 @@ class ServingServer:
         return f"http://{self.supervisor.settings.grpc_host}:{self.rest_port}"
 
     def worker_pids(self) -> list[int]:
-        return [c.pid for c in list(self.supervisor._fronts.values()) if c.pid]  # noqa: SLF001
+        return [c.pid for c in list(self.supervisor._fronts.values()) if c.pid]
 
     def sandbox_pids(self) -> dict[str, int]:
-        return {t: c.pid for t, c in list(self.supervisor._sandboxes.items()) if c.pid}  # noqa: SLF001
+        return {t: c.pid for t, c in list(self.supervisor._sandboxes.items()) if c.pid}
 
     def start(self, timeout: float = 60.0) -> ServingServer:
         def target() -> None:
@@ -120,6 +120,9 @@ class ServingServer:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -13,17 +13,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
-import os
 import shutil
-
 import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from ml_platform.core.errors import Unauthenticated
@@ -48,7 +48,9 @@ class Child:
     pid: int = 0
     ready: bool = False
     loading: dict[str, float] = field(default_factory=dict)  # model key -> monotonic start
-    states: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # key -> (state, reason, pid)
+    states: dict[str, tuple[str, str, int]] = field(
+        default_factory=dict
+    )  # key -> (state, reason, pid)
     exited: bool = False
 
 
@@ -74,7 +76,7 @@ class ServingSupervisor:
         self._sink = status_sink
         self._authenticator = authenticator
         self._run_dir = tempfile.mkdtemp(prefix="mlp-serving-")
-        os.chmod(self._run_dir, 0o700)
+        Path(self._run_dir).chmod(0o700)
         self._fronts: dict[str, Child] = {}
         self._sandboxes: dict[str, Child] = {}
         self._snapshot = DeploymentSnapshot(revision="")
@@ -109,10 +111,8 @@ class ServingSupervisor:
                     next_poll = now + s.serving_source_poll_seconds
                     await self._poll_source()
                 self._check_hangs()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.25)
-                except TimeoutError:
-                    pass
         finally:
             await self._shutdown()
 
@@ -123,7 +123,7 @@ class ServingSupervisor:
             child.channel.send({"op": "stop"})
         deadline = time.monotonic() + 5.0
         for child in children:
-            while child.process.is_alive() and time.monotonic() < deadline:
+            while child.process.is_alive() and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             if child.process.is_alive():
                 child.process.kill()
@@ -156,18 +156,32 @@ class ServingSupervisor:
         path = sandbox_wire.socket_path(self._run_dir, tenant_id)
         proc = _SPAWN.Process(
             target=sandbox_main,
-            args=(tenant_id, path, child_end, logging.WARNING, self.settings.serving_compile_forests),
+            args=(
+                tenant_id,
+                path,
+                child_end,
+                logging.WARNING,
+                self.settings.serving_compile_forests,
+            ),
             name="mlp-serving-sandbox",
             daemon=True,
         )
         self._start_child("sandbox", tenant_id, proc, parent, child_end, self._sandboxes)
 
     def _start_child(
-        self, kind: str, name: str, proc: BaseProcess, parent: Any, child_end: Any, registry: dict[str, Child]
+        self,
+        kind: str,
+        name: str,
+        proc: BaseProcess,
+        parent: Any,
+        child_end: Any,
+        registry: dict[str, Child],
     ) -> None:
         holder: list[Child] = []
         channel = ControlChannel(
-            parent, lambda msg: self._on_child_message(holder[0], msg), lambda: self._on_child_exit(holder[0])
+            parent,
+            lambda msg: self._on_child_message(holder[0], msg),
+            lambda: self._on_child_exit(holder[0]),
         )
         child = Child(kind, name, proc, channel)
         holder.append(child)
@@ -191,7 +205,13 @@ class ServingSupervisor:
             del registry[child.name]
         if self._stopping:
             return
-        logger.warning("serving %s %s (pid %s) exited with %s; replacing it", child.kind, child.name, child.pid, code)
+        logger.warning(
+            "serving %s %s (pid %s) exited with %s; replacing it",
+            child.kind,
+            child.name,
+            child.pid,
+            code,
+        )
         asyncio.get_running_loop().call_later(_RESTART_BACKOFF_SECONDS, self._respawn, child)
 
     def _respawn(self, child: Child) -> None:
@@ -211,10 +231,17 @@ class ServingSupervisor:
             for key, started in list(child.loading.items()):
                 if now - started > limit:
                     reason = (
-                        f"the model hung its serving process while loading (no answer after {limit:.0f}s); "
+                        "the model hung its serving process while loading "
+                        f"(no answer after {limit:.0f}s); "
                         "the process was restarted without it"
                     )
-                    logger.error("%s %s stuck loading %s; killing pid %s", child.kind, child.name, key, child.pid)
+                    logger.error(
+                        "%s %s stuck loading %s; killing pid %s",
+                        child.kind,
+                        child.name,
+                        key,
+                        child.pid,
+                    )
                     self._blame(key, reason)
                     child.loading.pop(key, None)
                     if child.process.is_alive():
@@ -255,7 +282,9 @@ class ServingSupervisor:
         reply: Message = {"op": "auth", "id": msg.get("id")}
         api_key, bearer = msg.get("api_key"), msg.get("bearer")
         try:
-            principal = await loop.run_in_executor(self._pool, self._authenticator.authenticate, api_key, bearer)
+            principal = await loop.run_in_executor(
+                self._pool, self._authenticator.authenticate, api_key, bearer
+            )
             reply.update(ok=True, tenant_id=principal.tenant_id, name=principal.name)
         except Unauthenticated as exc:
             reply.update(ok=False, code="UNAUTHENTICATED", message=exc.message)
@@ -310,12 +339,19 @@ class ServingSupervisor:
         models = self._snapshot.models
         if child.kind == "sandbox":
             models = tuple(
-                m for m in models
-                if m.tenant_id == child.name and m.artifact_format.runs_code_on_load and m.key not in self._blamed
+                m
+                for m in models
+                if m.tenant_id == child.name
+                and m.artifact_format.runs_code_on_load
+                and m.key not in self._blamed
             )
         child.channel.send(
-            {"op": "desired", "revision": self._snapshot.revision, "models": [m.to_dict() for m in models],
-             "blamed": self._blamed}
+            {
+                "op": "desired",
+                "revision": self._snapshot.revision,
+                "models": [m.to_dict() for m in models],
+                "blamed": self._blamed,
+            }
         )
 
     # -- status ----------------------------------------------------------------------------------
@@ -333,7 +369,9 @@ class ServingSupervisor:
             return
         expected = [c for c in self._fronts.values() if not c.exited]
         if m.artifact_format.runs_code_on_load and self.settings.allow_pickle:
-            expected += [c for c in self._sandboxes.values() if c.name == m.tenant_id and not c.exited]
+            expected += [
+                c for c in self._sandboxes.values() if c.name == m.tenant_id and not c.exited
+            ]
         states = [c.states.get(key) for c in expected]
         failed = [s for s in states if s is not None and s[0] == LoadState.FAILED.value]
         if failed:
@@ -344,7 +382,9 @@ class ServingSupervisor:
         elif any(s is not None for s in states):
             self._report(m, LoadState.LOADING, "")
 
-    def _report(self, m: ServedModel, state: LoadState, reason: str, pids: tuple[int, ...] = ()) -> None:
+    def _report(
+        self, m: ServedModel, state: LoadState, reason: str, pids: tuple[int, ...] = ()
+    ) -> None:
         if self._reported.get(m.key) == (state.value, reason):
             return
         self._reported[m.key] = (state.value, reason)
@@ -356,5 +396,3 @@ class ServingSupervisor:
             self._sink.report(status)
         except Exception:
             logger.exception("deployment status sink failed")
-
-

@@ -51,7 +51,8 @@ def numpy_dtype(model: LoadedModel, name: str, datatype: str) -> np.dtype[Any]:
     if dt is None:
         raise invalid(
             model,
-            f"input {name} has datatype {datatype or '<none>'}; numeric datatypes only (FP32, FP64, INT64, ...)",
+            f"input {name} has datatype {datatype or '<none>'}; "
+            "numeric datatypes only (FP32, FP64, INT64, ...)",
             [FieldViolation(f"inputs.{name}.datatype", "unsupported datatype")],
         )
     return dt
@@ -74,7 +75,9 @@ def tensors_to_rows(model: LoadedModel, tensors: list[Tensor]) -> FloatArray:
         t = tensors[0]
         if t.shape[1] != n:
             raise invalid(
-                model, f"input {t.name} has {t.shape[1]} columns", [FieldViolation(f"inputs.{t.name}.shape", "wrong width")]
+                model,
+                f"input {t.name} has {t.shape[1]} columns",
+                [FieldViolation(f"inputs.{t.name}.shape", "wrong width")],
             )
         return np.ascontiguousarray(t.data.reshape(t.shape), dtype=np.float64)
     by_name = {t.name: t for t in tensors}
@@ -125,11 +128,19 @@ def model_metadata(model: LoadedModel) -> dict[str, Any]:
     n = model.n_features
     outputs: list[dict[str, Any]] = [{"name": OUT_PREDICTIONS, "datatype": "FP64", "shape": [-1]}]
     if served.signature.outputs:
-        outputs.append({"name": OUT_PROBABILITIES, "datatype": "FP64", "shape": [-1, len(served.signature.outputs)]})
+        outputs.append(
+            {
+                "name": OUT_PROBABILITIES,
+                "datatype": "FP64",
+                "shape": [-1, len(served.signature.outputs)],
+            }
+        )
     return {
         "name": served.deployment,
         "versions": [model.version_str],
         "platform": served.framework or served.artifact_format.value,
-        "inputs": [{"name": "input", "datatype": V2_NAMES.get(model.input_dtype, "FP64"), "shape": [-1, n]}],
+        "inputs": [
+            {"name": "input", "datatype": V2_NAMES.get(model.input_dtype, "FP64"), "shape": [-1, n]}
+        ],
         "outputs": outputs,
     }

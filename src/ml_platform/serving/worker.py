@@ -19,7 +19,9 @@ from ml_platform.serving.node import ServingNode
 logger = logging.getLogger(__name__)
 
 
-async def _run(settings: Any, conn: Connection, sandbox_dir: str, grpc_port: int, rest_port: int) -> None:
+async def _run(
+    settings: Any, conn: Connection, sandbox_dir: str, grpc_port: int, rest_port: int
+) -> None:
     stopped = asyncio.Event()
     waiting: dict[int, asyncio.Future[Principal]] = {}
     ids = itertools.count(1)
@@ -28,7 +30,9 @@ async def _run(settings: Any, conn: Connection, sandbox_dir: str, grpc_port: int
     def on_message(msg: Message) -> None:
         op = msg.get("op")
         if op == "desired" and node is not None:
-            node.apply([ServedModel.from_dict(d) for d in msg["models"]], dict(msg.get("blamed", {})))
+            node.apply(
+                [ServedModel.from_dict(d) for d in msg["models"]], dict(msg.get("blamed", {}))
+            )
         elif op == "auth":
             fut = waiting.pop(int(msg["id"]), None)
             if fut is None or fut.done():
@@ -38,7 +42,9 @@ async def _run(settings: Any, conn: Connection, sandbox_dir: str, grpc_port: int
             elif msg.get("code") == "UNAUTHENTICATED":
                 fut.set_exception(Unauthenticated(str(msg.get("message", "invalid credentials"))))
             else:
-                fut.set_exception(Unavailable("authentication is temporarily unavailable; retry shortly"))
+                fut.set_exception(
+                    Unavailable("authentication is temporarily unavailable; retry shortly")
+                )
         elif op == "stop":
             stopped.set()
 
@@ -58,7 +64,9 @@ async def _run(settings: Any, conn: Connection, sandbox_dir: str, grpc_port: int
         return await fut
 
     def on_status(m: ServedModel, state: LoadState, reason: str, pid: int) -> None:
-        channel.send({"op": "status", "key": m.key, "state": state.value, "reason": reason, "pid": pid})
+        channel.send(
+            {"op": "status", "key": m.key, "state": state.value, "reason": reason, "pid": pid}
+        )
 
     node = ServingNode(
         host=settings.grpc_host,
@@ -80,10 +88,13 @@ async def _run(settings: Any, conn: Connection, sandbox_dir: str, grpc_port: int
     channel.close()
 
 
-def worker_main(settings: Any, conn: Connection, sandbox_dir: str, grpc_port: int, rest_port: int) -> None:
+def worker_main(
+    settings: Any, conn: Connection, sandbox_dir: str, grpc_port: int, rest_port: int
+) -> None:
     """Entry point of a front worker process (multiprocessing ``spawn`` target)."""
     logging.basicConfig(
-        level=logging.WARNING, format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s %(message)s"
+        level=logging.WARNING,
+        format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s %(message)s",
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
     # The model thread and the event loop share one core: hand the GIL over quickly.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +30,7 @@ class Prediction:
 class ModelRuntime(Protocol):
     """A loaded model. ``predict`` takes a 2-D array of rows in signature order."""
 
-    input_dtype: np.dtype[np.floating]
+    input_dtype: np.dtype[Any]
 
     def predict(self, rows: FloatArray) -> Prediction: ...
 

@@ -19,16 +19,20 @@ class OnnxRuntime:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1
             opts.inter_op_num_threads = 1
-            session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(
+                path, sess_options=opts, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:
             raise ModelLoadError(f"cannot load ONNX model: {type(exc).__name__}: {exc}") from exc
         inputs = session.get_inputs()
         if len(inputs) != 1:
-            raise ModelLoadError(f"ONNX model must take one 2-D input tensor, it takes {len(inputs)}")
+            raise ModelLoadError(
+                f"ONNX model must take one 2-D input tensor, it takes {len(inputs)}"
+            )
         dtype = _ORT_DTYPES.get(inputs[0].type)
         if dtype is None:
             raise ModelLoadError(f"unsupported ONNX input type {inputs[0].type}")
-        self.input_dtype: np.dtype[np.floating] = np.dtype(dtype)
+        self.input_dtype: np.dtype[Any] = np.dtype(dtype)
         self._session: Any = session
         self._input_name = inputs[0].name
         self._labels = labels
@@ -47,8 +51,10 @@ class OnnxRuntime:
             labels = tuple(str(k) for k in keys)
         else:
             probs = np.asarray(probs_raw, dtype=np.float64)
-            labels = self._labels if len(self._labels) == probs.shape[1] else tuple(
-                str(i) for i in range(probs.shape[1])
+            labels = (
+                self._labels
+                if len(self._labels) == probs.shape[1]
+                else tuple(str(i) for i in range(probs.shape[1]))
             )
         if np.issubdtype(first.dtype, np.number):
             values = first.astype(np.float64)

@@ -14,13 +14,17 @@ _SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collect
 
 
 class SklearnRuntime:
-    input_dtype: np.dtype[np.floating] = np.dtype(np.float64)
+    input_dtype: np.dtype[Any] = np.dtype(np.float64)
 
     def __init__(self, estimator: Any, *, compile_forests: bool = True) -> None:
         if not hasattr(estimator, "predict"):
-            raise ModelLoadError(f"artifact is a {type(estimator).__name__}, not a fitted estimator")
+            raise ModelLoadError(
+                f"artifact is a {type(estimator).__name__}, not a fitted estimator"
+            )
         self._estimator = estimator
-        self._proba = getattr(estimator, "predict_proba", None) if hasattr(estimator, "classes_") else None
+        self._proba = (
+            getattr(estimator, "predict_proba", None) if hasattr(estimator, "classes_") else None
+        )
         classes = getattr(estimator, "classes_", None)
         self._classes = None if classes is None else np.asarray(classes)
         self._labels = () if classes is None else tuple(str(c) for c in classes)
@@ -30,13 +34,21 @@ class SklearnRuntime:
         self._class_values = (
             None
             if self._classes is None
-            else (self._classes.astype(np.float64) if numeric else np.arange(len(self._classes), dtype=np.float64))
+            else (
+                self._classes.astype(np.float64)
+                if numeric
+                else np.arange(len(self._classes), dtype=np.float64)
+            )
         )
 
     def predict(self, rows: FloatArray) -> Prediction:
         if self._proba is not None and self._class_values is not None:
             compiled = self._compiled
-            if compiled is not None and rows.shape[0] <= CompiledForest.MAX_ROWS and not np.isnan(rows).any():
+            if (
+                compiled is not None
+                and rows.shape[0] <= CompiledForest.MAX_ROWS
+                and not np.isnan(rows).any()
+            ):
                 proba = compiled.predict_proba(rows)
             else:
                 proba = np.asarray(self._proba(rows), dtype=np.float64)
@@ -83,7 +95,9 @@ def load_skops(path: str, *, compile_forests: bool = True) -> SklearnRuntime:
         untrusted = sio.get_untrusted_types(file=path)
         refused = [t for t in untrusted if not t.startswith(_SKOPS_TRUSTED_PREFIXES)]
         if refused:
-            raise ModelLoadError("skops artifact contains untrusted types: " + ", ".join(sorted(refused)))
+            raise ModelLoadError(
+                "skops artifact contains untrusted types: " + ", ".join(sorted(refused))
+            )
         obj = sio.load(path, trusted=untrusted)
     except ModelLoadError:
         raise
@@ -161,6 +175,6 @@ def _compile_forest(estimator: Any) -> CompiledForest | None:
             compiled = CompiledForest(estimator, normalize=normalize)
             if np.array_equal(compiled.predict_proba(probe), want):
                 return compiled
-    except Exception:  # noqa: BLE001 - fall back to scikit-learn for anything unusual
+    except Exception:
         return None
     return None

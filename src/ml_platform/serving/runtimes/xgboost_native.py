@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 
@@ -10,7 +11,7 @@ from ml_platform.serving.runtimes.base import FloatArray, ModelLoadError, Predic
 
 
 class XGBoostRuntime:
-    input_dtype: np.dtype[np.floating] = np.dtype(np.float32)
+    input_dtype: np.dtype[Any] = np.dtype(np.float32)
 
     def __init__(self, path: str, labels: tuple[str, ...]) -> None:
         import xgboost as xgb
@@ -33,7 +34,9 @@ class XGBoostRuntime:
             probs = np.column_stack([1.0 - out, out])
             return Prediction((out > 0.5).astype(np.float64), probs, self._labels_for(2))
         if self._objective == "multi:softprob":
-            return Prediction(out.argmax(axis=1).astype(np.float64), out, self._labels_for(out.shape[1]))
+            return Prediction(
+                out.argmax(axis=1).astype(np.float64), out, self._labels_for(out.shape[1])
+            )
         if out.ndim > 1:
             out = out[:, 0]
         return Prediction(out)
