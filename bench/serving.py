@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,7 @@ FEATURES = [f"x{i}" for i in range(N_FEATURES)]
 # ---------------------------------------------------------------------------------------------
 
 
-def role_serving(models_dir: str) -> None:
+def role_serving(models_dir: str, compile_forests: bool) -> None:
     from ml_platform.server.settings import Settings
     from ml_platform.serving import (
         ArtifactFormat,
@@ -72,7 +73,11 @@ def role_serving(models_dir: str) -> None:
                 )
             )
     settings = Settings(
-        grpc_port=0, serving_rest_port=0, serving_workers=1, serving_source_poll_seconds=5
+        grpc_port=0,
+        serving_rest_port=0,
+        serving_workers=1,
+        serving_source_poll_seconds=5,
+        serving_compile_forests=compile_forests,
     )
     sink = InMemoryStatusSink()
     auth = StaticKeyAuthenticator({API_KEY: Principal("bench", "bench")})
@@ -148,7 +153,15 @@ def start_role(role: str, *extra: str) -> tuple[subprocess.Popen[str], dict[str,
     line = proc.stdout.readline()
     if not line:
         raise RuntimeError(f"{role} server failed to start")
-    return proc, json.loads(line)
+    ports: dict[str, int] = json.loads(line)
+    for port in ports.values():  # wait until every port accepts connections
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+    return proc, ports
 
 
 def stop_role(proc: subprocess.Popen[str]) -> None:
@@ -332,6 +345,28 @@ async def bench_grpc(
     return out
 
 
+async def bench_sklearn_path(port: int, X: np.ndarray, seconds: float) -> dict[str, Result]:
+    """RF unary Predict through scikit-learn's own predict_proba (compiled forests off)."""
+    import grpc
+
+    from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
+
+    md = (("x-api-key", API_KEY),)
+    msgs = feature_msgs(X[:256])
+    out: dict[str, Result] = {}
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = serving_pb2_grpc.ModelServingStub(channel)
+        for model in ("rf", "rf-nobatch"):
+            reqs = [serving_pb2.PredictRequest(model_id=model, features=m.features) for m in msgs]
+
+            async def call(i: int, reqs: list[serving_pb2.PredictRequest] = reqs) -> None:
+                await stub.Predict(reqs[i % len(reqs)], metadata=md)
+
+            for c in (1, 32):
+                out[f"{model} predict c{c}"] = await closed_loop(call, c, seconds)
+    return out
+
+
 async def stream_bench(stub, model, msgs, md, seconds: float) -> Result:  # type: ignore[no-untyped-def]
     from ml_platform.serving.proto import serving_pb2
 
@@ -450,9 +485,12 @@ def main() -> None:
     parser.add_argument("--models-dir")
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--no-compile", action="store_true", help="serving role: sklearn's own predict"
+    )
     args = parser.parse_args()
     if args.role == "serving":
-        role_serving(args.models_dir)
+        role_serving(args.models_dir, compile_forests=not args.no_compile)
         return
     if args.role == "grpc-floor":
         role_grpc_floor()
@@ -481,12 +519,24 @@ def main() -> None:
             r = asyncio.run(bench_rest(ports["rest"], X, secs))
         finally:
             stop_role(proc)
+        proc, ports = start_role("serving", "--models-dir", tmp, "--no-compile")
+        try:
+            sk = asyncio.run(bench_sklearn_path(ports["grpc"], X, secs))
+        finally:
+            stop_role(proc)
 
     rows = [
         ("floor: bare grpc.aio constant", "unary c=1", grpc_floor["c1"]),
         ("floor: bare grpc.aio constant", "unary c=32", grpc_floor["c32"]),
         ("floor: bare uvicorn constant", "POST c=1", rest_floor["c1"]),
         ("floor: bare uvicorn constant", "POST c=32", rest_floor["c32"]),
+    ]
+    sk_label = "RandomForest, sklearn predict_proba (compiled path off)"
+    rows += [
+        (sk_label, "Predict c=1, batching on", sk["rf predict c1"]),
+        (sk_label, "Predict c=1, batching off", sk["rf-nobatch predict c1"]),
+        (sk_label, "Predict c=32, batching on", sk["rf predict c32"]),
+        (sk_label, "Predict c=32, batching off", sk["rf-nobatch predict c32"]),
     ]
     labels = {"rf": "RandomForest(50, depth 8)", "lr": "LogisticRegression"}
     for m, label in labels.items():
@@ -519,12 +569,22 @@ def main() -> None:
             0.30,
         ),
         (
-            "RF batching on/off throughput at c=32",
+            "RF (sklearn path) batching on/off throughput at c=32",
+            sk["rf predict c32"][0] / sk["rf-nobatch predict c32"][0],
+            3.0,
+        ),
+        (
+            "RF (sklearn path) batching on/off p50 at c=1 (lower is better)",
+            sk["rf predict c1"][1] / sk["rf-nobatch predict c1"][1],
+            1.10,
+        ),
+        (
+            "RF (compiled path) batching on/off throughput at c=32",
             g[f"{rf} predict c32"][0] / g[f"{rf}-nobatch predict c32"][0],
             3.0,
         ),
         (
-            "RF batching on/off p50 at c=1 (lower is better)",
+            "RF (compiled path) batching on/off p50 at c=1 (lower is better)",
             g[f"{rf} predict c1"][1] / g[f"{rf}-nobatch predict c1"][1],
             1.10,
         ),

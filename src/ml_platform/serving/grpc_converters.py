@@ -22,12 +22,38 @@ def features_to_row(model: LoadedModel, features: Sequence[serving_pb2.Feature])
     Named features are matched by name in any order; unnamed ones are positional, and a
     single ``float_array`` may carry the whole row.
     """
+    return np.array(features_to_values(model, features), dtype=np.float64).reshape(1, -1)
+
+
+def features_to_values(model: LoadedModel, features: Sequence[serving_pb2.Feature]) -> list[float]:
+    """Like ``features_to_row`` but a plain list (PredictBatch stacks many into one array)."""
     n = model.n_features
     if not features:
         raise invalid(model, "no features given", [FieldViolation("features", "must not be empty")])
     if features[0].name:
+        if len(features) == n:
+            fast = _named_fast(model.index, features, n)
+            if fast is not None:
+                return fast
         return _named(model, features, n)
     return _positional(model, features, n)
+
+
+def _named_fast(
+    index: dict[str, int], features: Sequence[serving_pb2.Feature], n: int
+) -> list[float] | None:
+    """The common case (every feature a float_value, each name once) or None."""
+    values: list[float | None] = [None] * n
+    try:
+        for f in features:
+            if f.WhichOneof("value") != "float_value":
+                return None
+            values[index[f.name]] = f.float_value
+    except KeyError:
+        return None
+    if None in values:
+        return None
+    return values  # type: ignore[return-value]
 
 
 def _scalar(model: LoadedModel, f: serving_pb2.Feature, label: str) -> float:
@@ -46,10 +72,9 @@ def _scalar(model: LoadedModel, f: serving_pb2.Feature, label: str) -> float:
     )
 
 
-def _named(model: LoadedModel, features: Sequence[serving_pb2.Feature], n: int) -> FloatArray:
+def _named(model: LoadedModel, features: Sequence[serving_pb2.Feature], n: int) -> list[float]:
     index = model.index
-    row = np.empty((1, n), dtype=np.float64)
-    out = row[0]
+    out = [0.0] * n
     seen = [False] * n
     unknown: list[str] = []
     for f in features:
@@ -80,32 +105,31 @@ def _named(model: LoadedModel, features: Sequence[serving_pb2.Feature], n: int) 
             FieldViolation(f"features.{m}", "missing") for m in missing
         ]
         raise invalid(model, "; ".join(parts), violations)
-    return row
+    return out
 
 
-def _positional(model: LoadedModel, features: Sequence[serving_pb2.Feature], n: int) -> FloatArray:
+def _positional(model: LoadedModel, features: Sequence[serving_pb2.Feature], n: int) -> list[float]:
     if len(features) == 1 and features[0].WhichOneof("value") == "float_array":
-        values = features[0].float_array.values
+        values = list(features[0].float_array.values)
         if len(values) != n:
             raise invalid(
                 model,
                 f"float_array has {len(values)} values",
                 [FieldViolation("features", "wrong count")],
             )
-        return np.asarray(values, dtype=np.float64).reshape(1, n)
+        return values
     if len(features) != n:
         raise invalid(
             model,
             f"got {len(features)} unnamed features",
             [FieldViolation("features", "wrong count")],
         )
-    row = np.empty((1, n), dtype=np.float64)
-    out = row[0]
+    out = [0.0] * n
     for i, f in enumerate(features):
         if f.name:
             raise InvalidArgument("features must be all named or all unnamed")
         out[i] = _scalar(model, f, str(i))
-    return row
+    return out
 
 
 def to_response(

@@ -12,7 +12,7 @@ from google.rpc import error_details_pb2
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument, PlatformError
 from ml_platform.serving.dataplane import DataPlane
-from ml_platform.serving.grpc_converters import features_to_row, to_response
+from ml_platform.serving.grpc_converters import features_to_row, features_to_values, to_response
 from ml_platform.serving.grpc_errors import abort, credentials
 from ml_platform.serving.models import Principal
 from ml_platform.serving.ordered_stream import ordered_map
@@ -95,7 +95,7 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
                     "empty batch: send at least one request",
                     [FieldViolation("requests", "must not be empty")],
                 )
-            rows: list[np.ndarray[Any, Any]] = []
+            rows: list[list[float]] = []
             positions: list[int] = []
             errors: dict[int, PlatformError] = {}
             for i, item in enumerate(request.requests):
@@ -105,11 +105,11 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
                             f"item targets model '{item.model_id}', "
                             f"the batch targets '{request.model_id}'"
                         )
-                    rows.append(features_to_row(model, item.features))
+                    rows.append(features_to_values(model, item.features))
                     positions.append(i)
                 except PlatformError as exc:
                     errors[i] = exc
-            matrix = np.concatenate(rows) if rows else np.empty((0, model.n_features))
+            matrix = np.array(rows, dtype=np.float64).reshape(len(rows), model.n_features)
             bad = self._plane.nan_rows(model, matrix)
             if bad is not None:
                 for j in np.flatnonzero(bad).tolist():
