@@ -11,10 +11,13 @@ see the desired set pushed to them and cache authentication results briefly.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import itertools
+import json
 import threading
 import time
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ml_platform.core.errors import Unauthenticated
@@ -65,6 +68,29 @@ class InMemoryDeploymentSource:
     def snapshot(self) -> DeploymentSnapshot:
         with self._lock:
             return self._snapshot
+
+
+class FileDeploymentSource:
+    """The desired set in a JSON file (``{"models": [ServedModel.to_dict(), ...]}``).
+
+    For ``mlp serve`` without a store, and for operators who keep deployments in files. The
+    revision is the file's content hash, so rewriting the file rolls the deployments.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = Path(path)
+        self._cached: tuple[int, int, DeploymentSnapshot] | None = None
+
+    def snapshot(self) -> DeploymentSnapshot:
+        stat = self._path.stat()
+        if self._cached is not None and self._cached[:2] == (stat.st_mtime_ns, stat.st_size):
+            return self._cached[2]
+        raw = self._path.read_bytes()
+        doc = json.loads(raw)
+        models = tuple(ServedModel.from_dict(m) for m in doc.get("models", []))
+        snap = DeploymentSnapshot(revision=hashlib.sha256(raw).hexdigest()[:16], models=models)
+        self._cached = (stat.st_mtime_ns, stat.st_size, snap)
+        return snap
 
 
 class InMemoryStatusSink:
