@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 
 from ml_platform.serving import (
     ArtifactFormat,
@@ -96,14 +97,19 @@ def test_models_that_crash_or_hang_on_load_fail_only_their_deployment(
             assert len(_predict(stub, "good-pickle", built["rf"].X[0]).predictions) == 1
 
 
-def test_rolling_version_swap_under_load_has_zero_failures(built: dict[str, Built]) -> None:
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (ArtifactFormat.SKOPS, ArtifactFormat.ONNX),  # loaded in the front workers
+        (ArtifactFormat.JOBLIB, ArtifactFormat.JOBLIB),  # loaded in the tenant's sandbox
+    ],
+)
+def test_rolling_version_swap_under_load_has_zero_failures(
+    built: dict[str, Built], first: ArtifactFormat, second: ArtifactFormat
+) -> None:
     rf, lr = built["rf"].paths, built["logreg"].paths
-    v1 = served(
-        "t1", "churn", rf[ArtifactFormat.SKOPS], ArtifactFormat.SKOPS, version=1, model="churn"
-    )
-    v2 = served(
-        "t1", "churn", lr[ArtifactFormat.ONNX], ArtifactFormat.ONNX, version=2, model="churn"
-    )
+    v1 = served("t1", "churn", rf[first], first, version=1, model="churn")
+    v2 = served("t1", "churn", lr[second], second, version=2, model="churn")
     source = InMemoryDeploymentSource([v1])
     sink = InMemoryStatusSink()
     with ServingServer(settings(), source, sink, authenticator()) as server:

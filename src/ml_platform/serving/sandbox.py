@@ -25,6 +25,13 @@ from ml_platform.serving.runtimes import ModelRuntime, load_runtime, warm_up
 
 logger = logging.getLogger(__name__)
 
+RETIRE_GRACE_SECONDS = 5.0
+
+
+def _deployment(key: str) -> str:
+    """``tenant/deployment`` of a model key (``tenant/deployment/version/revision``)."""
+    return key.rsplit("/", 2)[0]
+
 
 class Sandbox:
     def __init__(self, tenant_id: str, channel_conn: Connection, compile_forests: bool) -> None:
@@ -35,6 +42,9 @@ class Sandbox:
         self._failed: dict[str, str] = {}
         self._desired: dict[str, ServedModel] = {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sandbox-load")
+        # Versions no longer desired stay loaded until their replacement is ready (front
+        # workers switch only then), plus a grace period: rolling swaps never fail requests.
+        self._retiring: dict[str, float | None] = {}
         self._wake = asyncio.Event()
         self.stopped = asyncio.Event()
         self.channel = ControlChannel(channel_conn, self._on_control, self.stopped.set)
@@ -46,9 +56,9 @@ class Sandbox:
         if msg.get("op") == "desired":
             models = [ServedModel.from_dict(d) for d in msg["models"]]
             self._desired = {m.key: m for m in models if m.tenant_id == self.tenant_id}
-            for key in [k for k in self._models if k not in self._desired]:
-                del self._models[key]
-                self._labels.pop(key, None)
+            for key in self._models:
+                if key not in self._desired:
+                    self._retiring.setdefault(key, None)
             self._wake.set()
         elif msg.get("op") == "stop":
             self.stopped.set()
@@ -57,6 +67,27 @@ class Sandbox:
         self.channel.send(
             {"op": "status", "key": m.key, "state": state.value, "reason": reason, "pid": self._pid}
         )
+
+    async def retire_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.5)
+            pending = {
+                _deployment(k)
+                for k in self._desired
+                if k not in self._models and k not in self._failed
+            }
+            for key, at in list(self._retiring.items()):
+                if key in self._desired:
+                    del self._retiring[key]
+                elif _deployment(key) in pending:
+                    self._retiring[key] = None
+                elif at is None:
+                    self._retiring[key] = loop.time() + RETIRE_GRACE_SECONDS
+                elif loop.time() >= at:
+                    del self._retiring[key]
+                    self._models.pop(key, None)
+                    self._labels.pop(key, None)
 
     async def load_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -152,9 +183,11 @@ async def _run(tenant_id: str, socket_path: str, conn: Connection, compile_fores
     )
     _owner_only(socket_path)
     loader = asyncio.get_running_loop().create_task(sandbox.load_loop())
+    retirer = asyncio.get_running_loop().create_task(sandbox.retire_loop())
     sandbox.channel.send({"op": "hello", "pid": os.getpid()})
     await sandbox.stopped.wait()
     loader.cancel()
+    retirer.cancel()
     server.close()
     _remove(socket_path)
 
