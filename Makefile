@@ -39,5 +39,9 @@ bench: install
 	@if [ -f bench/jobs.py ]; then $(BIN)/python bench/jobs.py; fi
 	@if [ -f bench/serving.py ]; then $(BIN)/python bench/serving.py; fi
 
+## regenerate the committed protobuf modules from protos/ (a test fails when they are stale)
+protos: install
+	$(BIN)/python scripts/gen_protos.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
