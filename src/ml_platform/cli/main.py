@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ml_platform.cli import admin, db
+from ml_platform.cli.serve import serve
 from ml_platform.cli.server import server
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app = typer.Typer(
 app.add_typer(admin.app, name="admin")
 app.add_typer(db.app, name="db")
 app.command("server")(server)
+app.command("serve")(serve)
 
 
 def main() -> None:

@@ -159,8 +159,10 @@ class ServingAuthenticator:
         return Principal(tenant_id=principal.tenant_id, name=principal.name)
 
 
-def build_serving(context: ApiContext) -> ServingServer:
-    """The serving plane wired to this platform's store, registry and credentials."""
+def bridge_seams(
+    context: ApiContext,
+) -> tuple[StoreDeploymentSource, StoreStatusSink, ServingAuthenticator]:
+    """The serving plane's three seams, backed by this platform's store and credentials."""
     if context.deployments is None or context.registry is None:
         raise RuntimeError("the serving plane needs the deployments service and the registry")
     source = StoreDeploymentSource(
@@ -168,9 +170,9 @@ def build_serving(context: ApiContext) -> ServingServer:
         context.registry.store,
         (context.settings.data_dir / "serving-cache").resolve(),
     )
-    return ServingServer(
-        context.settings,
-        source,
-        StoreStatusSink(context.deployments),
-        ServingAuthenticator(context.auth),
-    )
+    return source, StoreStatusSink(context.deployments), ServingAuthenticator(context.auth)
+
+
+def build_serving(context: ApiContext) -> ServingServer:
+    """The serving plane wired to this platform, on a background thread (``mlp server``)."""
+    return ServingServer(context.settings, *bridge_seams(context))

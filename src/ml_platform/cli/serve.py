@@ -1,0 +1,57 @@
+"""``mlp serve``: only the serving plane, reading deployments from the shared store.
+
+For installs that run the control plane (``mlp server --no-serving``) and the data plane on
+different machines or in different processes, all pointing at one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from ml_platform.cli._common import DatabaseUrlOption, DataDirOption, console, fail, load_settings
+
+
+def serve(
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    grpc_host: Annotated[str | None, typer.Option("--grpc-host", help="Bind address")] = None,
+    grpc_port: Annotated[int | None, typer.Option("--grpc-port", help="gRPC port")] = None,
+    serving_rest_port: Annotated[
+        int | None, typer.Option("--serving-rest-port", help="Open Inference Protocol REST port")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Worker processes sharing the ports")
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Run the gRPC data plane (seed ModelServing + KServe V2) and V2 REST until stopped."""
+    from ml_platform.server.app import build_context
+    from ml_platform.server.serving_bridge import bridge_seams
+    from ml_platform.serving import run_serving
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = load_settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        grpc_host=grpc_host,
+        grpc_port=grpc_port,
+        serving_rest_port=serving_rest_port,
+        serving_workers=workers,
+    )
+    context = build_context(settings)
+    try:
+        context.db.upgrade()
+    except Exception as exc:
+        fail(f"cannot migrate the store: {exc}")
+    source, sink, authenticator = bridge_seams(context)
+    console.print(
+        f"serving on {settings.grpc_host}:{settings.grpc_port} (gRPC) and "
+        f"{settings.grpc_host}:{settings.serving_rest_port} (V2 REST), "
+        f"{settings.serving_workers} workers"
+    )
+    run_serving(settings, source, sink, authenticator)
