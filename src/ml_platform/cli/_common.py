@@ -42,6 +42,18 @@ def load_settings(**overrides: Any) -> Any:
         fail(f"invalid configuration: {exc}")
 
 
+def open_platform(settings: Any) -> Any:
+    """The platform's services on the configured store, migrated; a clear error otherwise."""
+    from ml_platform.server.app import build_context
+
+    context = build_context(settings)
+    try:
+        context.db.upgrade()
+    except Exception as exc:  # a bad URL, an unreachable server, a failed migration
+        fail(f"cannot open the store at {context.db.url.split('@')[-1]}: {exc}")
+    return context
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)

@@ -16,6 +16,7 @@ from ml_platform.cli._common import (
     emit_json,
     fail,
     load_settings,
+    open_platform,
 )
 
 app = typer.Typer(help="Administer tenants, API keys and tokens.", no_args_is_help=True)
@@ -23,14 +24,8 @@ app = typer.Typer(help="Administer tenants, API keys and tokens.", no_args_is_he
 
 def _auth(data_dir: object, database_url: object):  # type: ignore[no-untyped-def]
     from ml_platform.core.errors import PlatformError
-    from ml_platform.server.app import build_context
 
-    settings = load_settings(data_dir=data_dir, database_url=database_url)
-    context = build_context(settings)
-    try:
-        context.db.upgrade()
-    except Exception as exc:  # a bad URL or an unreachable server
-        fail(f"cannot open the store at {context.db.url.split('@')[-1]}: {exc}")
+    context = open_platform(load_settings(data_dir=data_dir, database_url=database_url))
     return context.auth, PlatformError
 
 

@@ -11,7 +11,13 @@ from typing import Annotated
 
 import typer
 
-from ml_platform.cli._common import DatabaseUrlOption, DataDirOption, console, fail, load_settings
+from ml_platform.cli._common import (
+    DatabaseUrlOption,
+    DataDirOption,
+    console,
+    load_settings,
+    open_platform,
+)
 
 
 def serve(
@@ -28,7 +34,6 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Run the gRPC data plane (seed ModelServing + KServe V2) and V2 REST until stopped."""
-    from ml_platform.server.app import build_context
     from ml_platform.server.serving_bridge import bridge_seams
     from ml_platform.serving import run_serving
 
@@ -43,11 +48,7 @@ def serve(
         serving_rest_port=serving_rest_port,
         serving_workers=workers,
     )
-    context = build_context(settings)
-    try:
-        context.db.upgrade()
-    except Exception as exc:
-        fail(f"cannot migrate the store: {exc}")
+    context = open_platform(settings)
     source, sink, authenticator = bridge_seams(context)
     console.print(
         f"serving on {settings.grpc_host}:{settings.grpc_port} (gRPC) and "

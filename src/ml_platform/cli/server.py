@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from ml_platform.cli._common import DatabaseUrlOption, DataDirOption, console, fail, load_settings
+from ml_platform.cli._common import (
+    DatabaseUrlOption,
+    DataDirOption,
+    console,
+    fail,
+    load_settings,
+    open_platform,
+)
 
 
 def server(
@@ -33,7 +40,7 @@ def server(
     """Start the platform: REST API, job scheduler and executors, and the serving plane."""
     import uvicorn
 
-    from ml_platform.server.app import build_context, create_app
+    from ml_platform.server.app import create_app
     from ml_platform.server.bootstrap import ensure_default_tenant
 
     logging.basicConfig(
@@ -48,11 +55,7 @@ def server(
         serving_rest_port=serving_rest_port,
     )
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    context = build_context(settings)
-    try:
-        context.db.upgrade()
-    except Exception as exc:
-        fail(f"cannot migrate the store: {exc}")
+    context = open_platform(settings)
     base_url = f"http://{settings.host}:{settings.port}"
     created = ensure_default_tenant(context.auth, settings.credentials_file, base_url)
     if created is not None:
