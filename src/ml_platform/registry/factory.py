@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ml_platform.archives import ArchiveLimits
 from ml_platform.registry.artifacts import ArtifactStore
 from ml_platform.registry.deployments import DeploymentLookup
 from ml_platform.registry.service import RegistryService
@@ -32,6 +33,8 @@ def build_registry(
         paths=paths,
         max_bytes=settings.max_upload_bytes,
         storage_options=settings.artifact_storage_options,
+        # an archive may unpack to no more than a single upload may weigh
+        archive_limits=ArchiveLimits(max_unpacked_bytes=settings.max_upload_bytes),
     )
     inspector = SignatureInspector(
         timeout_seconds=settings.signature_inference_timeout_seconds,

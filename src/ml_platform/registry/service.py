@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ml_platform.auth.principal import CredentialKind, Principal
@@ -75,6 +75,8 @@ class VersionDraft:
     signature: ModelSignature | None = None
     metadata: Mapping[str, Any] | None = None
     description: str = ""
+    artifact_path: str | None = None
+    """For an uploaded archive: which file inside it is the model."""
 
 
 @dataclass(frozen=True)
@@ -284,11 +286,33 @@ class RegistryService:
     def create_version_from_upload(
         self, principal: Principal, name: str, staged: StagedFile, draft: VersionDraft
     ) -> ModelVersion:
-        """A version from an uploaded file already staged (and size-checked) by the caller."""
+        """A version from an upload already staged (and size-checked) by the caller.
+
+        An archive (zip or tar, by content) is unpacked safely and its one model file (or
+        ``draft.artifact_path``) becomes the artifact; the other files are dropped.
+        """
         with self.staging.cleanup(staged):
             model = self._model(principal, name)
+            if not self._sources.is_archive(staged):
+                if draft.artifact_path is not None:
+                    message = (
+                        "artifact_path names a file inside an uploaded archive "
+                        "(.zip, .tar.gz); this upload is a single file"
+                    )
+                    raise InvalidArgument(message, [FieldViolation("artifact_path", message)])
+                return self._register(
+                    principal, model, staged, draft, source_kind=VersionSourceKind.UPLOAD
+                )
+            member, member_path = self._sources.stage_archive_member(staged, draft.artifact_path)
+        with self.staging.cleanup(member):
+            metadata = {**(draft.metadata or {})}
+            metadata.setdefault("archive_member", member_path)
             return self._register(
-                principal, model, staged, draft, source_kind=VersionSourceKind.UPLOAD
+                principal,
+                model,
+                member,
+                replace(draft, metadata=metadata),
+                source_kind=VersionSourceKind.UPLOAD,
             )
 
     def require_model(self, principal: Principal, name: str) -> None:

@@ -1,25 +1,32 @@
-"""Where a new version's bytes come from: a succeeded job's output or a readable URI.
+"""Where a new version's bytes come from: a succeeded job's output, a readable URI, or the
+model file inside an uploaded archive.
 
-Both end as a ``StagedFile`` (a private, hashed local copy), so the version never depends
+All end as a ``StagedFile`` (a private, hashed local copy), so the version never depends
 on the source afterwards: deleting or overwriting the job's ``output_path`` cannot break it.
+A job's output directory and an unpacked archive are searched the same way: exactly one
+model file, or the one the caller names with ``artifact_path``.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 import stat
+import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import fsspec  # type: ignore[import-untyped,unused-ignore]
 
+from ml_platform.archives import ArchiveKind, ArchiveLimits, archive_kind, unpack_archive
 from ml_platform.core.errors import FieldViolation, InvalidArgument, NotFound
 from ml_platform.registry.artifacts import ArtifactStore, StagedFile
-from ml_platform.registry.formats import MODEL_SUFFIXES
+from ml_platform.registry.formats import MODEL_SUFFIXES, detect_format
 from ml_platform.registry.staging import StagingArea
+from ml_platform.schemas.models import ModelFormat
 
 
 class CheckedPath(Protocol):
@@ -49,6 +56,7 @@ class Sources:
     paths: PathChecker
     max_bytes: int
     storage_options: Mapping[str, Any]
+    archive_limits: ArchiveLimits = field(default_factory=ArchiveLimits)
 
     # -- a job's output ----------------------------------------------------------------------
 
@@ -56,25 +64,29 @@ class Sources:
         self, tenant_id: str, job_id: str, output_path: str, artifact_path: str | None
     ) -> StagedFile:
         resolved = self.paths.check_output_path(tenant_id, output_path)
-        if resolved.local is not None:
-            return self._stage_local_output(job_id, resolved.local, artifact_path)
-        return self._stage_remote_output(job_id, resolved.uri, artifact_path)
-
-    def _stage_local_output(self, job_id: str, root: Path, artifact_path: str | None) -> StagedFile:
-        if not root.exists():
+        if resolved.local is None:
+            return self._stage_remote_output(job_id, resolved.uri, artifact_path)
+        if not resolved.local.exists():
             raise _invalid("job_id", f"training job {job_id!r} left no output at its output_path")
-        if root.is_file():
-            return self._stage_local_file(root, "job_id")
+        if resolved.local.is_file():
+            return self._stage_local_file(resolved.local, "job_id")
+        origin = _Origin(f"training job {job_id!r}'s output", "job_id")
+        return self._stage_from_tree(resolved.local, artifact_path, origin)[0]
+
+    def _stage_from_tree(
+        self, root: Path, artifact_path: str | None, origin: _Origin
+    ) -> tuple[StagedFile, str]:
+        """The one model file under the local directory ``root`` (or ``artifact_path``)."""
         files = sorted(
             p.relative_to(root).as_posix()
             for p in root.rglob("*")
             if stat.S_ISREG(os.lstat(p).st_mode)
         )
-        chosen = _choose(job_id, files, artifact_path)
+        chosen = _choose(files, artifact_path, origin)
         target = Path(os.path.realpath(root / chosen))
         if not target.is_relative_to(Path(os.path.realpath(root))):
-            raise _invalid("artifact_path", f"{artifact_path!r} is outside the job's output")
-        return self._stage_local_file(target, "artifact_path")
+            raise _invalid("artifact_path", f"{artifact_path!r} is outside {origin.name}")
+        return self._stage_local_file(target, "artifact_path"), chosen
 
     def _stage_remote_output(self, job_id: str, uri: str, artifact_path: str | None) -> StagedFile:
         fs, root = fsspec.core.url_to_fs(uri, **dict(self.storage_options))
@@ -85,7 +97,8 @@ class Sources:
                 return self.staging.copy(reader, posixpath.basename(root), self.max_bytes)
         base = root.rstrip("/")
         files = sorted(p[len(base) + 1 :] for p in fs.find(base) if p.startswith(base + "/"))
-        chosen = _choose(job_id, files, artifact_path)
+        origin = _Origin(f"training job {job_id!r}'s output", "job_id")
+        chosen = _choose(files, artifact_path, origin)
         with fs.open(f"{base}/{chosen}", "rb") as reader:
             return self.staging.copy(reader, posixpath.basename(chosen), self.max_bytes)
 
@@ -100,6 +113,32 @@ class Sources:
             if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
                 raise _invalid(field, f"{path.name!r} is not a regular file")
             return self.staging.copy(reader, path.name, self.max_bytes)
+
+    # -- an uploaded archive -----------------------------------------------------------------
+
+    def is_archive(self, staged: StagedFile) -> bool:
+        """Whether an upload is a zip or tar archive by its content (a skops model, itself a
+        zip, is not: it is the artifact)."""
+        kind = archive_kind(staged.path)
+        if kind is ArchiveKind.ZIP:
+            return detect_format(staged.path, staged.filename) is not ModelFormat.SKOPS
+        return kind is not None
+
+    def stage_archive_member(
+        self, archive: StagedFile, artifact_path: str | None
+    ) -> tuple[StagedFile, str]:
+        """Unpack an uploaded archive safely and stage its model file on its own.
+
+        Returns the staged file and its path inside the archive. The unpacked tree is removed
+        whatever happens; unsafe or oversized archives raise ``InvalidArgument``.
+        """
+        tree = Path(tempfile.mkdtemp(prefix=".archive-", dir=self.staging.root))
+        try:
+            unpack_archive(archive.path, tree, self.archive_limits, label="model archive")
+            origin = _Origin(f"the uploaded archive {archive.filename!r}", "file")
+            return self._stage_from_tree(tree, artifact_path, origin)
+        finally:
+            shutil.rmtree(tree, ignore_errors=True)
 
     # -- an existing URI ---------------------------------------------------------------------
 
@@ -130,13 +169,21 @@ class Sources:
             return self.staging.copy(reader, posixpath.basename(path), self.max_bytes)
 
 
-def _choose(job_id: str, files: list[str], artifact_path: str | None) -> str:
+@dataclass(frozen=True)
+class _Origin:
+    """Where model files are looked for, for messages, and the field to blame for none."""
+
+    name: str
+    field: str
+
+
+def _choose(files: list[str], artifact_path: str | None, origin: _Origin) -> str:
     if artifact_path is not None:
         wanted = posixpath.normpath(artifact_path.lstrip("/"))
         if wanted.startswith("..") or wanted not in files:
             raise _invalid(
                 "artifact_path",
-                f"{artifact_path!r} is not a file in the job's output (files: {_listing(files)})",
+                f"{artifact_path!r} is not a file in {origin.name} (files: {_listing(files)})",
             )
         return wanted
     candidates = [f for f in files if posixpath.splitext(f)[1].lower() in MODEL_SUFFIXES]
@@ -147,13 +194,13 @@ def _choose(job_id: str, files: list[str], artifact_path: str | None) -> str:
         return candidates[0]
     if not candidates:
         raise _invalid(
-            "job_id",
-            f"training job {job_id!r}'s output holds no model file "
+            origin.field,
+            f"{origin.name} holds no model file "
             f"(.joblib, .pkl, .skops, .onnx, .json, .ubj); files: {_listing(files)}",
         )
     raise _invalid(
         "artifact_path",
-        f"training job {job_id!r}'s output holds several model files "
+        f"{origin.name} holds several model files "
         f"({_listing(candidates)}); choose one with artifact_path",
     )
 

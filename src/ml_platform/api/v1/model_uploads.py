@@ -1,5 +1,8 @@
 """Streaming request bodies for model versions: multipart uploads and size-capped JSON.
 
+The ``file`` part may be a model file or an archive holding one (unpacked by the registry);
+``artifact_path`` names the model inside an archive that holds several.
+
 The multipart parser is fed the request as it arrives; the file part goes straight to a
 staging file (hashed on the way) and never sits in memory. Going over the limit aborts the
 staging file at once, so nothing is left behind, and answers 413.
@@ -23,7 +26,7 @@ from ml_platform.registry.service import VersionDraft
 from ml_platform.registry.staging import StagingArea, StagingWriter, too_large
 from ml_platform.schemas.models import ModelFormat, ModelSignature
 
-FORM_FIELDS = ("format", "signature", "metadata", "description")
+FORM_FIELDS = ("format", "signature", "metadata", "description", "artifact_path")
 FIELD_LIMIT = 1024 * 1024
 FORM_OVERHEAD = 64 * 1024
 """Bytes of multipart framing and small fields tolerated beyond the file limit."""
@@ -201,4 +204,13 @@ def _draft(fields: dict[str, bytearray]) -> VersionDraft:
     description = text.get("description", "")
     if len(description) > 4096:
         raise _invalid("description", "description is at most 4096 characters")
-    return VersionDraft(format=fmt, signature=signature, metadata=metadata, description=description)
+    artifact_path = text.get("artifact_path", "").strip() or None
+    if artifact_path is not None and len(artifact_path) > 1024:
+        raise _invalid("artifact_path", "artifact_path is at most 1024 characters")
+    return VersionDraft(
+        format=fmt,
+        signature=signature,
+        metadata=metadata,
+        description=description,
+        artifact_path=artifact_path,
+    )

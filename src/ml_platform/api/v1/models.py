@@ -77,7 +77,14 @@ _VERSION_BODY: dict[str, Any] = {
                         "file": {
                             "type": "string",
                             "format": "binary",
-                            "description": "The artifact",
+                            "description": "The artifact, or a .zip / .tar.gz archive "
+                            "holding it (detected by content)",
+                        },
+                        "artifact_path": {
+                            "type": "string",
+                            "maxLength": 1024,
+                            "description": "For an archive holding several model files: "
+                            "the path of the model inside it",
                         },
                         "format": {
                             "type": "string",
@@ -308,7 +315,9 @@ async def create_model_version(
 
     * a succeeded training job of your tenant: `{"job_id": "job_..."}` (its output is copied;
       the version records the job, its hyperparameters and final metrics);
-    * an upload: `multipart/form-data` with a `file` part (streamed, size-limited: 413);
+    * an upload: `multipart/form-data` with a `file` part (streamed, size-limited: 413),
+      either the model file or a `.zip` / `.tar.gz` archive holding it (detected by content,
+      unpacked safely; several model files inside: 422 unless `artifact_path` names one);
     * an artifact URI your tenant may read: `{"artifact_uri": "..."}`.
 
     The format is detected unless given; the signature is inferred for scikit-learn and
