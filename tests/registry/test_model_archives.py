@@ -15,6 +15,7 @@ import joblib
 import pytest
 from sklearn.linear_model import LinearRegression
 
+from ml_platform.archives import ArchiveKind, archive_kind
 from tests.conftest import Platform
 from tests.registry.conftest import BuiltModels, new_model
 
@@ -179,7 +180,9 @@ UNSAFE: dict[str, Callable[[bytes], bytes]] = {
     "tar-hardlink-out": lambda model: make_tar(
         [special("model.joblib", tarfile.LNKTYPE, "../../../etc/passwd")]
     ),
-    "tar-device": lambda model: make_tar([("model.joblib", model), special("dev", tarfile.CHRTYPE)]),
+    "tar-device": lambda model: make_tar(
+        [("model.joblib", model), special("dev", tarfile.CHRTYPE)]
+    ),
     "plain-tar-fifo": lambda model: make_tar([special("fifo", tarfile.FIFOTYPE)], mode="w"),
     "too-many-members": lambda model: make_zip({f"f{i}.txt": b"" for i in range(10_001)}),
     "corrupt-zip": lambda model: make_zip({"model.joblib": model})[:-30],
@@ -220,3 +223,37 @@ def test_archive_bombs_are_refused_and_leave_nothing(
     assert "unpacks to" in response.json()["detail"]
     assert _files(platform) == before
     assert client.get(f"/v1/models/{name}/versions").json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("zip", ArchiveKind.ZIP),
+        ("tar", ArchiveKind.TAR),
+        ("tar.gz", ArchiveKind.TAR),
+        ("tar.bz2", ArchiveKind.TAR),
+        ("tar.xz", ArchiveKind.TAR),
+        ("gzip-joblib", None),
+        ("pickle", None),
+        ("empty", None),
+    ],
+)
+def test_archives_are_detected_by_content(
+    name: str, expected: ArchiveKind | None, tmp_path: Path, models: BuiltModels
+) -> None:
+    member: list[Member] = [("model.joblib", models.joblib_bytes)]
+    gzipped = io.BytesIO()
+    joblib.dump([1, 2, 3], gzipped, compress=("gzip", 3))
+    content = {
+        "zip": make_zip({"model.joblib": models.joblib_bytes}),
+        "tar": make_tar(member, mode="w"),
+        "tar.gz": make_tar(member),
+        "tar.bz2": make_tar(member, mode="w:bz2"),
+        "tar.xz": make_tar(member, mode="w:xz"),
+        "gzip-joblib": gzipped.getvalue(),
+        "pickle": models.joblib_bytes,
+        "empty": b"",
+    }[name]
+    path = tmp_path / "upload.zip"  # the name never decides
+    path.write_bytes(content)
+    assert archive_kind(path) is expected
