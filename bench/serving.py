@@ -40,7 +40,7 @@ FEATURES = [f"x{i}" for i in range(N_FEATURES)]
 # ---------------------------------------------------------------------------------------------
 
 
-def role_serving(models_dir: str, compile_forests: bool) -> None:
+def role_serving(models_dir: str, compile_forests: bool, batch_delay_ms: float) -> None:
     from ml_platform.server.settings import Settings
     from ml_platform.serving import (
         ArtifactFormat,
@@ -69,6 +69,7 @@ def role_serving(models_dir: str, compile_forests: bool) -> None:
                     signature=sig,
                     framework="sklearn",
                     max_batch_size=batch,
+                    max_batch_delay_ms=batch_delay_ms,
                     revision="1",
                 )
             )
@@ -486,6 +487,10 @@ def ratio(a: float, b: float) -> str:
 
 
 def main() -> None:
+    from ml_platform.schemas.deployments import DeploymentCreate
+
+    # "Batching on" deployments use what POST /v1/deployments defaults to (2 ms).
+    default_delay = float(DeploymentCreate.model_fields["max_batch_delay_ms"].default)
     parser = argparse.ArgumentParser()
     parser.add_argument("--role", choices=["serving", "grpc-floor", "uvicorn-floor"])
     parser.add_argument("--models-dir")
@@ -494,9 +499,19 @@ def main() -> None:
     parser.add_argument(
         "--no-compile", action="store_true", help="serving role: sklearn's own predict"
     )
+    parser.add_argument(
+        "--batch-delay-ms",
+        type=float,
+        default=default_delay,
+        help="max_batch_delay_ms of the 'batching on' deployments (default: the API's default)",
+    )
     args = parser.parse_args()
     if args.role == "serving":
-        role_serving(args.models_dir, compile_forests=not args.no_compile)
+        role_serving(
+            args.models_dir,
+            compile_forests=not args.no_compile,
+            batch_delay_ms=args.batch_delay_ms,
+        )
         return
     if args.role == "grpc-floor":
         role_grpc_floor()
@@ -507,6 +522,7 @@ def main() -> None:
 
     os.sched_setaffinity(0, {1})
     secs = args.seconds
+    delay = ("--batch-delay-ms", str(args.batch_delay_ms))
     with tempfile.TemporaryDirectory() as tmp:
         X = build_models(Path(tmp))
         proc, ports = start_role("grpc-floor")
@@ -519,13 +535,13 @@ def main() -> None:
             rest_floor = asyncio.run(bench_rest(ports["rest"], X, secs, floor=True))
         finally:
             stop_role(proc)
-        proc, ports = start_role("serving", "--models-dir", tmp)
+        proc, ports = start_role("serving", "--models-dir", tmp, *delay)
         try:
             g = asyncio.run(bench_grpc(ports["grpc"], X, secs))
             r = asyncio.run(bench_rest(ports["rest"], X, secs))
         finally:
             stop_role(proc)
-        proc, ports = start_role("serving", "--models-dir", tmp, "--no-compile")
+        proc, ports = start_role("serving", "--models-dir", tmp, "--no-compile", *delay)
         try:
             sk = asyncio.run(bench_sklearn_path(ports["grpc"], X, secs))
         finally:

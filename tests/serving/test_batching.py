@@ -59,3 +59,30 @@ async def test_a_multi_row_submission_is_never_split_and_errors_reach_every_call
         *(failing.submit(np.ones((1, 2))) for _ in range(3)), return_exceptions=True
     )
     assert all(isinstance(r, ValueError) for r in results)
+
+
+async def test_under_load_the_dispatcher_waits_for_the_previous_batch_size_then_goes_at_once() -> (
+    None
+):
+    rec = Recorder()
+    # A deadline this long would hang the test if the dispatcher waited for it.
+    batcher = Batcher(rec, max_batch_size=64, max_batch_delay_ms=60_000)
+    rec.gate.clear()
+    first = asyncio.ensure_future(batcher.submit(np.full((1, 2), 1.0)))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    wave = [asyncio.ensure_future(batcher.submit(np.full((1, 2), float(i)))) for i in (2, 3, 4)]
+    await asyncio.sleep(0)
+    rec.gate.set()
+    await asyncio.gather(first, *wave)
+    assert rec.batches == [1, 3]  # the queued wave became one call of 3 requests
+
+    # The next wave: the first arrival waits (a batch of 3 just ran) until 3 have arrived.
+    second = [asyncio.ensure_future(batcher.submit(np.full((1, 2), float(i)))) for i in (5, 6)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert rec.batches == [1, 3]  # still gathering: 2 of the expected 3
+    last = asyncio.ensure_future(batcher.submit(np.full((1, 2), 7.0)))
+    results = await asyncio.wait_for(asyncio.gather(*second, last), 30)
+    assert [r.values.tolist() for r in results] == [[10.0], [12.0], [14.0]]
+    assert rec.batches == [1, 3, 3]

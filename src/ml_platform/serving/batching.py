@@ -4,8 +4,15 @@ The policy never delays a lone request: when the model is idle, a submission is 
 on the next loop iteration (which also picks up anything that arrived in the same
 iteration). While a call runs, new submissions queue; when it returns, everything queued (up
 to ``max_batch_size`` rows) goes in the next call. ``max_batch_delay_ms`` only applies under
-load: if the previous call was a real batch and the queue is short, the dispatcher waits at
-most that long for it to fill. A submission of many rows (``PredictBatch``) is never split.
+load: if the previous call was a real batch (more than one request) and fewer requests are
+queued than it carried, the dispatcher waits at most that long for as many to arrive (or for
+``max_batch_size`` rows), and dispatches the moment they have. Closed-loop clients answered
+by one batch send their next requests together, so the wait usually ends well before the
+deadline. A submission of many rows (``PredictBatch``) is never split.
+
+Cheap models run inline on the event loop, so nothing queues behind a running call and
+requests reach the batcher one loop turn apart: without that short wait, batches stay at one
+row under load.
 """
 
 from __future__ import annotations
@@ -27,6 +34,11 @@ InlineFn = Callable[[FloatArray], Prediction]
 INLINE_BELOW_SECONDS = 0.001
 """Models whose calls take less than this run on the event loop thread: a hand-off to the
 model thread (wake-up, GIL exchange, wake-up back) costs more than the call itself."""
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class Batcher:
@@ -54,7 +66,8 @@ class Batcher:
         self._queued_rows = 0
         self._running = False
         self._last_batch_requests = 0
-        self._arrival: asyncio.Event | None = None
+        self._last_batch_end = 0.0
+        self._filled: asyncio.Future[None] | None = None  # set while waiting for a batch
         self._task: asyncio.Task[None] | None = None
         self.calls = 0  # model calls and the rows they carried, for health details and tests
         self.rows = 0
@@ -68,9 +81,12 @@ class Batcher:
         if not self._running:
             self._running = True
             self._task = loop.create_task(self._drain())
-        elif self._arrival is not None:
-            self._arrival.set()
+        elif self._filled is not None and not self._filled.done() and self._batch_is_full():
+            self._filled.set_result(None)
         return await fut
+
+    def _batch_is_full(self) -> bool:
+        return self._queued_rows >= self._max_rows or len(self._queue) >= self._last_batch_requests
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -80,31 +96,28 @@ class Batcher:
                     # A cheap model runs on the loop thread; one loop turn first lets requests
                     # whose messages already arrived join this batch.
                     await asyncio.sleep(0)
-                if (
-                    self._delay > 0
-                    and self._last_batch_requests > 1
-                    and self._queued_rows < self._max_rows
-                ):
-                    await self._wait_for_more(loop.time() + self._delay)
+                if self._delay > 0 and self._last_batch_requests > 1:
+                    if loop.time() - self._last_batch_end > self._delay:
+                        self._last_batch_requests = 0  # idle since: a lone request never waits
+                    elif not self._batch_is_full():
+                        await self._wait_for_more(loop)
                 batch = self._take()
                 self._last_batch_requests = len(batch)
                 await self._run(batch)
+                self._last_batch_end = loop.time()
         finally:
             self._running = False
 
-    async def _wait_for_more(self, deadline: float) -> None:
-        loop = asyncio.get_running_loop()
-        while self._queued_rows < self._max_rows:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            self._arrival = asyncio.Event()
-            try:
-                await asyncio.wait_for(self._arrival.wait(), remaining)
-            except TimeoutError:
-                return
-            finally:
-                self._arrival = None
+    async def _wait_for_more(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Until the batch is full (see ``_batch_is_full``) or ``max_batch_delay_ms`` passed."""
+        filled: asyncio.Future[None] = loop.create_future()
+        self._filled = filled
+        timer = loop.call_later(self._delay, _resolve, filled)
+        try:
+            await filled
+        finally:
+            timer.cancel()
+            self._filled = None
 
     def _take(self) -> list[tuple[FloatArray, asyncio.Future[Prediction]]]:
         taken = 0
