@@ -24,13 +24,22 @@ def test_compiled_forest_reproduces_predict_proba_exactly(cls: type, n_classes: 
     compiled = _compile_forest(forest)
     assert isinstance(compiled, CompiledForest)
     rows = np.vstack([X[:100], np.random.default_rng(3).normal(0, 5, size=(50, 8))])
-    assert np.array_equal(compiled.predict_proba(rows), forest.predict_proba(rows))
+    want = forest.predict_proba(rows)
+    assert np.array_equal(compiled.predict_proba(rows), want)
+    # both strategies (lock-step for small batches, tree by tree for large) agree exactly
+    assert np.array_equal(compiled.predict_proba_lockstep(rows), want)
+    assert np.array_equal(compiled.predict_proba_treewise(rows), want)
+    for n in (1, CompiledForest.LOCKSTEP_MAX_ROWS, CompiledForest.LOCKSTEP_MAX_ROWS + 1):
+        assert np.array_equal(compiled.predict_proba(rows[:n]), want[:n])
     runtime = SklearnRuntime(forest)
     out = runtime.predict(rows)
     assert np.array_equal(out.values, forest.predict(rows).astype(np.float64))
-    # large batches go through scikit-learn itself and agree too
     big = np.tile(rows, (3, 1))
     assert np.array_equal(runtime.predict(big).probabilities, forest.predict_proba(big))
+    # rows with NaN go through scikit-learn itself (its missing-value routing)
+    with_nan = rows[:5].copy()
+    with_nan[2, 1] = np.nan
+    assert np.array_equal(runtime.predict(with_nan).probabilities, forest.predict_proba(with_nan))
 
 
 def test_compilation_can_be_switched_off() -> None:

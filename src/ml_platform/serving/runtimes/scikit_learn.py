@@ -44,11 +44,7 @@ class SklearnRuntime:
     def predict(self, rows: FloatArray) -> Prediction:
         if self._proba is not None and self._class_values is not None:
             compiled = self._compiled
-            if (
-                compiled is not None
-                and rows.shape[0] <= CompiledForest.MAX_ROWS
-                and not np.isnan(rows).any()
-            ):
+            if compiled is not None and not np.isnan(rows).any():
                 proba = compiled.predict_proba(rows)
             else:
                 proba = np.asarray(self._proba(rows), dtype=np.float64)
@@ -107,19 +103,25 @@ def load_skops(path: str, *, compile_forests: bool = True) -> SklearnRuntime:
 
 
 class CompiledForest:
-    """RandomForest/ExtraTrees probabilities for small batches with numpy, all trees at once.
+    """RandomForest/ExtraTrees probabilities without scikit-learn's per-call overhead.
 
     scikit-learn's ``predict_proba`` costs about the same for 1 row as for 100 (validation,
-    one Python call per tree); this walks every tree in lock-step with fancy indexing. It
-    replicates sklearn's arithmetic (float32 features against float64 thresholds, per-tree
-    normalisation, summation in tree order) and is only used after it reproduced
-    ``predict_proba`` exactly on probe rows at load time.
+    a joblib dispatch per tree). Small batches walk every tree in lock-step with numpy fancy
+    indexing; larger ones call each tree's Cython ``Tree.predict`` directly and sum in tree
+    order, about twice as fast as ``predict_proba`` on 1,000 rows. Both replicate sklearn's
+    arithmetic (float32 features against float64 thresholds, per-tree normalisation,
+    summation in tree order) and are only used after each reproduced ``predict_proba``
+    exactly on probe rows at load time.
     """
 
-    MAX_ROWS = 256
+    LOCKSTEP_MAX_ROWS = 16
+    """Above this many rows the tree-by-tree path is cheaper (measured on 50 trees of depth 8:
+    even at 16 rows, 125 us either way; at 1,000 rows, 1.4 ms tree-wise vs 4.6 ms lock-step)."""
 
     def __init__(self, forest: Any, *, normalize: bool) -> None:
         trees = [est.tree_ for est in forest.estimators_]
+        self._trees = trees
+        self._normalize = normalize
         if any(t.n_outputs != 1 for t in trees):
             raise ValueError("multi-output forests are not compiled")
         offsets = np.cumsum([0] + [t.node_count for t in trees[:-1]])
@@ -147,6 +149,29 @@ class CompiledForest:
         self._n_trees = len(trees)
 
     def predict_proba(self, rows: FloatArray) -> np.ndarray:
+        if rows.shape[0] > self.LOCKSTEP_MAX_ROWS:
+            return self.predict_proba_treewise(rows)
+        return self.predict_proba_lockstep(rows)
+
+    def predict_proba_treewise(self, rows: FloatArray) -> np.ndarray:
+        x = np.ascontiguousarray(rows, dtype=np.float32)
+        n = x.shape[0]
+        total: np.ndarray | None = None
+        for tree in self._trees:
+            proba = np.asarray(tree.predict(x), dtype=np.float64).reshape(n, -1)
+            if self._normalize:
+                norm = proba.sum(axis=1, keepdims=True)
+                norm[norm == 0] = 1.0
+                proba = proba / norm
+            if total is None:
+                total = proba.copy()
+            else:
+                total += proba
+        assert total is not None
+        total /= self._n_trees
+        return total
+
+    def predict_proba_lockstep(self, rows: FloatArray) -> np.ndarray:
         x = np.ascontiguousarray(rows, dtype=np.float32)
         n = x.shape[0]
         node = np.broadcast_to(self._roots, (n, self._n_trees)).copy()
@@ -173,7 +198,9 @@ def _compile_forest(estimator: Any) -> CompiledForest | None:
         want = estimator.predict_proba(probe)
         for normalize in (False, True):
             compiled = CompiledForest(estimator, normalize=normalize)
-            if np.array_equal(compiled.predict_proba(probe), want):
+            if np.array_equal(compiled.predict_proba_lockstep(probe), want) and np.array_equal(
+                compiled.predict_proba_treewise(probe), want
+            ):
                 return compiled
     except Exception:
         return None
