@@ -114,6 +114,43 @@ def test_predict_batch_is_one_call_and_reports_bad_items(serving: Serving) -> No
     assert "unknown feature(s) nope" in fields["requests[7]"] and "NaN" in fields["requests[20]"]
 
 
+def test_predict_batch_of_compact_float_arrays_matches_the_model(serving: Serving) -> None:
+    X = serving.models["rf"].X[:300].astype(np.float32)
+    proba = expected_proba(serving, "rf-skops", X)
+
+    def item(row: np.ndarray) -> serving_pb2.PredictRequest:
+        return serving_pb2.PredictRequest(
+            features=[serving_pb2.Feature(float_array=serving_pb2.FloatArray(values=row.tolist()))]
+        )
+
+    items = [item(r) for r in X]
+    resp, call = serving.stub.PredictBatch.with_call(
+        serving_pb2.PredictBatchRequest(model_id="rf-skops", version="prod", requests=items),
+        metadata=AUTH,
+    )
+    assert len(resp.responses) == 300 and resp.total_latency_microseconds > 0
+    assert [r.predictions[0] for r in resp.responses] == np.argmax(proba, axis=1).tolist()
+    scores = np.array(
+        [[r.confidence_scores["0"], r.confidence_scores["1"]] for r in resp.responses]
+    )
+    assert np.allclose(scores, proba, atol=1e-6)
+    assert {r.model_version_used for r in resp.responses} == {"1"}
+    assert ITEM_ERRORS_KEY not in dict(call.trailing_metadata() or ())
+
+    # a short row among compact ones: that item is reported, the others are answered
+    items[3] = item(X[3][:-1])
+    resp, call = serving.stub.PredictBatch.with_call(
+        serving_pb2.PredictBatchRequest(model_id="rf-skops", requests=items), metadata=AUTH
+    )
+    assert not resp.responses[3].predictions
+    good = [r.predictions[0] for i, r in enumerate(resp.responses) if i != 3]
+    assert good == np.delete(np.argmax(proba, axis=1), 3).tolist()
+    report = error_details_pb2.BadRequest.FromString(
+        dict(call.trailing_metadata())[ITEM_ERRORS_KEY]
+    )
+    assert [v.field for v in report.field_violations] == ["requests[3]"]
+
+
 def test_predict_stream_answers_in_order_and_survives_a_bad_message(serving: Serving) -> None:
     X = serving.models["rf"].X[:15].astype(np.float32)
     want = serving.models["rf"].estimator.predict(X).tolist()

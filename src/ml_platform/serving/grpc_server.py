@@ -2,16 +2,49 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ml_platform.serving.batch_wire import serialize_batch_response
 from ml_platform.serving.dataplane import DataPlane
 from ml_platform.serving.grpc_serving import ModelServingService
 from ml_platform.serving.grpc_v2 import generic_handler
-from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
+from ml_platform.serving.proto import serving_pb2
 
 MODEL_SERVING = serving_pb2.DESCRIPTOR.services_by_name["ModelServing"].full_name
+
+
+def add_model_serving(service: ModelServingService, server: grpc.aio.Server) -> None:
+    """Register ModelServing as the generated code does, but let PredictBatch answer bytes."""
+    pb = serving_pb2
+
+    def unary(fn: Any, req: Any, resp: Any = None, ser: Any = None) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(
+            fn,
+            request_deserializer=req.FromString,
+            response_serializer=ser if ser is not None else resp.SerializeToString,
+        )
+
+    handlers = {
+        "GetModel": unary(service.GetModel, pb.GetModelRequest, pb.ModelInfo),
+        "Predict": unary(service.Predict, pb.PredictRequest, pb.PredictResponse),
+        "PredictBatch": unary(
+            service.PredictBatch, pb.PredictBatchRequest, ser=serialize_batch_response
+        ),
+        "PredictStream": grpc.stream_stream_rpc_method_handler(
+            service.PredictStream,
+            request_deserializer=pb.PredictRequest.FromString,
+            response_serializer=pb.PredictResponse.SerializeToString,
+        ),
+        "HealthCheck": unary(service.HealthCheck, pb.HealthCheckRequest, pb.HealthCheckResponse),
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(MODEL_SERVING, handlers),)
+    )
+    server.add_registered_method_handlers(MODEL_SERVING, handlers)
 
 
 def build_grpc_server(
@@ -27,7 +60,7 @@ def build_grpc_server(
         ("grpc.keepalive_permit_without_calls", 1),
     ]
     server = grpc.aio.server(options=options)
-    serving_pb2_grpc.add_ModelServingServicer_to_server(ModelServingService(plane), server)
+    add_model_serving(ModelServingService(plane), server)
     server.add_generic_rpc_handlers((generic_handler(plane),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -11,12 +11,15 @@ import numpy as np
 from google.rpc import error_details_pb2
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument, PlatformError
+from ml_platform.serving.batch_wire import encode_batch_response, float_array_rows
 from ml_platform.serving.dataplane import DataPlane
 from ml_platform.serving.grpc_converters import features_to_row, features_to_values, to_response
 from ml_platform.serving.grpc_errors import abort, credentials
 from ml_platform.serving.models import Principal
 from ml_platform.serving.ordered_stream import ordered_map
 from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
+from ml_platform.serving.repository import LoadedModel
+from ml_platform.serving.runtimes.base import FloatArray
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +86,10 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
         await abort(context, err)
         raise AssertionError("unreachable")
 
-    async def PredictBatch(
+    async def PredictBatch(  # type: ignore[override]
         self, request: serving_pb2.PredictBatchRequest, context: Context
-    ) -> serving_pb2.PredictBatchResponse:
+    ) -> serving_pb2.PredictBatchResponse | bytes:
+        """One vectorized call; bytes when every item was answered (see ``batch_wire``)."""
         started = time.perf_counter_ns()
         try:
             principal = await self._principal(context)
@@ -95,21 +99,13 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
                     "empty batch: send at least one request",
                     [FieldViolation("requests", "must not be empty")],
                 )
-            rows: list[list[float]] = []
-            positions: list[int] = []
             errors: dict[int, PlatformError] = {}
-            for i, item in enumerate(request.requests):
-                try:
-                    if item.model_id and item.model_id != request.model_id:
-                        raise InvalidArgument(
-                            f"item targets model '{item.model_id}', "
-                            f"the batch targets '{request.model_id}'"
-                        )
-                    rows.append(features_to_values(model, item.features))
-                    positions.append(i)
-                except PlatformError as exc:
-                    errors[i] = exc
-            matrix = np.array(rows, dtype=np.float64).reshape(len(rows), model.n_features)
+            compact = float_array_rows(request, model.n_features)
+            if compact is not None:  # one float_array per row: read from the wire with numpy
+                matrix: FloatArray = compact.astype(np.float64)
+                positions = list(range(matrix.shape[0]))
+            else:
+                matrix, positions = self._items_to_rows(model, request, errors)
             bad = self._plane.nan_rows(model, matrix)
             if bad is not None:
                 for j in np.flatnonzero(bad).tolist():
@@ -127,6 +123,9 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
                     ],
                 )
             pred = await self._plane.predict(model, matrix)
+            if not errors:  # every item answered: the whole response as one byte template
+                elapsed = (time.perf_counter_ns() - started) // 1000
+                return encode_batch_response(pred, model.version_str, elapsed, elapsed)
             responses = [serving_pb2.PredictResponse() for _ in request.requests]
             for j, pos in enumerate(positions):
                 responses[pos] = to_response(model, pred, j, started)
@@ -148,6 +147,28 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
             err: BaseException = exc
         await abort(context, err)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _items_to_rows(
+        model: LoadedModel,
+        request: serving_pb2.PredictBatchRequest,
+        errors: dict[int, PlatformError],
+    ) -> tuple[FloatArray, list[int]]:
+        """Rows of the valid items (any encoding) and their positions; failures into ``errors``."""
+        rows: list[list[float]] = []
+        positions: list[int] = []
+        for i, item in enumerate(request.requests):
+            try:
+                if item.model_id and item.model_id != request.model_id:
+                    raise InvalidArgument(
+                        f"item targets model '{item.model_id}', "
+                        f"the batch targets '{request.model_id}'"
+                    )
+                rows.append(features_to_values(model, item.features))
+                positions.append(i)
+            except PlatformError as exc:
+                errors[i] = exc
+        return np.array(rows, dtype=np.float64).reshape(len(rows), model.n_features), positions
 
     async def PredictStream(
         self, request_iterator: AsyncIterator[serving_pb2.PredictRequest], context: Context
