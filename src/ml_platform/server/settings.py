@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     serving_compile_forests: bool = Field(
         default=True, description="Serve small RandomForest batches with a verified numpy path"
     )
+    serving_sandbox_preload: list[str] = Field(
+        default_factory=list,
+        description="Extra modules confined pickle sandboxes import before dropping privileges",
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secret_in_production(self) -> Settings:

@@ -2,7 +2,16 @@
 
 One sandbox per tenant with pickle-based deployments, never shared between tenants. Front
 workers batch requests and forward one vectorized call per batch over a Unix socket
-(``sandbox_wire``); the supervisor tells the sandbox what to load over a JSON control pipe.
+(``sandbox_wire``); the supervisor tells the sandbox what to load over a JSON control pipe
+and hands it each artifact as an already-open file descriptor (a second socket, SCM_RIGHTS).
+
+The process is started by ``sandbox_launch`` (``python -P -c ... main()``) with an
+environment built from scratch and no inherited descriptor besides stdio and its sockets.
+When the server is root and ``job_user`` is set, it preloads the model libraries, binds its
+socket and then confines itself (``sandbox_confine``: own network namespace, chroot into an
+empty directory, setuid to the job user) before it reads any artifact: tenant code that runs
+at unpickling cannot open the platform's database, credentials or other tenants' files.
+Otherwise it runs with the server's rights, and the supervisor logged a WARNING saying so.
 """
 
 from __future__ import annotations
@@ -11,17 +20,31 @@ import asyncio
 import contextlib
 import logging
 import os
+import pickle
 import signal
+import socket
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
+import orjson
 
 from ml_platform.serving import sandbox_wire as wire
 from ml_platform.serving.control import ControlChannel, Message
-from ml_platform.serving.models import LoadState, ServedModel
-from ml_platform.serving.runtimes import ModelRuntime, load_runtime, warm_up
+from ml_platform.serving.models import ArtifactFormat, LoadState, ServedModel
+from ml_platform.serving.runtimes import ModelRuntime, warm_up
+from ml_platform.serving.runtimes.base import ModelLoadError
+from ml_platform.serving.runtimes.scikit_learn import SklearnRuntime
+from ml_platform.serving.sandbox_confine import (
+    Confinement,
+    ConfinementError,
+    confine,
+    missing_module_hint,
+    preload,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +57,23 @@ def _deployment(key: str) -> str:
 
 
 class Sandbox:
-    def __init__(self, tenant_id: str, channel_conn: Connection, compile_forests: bool) -> None:
+    def __init__(
+        self,
+        tenant_id: str,
+        channel_conn: Connection,
+        compile_forests: bool,
+        artifacts: socket.socket,
+        confined: bool = False,
+        refuse: str = "",
+    ) -> None:
         self.tenant_id = tenant_id
+        self._refuse = refuse  # why nothing may load here (confinement failed)
         self._compile_forests = compile_forests
+        self._artifacts = artifacts
+        self._artifacts.setblocking(False)
+        self._confined = confined
+        self._fds: dict[str, int] = {}  # model key -> open artifact, until loaded
+        self._fd_errors: dict[str, str] = {}
         self._models: dict[str, ModelRuntime] = {}
         self._labels: dict[str, bytes] = {}
         self._failed: dict[str, str] = {}
@@ -52,10 +89,41 @@ class Sandbox:
 
     # -- control -------------------------------------------------------------------------------
 
+    def start_artifact_reader(self) -> None:
+        asyncio.get_running_loop().add_reader(self._artifacts.fileno(), self._drain_artifacts)
+
+    def _drain_artifacts(self) -> None:
+        try:
+            received = wire.receive_artifacts(self._artifacts)
+        except (EOFError, OSError):
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._artifacts.fileno())
+            self.stopped.set()  # the supervisor is gone
+            return
+        for key, fd, error in received:
+            self._close_fd(key)
+            if fd is not None:
+                self._fds[key] = fd
+            else:
+                self._fd_errors[key] = error or "the artifact could not be opened"
+        if received:
+            self._wake.set()
+
+    def _close_fd(self, key: str) -> None:
+        fd = self._fds.pop(key, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def _on_control(self, msg: Message) -> None:
         if msg.get("op") == "desired":
+            # The supervisor sent this message's descriptors before it: take them first.
+            self._drain_artifacts()
             models = [ServedModel.from_dict(d) for d in msg["models"]]
             self._desired = {m.key: m for m in models if m.tenant_id == self.tenant_id}
+            for key in list(self._fds):
+                if key not in self._desired:
+                    self._close_fd(key)
             for key in self._models:
                 if key not in self._desired:
                     self._retiring.setdefault(key, None)
@@ -97,10 +165,18 @@ class Sandbox:
             for key, m in list(self._desired.items()):
                 if key in self._models or key in self._failed or key not in self._desired:
                     continue
+                if self._refuse or key in self._fd_errors:
+                    self._close_fd(key)
+                    self._failed[key] = (self._refuse or self._fd_errors.pop(key))[:500]
+                    self._report(m, LoadState.FAILED, self._failed[key])
+                    continue
+                fd = self._fds.pop(key, None)
+                if fd is None:
+                    continue  # its descriptor is on the way; the reader wakes us
                 self._report(m, LoadState.LOADING)
                 try:
                     runtime, labels = await loop.run_in_executor(
-                        self._executor, _load, m, self._compile_forests
+                        self._executor, _load, m, fd, self._compile_forests, self._confined
                     )
                 except Exception as exc:
                     self._failed[key] = f"{type(exc).__name__}: {exc}"[:500]
@@ -159,45 +235,98 @@ class Sandbox:
         return wire.encode_response(rid, wire.ST_OK, values.shape[0], k, body)
 
 
-def _load(m: ServedModel, compile_forests: bool) -> tuple[ModelRuntime, tuple[str, ...]]:
-    runtime = load_runtime(m, compile_forests=compile_forests)
+def _load(
+    m: ServedModel, fd: int, compile_forests: bool, confined: bool
+) -> tuple[ModelRuntime, tuple[str, ...]]:
+    with open(fd, "rb", closefd=True) as fh:
+        runtime = load_from_file(m.artifact_format, fh, compile_forests, confined)
     pred = warm_up(runtime, len(m.signature.inputs))
     return runtime, pred.labels
 
 
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        Path(path).unlink()
+def load_from_file(
+    fmt: ArtifactFormat, fh: IO[bytes], compile_forests: bool, confined: bool = False
+) -> ModelRuntime:
+    """Unpickle (or joblib-load) an already-open artifact. Runs the tenant's code."""
+    try:
+        if fmt is ArtifactFormat.JOBLIB:
+            import joblib
+
+            obj = joblib.load(fh)
+        elif fmt is ArtifactFormat.PICKLE:
+            obj = pickle.load(fh)  # noqa: S301 - this process is the tenant's own sandbox
+        else:
+            raise ModelLoadError(f"{fmt.value} artifacts are not loaded in pickle sandboxes")
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        what = "joblib artifact" if fmt is ArtifactFormat.JOBLIB else "pickle artifact"
+        message = f"cannot load {what}: {type(exc).__name__}: {exc}"
+        if confined and isinstance(exc, ImportError):
+            message += missing_module_hint(exc)
+        raise ModelLoadError(message) from exc
+    return SklearnRuntime(obj, compile_forests=compile_forests)
 
 
-def _owner_only(path: str) -> None:
-    Path(path).chmod(0o600)
+def _bind(socket_path: str) -> socket.socket:
+    """Listen on the tenant's socket (owner-only: the front workers run as the server)."""
+    Path(socket_path).unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(socket_path)
+    Path(socket_path).chmod(0o600)
+    sock.listen(128)
+    return sock
 
 
-async def _run(tenant_id: str, socket_path: str, conn: Connection, compile_forests: bool) -> None:
-    sandbox = Sandbox(tenant_id, conn, compile_forests)
+async def _run(sandbox: Sandbox, listener: socket.socket, confined: bool) -> None:
     sandbox.channel.start()
-    _remove(socket_path)
+    sandbox.start_artifact_reader()
     server = await asyncio.start_unix_server(
-        sandbox.serve_client, path=socket_path, limit=wire.MAX_FRAME_BYTES
+        sandbox.serve_client, sock=listener, limit=wire.MAX_FRAME_BYTES
     )
-    _owner_only(socket_path)
     loader = asyncio.get_running_loop().create_task(sandbox.load_loop())
     retirer = asyncio.get_running_loop().create_task(sandbox.retire_loop())
-    sandbox.channel.send({"op": "hello", "pid": os.getpid()})
+    sandbox.channel.send({"op": "hello", "pid": os.getpid(), "confined": confined})
     await sandbox.stopped.wait()
     loader.cancel()
     retirer.cancel()
     server.close()
-    _remove(socket_path)
 
 
-def sandbox_main(
-    tenant_id: str, socket_path: str, conn: Connection, log_level: int, compile_forests: bool = True
-) -> None:
-    """Entry point of a sandbox process (multiprocessing ``spawn`` target)."""
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        Path(path).unlink()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of a sandbox process; ``argv[1]`` is the launcher's JSON configuration."""
+    cfg: dict[str, Any] = orjson.loads((argv or sys.argv)[1])
     logging.basicConfig(
-        level=log_level, format=f"%(asctime)s sandbox[{os.getpid()}] %(levelname)s %(message)s"
+        level=int(cfg["log_level"]),
+        format=f"%(asctime)s sandbox[{os.getpid()}] %(levelname)s %(message)s",
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us via the pipe
-    asyncio.run(_run(tenant_id, socket_path, conn, compile_forests))
+    conn = Connection(int(cfg["control_fd"]))
+    artifacts = socket.socket(fileno=int(cfg["artifacts_fd"]))
+    listener = _bind(str(cfg["socket_path"]))
+    confinement = Confinement.from_dict(cfg["confine"]) if cfg.get("confine") is not None else None
+    refuse = ""
+    if confinement is not None:
+        preload(cfg.get("preload", ()))
+        try:
+            confine(confinement)
+        except ConfinementError as exc:
+            # Stay up so every pickle deployment of this tenant fails with the reason.
+            logging.getLogger(__name__).error("pickle sandbox refuses to load anything: %s", exc)
+            refuse = f"the pickle sandbox could not drop its privileges: {exc}"
+    sandbox = Sandbox(
+        str(cfg["tenant_id"]),
+        conn,
+        bool(cfg["compile_forests"]),
+        artifacts,
+        confined=confinement is not None,
+        refuse=refuse,
+    )
+    asyncio.run(_run(sandbox, listener, confinement is not None))
+    if confinement is None:  # a confined sandbox cannot see the path; the supervisor cleans up
+        _unlink_quietly(str(cfg["socket_path"]))

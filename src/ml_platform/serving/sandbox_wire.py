@@ -7,7 +7,11 @@ no JSON on the hot path. The reader checks every size against the header before 
 
 from __future__ import annotations
 
+import os
+import socket
 import struct
+
+import orjson
 
 # body_len, request_id, op, key_len, rows, cols
 REQUEST = struct.Struct("<IIBHII")
@@ -44,3 +48,48 @@ def socket_path(run_dir: str, tenant_id: str) -> str:
 
     digest = hashlib.sha256(tenant_id.encode()).hexdigest()[:24]
     return str(Path(run_dir) / f"sbx-{digest}.sock")
+
+
+# -- artifacts: the supervisor opens each pickle artifact and passes the open descriptor -------
+# One SOCK_SEQPACKET datagram per artifact: a small JSON body ``{"key": ..., "error": ...}``
+# and, unless ``error`` is set, exactly one file descriptor (SCM_RIGHTS). The sandbox thus
+# never needs (and, when confined, never has) read access to the artifact store.
+
+MAX_ARTIFACT_MESSAGE_BYTES = 64 * 1024
+
+
+def send_artifact(sock: socket.socket, key: str, fd: int | None, error: str = "") -> None:
+    """Send one artifact descriptor (or the reason it could not be opened)."""
+    body = orjson.dumps({"key": key, "error": error[:1000]} if error else {"key": key})
+    if fd is None:
+        sock.send(body)
+    else:
+        socket.send_fds(sock, [body], [fd])
+
+
+def receive_artifacts(sock: socket.socket) -> list[tuple[str, int | None, str]]:
+    """Everything queued on a non-blocking artifact socket: ``(key, fd or None, error)``.
+
+    Raises ``EOFError`` when the supervisor's end is closed.
+    """
+    out: list[tuple[str, int | None, str]] = []
+    while True:
+        try:
+            body, fds, flags, _ = socket.recv_fds(sock, MAX_ARTIFACT_MESSAGE_BYTES, 4)
+        except (BlockingIOError, InterruptedError):
+            return out
+        if not body and not fds:
+            raise EOFError("artifact channel closed")
+        fd = fds[0] if fds else None
+        for extra in fds[1:]:
+            os.close(extra)
+        try:
+            msg = orjson.loads(body)
+            key, error = str(msg["key"]), str(msg.get("error", ""))
+        except (ValueError, KeyError, TypeError):
+            if fd is not None:
+                os.close(fd)
+            continue
+        if flags & socket.MSG_CTRUNC and fd is None:
+            error = error or "the artifact's file descriptor was lost in transit"
+        out.append((key, fd, error))

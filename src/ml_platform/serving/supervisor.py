@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from ml_platform.core.errors import Unauthenticated
-from ml_platform.serving import sandbox_wire
 from ml_platform.serving.control import ControlChannel, Message
 from ml_platform.serving.models import DeploymentSnapshot, DeploymentStatus, LoadState, ServedModel
+from ml_platform.serving.sandbox_launch import SandboxProcess, prepare_sandbox, sandbox_identity
 from ml_platform.serving.seams import Authenticator, DeploymentSource, DeploymentStatusSink
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ _RESTART_BACKOFF_SECONDS = 0.5
 class Child:
     kind: str  # "front" or "sandbox"
     name: str  # slot number or tenant id
-    process: BaseProcess
+    process: BaseProcess | SandboxProcess
     channel: ControlChannel
     pid: int = 0
     ready: bool = False
@@ -75,6 +75,8 @@ class ServingSupervisor:
         self._source = source
         self._sink = status_sink
         self._authenticator = authenticator
+        # Whether pickle sandboxes drop to job_user (else: one WARNING, server's rights).
+        self._sandbox_identity = sandbox_identity(settings)
         self._run_dir = tempfile.mkdtemp(prefix="mlp-serving-")
         Path(self._run_dir).chmod(0o700)
         self._fronts: dict[str, Child] = {}
@@ -150,21 +152,8 @@ class ServingSupervisor:
         self._start_child("front", slot, proc, parent, child_end, self._fronts)
 
     def _spawn_sandbox(self, tenant_id: str) -> None:
-        from ml_platform.serving.sandbox import sandbox_main
-
-        parent, child_end = _SPAWN.Pipe()
-        path = sandbox_wire.socket_path(self._run_dir, tenant_id)
-        proc = _SPAWN.Process(
-            target=sandbox_main,
-            args=(
-                tenant_id,
-                path,
-                child_end,
-                logging.WARNING,
-                self.settings.serving_compile_forests,
-            ),
-            name="mlp-serving-sandbox",
-            daemon=True,
+        proc, parent, child_end = prepare_sandbox(
+            tenant_id, self._run_dir, self.settings, self._sandbox_identity
         )
         self._start_child("sandbox", tenant_id, proc, parent, child_end, self._sandboxes)
 
@@ -172,7 +161,7 @@ class ServingSupervisor:
         self,
         kind: str,
         name: str,
-        proc: BaseProcess,
+        proc: BaseProcess | SandboxProcess,
         parent: Any,
         child_end: Any,
         registry: dict[str, Child],
@@ -345,6 +334,8 @@ class ServingSupervisor:
                 and m.artifact_format.runs_code_on_load
                 and m.key not in self._blamed
             )
+            if isinstance(child.process, SandboxProcess):
+                child.process.send_artifacts(models)  # descriptors go before the message
         child.channel.send(
             {
                 "op": "desired",
