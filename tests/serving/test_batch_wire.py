@@ -7,8 +7,8 @@ import pytest
 
 from ml_platform.serving.batch_wire import (
     encode_batch_response,
-    float_array_rows,
     serialize_batch_response,
+    uniform_rows,
 )
 from ml_platform.serving.proto import serving_pb2
 from ml_platform.serving.runtimes.base import Prediction
@@ -26,56 +26,112 @@ def compact(rows: np.ndarray, **batch: str) -> serving_pb2.PredictBatchRequest:
     )
 
 
-@pytest.mark.parametrize("n", [1, 3, 20, 40, 300])  # 40 and 300: multi-byte length varints
-@pytest.mark.parametrize("batch", [{}, {"model_id": "rf", "version": "prod"}])
-def test_compact_rows_are_read_exactly_from_the_wire(n: int, batch: dict[str, str]) -> None:
+def per_value(
+    rows: np.ndarray, names: list[str] | None, **batch: str
+) -> serving_pb2.PredictBatchRequest:
+    """The seed's encoding: one float_value Feature per value, named or positional."""
+    return serving_pb2.PredictBatchRequest(
+        requests=[
+            serving_pb2.PredictRequest(
+                features=[
+                    serving_pb2.Feature(name=names[j] if names else "", float_value=float(v))
+                    for j, v in enumerate(r)
+                ]
+            )
+            for r in rows
+        ],
+        **batch,
+    )
+
+
+def signature(n: int) -> dict[str, int]:
+    return {f"feature_{i}": i for i in range(n)}
+
+
+def sample(n: int) -> np.ndarray:
     rows = np.random.default_rng(n).normal(0, 1e3, size=(37, n)).astype(np.float32)
     rows[0, 0] = np.nan
     rows[1, -1] = -0.0
-    request = serving_pb2.PredictBatchRequest.FromString(compact(rows, **batch).SerializeToString())
-    got = float_array_rows(request, n)
+    return rows
+
+
+def read(request: serving_pb2.PredictBatchRequest, n: int) -> np.ndarray | None:
+    wire = serving_pb2.PredictBatchRequest.FromString(request.SerializeToString())
+    return uniform_rows(wire, signature(n))
+
+
+@pytest.mark.parametrize("n", [1, 3, 20, 40, 300])  # 40 and 300: multi-byte length varints
+@pytest.mark.parametrize("batch", [{}, {"model_id": "rf", "version": "prod"}])
+def test_compact_rows_are_read_exactly_from_the_wire(n: int, batch: dict[str, str]) -> None:
+    rows = sample(n)
+    got = read(compact(rows, **batch), n)
     assert got is not None and got.dtype == np.float32 and got.shape == (37, n)
     assert np.array_equal(got, rows, equal_nan=True)
+    assert np.signbit(got[1, -1])
+
+
+@pytest.mark.parametrize("n", [1, 3, 20, 300])
+@pytest.mark.parametrize("batch", [{}, {"model_id": "rf", "version": "prod"}])
+def test_seed_per_value_rows_are_read_exactly_named_in_any_order_or_positional(
+    n: int, batch: dict[str, str]
+) -> None:
+    rows = sample(n)
+    got = read(per_value(rows, None, **batch), n)
+    assert got is not None and np.array_equal(got, rows, equal_nan=True)
+    order = np.random.default_rng(7).permutation(n)  # every item sends this order
+    names = [f"feature_{i}" for i in order]
+    got = read(per_value(rows[:, order], names, **batch), n)
+    assert got is not None and np.array_equal(got, rows, equal_nan=True)
     assert np.signbit(got[1, -1])
 
 
 def test_other_layouts_take_the_per_item_path() -> None:
     rows = np.ones((4, 3), dtype=np.float32)
     good = compact(rows, model_id="m")
-    assert float_array_rows(good, 3) is not None
-    assert float_array_rows(good, 4) is None  # wrong width
-    assert float_array_rows(serving_pb2.PredictBatchRequest(model_id="m"), 3) is None  # empty
+    assert read(good, 3) is not None
+    assert read(good, 4) is None  # wrong width
+    assert read(serving_pb2.PredictBatchRequest(model_id="m"), 3) is None  # empty
 
-    named = serving_pb2.PredictBatchRequest()
-    named.CopyFrom(good)
+    def edited(base: serving_pb2.PredictBatchRequest) -> serving_pb2.PredictBatchRequest:
+        copy = serving_pb2.PredictBatchRequest()
+        copy.CopyFrom(base)
+        return copy
+
+    named = edited(good)
     named.requests[0].features[0].name = "x"
-    assert float_array_rows(named, 3) is None
-
-    later_named = serving_pb2.PredictBatchRequest()
-    later_named.CopyFrom(good)
+    assert read(named, 3) is None
+    later_named = edited(good)
     later_named.requests[2].features[0].name = "x"  # only the bytes show it
-    assert float_array_rows(later_named, 3) is None
-
-    with_model = serving_pb2.PredictBatchRequest()
-    with_model.CopyFrom(good)
+    assert read(later_named, 3) is None
+    with_model = edited(good)
     with_model.requests[3].model_id = "m"
-    assert float_array_rows(with_model, 3) is None
-
-    short = serving_pb2.PredictBatchRequest()
-    short.CopyFrom(good)
+    assert read(with_model, 3) is None
+    short = edited(good)
     short.requests[1].features[0].float_array.values.pop()
     short.requests[2].features[0].float_array.values.append(1.0)  # same total size
-    assert float_array_rows(short, 3) is None
-
-    extra = serving_pb2.PredictBatchRequest()
-    extra.CopyFrom(good)
+    assert read(short, 3) is None
+    extra = edited(good)
     extra.requests[1].features.add(float_value=1.0)
-    assert float_array_rows(extra, 3) is None
+    assert read(extra, 3) is None
 
-    scalars = serving_pb2.PredictBatchRequest(
-        requests=[serving_pb2.PredictRequest(features=[serving_pb2.Feature(float_value=1.0)])]
-    )
-    assert float_array_rows(scalars, 1) is None
+    names = ["feature_0", "feature_1", "feature_2"]
+    seed = per_value(rows, names)
+    assert read(seed, 3) is not None
+    swapped = edited(seed)  # another order in one item: same size, other bytes
+    swapped.requests[2].features[0].name = "feature_1"
+    swapped.requests[2].features[1].name = "feature_0"
+    assert read(swapped, 3) is None
+    as_int = edited(seed)
+    as_int.requests[3].features[1].int_value = 1
+    assert read(as_int, 3) is None
+    unknown = per_value(rows, ["feature_0", "feature_1", "nope"])
+    assert read(unknown, 3) is None
+    twice = per_value(rows, ["feature_0", "feature_1", "feature_1"])
+    assert read(twice, 3) is None
+    mixed = per_value(rows, None)
+    mixed.requests[0].features[2].name = "feature_2"  # partly named: the per-item path says so
+    assert read(mixed, 3) is None
+    assert read(per_value(rows[:, :2], None), 3) is None  # too few values
 
 
 def message_path(pred: Prediction, version: str, latency: int) -> serving_pb2.PredictBatchResponse:

@@ -4,11 +4,13 @@ The seed's ``PredictBatch`` carries each row as a nested ``PredictRequest``. Rea
 them through the protobuf API costs a few microseconds per item, more than a vectorized model
 call. Two layouts are regular enough to handle as bytes with numpy instead:
 
-* Requests whose every item is exactly one unnamed ``Feature`` holding a ``FloatArray`` of the
-  model's width (the compact encoding: one feature per row, not one per value) serialize to
-  identical bytes except for the floats. ``float_array_rows`` checks every non-float byte
-  against that template and reads the floats with ``np.frombuffer``; anything else returns
-  ``None`` and the caller takes the per-item path.
+* Requests whose items all share one layout serialize to identical bytes except for the
+  floats: one unnamed ``Feature`` holding a ``FloatArray`` of the model's width (the compact
+  encoding: one feature per row, not one per value), or one ``float_value`` feature per value
+  with the same names in the same order in every item (the seed's encoding, as clients
+  build it). ``uniform_rows`` checks every non-float byte of every item against that
+  template and reads the floats with numpy; anything else returns ``None`` and the caller
+  takes the per-item path.
 * Answers for a batch with no failed item all have one layout (one prediction, one score per
   label, the same latency and version), so ``encode_batch_response`` writes the whole
   ``PredictBatchResponse`` as a byte template with the floats filled in by numpy.
@@ -18,6 +20,7 @@ Both are checked against the protobuf library in ``tests/serving/test_batch_wire
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -46,43 +49,97 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-@lru_cache(maxsize=64)
-def _float_array_item(n: int) -> tuple[bytes, int]:
-    """(bytes before the floats, total size) of one ``requests`` entry holding n floats."""
-    item = serving_pb2.PredictRequest(
-        features=[serving_pb2.Feature(float_array=serving_pb2.FloatArray(values=[0.0] * n))]
-    ).SerializeToString()
-    entry = _field(3, item)  # PredictBatchRequest.requests = 3
-    return entry[: len(entry) - 4 * n], len(entry)
+_FLOAT32_TAG = b"\x15"  # Feature.float_value = 2, wire type 5 (fixed32)
 
 
-def float_array_rows(
-    request: serving_pb2.PredictBatchRequest, n: int
+@dataclass(frozen=True, slots=True)
+class _ItemLayout:
+    """One ``requests`` entry with zeroed floats, and where each float sits in it."""
+
+    template: npt.NDArray[np.uint8]
+    fixed: npt.NDArray[np.bool_]  # the bytes every item must repeat (all but the floats)
+    floats: npt.NDArray[np.intp]  # byte positions of the floats, 4 per value, in item order
+    columns: npt.NDArray[np.intp]  # signature column of each value, in item order
+
+
+def _item_layout(kind: str, names: tuple[str, ...], columns: tuple[int, ...]) -> _ItemLayout:
+    item = bytearray()
+    float_at: list[int] = []
+    if kind == "float_array":
+        n = len(columns)
+        feature = _field(6, _field(1, bytes(4 * n)))  # float_array = 6 > values = 1 (packed)
+        head = len(_field(3, feature)) - 4 * n
+        item += _field(3, feature)
+        float_at = [head + 4 * j for j in range(n)]
+    else:
+        for name in names:
+            feature = (_field(1, name.encode()) if name else b"") + _FLOAT32_TAG + bytes(4)
+            item += _field(3, feature)  # PredictRequest.features = 3
+            float_at.append(len(item) - 4)
+    entry = _field(3, bytes(item))  # PredictBatchRequest.requests = 3
+    shift = len(entry) - len(item)
+    floats = (np.asarray(float_at, dtype=np.intp)[:, None] + shift + np.arange(4)).ravel()
+    fixed = np.ones(len(entry), dtype=np.bool_)
+    fixed[floats] = False
+    return _ItemLayout(
+        np.frombuffer(entry, dtype=np.uint8), fixed, floats, np.asarray(columns, dtype=np.intp)
+    )
+
+
+_cached_layout = lru_cache(maxsize=256)(_item_layout)
+
+
+def uniform_rows(
+    request: serving_pb2.PredictBatchRequest, index: dict[str, int]
 ) -> npt.NDArray[np.float32] | None:
-    """The batch as a (k, n) float32 array when it uses the compact layout, else None."""
+    """The batch as a (k, n) float32 array in signature order, or None for the per-item path.
+
+    Applies when every item repeats the first item's layout byte for byte except for the
+    values: one unnamed ``float_array`` of n floats, or n ``float_value`` features, either
+    all named (each signature name once, in any order the items share) or all positional.
+    """
     items = request.requests
     k = len(items)
+    n = len(index)
     if k == 0 or n == 0:
         return None
-    first = items[0]  # cheap rejection before touching the bytes
-    if first.model_id or first.version or len(first.features) != 1:
+    first = items[0]  # the first item proposes the layout; the bytes of all items confirm it
+    if first.model_id or first.version:
         return None
-    feature = first.features[0]
-    if feature.name or feature.WhichOneof("value") != "float_array":
+    features = first.features
+    if len(features) == 1 and features[0].WhichOneof("value") == "float_array":
+        if features[0].name:
+            return None
+        layout = _cached_layout("float_array", (), tuple(range(n)))
+    elif len(features) == n:  # kinds other than float_value show up in the bytes
+        names = tuple(f.name for f in features)
+        if names[0]:
+            columns = tuple(index.get(name, -1) for name in names)
+            if -1 in columns or len(set(columns)) != n:
+                return None
+        elif any(names):
+            return None
+        else:
+            columns = tuple(range(n))
+        layout = _cached_layout("float_value", names, columns)
+    else:
         return None
-    head, stride = _float_array_item(n)
     prefix = serving_pb2.PredictBatchRequest(
         model_id=request.model_id, version=request.version
     ).SerializeToString()
     data = request.SerializeToString()
+    stride = layout.template.shape[0]
     if len(data) != len(prefix) + k * stride or not data.startswith(prefix):
         return None
     entries = np.frombuffer(data, dtype=np.uint8, offset=len(prefix)).reshape(k, stride)
-    if not np.array_equal(
-        entries[:, : len(head)], np.broadcast_to(np.frombuffer(head, np.uint8), (k, len(head)))
-    ):
+    if not (entries[:, layout.fixed] == layout.template[layout.fixed]).all():
         return None
-    return np.ascontiguousarray(entries[:, len(head) :]).view(_F32).reshape(k, n)
+    values = np.ascontiguousarray(entries[:, layout.floats]).view(_F32)  # item order
+    if np.array_equal(layout.columns, np.arange(n)):
+        return values
+    rows = np.empty_like(values)
+    rows[:, layout.columns] = values
+    return rows
 
 
 @lru_cache(maxsize=256)

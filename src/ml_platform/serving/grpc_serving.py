@@ -11,7 +11,7 @@ import numpy as np
 from google.rpc import error_details_pb2
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument, PlatformError
-from ml_platform.serving.batch_wire import encode_batch_response, float_array_rows
+from ml_platform.serving.batch_wire import encode_batch_response, uniform_rows
 from ml_platform.serving.dataplane import DataPlane
 from ml_platform.serving.grpc_converters import features_to_row, features_to_values, to_response
 from ml_platform.serving.grpc_errors import abort, credentials
@@ -100,9 +100,9 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
                     [FieldViolation("requests", "must not be empty")],
                 )
             errors: dict[int, PlatformError] = {}
-            compact = float_array_rows(request, model.n_features)
-            if compact is not None:  # one float_array per row: read from the wire with numpy
-                matrix: FloatArray = compact.astype(np.float64)
+            uniform = uniform_rows(request, model.index)
+            if uniform is not None:  # every item laid out alike: read from the wire with numpy
+                matrix: FloatArray = uniform.astype(np.float64)
                 positions = list(range(matrix.shape[0]))
             else:
                 matrix, positions = self._items_to_rows(model, request, errors)
