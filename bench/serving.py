@@ -180,6 +180,7 @@ def stop_role(proc: subprocess.Popen[str]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 Result = tuple[float, float, float, int]  # (per-second, p50 ms, p99 ms, errors)
+rows_per_call: dict[str, float] = {}  # average model-call size per scenario (health details)
 
 
 async def closed_loop(
@@ -287,11 +288,23 @@ async def bench_grpc(
             await stub.HealthCheck(health, metadata=md)
 
         out["health c32"] = await closed_loop(call_health, 32, seconds)
+
+        async def batch_stats(model: str) -> tuple[int, int]:
+            report = await stub.HealthCheck(
+                serving_pb2.HealthCheckRequest(model_id=model), metadata=md
+            )
+            return int(report.details["model_calls"]), int(report.details["rows_predicted"])
+
         for model in ("rf", "lr"):
             for c in (1, 32):
                 for suffix in ("", "-nobatch"):
+                    calls0, rows0 = await batch_stats(model + suffix)
                     out[f"{model}{suffix} predict c{c}"] = await closed_loop(
                         predict(model + suffix), c, seconds
+                    )
+                    calls1, rows1 = await batch_stats(model + suffix)
+                    rows_per_call[f"{model}{suffix} c{c}"] = (rows1 - rows0) / max(
+                        1, calls1 - calls0
                     )
             # PredictBatch with 1,000 rows: one vectorized call per request
             batch = serving_pb2.PredictBatchRequest(
@@ -305,6 +318,27 @@ async def bench_grpc(
                 await stub.PredictBatch(batch, metadata=md)
 
             out[f"{model} batch1000 c1"] = await closed_loop(call_batch, 1, seconds)
+            # the same 1,000 rows, each item ONE Feature holding a FloatArray of 20 values
+            compact = serving_pb2.PredictBatchRequest(
+                model_id=model,
+                requests=[
+                    serving_pb2.PredictRequest(
+                        features=[
+                            serving_pb2.Feature(
+                                float_array=serving_pb2.FloatArray(values=row.tolist())
+                            )
+                        ]
+                    )
+                    for row in X[:1000]
+                ],
+            )
+
+            async def call_compact(
+                i: int, batch: serving_pb2.PredictBatchRequest = compact
+            ) -> None:
+                await stub.PredictBatch(batch, metadata=md)
+
+            out[f"{model} batch1000compact c1"] = await closed_loop(call_compact, 1, seconds)
             # PredictStream: one bidirectional stream, the client keeps 32 messages in flight
             out[f"{model} stream w32"] = await stream_bench(stub, model, msgs, md, seconds)
             # V2 ModelInfer (raw tensor), single row, c=32, and 1,000 rows
@@ -572,7 +606,16 @@ def main() -> None:
             (label, "V2 ModelInfer gRPC, 1 row, c=32", g[f"{m} v2grpc c32"]),
             (label, "V2 infer REST (JSON), 1 row, c=1", r[f"{m} v2rest c1"]),
             (label, "V2 infer REST (JSON), 1 row, c=32", r[f"{m} v2rest c32"]),
-            (label, "PredictBatch 1,000 rows, c=1 (req/s)", g[f"{m} batch1000 c1"]),
+            (
+                label,
+                "PredictBatch 1,000 rows, seed encoding (20,000 named `Feature`s), c=1 (req/s)",
+                g[f"{m} batch1000 c1"],
+            ),
+            (
+                label,
+                "PredictBatch 1,000 rows, one `float_array` `Feature` per row, c=1 (req/s)",
+                g[f"{m} batch1000compact c1"],
+            ),
             (label, "V2 ModelInfer gRPC 1,000 rows raw, c=1 (req/s)", g[f"{m} v2grpc1000 c1"]),
             (label, "V2 infer REST JSON 1,000 rows, c=1 (req/s)", r[f"{m} v2rest1000 c1"]),
         ]
@@ -612,13 +655,33 @@ def main() -> None:
             1.10,
         ),
         (
-            "RF 1,000 rows: PredictBatch vs REST JSON",
+            "RF 1,000 rows: PredictBatch (`float_array` rows) vs REST JSON",
+            g[f"{rf} batch1000compact c1"][0] / r[f"{rf} v2rest1000 c1"][0],
+            2.5,
+        ),
+        (
+            "RF 1,000 rows: PredictBatch (seed per-value `Feature`s) vs REST JSON",
             g[f"{rf} batch1000 c1"][0] / r[f"{rf} v2rest1000 c1"][0],
             2.5,
         ),
         (
             "RF 1,000 rows: V2 gRPC raw vs REST JSON",
             g[f"{rf} v2grpc1000 c1"][0] / r[f"{rf} v2rest1000 c1"][0],
+            2.5,
+        ),
+        (
+            "LR 1,000 rows: PredictBatch (`float_array` rows) vs REST JSON",
+            g["lr batch1000compact c1"][0] / r["lr v2rest1000 c1"][0],
+            2.5,
+        ),
+        (
+            "LR 1,000 rows: PredictBatch (seed per-value `Feature`s) vs REST JSON",
+            g["lr batch1000 c1"][0] / r["lr v2rest1000 c1"][0],
+            2.5,
+        ),
+        (
+            "LR 1,000 rows: V2 gRPC raw vs REST JSON",
+            g["lr v2grpc1000 c1"][0] / r["lr v2rest1000 c1"][0],
             2.5,
         ),
         (

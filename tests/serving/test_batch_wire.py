@@ -7,6 +7,7 @@ import pytest
 
 from ml_platform.serving.batch_wire import (
     encode_batch_response,
+    parse_batch_request,
     serialize_batch_response,
     uniform_rows,
 )
@@ -56,8 +57,14 @@ def sample(n: int) -> np.ndarray:
 
 
 def read(request: serving_pb2.PredictBatchRequest, n: int) -> np.ndarray | None:
-    wire = serving_pb2.PredictBatchRequest.FromString(request.SerializeToString())
-    return uniform_rows(wire, signature(n))
+    """Through the gRPC deserializer (bytes kept), checked against re-serializing."""
+    received = parse_batch_request(request.SerializeToString())
+    assert received.message == request
+    got = uniform_rows(received.message, signature(n), received.data)
+    again = uniform_rows(received.message, signature(n))
+    assert (got is None) == (again is None)
+    assert got is None or again is None or np.array_equal(got, again, equal_nan=True)
+    return got
 
 
 @pytest.mark.parametrize("n", [1, 3, 20, 40, 300])  # 40 and 300: multi-byte length varints
@@ -164,3 +171,15 @@ def test_batch_response_bytes_parse_as_the_message_path(latency: int, version: s
     want = message_path(regression, version, latency)
     assert serving_pb2.PredictBatchResponse.FromString(raw) == want
     assert serialize_batch_response(want) == want.SerializeToString()
+
+
+def test_bytes_in_another_field_order_take_the_per_item_path() -> None:
+    rows = np.ones((2, 3), dtype=np.float32)
+    data = (
+        compact(rows).SerializeToString()
+        + serving_pb2.PredictBatchRequest(model_id="m").SerializeToString()
+    )
+    received = parse_batch_request(data)  # valid protobuf, model_id after the items
+    assert received.message.model_id == "m" and len(received.message.requests) == 2
+    assert uniform_rows(received.message, signature(3), received.data) is None
+    assert uniform_rows(received.message, signature(3)) is not None  # re-serialized: canonical

@@ -57,9 +57,10 @@ class _ItemLayout:
     """One ``requests`` entry with zeroed floats, and where each float sits in it."""
 
     template: npt.NDArray[np.uint8]
-    fixed: npt.NDArray[np.bool_]  # the bytes every item must repeat (all but the floats)
+    mask: npt.NDArray[np.uint8]  # 0xFF on the bytes every item must repeat, 0 on the floats
     floats: npt.NDArray[np.intp]  # byte positions of the floats, 4 per value, in item order
     columns: npt.NDArray[np.intp]  # signature column of each value, in item order
+    tail: int  # where the floats start when they fill the rest of the item, else -1
 
 
 def _item_layout(kind: str, names: tuple[str, ...], columns: tuple[int, ...]) -> _ItemLayout:
@@ -79,20 +80,41 @@ def _item_layout(kind: str, names: tuple[str, ...], columns: tuple[int, ...]) ->
     entry = _field(3, bytes(item))  # PredictBatchRequest.requests = 3
     shift = len(entry) - len(item)
     floats = (np.asarray(float_at, dtype=np.intp)[:, None] + shift + np.arange(4)).ravel()
-    fixed = np.ones(len(entry), dtype=np.bool_)
-    fixed[floats] = False
+    mask = np.full(len(entry), 0xFF, dtype=np.uint8)
+    mask[floats] = 0
+    first = int(floats[0])
+    tail = first if np.array_equal(floats, np.arange(first, len(entry))) else -1
     return _ItemLayout(
-        np.frombuffer(entry, dtype=np.uint8), fixed, floats, np.asarray(columns, dtype=np.intp)
+        np.frombuffer(entry, dtype=np.uint8),
+        mask,
+        floats,
+        np.asarray(columns, dtype=np.intp),
+        tail,
     )
 
 
 _cached_layout = lru_cache(maxsize=256)(_item_layout)
 
 
+@dataclass(frozen=True, slots=True)
+class WireBatchRequest:
+    """A parsed PredictBatchRequest with the bytes it came from (no re-serialization)."""
+
+    message: serving_pb2.PredictBatchRequest
+    data: bytes
+
+
+def parse_batch_request(data: bytes) -> WireBatchRequest:
+    """The gRPC request deserializer of PredictBatch."""
+    return WireBatchRequest(serving_pb2.PredictBatchRequest.FromString(data), data)
+
+
 def uniform_rows(
-    request: serving_pb2.PredictBatchRequest, index: dict[str, int]
+    request: serving_pb2.PredictBatchRequest, index: dict[str, int], data: bytes | None = None
 ) -> npt.NDArray[np.float32] | None:
     """The batch as a (k, n) float32 array in signature order, or None for the per-item path.
+
+    ``data`` is the request as received (serialized again when not given).
 
     Applies when every item repeats the first item's layout byte for byte except for the
     values: one unnamed ``float_array`` of n floats, or n ``float_value`` features, either
@@ -127,14 +149,23 @@ def uniform_rows(
     prefix = serving_pb2.PredictBatchRequest(
         model_id=request.model_id, version=request.version
     ).SerializeToString()
-    data = request.SerializeToString()
+    if data is None:
+        data = request.SerializeToString()
     stride = layout.template.shape[0]
     if len(data) != len(prefix) + k * stride or not data.startswith(prefix):
         return None
     entries = np.frombuffer(data, dtype=np.uint8, offset=len(prefix)).reshape(k, stride)
-    if not (entries[:, layout.fixed] == layout.template[layout.fixed]).all():
-        return None
-    values = np.ascontiguousarray(entries[:, layout.floats]).view(_F32)  # item order
+    if layout.tail >= 0:  # float_array: the item's bytes before its floats, then the floats
+        head = layout.template[: layout.tail]
+        if not np.array_equal(entries[:, : layout.tail], np.broadcast_to(head, (k, head.size))):
+            return None
+        values = np.ascontiguousarray(entries[:, layout.tail :]).view(_F32)
+    else:
+        if not np.array_equal(
+            entries & layout.mask, np.broadcast_to(layout.template, entries.shape)
+        ):
+            return None
+        values = np.ascontiguousarray(entries[:, layout.floats]).view(_F32)  # item order
     if np.array_equal(layout.columns, np.arange(n)):
         return values
     rows = np.empty_like(values)

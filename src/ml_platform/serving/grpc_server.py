@@ -8,7 +8,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ml_platform.serving.batch_wire import serialize_batch_response
+from ml_platform.serving.batch_wire import parse_batch_request, serialize_batch_response
 from ml_platform.serving.dataplane import DataPlane
 from ml_platform.serving.grpc_serving import ModelServingService
 from ml_platform.serving.grpc_v2 import generic_handler
@@ -18,21 +18,22 @@ MODEL_SERVING = serving_pb2.DESCRIPTOR.services_by_name["ModelServing"].full_nam
 
 
 def add_model_serving(service: ModelServingService, server: grpc.aio.Server) -> None:
-    """Register ModelServing as the generated code does, but let PredictBatch answer bytes."""
+    """Register ModelServing as the generated code does, but PredictBatch keeps the request's
+    bytes and may answer pre-encoded bytes (see ``batch_wire``)."""
     pb = serving_pb2
 
-    def unary(fn: Any, req: Any, resp: Any = None, ser: Any = None) -> grpc.RpcMethodHandler:
+    def unary(fn: Any, req: Any, resp: Any) -> grpc.RpcMethodHandler:
         return grpc.unary_unary_rpc_method_handler(
-            fn,
-            request_deserializer=req.FromString,
-            response_serializer=ser if ser is not None else resp.SerializeToString,
+            fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString
         )
 
     handlers = {
         "GetModel": unary(service.GetModel, pb.GetModelRequest, pb.ModelInfo),
         "Predict": unary(service.Predict, pb.PredictRequest, pb.PredictResponse),
-        "PredictBatch": unary(
-            service.PredictBatch, pb.PredictBatchRequest, ser=serialize_batch_response
+        "PredictBatch": grpc.unary_unary_rpc_method_handler(
+            service.PredictBatch,
+            request_deserializer=parse_batch_request,
+            response_serializer=serialize_batch_response,
         ),
         "PredictStream": grpc.stream_stream_rpc_method_handler(
             service.PredictStream,

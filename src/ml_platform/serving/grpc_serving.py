@@ -11,7 +11,11 @@ import numpy as np
 from google.rpc import error_details_pb2
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument, PlatformError
-from ml_platform.serving.batch_wire import encode_batch_response, uniform_rows
+from ml_platform.serving.batch_wire import (
+    WireBatchRequest,
+    encode_batch_response,
+    uniform_rows,
+)
 from ml_platform.serving.dataplane import DataPlane
 from ml_platform.serving.grpc_converters import features_to_row, features_to_values, to_response
 from ml_platform.serving.grpc_errors import abort, credentials
@@ -87,10 +91,14 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
         raise AssertionError("unreachable")
 
     async def PredictBatch(  # type: ignore[override]
-        self, request: serving_pb2.PredictBatchRequest, context: Context
+        self, received: serving_pb2.PredictBatchRequest | WireBatchRequest, context: Context
     ) -> serving_pb2.PredictBatchResponse | bytes:
         """One vectorized call; bytes when every item was answered (see ``batch_wire``)."""
         started = time.perf_counter_ns()
+        if isinstance(received, WireBatchRequest):  # registered with parse_batch_request
+            request, wire = received.message, received.data
+        else:
+            request, wire = received, None
         try:
             principal = await self._principal(context)
             model = self._plane.resolve(principal, request.model_id, request.version)
@@ -100,7 +108,7 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
                     [FieldViolation("requests", "must not be empty")],
                 )
             errors: dict[int, PlatformError] = {}
-            uniform = uniform_rows(request, model.index)
+            uniform = uniform_rows(request, model.index, wire)
             if uniform is not None:  # every item laid out alike: read from the wire with numpy
                 matrix: FloatArray = uniform.astype(np.float64)
                 positions = list(range(matrix.shape[0]))
