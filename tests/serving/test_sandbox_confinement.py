@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import joblib
 import numpy as np
 import psutil
 import pytest
@@ -149,6 +150,7 @@ def _deployments(layout: Layout, built: dict[str, Built], wave: Path, fixture_pk
             served("t1", "needs-module", wave, ArtifactFormat.PICKLE),
             served("t1", "preloaded", fixture_pkl, ArtifactFormat.PICKLE),
             served("t2", "theirs", layout.other_tenant_artifact, ArtifactFormat.JOBLIB),
+            served("t2", "xgb-joblib", layout.base / "xgb.joblib", ArtifactFormat.JOBLIB),
         ]
     )
 
@@ -190,6 +192,7 @@ def test_confined_sandbox_cannot_read_platform_or_other_tenants_data(
         nobody = pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no 'nobody' user on this machine")
+    joblib.dump(built["xgb"].estimator, layout.base / "xgb.joblib")  # XGBoost's sklearn API
     source = _deployments(
         layout, built, _needs_module_pickle(layout.base), _fixture_pickle(layout.base)
     )
@@ -215,6 +218,7 @@ def test_confined_sandbox_cannot_read_platform_or_other_tenants_data(
         assert sink.wait_for("t1", "rf", timeout=120).state is LoadState.READY
         assert sink.wait_for("t2", "theirs", timeout=120).state is LoadState.READY
         assert sink.wait_for("t1", "preloaded", timeout=120).state is LoadState.READY
+        assert sink.wait_for("t2", "xgb-joblib", timeout=120).state is LoadState.READY
         missing = sink.wait_for("t1", "needs-module", (LoadState.FAILED,), timeout=120)
         assert "No module named 'wave'" in missing.reason
         assert "ML_PLATFORM_SERVING_SANDBOX_PRELOAD" in missing.reason

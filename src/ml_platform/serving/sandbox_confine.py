@@ -155,6 +155,7 @@ def preload(extra: Iterable[str] = ()) -> list[str]:
             except ImportError:
                 missing.append(name)
         _import_sklearn_estimators()
+        _warm_caches()
         for name in extra:
             try:
                 importlib.import_module(name)
@@ -179,6 +180,15 @@ def _import_sklearn_estimators() -> None:
         all_estimators()
     except Exception as exc:  # a broken optional dependency must not stop the sandbox
         logger.warning("sandbox preload: scikit-learn estimator discovery failed: %s", exc)
+
+
+def _warm_caches() -> None:
+    """Answers libraries compute once from /proc or a subprocess, unavailable once confined."""
+    with contextlib.suppress(Exception):
+        import joblib
+
+        # loky caches the physical core count (scikit-learn's OpenMP estimators ask for it).
+        joblib.cpu_count(only_physical_cores=True)
 
 
 def _libc() -> Any:
