@@ -36,9 +36,11 @@ Artifacts are opened by the supervisor and passed as open file descriptors (SCM_
 store. The environment is built from scratch by the launcher (no server secrets) and the
 process inherits no descriptor besides stdio and its sockets.
 
-Residual risk, documented in the README: every sandbox runs as the same job user, so one
-tenant's pickle code may signal (e.g. kill) another tenant's sandbox; the supervisor then
-replaces it. It cannot read its memory (not dumpable) nor reach its socket (not in the chroot).
+Residual risks, documented in the README: every sandbox (and every job) runs as the same job
+user, so one tenant's pickle code may signal (e.g. kill) another tenant's sandbox (the
+supervisor replaces it) or job; it cannot read their memory (not dumpable) nor files (not in
+the chroot). Stdio is inherited for logging: if the server's stderr is a file opened for
+reading too, the sandbox could read it back through that descriptor.
 """
 
 from __future__ import annotations
