@@ -35,11 +35,13 @@ def test_compiled_forest_reproduces_predict_proba_exactly(cls: type, n_classes: 
     out = runtime.predict(rows)
     assert np.array_equal(out.values, forest.predict(rows).astype(np.float64))
     big = np.tile(rows, (3, 1))
-    assert np.array_equal(runtime.predict(big).probabilities, forest.predict_proba(big))
+    big_proba = runtime.predict(big).probabilities
+    assert big_proba is not None and np.array_equal(big_proba, forest.predict_proba(big))
     # rows with NaN go through scikit-learn itself (its missing-value routing)
     with_nan = rows[:5].copy()
     with_nan[2, 1] = np.nan
-    assert np.array_equal(runtime.predict(with_nan).probabilities, forest.predict_proba(with_nan))
+    nan_proba = runtime.predict(with_nan).probabilities
+    assert nan_proba is not None and np.array_equal(nan_proba, forest.predict_proba(with_nan))
 
 
 def test_compilation_can_be_switched_off() -> None:
