@@ -176,25 +176,24 @@ class JobRepository:
                 )
             )
         where = and_(*conditions)
-        total = self._count(status, framework, tags, where)
-        rows = self._session.scalars(
-            select(JobRow)
-            .where(where)
-            .order_by(JobRow.created_at.desc(), JobRow.id.desc())
-            .offset(offset)
-            .limit(limit)
-        )
-        return Page(items=[job_record(r) for r in rows], total=total)
+        ordered = select(JobRow).where(where).order_by(JobRow.created_at.desc(), JobRow.id.desc())
+        if tags:
+            # tag filters match few rows: count them in the same pass that pages them
+            total_column = func.count().over().label("total")
+            result = self._session.execute(
+                ordered.add_columns(total_column).offset(offset).limit(limit)
+            ).all()
+            items = [job_record(row) for row, _ in result]
+            total = int(result[0][1]) if result else self._count_rows(where)
+            return Page(items=items, total=total)
+        rows = self._session.scalars(ordered.offset(offset).limit(limit))
+        return Page(items=[job_record(r) for r in rows], total=self._count(status, framework))
 
-    def _count(
-        self,
-        status: JobStatus | None,
-        framework: str | None,
-        tags: Mapping[str, str] | None,
-        where: ColumnElement[bool],
-    ) -> int:
-        if tags:  # tag filters are selective: count the matching rows exactly
-            return self._session.scalar(select(func.count()).select_from(JobRow).where(where)) or 0
+    def _count_rows(self, where: ColumnElement[bool]) -> int:
+        return self._session.scalar(select(func.count()).select_from(JobRow).where(where)) or 0
+
+    def _count(self, status: JobStatus | None, framework: str | None) -> int:
+        """Exact totals from the trigger-maintained ``job_counts`` (no scan of the jobs)."""
         query = select(func.coalesce(func.sum(JobCountRow.n), 0)).where(
             JobCountRow.tenant_id == self.tenant_id
         )
