@@ -84,7 +84,7 @@ class DeploymentUpdate(BaseModel):
         return self
 
 
-class Deployment(_Batching):
+class Deployment(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "example": {
@@ -121,6 +121,8 @@ class Deployment(_Batching):
     )
     status: DeploymentState = Field(json_schema_extra={"readOnly": True})
     status_message: str = Field("", json_schema_extra={"readOnly": True})
+    max_batch_size: int
+    max_batch_delay_ms: float
     created_by: str = Field(json_schema_extra={"readOnly": True})
     created_at: datetime = Field(json_schema_extra={"readOnly": True})
     updated_at: datetime = Field(json_schema_extra={"readOnly": True})
