@@ -49,6 +49,11 @@ class ModelFormat(str, Enum):
     XGBOOST_JSON = "xgboost-json"
     XGBOOST_UBJ = "xgboost-ubj"
 
+    @property
+    def runs_code_on_load(self) -> bool:
+        """Pickle-based formats execute arbitrary code when loaded."""
+        return self in (ModelFormat.JOBLIB, ModelFormat.PICKLE)
+
 
 ARTIFACT_FORMATS = tuple(f.value for f in ModelFormat)
 

@@ -10,19 +10,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from ml_platform.schemas.models import ModelFormat
 
-class ArtifactFormat(str, Enum):
-    JOBLIB = "joblib"
-    PICKLE = "pickle"
-    SKOPS = "skops"
-    ONNX = "onnx"
-    XGBOOST_JSON = "xgboost-json"
-    XGBOOST_UBJ = "xgboost-ubj"
-
-    @property
-    def runs_code_on_load(self) -> bool:
-        """Pickle-based formats execute arbitrary code when loaded."""
-        return self in (ArtifactFormat.JOBLIB, ArtifactFormat.PICKLE)
+# One vocabulary of artifact formats: the registry's (the serving plane keeps its own name).
+ArtifactFormat = ModelFormat
 
 
 NUMERIC_DTYPES = ("float32", "float64", "int32", "int64", "bool")
