@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from enum import Enum
 from pathlib import Path
@@ -40,6 +41,18 @@ def load_settings(**overrides: Any) -> Any:
         return Settings(**clean)
     except ValidationError as exc:
         fail(f"invalid configuration: {exc}")
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def setup_logging(level: str) -> None:
+    """Timestamped log lines at ``level``; an unknown level is a usage error, not a traceback."""
+    if level.lower() not in LOG_LEVELS:
+        fail(f"--log-level must be one of {', '.join(LOG_LEVELS)} (got {level!r})")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def open_platform(settings: Any) -> Any:

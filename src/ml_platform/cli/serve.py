@@ -6,7 +6,6 @@ different machines or in different processes, all pointing at one PostgreSQL dat
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
@@ -17,6 +16,7 @@ from ml_platform.cli._common import (
     console,
     load_settings,
     open_platform,
+    setup_logging,
 )
 
 
@@ -37,9 +37,7 @@ def serve(
     from ml_platform.server.serving_bridge import bridge_seams
     from ml_platform.serving import run_serving
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(log_level)
     settings = load_settings(
         data_dir=data_dir,
         database_url=database_url,

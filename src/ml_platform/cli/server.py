@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from ml_platform.cli._common import (
     fail,
     load_settings,
     open_platform,
+    setup_logging,
 )
 
 
@@ -43,9 +43,7 @@ def server(
     from ml_platform.server.app import create_app
     from ml_platform.server.bootstrap import ensure_default_tenant
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(log_level)
     settings = load_settings(
         data_dir=data_dir,
         database_url=database_url,
