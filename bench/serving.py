@@ -41,7 +41,7 @@ FEATURES = [f"x{i}" for i in range(N_FEATURES)]
 
 
 def role_serving(models_dir: str, compile_forests: bool, batch_delay_ms: float) -> None:
-    from ml_platform.server.settings import Settings
+    from ml_platform.config import Settings
     from ml_platform.serving import (
         ArtifactFormat,
         FeatureSpec,

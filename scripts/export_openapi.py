@@ -7,8 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ml_platform.config import Settings
 from ml_platform.server.app import create_app
-from ml_platform.server.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "openapi.json"

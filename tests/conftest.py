@@ -20,8 +20,8 @@ import pytest
 import uvicorn
 
 from ml_platform.api.context import ApiContext
+from ml_platform.config import Settings
 from ml_platform.server.app import build_context, create_app
-from ml_platform.server.settings import Settings
 from ml_platform.store.db import Database
 
 PG_BASE_URL = os.environ.get(

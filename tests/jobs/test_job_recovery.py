@@ -22,7 +22,7 @@ from tests.conftest import TEST_JWT_SECRET
 LAUNCHER = """
 import uvicorn
 from ml_platform.server.app import build_context, create_app
-from ml_platform.server.settings import Settings
+from ml_platform.config import Settings
 settings = Settings()
 context = build_context(settings)
 context.db.upgrade()
@@ -80,7 +80,7 @@ def server_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
 
 
 def _api_key(env: dict[str, str]) -> str:
-    from ml_platform.server.settings import Settings
+    from ml_platform.config import Settings
 
     settings = Settings(
         data_dir=Path(env["ML_PLATFORM_DATA_DIR"]),

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from ml_platform.server.settings import Settings
+from ml_platform.config import Settings
 from ml_platform.serving import (
     ArtifactFormat,
     InMemoryDeploymentSource,

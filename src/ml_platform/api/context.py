@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ml_platform.auth.service import AuthService
+from ml_platform.config import Settings
 from ml_platform.deployments.service import DeploymentService
 from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.service import JobService
 from ml_platform.registry.service import RegistryService
-from ml_platform.server.settings import Settings
 from ml_platform.store.db import Database
 
 

@@ -34,7 +34,7 @@ OutputOption = Annotated[Output, typer.Option("--output", "-o", help="text or js
 
 
 def load_settings(**overrides: Any) -> Any:
-    from ml_platform.server.settings import Settings
+    from ml_platform.config import Settings
 
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 
+from ml_platform.config import ExecutorKind, Settings
 from ml_platform.core.errors import FieldViolation, InvalidArgument, NotFound
 from ml_platform.core.jobs import JobStatus
 from ml_platform.jobs.code_packages import CodePackageLimits, CodePackageStore
@@ -26,7 +27,6 @@ from ml_platform.jobs.paths import PathPolicy
 from ml_platform.jobs.scheduler import Capacity, Scheduler
 from ml_platform.jobs.signals import JobSignals
 from ml_platform.schemas.jobs import StatusTransition, TrainingJob
-from ml_platform.server.settings import ExecutorKind, Settings
 from ml_platform.store.db import Database
 from ml_platform.store.job_runtime import (
     JobEventRecord,

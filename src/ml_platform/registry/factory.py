@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from ml_platform.archives import ArchiveLimits
+from ml_platform.config import Settings
 from ml_platform.registry.artifacts import ArtifactStore
 from ml_platform.registry.deployments import DeploymentLookup
 from ml_platform.registry.service import RegistryService
 from ml_platform.registry.signature import SignatureInspector
 from ml_platform.registry.sources import PathChecker, Sources
 from ml_platform.registry.staging import StagingArea
-from ml_platform.server.settings import Settings
 from ml_platform.store.db import Database
 
 

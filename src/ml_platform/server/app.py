@@ -22,12 +22,12 @@ from ml_platform.api.v1 import jobs as v1_jobs
 from ml_platform.api.v1 import models as v1_models
 from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
+from ml_platform.config import Settings
 from ml_platform.deployments.service import DeploymentService
 from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.paths import PathPolicy
 from ml_platform.jobs.service import JobService
 from ml_platform.registry.factory import build_registry
-from ml_platform.server.settings import Settings
 from ml_platform.store.db import Database
 
 logger = logging.getLogger(__name__)
