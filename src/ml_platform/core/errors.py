@@ -21,6 +21,7 @@ class ErrorCode(str, Enum):
     CONFLICT = "CONFLICT"
     PRECONDITION_FAILED = "PRECONDITION_FAILED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
@@ -91,6 +92,13 @@ class PayloadTooLarge(PlatformError):
         super().__init__(message, ErrorCode.PAYLOAD_TOO_LARGE)
 
 
+class UnsupportedMediaType(PlatformError):
+    """The body's declared content type is not one this operation reads."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.UNSUPPORTED_MEDIA_TYPE)
+
+
 class QuotaExceeded(PlatformError):
     def __init__(self, message: str) -> None:
         super().__init__(message, ErrorCode.QUOTA_EXCEEDED)
@@ -104,3 +112,41 @@ class ResourceExhausted(PlatformError):
 class Unavailable(PlatformError):
     def __init__(self, message: str) -> None:
         super().__init__(message, ErrorCode.UNAVAILABLE)
+
+
+class DeadlineExceeded(PlatformError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ErrorCode.DEADLINE_EXCEEDED)
+
+
+class InternalError(PlatformError):
+    """An unexpected failure, with a message that is safe to show the caller."""
+
+    def __init__(
+        self, message: str = "internal error; quote the request_id when reporting it"
+    ) -> None:
+        super().__init__(message, ErrorCode.INTERNAL)
+
+
+RPC_CODE: dict[ErrorCode, str] = {
+    # the google.rpc.Code name each error travels as on gRPC (API-GUIDE rule 7)
+    ErrorCode.INVALID_ARGUMENT: "INVALID_ARGUMENT",
+    ErrorCode.UNAUTHENTICATED: "UNAUTHENTICATED",
+    ErrorCode.PERMISSION_DENIED: "PERMISSION_DENIED",
+    ErrorCode.NOT_FOUND: "NOT_FOUND",
+    ErrorCode.ALREADY_EXISTS: "ALREADY_EXISTS",
+    ErrorCode.CONFLICT: "ABORTED",
+    ErrorCode.PRECONDITION_FAILED: "FAILED_PRECONDITION",
+    ErrorCode.PAYLOAD_TOO_LARGE: "RESOURCE_EXHAUSTED",
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: "INVALID_ARGUMENT",
+    ErrorCode.QUOTA_EXCEEDED: "RESOURCE_EXHAUSTED",
+    ErrorCode.RESOURCE_EXHAUSTED: "RESOURCE_EXHAUSTED",
+    ErrorCode.UNAVAILABLE: "UNAVAILABLE",
+    ErrorCode.DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED",
+    ErrorCode.INTERNAL: "INTERNAL",
+}
+
+
+def rpc_code_name(code: ErrorCode) -> str:
+    """The google.rpc.Code name for ``code`` (``grpc.StatusCode[name]`` on the gRPC edge)."""
+    return RPC_CODE[code]
