@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, Security
+from fastapi import Depends, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ml_platform.api.context import ApiContext
 from ml_platform.auth.principal import Principal
+from ml_platform.core.errors import UnsupportedMediaType
 
 api_key_scheme = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key (`mlp_...`)"
@@ -42,9 +43,8 @@ def require_json(request: Request) -> None:
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
-        raise HTTPException(
-            status_code=415,
-            detail=f"send the body as application/json (got {media or 'no content type'!r})",
+        raise UnsupportedMediaType(
+            f"send the body as application/json (got {media or 'no content type'!r})"
         )
 
 

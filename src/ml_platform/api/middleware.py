@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ml_platform.api.problems import PROBLEM_BASE, PROBLEM_JSON
+from ml_platform.core.problems import PROBLEM_JSON, problem_bytes, problem_document
 
 
-def _problem(status: int, title: str, detail: str, request_id: str, path: str) -> bytes:
-    code = "PAYLOAD_TOO_LARGE" if status == 413 else "INVALID_ARGUMENT"
-    return json.dumps(
-        {
-            "type": PROBLEM_BASE + code.lower().replace("_", "-"),
-            "title": title,
-            "status": status,
-            "detail": detail,
-            "instance": path,
-            "code": code,
-            "request_id": request_id,
-            "errors": [],
-        }
-    ).encode()
+def _problem(status: int, detail: str, request_id: str, path: str) -> bytes:
+    document = problem_document(
+        status=status, detail=detail, instance=path, request_id=request_id
+    )
+    return problem_bytes(document)
 
 
 class RequestContextMiddleware:
@@ -91,7 +81,6 @@ class RequestContextMiddleware:
     async def _reject(self, send: Send, limit: int, request_id: str, path: str) -> None:
         body = _problem(
             413,
-            "Content Too Large",
             f"request body exceeds the {limit}-byte limit (ML_PLATFORM_MAX_BODY_BYTES)",
             request_id,
             path,

@@ -8,47 +8,24 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ml_platform.core.errors import ErrorCode, PlatformError
+from ml_platform.core.problems import (
+    INTERNAL_DETAIL,
+    PROBLEM_BASE,
+    PROBLEM_JSON,
+    field_errors,
+    http_status,
+    problem_bytes,
+    problem_document,
+    problem_headers,
+)
+
+__all__ = ["PROBLEM_BASE", "PROBLEM_JSON", "install_problem_handlers", "problem_response"]
 
 logger = logging.getLogger(__name__)
-
-PROBLEM_JSON = "application/problem+json"
-PROBLEM_BASE = "https://ml-platform.dev/problems/"
-
-HTTP_STATUS: dict[ErrorCode, int] = {
-    ErrorCode.INVALID_ARGUMENT: 422,
-    ErrorCode.UNAUTHENTICATED: 401,
-    ErrorCode.PERMISSION_DENIED: 403,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.ALREADY_EXISTS: 409,
-    ErrorCode.CONFLICT: 409,
-    ErrorCode.PRECONDITION_FAILED: 412,
-    ErrorCode.PAYLOAD_TOO_LARGE: 413,
-    ErrorCode.QUOTA_EXCEEDED: 429,
-    ErrorCode.RESOURCE_EXHAUSTED: 429,
-    ErrorCode.UNAVAILABLE: 503,
-    ErrorCode.DEADLINE_EXCEEDED: 504,
-    ErrorCode.INTERNAL: 500,
-}
-
-_CODE_FOR_STATUS: dict[int, ErrorCode] = {
-    400: ErrorCode.INVALID_ARGUMENT,
-    401: ErrorCode.UNAUTHENTICATED,
-    403: ErrorCode.PERMISSION_DENIED,
-    404: ErrorCode.NOT_FOUND,
-    405: ErrorCode.INVALID_ARGUMENT,
-    409: ErrorCode.CONFLICT,
-    412: ErrorCode.PRECONDITION_FAILED,
-    413: ErrorCode.PAYLOAD_TOO_LARGE,
-    415: ErrorCode.INVALID_ARGUMENT,
-    422: ErrorCode.INVALID_ARGUMENT,
-    429: ErrorCode.RESOURCE_EXHAUSTED,
-    503: ErrorCode.UNAVAILABLE,
-}
-
 
 def problem_response(
     request: Request,
@@ -58,27 +35,21 @@ def problem_response(
     code: ErrorCode | str | None = None,
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    code_value = code.value if isinstance(code, ErrorCode) else code
-    if code_value is None:
-        code_value = _CODE_FOR_STATUS.get(status, ErrorCode.INTERNAL).value
-    title = HTTPStatus(status).phrase
-    body: dict[str, Any] = {
-        "type": PROBLEM_BASE + code_value.lower().replace("_", "-"),
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
-        "code": code_value,
-        "request_id": getattr(request.state, "request_id", None),
-        "errors": errors or [],
-    }
-    all_headers = dict(headers or {})
-    if status == 401:
-        all_headers.setdefault(
-            "WWW-Authenticate", 'Bearer realm="ml-platform", ApiKey header="X-API-Key"'
-        )
-    return JSONResponse(body, status_code=status, headers=all_headers, media_type=PROBLEM_JSON)
+) -> Response:
+    """A problem rendered by ``core.problems`` (the one renderer of every HTTP edge)."""
+    document = problem_document(
+        status=status,
+        code=code,
+        detail=detail,
+        instance=request.url.path,
+        request_id=getattr(request.state, "request_id", None),
+        errors=errors or [],
+    )
+    all_headers = problem_headers(status, document["code"])
+    all_headers.update(headers or {})
+    return Response(
+        problem_bytes(document), status_code=status, headers=all_headers, media_type=PROBLEM_JSON
+    )
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -94,17 +65,15 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return out
 
 
-async def _on_platform_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_platform_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PlatformError)
-    status = HTTP_STATUS.get(exc.code, 500)
-    errors = [{"path": v.field, "message": v.message} for v in exc.violations]
-    headers = {"x-should-retry": "false"} if exc.code is ErrorCode.QUOTA_EXCEEDED else None
+    status = http_status(exc.code)
     return problem_response(
-        request, status, exc.message, code=exc.code, errors=errors, headers=headers
+        request, status, exc.message, code=exc.code, errors=field_errors(exc.violations)
     )
 
 
-async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = _validation_errors(exc)
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
@@ -113,7 +82,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     return problem_response(request, 422, f"invalid request: {summary}", errors=errors)
 
 
-async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
@@ -149,12 +118,12 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
         request,
         500,
-        "internal error; quote the request_id when reporting it",
+        INTERNAL_DETAIL,
         code=ErrorCode.INTERNAL,
     )
 

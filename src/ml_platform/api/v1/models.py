@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
@@ -15,7 +15,7 @@ from ml_platform.api.deps import ContextDep, JsonBody, PrincipalDep
 from ml_platform.api.responses import AUTHED, problems
 from ml_platform.api.v1.jobs import TAGS_HELP, parse_tag_filter
 from ml_platform.api.v1.model_uploads import read_json_body, stage_multipart
-from ml_platform.core.errors import Unavailable
+from ml_platform.core.errors import Unavailable, UnsupportedMediaType
 from ml_platform.registry.service import RegistryService
 from ml_platform.schemas.jobs import FrameworkType
 from ml_platform.schemas.models import (
@@ -342,10 +342,9 @@ async def create_model_version(
             ) from None
         version = await run_in_threadpool(registry.create_version, principal, name, body)
     else:
-        raise HTTPException(
-            status_code=415,
-            detail="send application/json or multipart/form-data "
-            f"(got {media or 'no content type'!r})",
+        raise UnsupportedMediaType(
+            "send application/json or multipart/form-data "
+            f"(got {media or 'no content type'!r})"
         )
     response.headers["Location"] = f"/v1/models/{name}/versions/{version.version}"
     response.headers["ETag"] = etag_of(version)
