@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ml_platform.core.problems import PROBLEM_JSON, problem_bytes, problem_document
+from ml_platform.core.problems import (
+    INTERNAL_DETAIL,
+    PROBLEM_JSON,
+    problem_bytes,
+    problem_document,
+)
+
+logger = logging.getLogger(__name__)
 
 
 def _problem(status: int, detail: str, request_id: str, path: str) -> bytes:
@@ -68,15 +76,41 @@ class RequestContextMiddleware:
                     return {"type": "http.disconnect"}
             return message
 
+        started = False
+
         async def guarded_send(message: Message) -> None:
+            nonlocal started
             if not rejected:
+                started = started or message["type"] == "http.response.start"
                 await send_with_id(message)
 
         try:
             await self.app(scope, guarded_receive, guarded_send)
         except Exception:
-            if not rejected:
+            if rejected:
+                return
+            if started:
                 raise
+            # the catch-all: a safe 500 problem, logged, and the keep-alive connection kept
+            # (re-raising would make uvicorn close it)
+            logger.exception("unhandled error on %s %s", scope.get("method"), path)
+            await self._send_problem(send_with_id, 500, INTERNAL_DETAIL, request_id, path)
+
+    async def _send_problem(
+        self, send: Send, status: int, detail: str, request_id: str, path: str
+    ) -> None:
+        body = _problem(status, detail, request_id, path)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
     async def _reject(self, send: Send, limit: int, request_id: str, path: str) -> None:
         body = _problem(
