@@ -300,3 +300,14 @@ def test_grpc_health_and_reflection(serving: Serving) -> None:
     names = {s.name for s in answers[0].list_services_response.service}
     assert "ml_platform.serving.ModelServing" in names
     assert "grpc.health.v1.Health" in names
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), 1e300])
+def test_infinity_and_overflow_are_invalid_argument_like_nan(
+    serving: Serving, value: float
+) -> None:
+    row = serving.models["rf"].X[0].astype(np.float64).copy()
+    row[1] = value
+    err = _bad(serving, serving_pb2.PredictRequest(model_id="rf-skops", features=features(row)))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    assert FEATURES[1] in err.details() and "Infinity" in err.details()

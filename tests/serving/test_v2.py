@@ -179,3 +179,37 @@ def test_rest_errors_are_problem_documents(serving: Serving) -> None:
             },
         )
         assert ok.status_code == 200 and ok.json()["outputs"][0]["name"] == "predictions"
+
+
+def test_v2_infinity_is_invalid_argument_on_grpc(serving: Serving) -> None:
+    client = tgrpc.InferenceServerClient(serving.server.grpc_target)
+    X = serving.models["rf"].X[:2].astype(np.float64).copy()
+    X[1, 0] = np.inf
+    inp = tgrpc.InferInput("input", list(X.shape), "FP64")
+    inp.set_data_from_numpy(X)
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("rf-skops", [inp], headers=HEADERS)
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT", info.value.message()
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ({"inference-header-content-length": "abc"}, b'{"inputs": []}'),
+        ({"inference-header-content-length": b"\xb2"}, b'{"inputs": []}'),
+        ({"inference-header-content-length": "999999"}, b'{"inputs": []}'),
+        ({}, b'{"inputs": [1, 2]}'),
+        ({}, b'{"inputs": [{"name": "input", "datatype": "FP64", "shape": "ab", "data": []}]}'),
+        ({}, b'{"inputs": [{"name": "input", "datatype": "FP64", "shape": [1.5], "data": [1]}]}'),
+    ],
+)
+def test_v2_rest_malformed_but_json_bodies_are_400(
+    serving: Serving, headers: dict[str, str], body: bytes
+) -> None:
+    with httpx.Client(base_url=serving.server.rest_url) as http:
+        resp = http.post("/v2/models/rf-skops/infer", content=body, headers={**HEADERS, **headers})
+        assert resp.status_code == 400, resp.text
+        assert resp.headers["content-type"] == "application/problem+json"
+        assert resp.json()["code"] == "INVALID_ARGUMENT"
+        # the connection survives: the next request on it is answered
+        assert http.get("/v2/health/live").status_code == 200

@@ -53,6 +53,20 @@ def invalid(
     return InvalidArgument(f"{problem}; {signature_hint(model)}", violations)
 
 
+_MAX_NAMED = 10  # features named in one error message (the rest are counted)
+
+
+def _bad_values(model: LoadedModel, rows: FloatArray) -> npt.NDArray[np.bool_]:
+    """True where a value is NaN (unless the model allows it), +-Infinity, or overflows the
+    model's input dtype (a float64 beyond float32 becomes Infinity when converted)."""
+    dtype = model.input_dtype if np.issubdtype(model.input_dtype, np.floating) else np.float64
+    limit = np.finfo(dtype).max
+    with np.errstate(invalid="ignore"):
+        if model.served.signature.allow_nan:
+            return np.asarray(np.abs(rows) > limit)  # NaN compares False: allowed
+        return np.asarray(~(np.abs(rows) <= limit))  # NaN compares False: refused
+
+
 @dataclass(frozen=True, slots=True)
 class HealthReport:
     healthy: bool
@@ -84,25 +98,31 @@ class DataPlane:
             raise invalid(model, f"got rows of shape {list(rows.shape)}")
         if rows.shape[0] == 0:
             raise invalid(model, "empty batch: send at least one row")
-        if not model.served.signature.allow_nan:
-            bad = self.nan_rows(model, rows)
-            if bad is not None:
-                raise self.nan_error(model, rows[int(np.argmax(bad))])
+        bad = self.nan_rows(model, rows)
+        if bad is not None:
+            raise self.nan_error(model, rows[int(np.argmax(bad))])
 
     def nan_rows(self, model: LoadedModel, rows: FloatArray) -> npt.NDArray[np.bool_] | None:
-        if model.served.signature.allow_nan or not np.issubdtype(rows.dtype, np.floating):
+        """Rows holding a value the model cannot take (NaN unless allowed, +-Infinity, or a
+        number beyond the model's float width), or None when every row is fine."""
+        if not np.issubdtype(rows.dtype, np.floating):
             return None
-        mask = np.isnan(rows)
+        mask = _bad_values(model, rows)
         if not mask.any():
             return None
         return np.asarray(mask.any(axis=1))
 
     def nan_error(self, model: LoadedModel, row: FloatArray) -> InvalidArgument:
-        names = [model.served.signature.inputs[i].name for i in np.flatnonzero(np.isnan(row))]
+        bad = np.flatnonzero(_bad_values(model, row.reshape(1, -1))[0])
+        names = [model.served.signature.inputs[i].name for i in bad[:_MAX_NAMED]]
+        more = f" and {len(bad) - _MAX_NAMED} more" if len(bad) > _MAX_NAMED else ""
+        accepted = "" if model.served.signature.allow_nan else "NaN, "
         return invalid(
             model,
-            f"NaN in feature(s) {', '.join(names)}; this model does not accept missing values",
-            [FieldViolation(f"features.{n}", "NaN is not accepted by this model") for n in names],
+            f"non-finite value in feature(s) {', '.join(names)}{more}; this model does not "
+            f"accept {accepted}Infinity or numbers beyond its {model.input_dtype} range "
+            "(NaN means a missing value)",
+            [FieldViolation(f"features.{n}", "NaN/Infinity is not accepted") for n in names],
         )
 
     # -- prediction --------------------------------------------------------------------------

@@ -157,7 +157,7 @@ class RestV2App:
         header_len = None
         for key, value in scope["headers"]:
             if key == _HEADER_LEN:
-                header_len = int(value)
+                header_len = _header_length(value, len(body))
         json_part = body if header_len is None else body[:header_len]
         binary = b"" if header_len is None else body[header_len:]
         try:
@@ -173,9 +173,22 @@ class RestV2App:
         tensors = []
         offset = 0
         for spec in inputs:
-            tname = str(spec.get("name", ""))
-            datatype = str(spec.get("datatype", ""))
-            shape = tuple(int(d) for d in spec.get("shape", ()))
+            if not isinstance(spec, dict):
+                raise InvalidArgument(
+                    "each entry of inputs must be a tensor object (name, datatype, shape, data)",
+                    [FieldViolation("inputs", "not an object")],
+                )
+            tname = str(spec.get("name", ""))[:64]
+            datatype = str(spec.get("datatype", ""))[:16]
+            raw_shape = spec.get("shape", ())
+            if not isinstance(raw_shape, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) for d in raw_shape
+            ):
+                raise InvalidArgument(
+                    f"input {tname}: shape must be a list of integers",
+                    [FieldViolation(f"inputs.{tname}.shape", "a list of integers")],
+                )
+            shape = tuple(raw_shape)
             dt = v2.numpy_dtype(model, tname, datatype)
             nbytes = (spec.get("parameters") or {}).get("binary_data_size")
             if nbytes is not None:
@@ -232,6 +245,18 @@ class RestV2App:
             (b"inference-header-content-length", str(len(head)).encode()),
         ]
         return 200, headers, head + b"".join(blobs)
+
+
+def _header_length(value: bytes, body_size: int) -> int:
+    """The ``Inference-Header-Content-Length`` value, or INVALID_ARGUMENT saying why not."""
+    text = value.decode("latin-1").strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > body_size:
+        raise InvalidArgument(
+            "Inference-Header-Content-Length must be a whole number of bytes no larger than "
+            f"the body ({body_size} bytes)",
+            [FieldViolation("Inference-Header-Content-Length", "not a valid byte count")],
+        )
+    return int(text)
 
 
 def _problem(exc: PlatformError, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
