@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105 (refused in production)
+MIN_HS_SECRET_BYTES = 32
 
 
 class Mode(str, Enum):
@@ -114,6 +115,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "ML_PLATFORM_JWT_SECRET must be set in production mode "
                 "(the built-in development secret is public)"
+            )
+        if (
+            self.mode is Mode.PRODUCTION
+            and self.jwt_algorithm.upper().startswith("HS")
+            and not self.jwt_jwks_url
+            and len(self.jwt_secret.get_secret_value().encode()) < MIN_HS_SECRET_BYTES
+        ):
+            raise ValueError(
+                f"ML_PLATFORM_JWT_SECRET must be at least {MIN_HS_SECRET_BYTES} bytes in "
+                "production mode (RFC 7518 3.2: an HMAC key as long as the hash output)"
             )
         return self
 

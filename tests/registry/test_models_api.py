@@ -350,3 +350,25 @@ def test_upload_ids_and_paths_are_not_trusted(
     assert uri.startswith(root + "/tenants/")
     assert ".." not in uri
     assert Path(uri.removeprefix("file://")).name == "evil.joblib"
+
+
+def test_create_version_answers_the_representation_get_answers(
+    client: httpx.Client, models: BuiltModels
+) -> None:
+    """Issue 9, item 10: the 201 body said ``aliases: []`` where GET said ``["latest"]``."""
+    name = new_model(client)
+    created = client.post(
+        f"/v1/models/{name}/versions", files={"file": ("m.joblib", models.joblib_bytes)}
+    )
+    assert created.status_code == 201, created.text
+    fetched = client.get(f"/v1/models/{name}/versions/1")
+    assert fetched.status_code == 200
+    assert created.json()["aliases"] == ["latest"]
+    assert created.json() == fetched.json()
+
+    second = client.post(
+        f"/v1/models/{name}/versions", files={"file": ("m.joblib", models.joblib_bytes)}
+    )
+    assert second.status_code == 201, second.text
+    assert second.json() == client.get(f"/v1/models/{name}/versions/2").json()
+    assert client.get(f"/v1/models/{name}/versions/1").json()["aliases"] == []

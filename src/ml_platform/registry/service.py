@@ -395,6 +395,8 @@ class RegistryService:
                 if number is None:
                     raise model_not_found(model.name)
                 record = repo.add_version(model.id, number, new)
+                # The same representation as GET (``latest`` included), so one ETag.
+                aliases = self._aliases_of(repo, model, number)
         except BaseException:
             self._delete_artifact(key)
             raise
@@ -406,7 +408,7 @@ class RegistryService:
             fmt.value,
             staged.size_bytes,
         )
-        return _version_wire(model, record, [])
+        return _version_wire(model, record, aliases)
 
     def get_version(self, principal: Principal, name: str, ref: str) -> ModelVersion:
         """A version by number, alias, or ``latest``."""
