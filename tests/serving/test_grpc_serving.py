@@ -311,3 +311,20 @@ def test_infinity_and_overflow_are_invalid_argument_like_nan(
     err = _bad(serving, serving_pb2.PredictRequest(model_id="rf-skops", features=features(row)))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
     assert FEATURES[1] in err.details() and "Infinity" in err.details()
+
+
+def test_errors_about_huge_inputs_stay_within_the_metadata_limit(serving: Serving) -> None:
+    """Issue 9, item 4: the echoed value pushed the status past the client's 16 KiB limit."""
+    row = serving.models["rf"].X[0]
+    huge_id = "m" * 10_000
+    err = _bad(serving, serving_pb2.PredictRequest(model_id=huge_id, features=features(row)))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    assert len(err.details().encode()) <= 512
+    unknown = [serving_pb2.Feature(name=f"x{i}", float_value=1.0) for i in range(60_000)]
+    err = _bad(serving, serving_pb2.PredictRequest(model_id="rf-skops", features=unknown))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None
+    bad_request = error_details_pb2.BadRequest()
+    assert any(d.Unpack(bad_request) for d in status.details)
+    assert 1 <= len(bad_request.field_violations) <= 11

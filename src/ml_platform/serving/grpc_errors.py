@@ -9,25 +9,22 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from ml_platform.core.errors import ErrorCode, PlatformError
+from ml_platform.core.errors import ErrorCode, PlatformError, rpc_code_name
 
 logger = logging.getLogger(__name__)
 
 GRPC_CODES: dict[ErrorCode, grpc.StatusCode] = {
-    ErrorCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
-    ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
-    ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
-    ErrorCode.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    ErrorCode.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
-    ErrorCode.CONFLICT: grpc.StatusCode.ABORTED,
-    ErrorCode.PRECONDITION_FAILED: grpc.StatusCode.FAILED_PRECONDITION,
-    ErrorCode.PAYLOAD_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    ErrorCode.QUOTA_EXCEEDED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    ErrorCode.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    ErrorCode.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
-    ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
+    code: grpc.StatusCode[rpc_code_name(code)] for code in ErrorCode
 }
+"""One table for both edges: core's google.rpc.Code name of each error code."""
+
+MAX_MESSAGE_BYTES = 512
+MAX_VIOLATIONS = 10
+MAX_FIELD_BYTES = 128
+MAX_DESCRIPTION_BYTES = 256
+"""Bounds on what a status echoes back: the status travels in metadata (``grpc-message`` and
+``grpc-status-details-bin``), which clients cap at 16 KiB, so an error about a huge input must
+not itself become RESOURCE_EXHAUSTED."""
 
 INTERNAL_MESSAGE = "internal error in the serving plane; it has been logged"
 
@@ -38,23 +35,36 @@ def _pack(msg: object) -> any_pb2.Any:
     return out
 
 
+def bounded(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes (on a character boundary), marked as cut."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
 def to_status(exc: PlatformError) -> grpc.Status:
     code = GRPC_CODES.get(exc.code, grpc.StatusCode.INTERNAL)
     details = [_pack(error_details_pb2.ErrorInfo(reason=exc.code.value, domain="ml-platform"))]
     if exc.violations:
-        details.append(
-            _pack(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field=v.field, description=v.message
-                        )
-                        for v in exc.violations
-                    ]
+        shown = exc.violations[:MAX_VIOLATIONS]
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(
+                field=bounded(v.field, MAX_FIELD_BYTES),
+                description=bounded(v.message, MAX_DESCRIPTION_BYTES),
+            )
+            for v in shown
+        ]
+        if len(exc.violations) > len(shown):
+            violations.append(
+                error_details_pb2.BadRequest.FieldViolation(
+                    field="...",
+                    description=f"and {len(exc.violations) - len(shown)} more invalid fields",
                 )
             )
-        )
-    rich = status_pb2.Status(code=code.value[0], message=exc.message, details=details)
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=violations)))
+    message = bounded(exc.message, MAX_MESSAGE_BYTES)
+    rich = status_pb2.Status(code=code.value[0], message=message, details=details)
     return rpc_status.to_status(rich)
 
 
