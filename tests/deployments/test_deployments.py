@@ -248,6 +248,14 @@ def test_alias_following_and_registry_guard(
     _wait(client, "prod", status="ready", serving_version=2)
     reply = plane.stub.Predict(_request("prod", _rows()[0]), metadata=_metadata(tenant))
     assert reply.model_version_used == "2"
+    # issue 9, item 6: the alias the deployment follows is a version name on the data plane
+    by_alias = plane.stub.Predict(
+        _request("prod", _rows()[0], version="production"), metadata=_metadata(tenant)
+    )
+    assert by_alias.model_version_used == "2"
+    with pytest.raises(grpc.RpcError) as stale:
+        plane.stub.Predict(_request("prod", _rows()[0], version="1"), metadata=_metadata(tenant))
+    assert stale.value.code() is grpc.StatusCode.NOT_FOUND
 
     guarded = client.delete("/v1/models/aliased")
     assert guarded.status_code == 409 and "prod" in guarded.json()["detail"]

@@ -49,6 +49,13 @@ def resolve_version(repo: ModelRepository, model: str, reference: str) -> ModelV
     return repo.get_version(record.id, number) if number is not None else None
 
 
+def _aliases_naming(repo: ModelRepository, model: str, version: int) -> tuple[str, ...]:
+    record = repo.get(model)
+    if record is None:
+        return ()
+    return tuple(sorted(a.name for a in repo.aliases([record.id]) if a.version == version))
+
+
 @dataclass(frozen=True)
 class DesiredDeployment:
     """One deployment resolved to the artifact it should serve now."""
@@ -65,6 +72,8 @@ class DesiredDeployment:
     max_batch_size: int
     max_batch_delay_ms: float
     generation: int
+    aliases: tuple[str, ...] = ()
+    """The model's aliases naming ``version`` now, so the data plane accepts them as versions."""
 
 
 def _wire(record: DeploymentRecord, target: int | None) -> Deployment:
@@ -208,6 +217,7 @@ class DeploymentService:
                         max_batch_size=record.max_batch_size,
                         max_batch_delay_ms=record.max_batch_delay_ms,
                         generation=record.generation,
+                        aliases=_aliases_naming(repo, record.model, target.version),
                     )
                 )
         return out

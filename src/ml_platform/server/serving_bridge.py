@@ -110,6 +110,7 @@ class StoreDeploymentSource:
             max_batch_size=desired.max_batch_size,
             max_batch_delay_ms=desired.max_batch_delay_ms,
             revision=f"{desired.generation}-{desired.sha256[:12]}",
+            aliases=desired.aliases,
         )
 
     def _local_artifact(self, desired: DesiredDeployment) -> Path | None:
