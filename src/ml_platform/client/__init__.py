@@ -1,0 +1,94 @@
+"""The Python SDK: ``Client`` (sync) and ``AsyncClient`` (asyncio) over one shared base.
+
+Both resolve the platform's URL and key from their arguments, then ``ML_PLATFORM_URL`` /
+``ML_PLATFORM_API_KEY``, then the credentials file the server wrote; retry what is safe
+(idempotency keys on every POST); raise one exception tree for HTTP and gRPC; and parse
+into tolerant models. Importing this package pulls no server code and no grpc.
+"""
+
+from __future__ import annotations
+
+from ml_platform.client._async import (
+    AsyncClient,
+    AsyncData,
+    AsyncDeployment,
+    AsyncDeployments,
+    AsyncJobs,
+    AsyncModels,
+    AsyncTrainingJob,
+)
+from ml_platform.client._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    ConflictError,
+    FieldError,
+    JobFailedError,
+    MLPlatformError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResourceNotFoundError,
+    ServerError,
+    ValidationError,
+)
+from ml_platform.client._models import (
+    DataFile,
+    LogLine,
+    Me,
+    MetricPoint,
+    Model,
+    ModelAlias,
+    ModelVersion,
+    Prediction,
+)
+from ml_platform.client._pagination import AsyncPager, SyncPager
+from ml_platform.client._sync import (
+    Client,
+    Data,
+    Deployment,
+    Deployments,
+    Jobs,
+    Models,
+    TrainingJob,
+)
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncClient",
+    "AsyncData",
+    "AsyncDeployment",
+    "AsyncDeployments",
+    "AsyncJobs",
+    "AsyncModels",
+    "AsyncPager",
+    "AsyncTrainingJob",
+    "AuthenticationError",
+    "Client",
+    "ConflictError",
+    "Data",
+    "DataFile",
+    "Deployment",
+    "Deployments",
+    "FieldError",
+    "JobFailedError",
+    "Jobs",
+    "LogLine",
+    "MLPlatformError",
+    "Me",
+    "MetricPoint",
+    "Model",
+    "ModelAlias",
+    "ModelVersion",
+    "Models",
+    "PermissionDeniedError",
+    "Prediction",
+    "RateLimitError",
+    "ResourceNotFoundError",
+    "ServerError",
+    "SyncPager",
+    "TrainingJob",
+    "ValidationError",
+]
