@@ -49,11 +49,9 @@ def resolve_version(repo: ModelRepository, model: str, reference: str) -> ModelV
     return repo.get_version(record.id, number) if number is not None else None
 
 
-def _aliases_naming(repo: ModelRepository, model: str, version: int) -> tuple[str, ...]:
-    record = repo.get(model)
-    if record is None:
-        return ()
-    return tuple(sorted(a.name for a in repo.aliases([record.id]) if a.version == version))
+def _aliases_naming(repo: ModelRepository, version: ModelVersionRecord) -> tuple[str, ...]:
+    """The aliases (already ordered by name) that point at ``version`` now."""
+    return tuple(a.name for a in repo.aliases([version.model_id]) if a.version == version.version)
 
 
 @dataclass(frozen=True)
@@ -217,7 +215,7 @@ class DeploymentService:
                         max_batch_size=record.max_batch_size,
                         max_batch_delay_ms=record.max_batch_delay_ms,
                         generation=record.generation,
-                        aliases=_aliases_naming(repo, record.model, target.version),
+                        aliases=_aliases_naming(repo, target),
                     )
                 )
         return out
