@@ -272,16 +272,30 @@ def test_pickle_models_of_two_tenants_run_in_different_processes(serving: Servin
         serving_pb2.HealthCheckRequest(model_id="t2-joblib"), metadata=AUTH2
     )
     assert h1.details["isolation"] == h2.details["isolation"] == "tenant-sandbox"
-    pid1, pid2 = int(h1.details["model_pid"]), int(h2.details["model_pid"])
+    # the pids are internal state (the status sink), never in a response
+    (pid1,) = serving.sink.wait_for("t1", "rf-joblib", timeout=30).pids
+    (pid2,) = serving.sink.wait_for("t2", "t2-joblib", timeout=30).pids
     assert pid1 != pid2
     workers = set(serving.server.worker_pids())
     assert pid1 not in workers and pid2 not in workers
     assert serving.server.sandbox_pids() == {"t1": pid1, "t2": pid2}
-    # and the safe-format model of tenant one is served inside the front worker itself
-    h3 = serving.stub.HealthCheck(
-        serving_pb2.HealthCheckRequest(model_id="xgb-json"), metadata=AUTH
-    )
-    assert int(h3.details["model_pid"]) in workers
+    # and the safe-format model of tenant one is served inside the front workers themselves
+    assert set(serving.sink.wait_for("t1", "xgb-json", timeout=30).pids) == workers
+
+
+def test_responses_expose_no_process_ids(serving: Serving) -> None:
+    """Issue 9, item 4: GetModel and HealthCheck details said worker_pid / model_pid."""
+    info = serving.stub.GetModel(serving_pb2.GetModelRequest(model_id="rf-joblib"), metadata=AUTH)
+    healths = [
+        serving.stub.HealthCheck(serving_pb2.HealthCheckRequest(model_id=m), metadata=AUTH)
+        for m in ("", "rf-joblib", "xgb-json")
+    ]
+    pids = {str(p) for p in serving.server.worker_pids()} | {
+        str(p) for p in serving.server.sandbox_pids().values()
+    }
+    for details in [info.metadata, *(h.details for h in healths)]:
+        assert not any("pid" in key for key in details), dict(details)
+        assert not pids & set(details.values()), dict(details)
 
 
 def test_grpc_health_and_reflection(serving: Serving) -> None:

@@ -157,18 +157,15 @@ class DataPlane:
     def health(self, principal: Principal, model_id: str) -> HealthReport:
         if not model_id:
             live = self.repository.live_models(principal.tenant_id)
-            return HealthReport(
-                True, "SERVING", {"worker_pid": str(self.pid), "models_ready": str(len(live))}
-            )
+            return HealthReport(True, "SERVING", {"models_ready": str(len(live))})
         state, reason = self.repository.deployment_state(principal.tenant_id, model_id)
-        details = {"worker_pid": str(self.pid), "state": state}
+        details = {"state": state}
         if reason:
             details["reason"] = reason
         if state == "ready":
             lm = self.repository.resolve(principal.tenant_id, model_id, "")
             details.update(
                 version=lm.version_str,
-                model_pid=str(lm.pid),
                 isolation="tenant-sandbox"
                 if lm.served.artifact_format.runs_code_on_load
                 else "shared-worker",

@@ -60,8 +60,6 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
                     "aliases": ",".join(served.aliases),
                     "artifact_format": served.artifact_format.value,
                     "signature": served.signature.describe(),
-                    "worker_pid": str(self._plane.pid),
-                    "model_pid": str(model.pid),
                     "max_batch_size": str(served.max_batch_size),
                 },
             )
