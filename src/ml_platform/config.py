@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     node_cpu_cores: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     node_memory_gb: int | None = None
     node_gpus: int = 0
+    fit_to_node: bool = Field(
+        default=True, description="Local executor: fit CPU/memory requests beyond the node to it"
+    )
     tenant_max_concurrent_jobs: int = Field(default=4, ge=1)
     scheduler_interval_seconds: float = Field(default=0.5, gt=0)
     cancel_grace_seconds: float = Field(default=10.0, ge=0)

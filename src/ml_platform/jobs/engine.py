@@ -82,6 +82,7 @@ class JobEngine:
                 retry_backoff_seconds=settings.job_retry_backoff_seconds,
                 lease_seconds=settings.scheduler_lease_seconds,
                 on_change=self.signals.fire,
+                fit_to_node=settings.fit_to_node and settings.executor is ExecutorKind.LOCAL,
             )
 
     def _build_executor(self, data_dir: Path) -> Executor:

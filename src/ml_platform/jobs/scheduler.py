@@ -8,6 +8,10 @@
   tenant, so big jobs are not starved), fair across tenants (the tenant running the fewest
   jobs is served first). A request larger than the whole node is *unschedulable*: it waits
   with that reason and blocks no one.
+- **Fit to the node** (``fit_to_node``, local executor): a CPU or memory request larger than
+  the whole node is capped at the node's capacity, so it runs when the node is free instead
+  of waiting forever; the spec keeps what was submitted, the status history and the log say
+  what the job got. GPUs are never fitted: more GPUs than the node has stays unschedulable.
 - **Transitions** are compare-and-set in SQL and recorded in the status history with a reason.
 - **Retries**: a failed attempt with retries left goes back to ``pending`` after a backoff
   (``job_retry_backoff_seconds`` doubling per attempt, capped at 300 s); each attempt is
@@ -81,6 +85,31 @@ def _plural(count: float, noun: str) -> str:
     return f"{value} {noun}" if count == 1 else f"{value} {noun}s"
 
 
+def _mem(value: float) -> str:
+    return f"{value:g} GB"
+
+
+def fitted(request: Capacity, node: Capacity) -> Capacity:
+    """``request`` with CPU and memory capped at the node's (GPUs are never fitted)."""
+    return Capacity(
+        cpu_cores=min(request.cpu_cores, node.cpu_cores),
+        memory_gb=min(request.memory_gb, node.memory_gb),
+        gpus=request.gpus,
+    )
+
+
+def fit_note(request: Capacity, node: Capacity) -> str | None:
+    """The sentence recorded when a request is fitted to the node; None when it fits as is."""
+    got = fitted(request, node)
+    if got == request:
+        return None
+    return (
+        f"requested {request.cpu_cores:g} CPU / {_mem(request.memory_gb)}; this node has "
+        f"{node.cpu_cores:g} CPU / {_mem(node.memory_gb)}: running with "
+        f"{got.cpu_cores:g} CPU / {_mem(got.memory_gb)}"
+    )
+
+
 def unschedulable_reason(request: Capacity, node: Capacity) -> str | None:
     if request.gpus > node.gpus:
         return (
@@ -136,6 +165,7 @@ class Scheduler:
         retry_backoff_seconds: float = 5.0,
         lease_seconds: float = 15.0,
         on_change: Callable[[str], None] | None = None,
+        fit_to_node: bool = False,
     ) -> None:
         self._db = db
         self._executor = executor
@@ -143,6 +173,7 @@ class Scheduler:
         self._packages = packages
         self._paths = paths
         self._capacity = capacity
+        self._fit_to_node = fit_to_node
         self._tenant_limit = tenant_max_concurrent_jobs
         self._interval = interval_seconds
         self._backoff = retry_backoff_seconds
@@ -165,6 +196,19 @@ class Scheduler:
     @property
     def is_leader(self) -> bool:
         return self._leader
+
+    def request_of(self, spec: dict[str, Any]) -> Capacity:
+        """What a job gets on this node: its request, fitted to the node when enabled."""
+        request = job_request(spec)
+        if self._fit_to_node and request.gpus <= self._capacity.gpus:
+            return fitted(request, self._capacity)
+        return request
+
+    def _fit_note(self, spec: dict[str, Any]) -> str | None:
+        request = job_request(spec)
+        if self.request_of(spec) == request:
+            return None
+        return fit_note(request, self._capacity)
 
     def tenant_of(self, job_id: str) -> str | None:
         active = self._active.get(job_id)
@@ -312,7 +356,7 @@ class Scheduler:
         free = self._capacity
         running_per_tenant: dict[str, int] = {}
         for job, _ in running:
-            free = free.minus(job_request(job.spec))
+            free = free.minus(self.request_of(job.spec))
             running_per_tenant[job.tenant_id] = running_per_tenant.get(job.tenant_id, 0) + 1
 
         queues: dict[str, list[tuple[JobRecord, RuntimeRecord | None]]] = {}
@@ -340,7 +384,7 @@ class Scheduler:
                 key=lambda t: (running_per_tenant.get(t, 0), queues[t][0][0].created_at),
             )
             job, runtime = queues[tenant][0]
-            request = job_request(job.spec)
+            request = self.request_of(job.spec)
             reason = unschedulable_reason(request, self._capacity)
             if reason is not None:
                 queues[tenant].pop(0)
@@ -354,6 +398,9 @@ class Scheduler:
                 continue
             if not free.fits(request):
                 blocked[tenant] = capacity_reason(request, free)
+                note = self._fit_note(job.spec)
+                if note is not None:
+                    blocked[tenant] += f" (fitted to this node: {note})"
                 continue
             queues[tenant].pop(0)
             free = free.minus(request)
@@ -403,6 +450,9 @@ class Scheduler:
             return
         if not await asyncio.to_thread(self._mark_running, job, attempt):
             return  # cancelled (or taken) in the meantime
+        note = self._fit_note(job.spec)
+        if note is not None:
+            self._logs.append(job.id, f"fitted to this node: {note}", "system")
         self._active[job.id] = active
         self._pending_info.pop(job.id, None)
         self._on_change(job.id)
@@ -424,7 +474,7 @@ class Scheduler:
             code_dir = self._packages.tree(job.tenant_id, spec["source"])
         with self._db.read() as session:
             env_vars = JobRuntimeRepository(session).env_vars(job.id)
-        request = job_request(spec)
+        request = self.request_of(spec)
         return JobLaunch(
             job_id=job.id,
             tenant_id=job.tenant_id,
@@ -463,10 +513,11 @@ class Scheduler:
                 pending_reason=None,
                 queue_position=None,
             )
-            repo.add_event(
-                job.id, job.tenant_id, JobStatus.RUNNING, attempt,
-                f"attempt {attempt} started on the {self._executor.name} executor",
-            )
+            reason = f"attempt {attempt} started on the {self._executor.name} executor"
+            note = self._fit_note(job.spec)
+            if note is not None:
+                reason += f"; fitted to this node: {note}"
+            repo.add_event(job.id, job.tenant_id, JobStatus.RUNNING, attempt, reason)
         return True
 
     def _save_handle(self, job: JobRecord, handle: dict[str, Any]) -> None:
