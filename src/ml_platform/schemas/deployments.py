@@ -7,6 +7,8 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ml_platform.schemas._types import PositiveInt32, RequestModel
+
 __all__ = [
     "Deployment",
     "DeploymentCreate",
@@ -26,7 +28,7 @@ class DeploymentState(str, Enum):
     FAILED = "failed"
 
 
-class _Batching(BaseModel):
+class _Batching(RequestModel):
     max_batch_size: int = Field(
         32, ge=1, le=4096, description="Most requests gathered into one model call"
     )
@@ -55,7 +57,7 @@ class DeploymentCreate(_Batching):
 
     name: str = Field(..., min_length=1, max_length=63, pattern=DEPLOYMENT_NAME_PATTERN)
     model: str = Field(..., min_length=1, max_length=63, pattern=DEPLOYMENT_NAME_PATTERN)
-    version: int | None = Field(None, ge=1, description="A fixed version number")
+    version: PositiveInt32 | None = Field(None, description="A fixed version number")
     alias: str | None = Field(
         None, min_length=1, max_length=63, pattern=REF_PATTERN, description="An alias to follow"
     )
@@ -67,12 +69,12 @@ class DeploymentCreate(_Batching):
         return self
 
 
-class DeploymentUpdate(BaseModel):
+class DeploymentUpdate(RequestModel):
     """Roll to another version or alias, or change batching. Absent fields stay as they are."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"version": 3}})
 
-    version: int | None = Field(None, ge=1)
+    version: PositiveInt32 | None = None
     alias: str | None = Field(None, min_length=1, max_length=63, pattern=REF_PATTERN)
     max_batch_size: int | None = Field(None, ge=1, le=4096)
     max_batch_delay_ms: float | None = Field(None, ge=0, le=1000)

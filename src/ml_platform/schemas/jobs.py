@@ -12,10 +12,10 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from ml_platform.core.jobs import JobStatus
+from ml_platform.schemas._types import JsonObject, RequestModel, SafeStr, StrMap, check_tags
 
 __all__ = [
     "ComputeType",
@@ -44,10 +44,8 @@ class FrameworkType(str, Enum):
     XGBOOST = "xgboost"
 
 
-class InstanceConfig(BaseModel):
+class InstanceConfig(RequestModel):
     """Compute a job asks for."""
-
-    model_config = ConfigDict(extra="forbid")
 
     compute_type: ComputeType = ComputeType.CPU
     cpu_cores: int = Field(4, ge=1, le=96, description="CPU cores")
@@ -55,7 +53,9 @@ class InstanceConfig(BaseModel):
     gpu_count: int | None = Field(
         None, ge=0, le=8, validate_default=True, description="Number of GPUs"
     )
-    gpu_type: str | None = Field(None, max_length=64, description="GPU type (e.g., nvidia-a100)")
+    gpu_type: SafeStr | None = Field(
+        None, max_length=64, description="GPU type (e.g., nvidia-a100)"
+    )
 
     @field_validator("gpu_count")
     @classmethod
@@ -79,58 +79,37 @@ _SPEC_EXAMPLE: dict[str, Any] = {
 }
 
 
-def _find_nul(value: Any, path: str) -> str | None:
-    """Path of the first string (key or value) holding a NUL character, if any."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            sub = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                return sub
-            found = _find_nul(item, sub)
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _find_nul(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-    return None
-
-
-class TrainingJobSpec(BaseModel):
+class TrainingJobSpec(RequestModel):
     """What the user asked for. `env_vars` is write-only: it is never returned."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": _SPEC_EXAMPLE})
+    model_config = ConfigDict(json_schema_extra={"example": _SPEC_EXAMPLE})
 
     name: str = Field(..., min_length=1, max_length=63, pattern=JOB_NAME_PATTERN)
     framework: FrameworkType
-    docker_image: str = Field(
+    docker_image: SafeStr = Field(
         ..., min_length=1, max_length=512, description="Docker image containing training code"
     )
-    entrypoint: str = Field(
+    entrypoint: SafeStr = Field(
         "python train.py", min_length=1, max_length=4096, description="Command to execute"
     )
-    data_path: str = Field(
+    data_path: SafeStr = Field(
         ..., min_length=1, max_length=2048, description="Path or URI of the training data"
     )
-    output_path: str = Field(
+    output_path: SafeStr = Field(
         ..., min_length=1, max_length=2048, description="Path or URI for the model output"
     )
     compute: InstanceConfig = Field(default_factory=InstanceConfig)
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
-    env_vars: dict[str, str] = Field(
+    hyperparameters: JsonObject = Field(default_factory=dict)
+    env_vars: StrMap = Field(
         default_factory=dict,
         exclude=True,
         description="Environment variables for the job (write-only: never returned)",
         json_schema_extra={"writeOnly": True},
     )
-    tags: dict[str, str] = Field(
-        default_factory=dict, description="Custom tags for organizing jobs"
-    )
-    tenant_id: str | None = Field(
+    tags: StrMap = Field(default_factory=dict, description="Custom tags for organizing jobs")
+    tenant_id: SafeStr | None = Field(
         None,
+        max_length=64,
         description="Optional: the tenant the job is for; must be the caller's own tenant",
     )
     # Optional additions (v1 compatible): code, limits and retries of the job runtime.
@@ -148,36 +127,20 @@ class TrainingJobSpec(BaseModel):
         0, ge=0, le=10, description="Retry a failed attempt up to this many times, with backoff"
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul_bytes(cls, data: Any) -> Any:
-        where = _find_nul(data, "")
-        if where is not None:
-            raise ValueError(f"{where or 'body'}: NUL characters are not allowed")
-        return data
-
     @field_validator("tags")
     @classmethod
     def _check_tags(cls, tags: dict[str, str]) -> dict[str, str]:
-        if len(tags) > 50:
-            raise ValueError("at most 50 tags")
-        for key, value in tags.items():
-            if not key or len(key) > 63 or "," in key or "=" in key:
-                raise ValueError(f"tag key {key!r} must be 1..63 chars without ',' or '='")
-            if len(value) > 255 or "," in value:
-                raise ValueError(f"tag value of {key!r} must be at most 255 chars without ','")
-        return tags
+        return check_tags(tags)
 
     @field_validator("env_vars")
     @classmethod
     def _check_env_vars(cls, env_vars: dict[str, str]) -> dict[str, str]:
-        for key, value in env_vars.items():
-            if not key or "=" in key or "\x00" in key or key.startswith("ML_PLATFORM_"):
+        for key in env_vars:
+            if not key or "=" in key or len(key) > 255 or key.startswith("ML_PLATFORM_"):
                 raise ValueError(
-                    f"invalid variable name {key!r} (no '=', no NUL, no ML_PLATFORM_ prefix)"
+                    f"invalid variable name {key[:64]!r} "
+                    "(1..255 chars, no '=', no ML_PLATFORM_ prefix)"
                 )
-            if "\x00" in value:
-                raise ValueError(f"value of {key!r} contains a NUL byte")
         return env_vars
 
 

@@ -9,6 +9,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ml_platform.schemas._types import (
+    JsonObject,
+    PositiveInt32,
+    RequestModel,
+    SafeStr,
+    StrMap,
+    check_tags,
+)
 from ml_platform.schemas.jobs import FrameworkType
 
 __all__ = [
@@ -67,16 +75,14 @@ class FeatureDType(str, Enum):
     STRING = "string"
 
 
-class InputFeature(BaseModel):
+class InputFeature(RequestModel):
     """One model input column, in the order the model expects it."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(..., min_length=1, max_length=255)
+    name: SafeStr = Field(..., min_length=1, max_length=255)
     dtype: FeatureDType = FeatureDType.FLOAT64
 
 
-class ModelSignature(BaseModel):
+class ModelSignature(RequestModel):
     """What a model takes and returns: `input_features` (ordered) and `output_labels`."""
 
     model_config = ConfigDict(
@@ -93,7 +99,7 @@ class ModelSignature(BaseModel):
     )
 
     input_features: list[InputFeature] = Field(default_factory=list, max_length=100_000)
-    output_labels: list[str] = Field(default_factory=list, max_length=100_000)
+    output_labels: list[SafeStr] = Field(default_factory=list, max_length=100_000)
 
     @field_validator("input_features")
     @classmethod
@@ -118,17 +124,6 @@ class VersionSourceKind(str, Enum):
     URI = "uri"
 
 
-def _check_tags(tags: dict[str, str]) -> dict[str, str]:
-    if len(tags) > 50:
-        raise ValueError("at most 50 tags")
-    for key, value in tags.items():
-        if not key or len(key) > 63 or "," in key or "=" in key:
-            raise ValueError(f"tag key {key!r} must be 1..63 chars without ',' or '='")
-        if len(value) > 255 or "," in value:
-            raise ValueError(f"tag value of {key!r} must be at most 255 chars without ','")
-    return tags
-
-
 _MODEL_EXAMPLE: dict[str, Any] = {
     "name": "churn",
     "framework": "sklearn",
@@ -137,23 +132,23 @@ _MODEL_EXAMPLE: dict[str, Any] = {
 }
 
 
-class ModelCreate(BaseModel):
+class ModelCreate(RequestModel):
     """A model: a named, versioned line of artifacts in your tenant."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": _MODEL_EXAMPLE})
 
     name: str = Field(..., min_length=1, max_length=63, pattern=MODEL_NAME_PATTERN)
     framework: FrameworkType
-    description: str = Field("", max_length=4096)
-    tags: dict[str, str] = Field(default_factory=dict)
+    description: SafeStr = Field("", max_length=4096)
+    tags: StrMap = Field(default_factory=dict)
 
     @field_validator("tags")
     @classmethod
     def _tags(cls, tags: dict[str, str]) -> dict[str, str]:
-        return _check_tags(tags)
+        return check_tags(tags)
 
 
-class ModelUpdate(BaseModel):
+class ModelUpdate(RequestModel):
     """A partial update (JSON merge): only the fields given change; `name` is immutable."""
 
     model_config = ConfigDict(
@@ -161,13 +156,13 @@ class ModelUpdate(BaseModel):
     )
 
     framework: FrameworkType | None = None
-    description: str | None = Field(None, max_length=4096)
-    tags: dict[str, str] | None = None
+    description: SafeStr | None = Field(None, max_length=4096)
+    tags: StrMap | None = None
 
     @field_validator("tags")
     @classmethod
     def _tags(cls, tags: dict[str, str] | None) -> dict[str, str] | None:
-        return None if tags is None else _check_tags(tags)
+        return None if tags is None else check_tags(tags)
 
 
 class Model(BaseModel):
@@ -213,7 +208,7 @@ class ModelListResponse(BaseModel):
     has_more: bool
 
 
-class ModelVersionCreate(BaseModel):
+class ModelVersionCreate(RequestModel):
     """Register a version from a succeeded training job or from an artifact URI.
 
     Exactly one of `job_id` and `artifact_uri`. To upload a file instead, send
@@ -228,11 +223,13 @@ class ModelVersionCreate(BaseModel):
         },
     )
 
-    job_id: str | None = Field(None, max_length=64, description="A succeeded job of your tenant")
-    artifact_uri: str | None = Field(
+    job_id: SafeStr | None = Field(
+        None, max_length=64, description="A succeeded job of your tenant"
+    )
+    artifact_uri: SafeStr | None = Field(
         None, max_length=2048, description="A path or URI your tenant may read"
     )
-    artifact_path: str | None = Field(
+    artifact_path: SafeStr | None = Field(
         None,
         max_length=1024,
         description="The model file inside the job's output directory, when it holds several",
@@ -241,8 +238,8 @@ class ModelVersionCreate(BaseModel):
     signature: ModelSignature | None = Field(
         None, description="Inferred for scikit-learn and XGBoost models when omitted"
     )
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    description: str = Field("", max_length=4096)
+    metadata: JsonObject = Field(default_factory=dict)
+    description: SafeStr = Field("", max_length=4096)
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelVersionCreate:
@@ -330,10 +327,10 @@ class ModelVersionListResponse(BaseModel):
     has_more: bool
 
 
-class ModelAliasUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"version": 3}})
+class ModelAliasUpdate(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"version": 3}})
 
-    version: int = Field(..., ge=1, description="The version the alias points to")
+    version: PositiveInt32 = Field(..., description="The version the alias points to")
 
 
 class ModelAlias(BaseModel):

@@ -35,6 +35,7 @@ from ml_platform.core.errors import NotFound, PlatformError, Unavailable
 from ml_platform.core.jobs import JobStatus
 from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.logs import LogLine
+from ml_platform.schemas._types import INT64_MAX, SafeStr
 from ml_platform.schemas.job_runtime import (
     JobLogLine,
     JobLogsResponse,
@@ -93,7 +94,7 @@ class _Finished:
 SSE_DOC = {
     "description": (
         "With `follow=true`: `text/event-stream`. Events: `log` (data: a `JobLogLine`, id: "
-        "the line id), `end` (data: `{\"status\": ...}`), `error` (data: a problem)."
+        'the line id), `end` (data: `{"status": ...}`), `error` (data: a problem).'
     ),
     "content": {
         "text/event-stream": {
@@ -190,8 +191,8 @@ async def get_training_job_metric_history(
     job_id: str,
     context: ContextDep,
     principal: PrincipalDep,
-    name: Annotated[str | None, Query(max_length=250, description="Only this metric")] = None,
-    after_id: Annotated[int, Query(ge=0, description="Points after this id")] = 0,
+    name: Annotated[SafeStr | None, Query(max_length=250, description="Only this metric")] = None,
+    after_id: Annotated[int, Query(ge=0, le=INT64_MAX, description="Points after this id")] = 0,
     limit: Annotated[int, Query(ge=1, le=10000, description="Page size")] = 1000,
 ) -> MetricHistoryResponse:
     """Every logged point (name, step, value, timestamp) in logging order, paginated."""
@@ -227,7 +228,7 @@ def _credentials(websocket: WebSocket) -> tuple[str | None, str | None, bool]:
     via_protocol = False
     for protocol in websocket.scope.get("subprotocols", []):
         if protocol.startswith(WS_AUTH_PREFIX) and api_key is None and bearer is None:
-            credential = protocol[len(WS_AUTH_PREFIX):]
+            credential = protocol[len(WS_AUTH_PREFIX) :]
             via_protocol = True
             if credential.startswith("mlp_"):
                 api_key = credential

@@ -11,6 +11,7 @@ from ml_platform.api.deps import ContextDep, JsonBody, PrincipalDep
 from ml_platform.api.responses import AUTHED, problems
 from ml_platform.core.errors import FieldViolation, InvalidArgument
 from ml_platform.core.jobs import JobStatus
+from ml_platform.schemas._types import SafeStr, unsafe_character
 from ml_platform.schemas.jobs import FrameworkType, JobListResponse, TrainingJob, TrainingJobSpec
 
 router = APIRouter(prefix="/v1/jobs/training", tags=["Training jobs"])
@@ -21,10 +22,11 @@ TAGS_HELP = "Filter by tags: `key1=value1,key2=value2` (a job must carry all of 
 def parse_tag_filter(raw: str | None) -> dict[str, str]:
     if raw is None or raw == "":
         return {}
-    if "\x00" in raw:
+    problem = unsafe_character(raw)
+    if problem is not None:
         raise InvalidArgument(
-            "invalid tags filter: NUL characters are not allowed",
-            [FieldViolation("query.tags", "contains a NUL character")],
+            f"invalid tags filter: it contains {problem}",
+            [FieldViolation("query.tags", f"must not contain {problem}")],
         )
     tags: dict[str, str] = {}
     for pair in raw.split(","):
@@ -32,13 +34,13 @@ def parse_tag_filter(raw: str | None) -> dict[str, str]:
         key, value = key.strip(), value.strip()
         if not sep or not key or "=" in value:
             raise InvalidArgument(
-                f"invalid tags filter {raw!r}: expected key1=value1,key2=value2",
-                [FieldViolation("query.tags", f"{pair!r} is not key=value")],
+                "invalid tags filter: expected key1=value1,key2=value2",
+                [FieldViolation("query.tags", f"{pair[:64]!r} is not key=value")],
             )
         if key in tags and tags[key] != value:
             raise InvalidArgument(
-                f"invalid tags filter {raw!r}: tag {key!r} given twice",
-                [FieldViolation("query.tags", f"duplicate key {key!r}")],
+                f"invalid tags filter: tag {key[:64]!r} given twice",
+                [FieldViolation("query.tags", f"duplicate key {key[:64]!r}")],
             )
         tags[key] = value
     return tags
@@ -107,7 +109,7 @@ async def list_training_jobs(
     principal: PrincipalDep,
     status: Annotated[JobStatus | None, Query(description="Filter by status")] = None,
     framework: Annotated[FrameworkType | None, Query(description="Filter by ML framework")] = None,
-    tags: Annotated[str | None, Query(description=TAGS_HELP, max_length=2048)] = None,
+    tags: Annotated[SafeStr | None, Query(description=TAGS_HELP, max_length=2048)] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number")] = 1,
     page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
 ) -> JobListResponse:

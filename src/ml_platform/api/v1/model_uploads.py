@@ -24,6 +24,7 @@ from ml_platform.core.errors import FieldViolation, InvalidArgument, PayloadTooL
 from ml_platform.registry.artifacts import StagedFile
 from ml_platform.registry.service import VersionDraft
 from ml_platform.registry.staging import StagingArea, StagingWriter, too_large
+from ml_platform.schemas._types import check_json_tree, unsafe_character
 from ml_platform.schemas.models import ModelFormat, ModelSignature
 
 FORM_FIELDS = ("format", "signature", "metadata", "description", "artifact_path")
@@ -201,9 +202,15 @@ def _draft(fields: dict[str, bytearray]) -> VersionDraft:
             raise _invalid("metadata", "metadata must be a JSON object") from None
         if not isinstance(metadata, dict):
             raise _invalid("metadata", "metadata must be a JSON object")
+        try:
+            check_json_tree(metadata)
+        except ValueError as exc:
+            raise _invalid("metadata", f"metadata: {exc}") from None
     description = text.get("description", "")
     if len(description) > 4096:
         raise _invalid("description", "description is at most 4096 characters")
+    if (problem := unsafe_character(description)) is not None:
+        raise _invalid("description", f"description must not contain {problem}")
     artifact_path = text.get("artifact_path", "").strip() or None
     if artifact_path is not None and len(artifact_path) > 1024:
         raise _invalid("artifact_path", "artifact_path is at most 1024 characters")

@@ -17,6 +17,7 @@ from ml_platform.api.v1.jobs import TAGS_HELP, parse_tag_filter
 from ml_platform.api.v1.model_uploads import read_json_body, stage_multipart
 from ml_platform.core.errors import Unavailable, UnsupportedMediaType
 from ml_platform.registry.service import RegistryService
+from ml_platform.schemas._types import SafeStr
 from ml_platform.schemas.jobs import FrameworkType
 from ml_platform.schemas.models import (
     ALIAS_PATTERN,
@@ -191,7 +192,7 @@ async def list_models(
     context: ContextDep,
     principal: PrincipalDep,
     framework: Annotated[FrameworkType | None, Query(description="Filter by ML framework")] = None,
-    tags: Annotated[str | None, Query(description=TAGS_HELP, max_length=2048)] = None,
+    tags: Annotated[SafeStr | None, Query(description=TAGS_HELP, max_length=2048)] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number")] = 1,
     page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
 ) -> ModelListResponse:
@@ -343,8 +344,7 @@ async def create_model_version(
         version = await run_in_threadpool(registry.create_version, principal, name, body)
     else:
         raise UnsupportedMediaType(
-            "send application/json or multipart/form-data "
-            f"(got {media or 'no content type'!r})"
+            f"send application/json or multipart/form-data (got {media or 'no content type'!r})"
         )
     response.headers["Location"] = f"/v1/models/{name}/versions/{version.version}"
     response.headers["ETag"] = etag_of(version)

@@ -1,0 +1,148 @@
+"""The validated building blocks of every request model.
+
+* ``SafeStr``: text that every store can hold and every encoder can write. It refuses NUL
+  (PostgreSQL text cannot hold it), lone surrogates (not encodable as UTF-8: SQLite, the JSON
+  response and the log all fail on them) and the other C0 control characters except tab,
+  line feed and carriage return.
+* ``JsonObject``: a free-form JSON object (hyperparameters, metadata) whose keys and string
+  values are ``SafeStr`` and whose numbers are finite (``NaN``/``Infinity`` would be stored
+  as ``null`` or refused by the database).
+* Bounded integers matching the columns they land in (``INTEGER`` is int32 on PostgreSQL,
+  ``BIGINT`` int64; SQLite overflows past int64): a bigger value is a 422 naming the field,
+  never an overflow in the driver.
+* ``RequestModel``: the base of every request body: unknown fields refused and
+  ``allow_inf_nan=False`` for every float field.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "INT32_MAX",
+    "INT64_MAX",
+    "Int64",
+    "JsonObject",
+    "NonNegativeInt64",
+    "PositiveInt32",
+    "RequestModel",
+    "SafeStr",
+    "StrMap",
+    "check_json_tree",
+    "check_tags",
+    "check_text",
+    "unsafe_character",
+]
+
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_MAX_DEPTH = 32
+
+
+def unsafe_character(value: str) -> str | None:
+    """A description of the first character of ``value`` that no store can hold, if any."""
+    found = _UNSAFE.search(value)
+    if found is None:
+        return None
+    char = found.group()
+    code = ord(char)
+    if code == 0:
+        kind = "a NUL character"
+    elif 0xD800 <= code <= 0xDFFF:
+        kind = "a lone surrogate"
+    else:
+        kind = "a control character"
+    return f"{kind} (U+{code:04X}) at index {found.start()}"
+
+
+def check_text(value: str) -> str:
+    """``value`` unchanged, or ``ValueError`` naming the unsafe character (never echoing it)."""
+    problem = unsafe_character(value)
+    if problem is not None:
+        raise ValueError(f"must not contain {problem}")
+    return value
+
+
+def _walk(value: Any, path: str, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"{path or 'value'}: nested deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, str):
+        problem = unsafe_character(value)
+        if problem is not None:
+            raise ValueError(f"{path or 'value'}: must not contain {problem}")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{path or 'value'}: NaN and Infinity are not valid JSON numbers")
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(f"{path or 'value'}: integers must fit in 64 bits")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            key_text = str(key)
+            problem = unsafe_character(key_text)
+            if problem is not None:
+                where = f"{path}: a key" if path else "a key"
+                raise ValueError(f"{where} must not contain {problem}")
+            _walk(item, f"{path}.{key_text}" if path else key_text, depth + 1)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _walk(item, f"{path}[{index}]", depth + 1)
+
+
+def check_json_tree(value: Any) -> Any:
+    """``value`` unchanged when every string in it is safe and every number finite."""
+    _walk(value, "", 0)
+    return value
+
+
+SafeStr = Annotated[str, AfterValidator(check_text)]
+"""Text without NUL, lone surrogates or C0 controls other than tab, LF and CR."""
+
+StrMap = dict[SafeStr, SafeStr]
+"""A string-to-string map (tags, labels) with safe keys and values."""
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(check_json_tree)]
+"""A free-form JSON object: safe strings, finite numbers, 64-bit integers, bounded depth."""
+
+PositiveInt32 = Annotated[int, Field(ge=1, le=INT32_MAX)]
+"""A positive number stored in an ``INTEGER`` column (versions, counts)."""
+
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+NonNegativeInt64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+"""Ids and offsets stored in ``BIGINT`` columns."""
+
+
+MAX_TAGS = 50
+
+
+def _shown(text: str, limit: int = 64) -> str:
+    """``text`` as a repr, cut to ``limit`` characters so an error never echoes a huge value."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def check_tags(tags: dict[str, str]) -> dict[str, str]:
+    """Tags of jobs and models: at most 50; keys 1..63 chars without ',' or '='; values at
+    most 255 chars without ',' (the ``key=value,...`` filter syntax must stay unambiguous)."""
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    for key, value in tags.items():
+        if not key or len(key) > 63 or "," in key or "=" in key:
+            raise ValueError(f"tag key {_shown(key)} must be 1..63 chars without ',' or '='")
+        if len(value) > 255 or "," in value:
+            raise ValueError(f"tag value of {_shown(key)} must be at most 255 chars without ','")
+    return tags
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: no unknown fields, no ``NaN``/``Infinity`` floats."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
