@@ -88,11 +88,16 @@ class _StreamResponse:
     """Relays an upstream event stream event by event; may cut it after ``cut_after`` logs."""
 
     def __init__(
-        self, upstream: httpx.Response, client: httpx.AsyncClient, cut_after: int | None
+        self,
+        upstream: httpx.Response,
+        client: httpx.AsyncClient,
+        cut_after: int | None,
+        relayed: list[int],
     ) -> None:
         self._upstream = upstream
         self._client = client
         self._cut_after = cut_after
+        self._relayed = relayed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = [
@@ -108,12 +113,17 @@ class _StreamResponse:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
                 if b"event: log" in event:
                     logs += 1
+                    self._relayed.extend(_event_ids(event))
                     if self._cut_after is not None and logs >= self._cut_after:
                         raise _Dropped(f"stream cut by the test proxy after {logs} log events")
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await self._upstream.aclose()
             await self._client.aclose()
+
+
+def _event_ids(event: bytes) -> list[int]:
+    return [int(line[3:].strip()) for line in event.split(b"\n") if line.startswith(b"id:")]
 
 
 async def _events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -136,6 +146,7 @@ class FailingProxy:
         self.arrivals: list[Arrival] = []
         self._plan: deque[Fail] = deque()
         self._cuts: deque[int] = deque()
+        self.streams: list[list[int]] = []  # per event stream: the log event ids relayed
         self._lock = threading.Lock()
         app = Starlette(routes=[Route("/{path:path}", self._handle, methods=_METHODS)])
         self._server = ServerThread(app)
@@ -219,7 +230,9 @@ class FailingProxy:
         if upstream.headers.get("content-type", "").startswith("text/event-stream"):
             with self._lock:
                 cut = self._cuts.popleft() if self._cuts else None
-            return _StreamResponse(upstream, client, cut)
+                relayed: list[int] = []
+                self.streams.append(relayed)
+            return _StreamResponse(upstream, client, cut, relayed)
         try:
             content = await upstream.aread()
         finally:

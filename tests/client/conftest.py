@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ml_platform import AsyncClient, Client
 from tests.client._proxy import FailingProxy
-from tests.conftest import Platform
+from tests.conftest import Platform, start_platform
+from tests.jobs.conftest import JOB_SETTINGS
 
 KINDS = ("sync", "async")
 
@@ -42,3 +44,31 @@ def kind(request: pytest.FixtureRequest) -> str:
 def proxy(platform: Platform) -> Iterator[FailingProxy]:
     with FailingProxy(platform.base_url) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def job_platform(
+    tmp_path_factory: pytest.TempPathFactory, database_url_factory: Any
+) -> Iterator[Platform]:
+    """A platform that runs jobs (scheduler on, local executor), as in tests/jobs."""
+    url = database_url_factory("sqlite")
+    running, server = start_platform(
+        "sqlite", tmp_path_factory.mktemp("sdk-jobs"), url, **JOB_SETTINGS
+    )
+    yield running
+    running.close()
+    server.stop()
+    running.db.dispose()
+
+
+@pytest.fixture
+def job_proxy(job_platform: Platform) -> Iterator[FailingProxy]:
+    with FailingProxy(job_platform.base_url) as running:
+        yield running
+
+
+def write_script(directory: Path, text: str) -> Path:
+    """A source dir holding ``train.py`` with ``text``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "train.py").write_text(text)
+    return directory
