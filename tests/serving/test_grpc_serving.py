@@ -151,18 +151,68 @@ def test_predict_batch_of_compact_float_arrays_matches_the_model(serving: Servin
     assert [v.field for v in report.field_violations] == ["requests[3]"]
 
 
-def test_predict_stream_answers_in_order_and_survives_a_bad_message(serving: Serving) -> None:
+def test_predict_stream_answers_in_order(serving: Serving) -> None:
     X = serving.models["rf"].X[:15].astype(np.float32)
     want = serving.models["rf"].estimator.predict(X).tolist()
     msgs = [serving_pb2.PredictRequest(model_id="rf-joblib", features=features(r)) for r in X]
-    msgs.insert(
-        5,
-        serving_pb2.PredictRequest(model_id="rf-joblib", features=[serving_pb2.Feature(name="f0")]),
-    )
     out = list(serving.stub.PredictStream(iter(msgs), metadata=AUTH))
-    assert len(out) == 16
-    assert not out[5].predictions
-    assert [r.predictions[0] for i, r in enumerate(out) if i != 5] == want
+    assert [r.predictions[0] for r in out] == want
+
+
+def _stream_error(
+    serving: Serving,
+    msgs: list[serving_pb2.PredictRequest],
+    metadata: tuple[tuple[str, str], ...] = AUTH,
+) -> tuple[list[serving_pb2.PredictResponse], grpc.RpcError]:
+    got: list[serving_pb2.PredictResponse] = []
+    with pytest.raises(grpc.RpcError) as info:
+        for resp in serving.stub.PredictStream(iter(msgs), metadata=metadata):
+            got.append(resp)
+    return got, info.value
+
+
+def test_predict_stream_ends_with_the_status_of_a_bad_or_foreign_message(
+    serving: Serving,
+) -> None:
+    """Issue 9, item 10: a bad or foreign message got an empty OK response."""
+    X = serving.models["rf"].X[:4]
+    good = [serving_pb2.PredictRequest(model_id="rf-joblib", features=features(r)) for r in X]
+    cases = {
+        "bad": (
+            serving_pb2.PredictRequest(
+                model_id="rf-joblib", features=[serving_pb2.Feature(name="f0")]
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        "foreign": (  # tenant two's deployment, asked for by tenant one
+            serving_pb2.PredictRequest(model_id="t2-joblib", features=features(X[0])),
+            grpc.StatusCode.NOT_FOUND,
+        ),
+        "no model": (
+            serving_pb2.PredictRequest(features=features(X[0])),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+    }
+    for case, (msg, code) in cases.items():
+        got, err = _stream_error(serving, [*good[:2], msg, *good[2:]])
+        assert err.code() == code, (case, err.details())
+        assert all(r.predictions for r in got), case  # never an empty answer
+        assert len(got) <= 2, case
+    _, err = _stream_error(serving, good, metadata=())
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_predict_stream_model_failure_is_internal_with_a_generic_message(
+    serving: Serving,
+) -> None:
+    """Issue 9, item 10: an unexpected error ended the stream as UNKNOWN with its raw text."""
+    row = serving.models["rf"].X[0].copy()
+    row[0] = 1e7  # RaiseOnPredict raises RuntimeError("secret internal detail: ...")
+    msgs = [serving_pb2.PredictRequest(model_id="raises", features=features(row))]
+    _, err = _stream_error(serving, msgs)
+    assert err.code() == grpc.StatusCode.INTERNAL
+    assert "secret" not in err.details() and "/etc" not in err.details()
+    assert "Traceback" not in err.details()
 
 
 def _bad(

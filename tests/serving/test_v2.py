@@ -192,6 +192,11 @@ def test_v2_infinity_is_invalid_argument_on_grpc(serving: Serving) -> None:
     assert info.value.status() == "StatusCode.INVALID_ARGUMENT", info.value.message()
 
 
+_ONE_ROW = (
+    b'{"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 6], "data": [0,0,0,0,0,0]}]'
+)
+
+
 @pytest.mark.parametrize(
     ("headers", "body"),
     [
@@ -201,6 +206,15 @@ def test_v2_infinity_is_invalid_argument_on_grpc(serving: Serving) -> None:
         ({}, b'{"inputs": [1, 2]}'),
         ({}, b'{"inputs": [{"name": "input", "datatype": "FP64", "shape": "ab", "data": []}]}'),
         ({}, b'{"inputs": [{"name": "input", "datatype": "FP64", "shape": [1.5], "data": [1]}]}'),
+        ({}, b'{"inputs": [{"name": "input", "datatype": "FP64", "parameters": [1]}]}'),
+        (
+            {},
+            b'{"inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 6],'
+            b' "parameters": {"binary_data_size": "x"}}]}',
+        ),
+        ({}, _ONE_ROW + b', "outputs": [1]}'),
+        ({}, _ONE_ROW + b', "outputs": [{"name": "predictions", "parameters": "x"}]}'),
+        ({}, _ONE_ROW + b', "parameters": 3}'),
     ],
 )
 def test_v2_rest_malformed_but_json_bodies_are_400(
@@ -210,6 +224,18 @@ def test_v2_rest_malformed_but_json_bodies_are_400(
         resp = http.post("/v2/models/rf-skops/infer", content=body, headers={**HEADERS, **headers})
         assert resp.status_code == 400, resp.text
         assert resp.headers["content-type"] == "application/problem+json"
-        assert resp.json()["code"] == "INVALID_ARGUMENT"
+        problem = resp.json()
+        assert problem["code"] == "INVALID_ARGUMENT" and problem["error"] == problem["detail"]
+        # rendered by core.problems: a request_id, echoed in X-Request-ID
+        assert problem["request_id"] and problem["request_id"] == resp.headers["x-request-id"]
+        assert problem["type"].startswith("https://")
         # the connection survives: the next request on it is answered
         assert http.get("/v2/health/live").status_code == 200
+
+
+def test_v2_rest_problems_carry_the_callers_request_id(serving: Serving) -> None:
+    with httpx.Client(base_url=serving.server.rest_url) as http:
+        resp = http.get("/v2/models/nope", headers={**HEADERS, "x-request-id": "req-abc-1"})
+        assert resp.status_code == 404
+        assert resp.json()["request_id"] == "req-abc-1" == resp.headers["x-request-id"]
+        assert resp.json()["instance"] == "/v2/models/nope"

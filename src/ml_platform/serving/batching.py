@@ -8,7 +8,9 @@ load: if the previous call was a real batch (more than one request) and fewer re
 queued than it carried, the dispatcher waits at most that long for as many to arrive (or for
 ``max_batch_size`` rows), and dispatches the moment they have. Closed-loop clients answered
 by one batch send their next requests together, so the wait usually ends well before the
-deadline. A submission of many rows (``PredictBatch``) is never split.
+deadline. A submission of many rows (``PredictBatch``) is never split. A submission whose
+caller gave up (cancelled) or whose deadline passed while it queued is dropped when the next
+batch is taken: the model never predicts rows nobody waits for.
 
 Cheap models run inline on the event loop, so nothing queues behind a running call and
 requests reach the batcher one loop turn apart: without that short wait, batches stay at one
@@ -24,12 +26,15 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
+from ml_platform.core.errors import DeadlineExceeded
 from ml_platform.serving.runtimes.base import FloatArray, Prediction
 
 logger = logging.getLogger(__name__)
 
 PredictFn = Callable[[FloatArray], Awaitable[Prediction]]
 InlineFn = Callable[[FloatArray], Prediction]
+Item = tuple[FloatArray, "asyncio.Future[Prediction]", float | None]
+"""A queued submission: its rows, its caller's future and deadline (``time.monotonic()``)."""
 
 INLINE_BELOW_SECONDS = 0.001
 """Models whose calls take less than this run on the event loop thread: a hand-off to the
@@ -62,7 +67,7 @@ class Batcher:
         self._call_seconds = 0.0  # moving average of one model call
         self._max_rows = max(1, max_batch_size)
         self._delay = max(0.0, max_batch_delay_ms) / 1000.0
-        self._queue: list[tuple[FloatArray, asyncio.Future[Prediction]]] = []
+        self._queue: list[Item] = []
         self._queued_rows = 0
         self._running = False
         self._last_batch_requests = 0
@@ -71,12 +76,14 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self.calls = 0  # model calls and the rows they carried, for health details and tests
         self.rows = 0
+        self.expired = 0  # submissions dropped unpredicted: their caller's deadline had passed
 
-    async def submit(self, rows: FloatArray) -> Prediction:
-        """Predict ``rows`` (2-D), possibly together with other callers' rows."""
+    async def submit(self, rows: FloatArray, deadline: float | None = None) -> Prediction:
+        """Predict ``rows`` (2-D), possibly together with other callers' rows; ``deadline``
+        (``time.monotonic()``) is when the caller stops waiting."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Prediction] = loop.create_future()
-        self._queue.append((rows, fut))
+        self._queue.append((rows, fut, deadline))
         self._queued_rows += rows.shape[0]
         if not self._running:
             self._running = True
@@ -102,6 +109,8 @@ class Batcher:
                     elif not self._batch_is_full():
                         await self._wait_for_more(loop)
                 batch = self._take()
+                if not batch:
+                    continue  # every queued caller had given up
                 self._last_batch_requests = len(batch)
                 await self._run(batch)
                 self._last_batch_end = loop.time()
@@ -119,22 +128,35 @@ class Batcher:
             timer.cancel()
             self._filled = None
 
-    def _take(self) -> list[tuple[FloatArray, asyncio.Future[Prediction]]]:
+    def _take(self) -> list[Item]:
+        """The next batch, in order, skipping (and failing) callers that stopped waiting."""
         taken = 0
         rows = 0
-        for item_rows, _ in self._queue:
+        batch: list[Item] = []
+        now = time.monotonic()
+        for item in self._queue:
+            item_rows, fut, deadline = item
             n = item_rows.shape[0]
-            if taken and rows + n > self._max_rows:
+            if fut.done() or (deadline is not None and deadline <= now):
+                taken += 1
+                self._queued_rows -= n
+                self.expired += 1
+                if not fut.done():
+                    fut.set_exception(
+                        DeadlineExceeded("the request's deadline passed before the model ran it")
+                    )
+                continue
+            if batch and rows + n > self._max_rows:
                 break
             taken += 1
             rows += n
-        batch = self._queue[:taken]
+            batch.append(item)
         del self._queue[:taken]
         self._queued_rows -= rows
         return batch
 
-    async def _run(self, batch: list[tuple[FloatArray, asyncio.Future[Prediction]]]) -> None:
-        rows = batch[0][0] if len(batch) == 1 else np.concatenate([r for r, _ in batch])
+    async def _run(self, batch: list[Item]) -> None:
+        rows = batch[0][0] if len(batch) == 1 else np.concatenate([r for r, _, _ in batch])
         self.calls += 1
         self.rows += rows.shape[0]
         try:
@@ -145,7 +167,7 @@ class Batcher:
                 result = await self._predict(rows)
             self._call_seconds = 0.8 * self._call_seconds + 0.2 * (time.perf_counter() - started)
         except BaseException as exc:  # the model raised: every caller in the batch gets it
-            for _, fut in batch:
+            for _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(exc)
             if not isinstance(exc, Exception):
@@ -156,7 +178,7 @@ class Batcher:
                 batch[0][1].set_result(result)
             return
         start = 0
-        for item_rows, fut in batch:
+        for item_rows, fut, _ in batch:
             stop = start + item_rows.shape[0]
             if not fut.done():  # a cancelled caller (deadline passed) is simply skipped
                 fut.set_result(result.slice(start, stop))

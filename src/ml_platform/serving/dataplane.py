@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from ml_platform.core.errors import ErrorCode, FieldViolation, InvalidArgument, PlatformError
+from ml_platform.core.errors import (
+    ErrorCode,
+    FieldViolation,
+    InvalidArgument,
+    PlatformError,
+)
 from ml_platform.serving.auth_cache import AuthCache
 from ml_platform.serving.models import Principal
 from ml_platform.serving.repository import LoadedModel, ModelRepository
@@ -67,6 +75,31 @@ def _bad_values(model: LoadedModel, rows: FloatArray) -> npt.NDArray[np.bool_]:
         return np.asarray(~(np.abs(rows) <= limit))  # NaN compares False: refused
 
 
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class InferRequest(Generic[R]):
+    """One inference call as an adapter hands it to ``DataPlane.infer``.
+
+    The adapter supplies only the conversions: ``decode`` turns its wire message into a 2-D
+    row matrix in signature order for the resolved model (raising ``core.errors``),
+    ``encode`` turns the prediction into its wire response. ``deadline`` is the caller's
+    deadline on the ``time.monotonic()`` clock (None: no deadline).
+    """
+
+    model_id: str
+    version: str
+    decode: Callable[[LoadedModel], FloatArray]
+    encode: Callable[[LoadedModel, Prediction], R]
+    deadline: float | None = None
+
+
+def deadline_after(seconds: float | None) -> float | None:
+    """A ``time.monotonic()`` deadline ``seconds`` from now (None stays None)."""
+    return None if seconds is None else time.monotonic() + seconds
+
+
 @dataclass(frozen=True, slots=True)
 class HealthReport:
     healthy: bool
@@ -89,6 +122,24 @@ class DataPlane:
                 "model_id is required", [FieldViolation("model_id", "must not be empty")]
             )
         return self.repository.resolve(principal.tenant_id, model_id, version)
+
+    async def infer(self, principal: Principal, request: InferRequest[R]) -> R:
+        """The one data-plane flow: resolve -> decode -> check -> predict -> encode."""
+        model = self.resolve(principal, request.model_id, request.version)
+        rows = request.decode(model)
+        self.check_rows(model, rows)
+        prediction = await self.predict(model, rows, request.deadline)
+        return request.encode(model, prediction)
+
+    def model_ready(self, principal: Principal, model_id: str, version: str) -> bool:
+        """V2 model readiness: False while loading or failed; NOT_FOUND when not deployed."""
+        try:
+            self.resolve(principal, model_id, version)
+        except PlatformError as exc:
+            if exc.code is ErrorCode.NOT_FOUND:
+                raise
+            return False
+        return True
 
     # -- validation helpers shared by the adapters --------------------------------------------
 
@@ -127,10 +178,13 @@ class DataPlane:
 
     # -- prediction --------------------------------------------------------------------------
 
-    async def predict(self, model: LoadedModel, rows: FloatArray) -> Prediction:
-        """One vectorized call (possibly merged with other callers' rows by the batcher)."""
+    async def predict(
+        self, model: LoadedModel, rows: FloatArray, deadline: float | None = None
+    ) -> Prediction:
+        """One vectorized call (possibly merged with other callers' rows by the batcher);
+        rows whose ``deadline`` passes while queued are dropped before the model sees them."""
         try:
-            return await model.batcher.submit(rows)
+            return await model.batcher.submit(rows, deadline)
         except PlatformError:
             raise
         except SandboxModelError as exc:

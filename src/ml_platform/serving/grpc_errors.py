@@ -1,8 +1,17 @@
-"""Map ``core.errors`` to gRPC status codes with rich details (google.rpc.Status)."""
+"""Map ``core.errors`` to gRPC status codes with rich details (google.rpc.Status).
+
+``rpc_errors`` is the one place a servicer method's exception becomes a status: every
+ModelServing and V2 method is wrapped in it, so a domain error ends the call with its mapped
+code and anything else with INTERNAL and a generic message (logged, never echoed).
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -80,6 +89,38 @@ async def abort(context: grpc.aio.ServicerContext[object, object], exc: BaseExce
         logger.error("unexpected error in a serving RPC", exc_info=exc)
         status = internal_status()
     await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def rpc_errors(method: F) -> F:
+    """Wrap a servicer method ``(self, request, context)``, unary or server-streaming (an
+    async generator), so that any exception it raises aborts the RPC with ``to_status``."""
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def streaming(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
+            try:
+                async for item in method(self, request, context):
+                    yield item
+                return
+            except Exception as exc:
+                err: BaseException = exc
+            await abort(context, err)
+
+        return cast(F, streaming)
+
+    @functools.wraps(method)
+    async def unary(self: Any, request: Any, context: Any) -> Any:
+        try:
+            return await method(self, request, context)
+        except Exception as exc:
+            err: BaseException = exc
+        await abort(context, err)
+        raise AssertionError("unreachable: context.abort raises")
+
+    return cast(F, unary)
 
 
 def credentials(context: grpc.aio.ServicerContext[object, object]) -> tuple[str | None, str | None]:

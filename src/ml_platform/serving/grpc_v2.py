@@ -7,6 +7,7 @@ format are those of KServe V2 / Triton, so tritonclient works unmodified.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
@@ -15,10 +16,26 @@ import numpy as np
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument, PlatformError
 from ml_platform.serving import v2
-from ml_platform.serving.dataplane import SERVER_NAME, SERVER_VERSION, DataPlane
-from ml_platform.serving.grpc_errors import INTERNAL_MESSAGE, abort, credentials
+from ml_platform.serving.dataplane import (
+    SERVER_NAME,
+    SERVER_VERSION,
+    DataPlane,
+    InferRequest,
+    deadline_after,
+)
+from ml_platform.serving.grpc_errors import (
+    INTERNAL_MESSAGE,
+    MAX_MESSAGE_BYTES,
+    bounded,
+    credentials,
+    rpc_errors,
+)
 from ml_platform.serving.ordered_stream import ordered_map
 from ml_platform.serving.proto import inference_pb2 as pb
+from ml_platform.serving.repository import LoadedModel
+from ml_platform.serving.runtimes.base import FloatArray, Prediction
+
+logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type information)
@@ -57,96 +74,51 @@ class InferenceService:
     ) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION, extensions=[])
 
+    @rpc_errors
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: Context
     ) -> pb.ModelReadyResponse:
-        try:
-            principal = await self._plane.authenticate(*credentials(context))
-            try:
-                self._plane.resolve(principal, request.name, request.version)
-            except PlatformError as exc:
-                if exc.code.value == "NOT_FOUND":
-                    raise
-                return pb.ModelReadyResponse(ready=False)
-            return pb.ModelReadyResponse(ready=True)
-        except Exception as exc:
-            err: BaseException = exc
-        await abort(context, err)
-        raise AssertionError("unreachable")
+        principal = await self._plane.authenticate(*credentials(context))
+        return pb.ModelReadyResponse(
+            ready=self._plane.model_ready(principal, request.name, request.version)
+        )
 
+    @rpc_errors
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: Context
     ) -> pb.ModelMetadataResponse:
-        try:
-            principal = await self._plane.authenticate(*credentials(context))
-            meta = v2.model_metadata(self._plane.resolve(principal, request.name, request.version))
-            return pb.ModelMetadataResponse(
-                name=meta["name"],
-                versions=meta["versions"],
-                platform=meta["platform"],
-                inputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["inputs"]],
-                outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]],
-            )
-        except Exception as exc:
-            err: BaseException = exc
-        await abort(context, err)
-        raise AssertionError("unreachable")
-
-    async def _infer(
-        self, request: pb.ModelInferRequest, context: Context
-    ) -> pb.ModelInferResponse:
         principal = await self._plane.authenticate(*credentials(context))
-        model = self._plane.resolve(principal, request.model_name, request.model_version)
-        raw = request.raw_input_contents
-        if raw and len(raw) != len(request.inputs):
-            raise InvalidArgument(
-                f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs",
-                [FieldViolation("raw_input_contents", "one entry per input")],
-            )
-        tensors = []
-        for i, inp in enumerate(request.inputs):
-            dt = v2.numpy_dtype(model, inp.name, inp.datatype)
-            shape = tuple(inp.shape)
-            if raw:
-                buf = raw[i]
-                if len(buf) % dt.itemsize:
-                    raise InvalidArgument(
-                        f"input {inp.name}: {len(buf)} bytes is not a whole number "
-                        f"of {inp.datatype}"
-                    )
-                data = np.frombuffer(buf, dtype=dt)
-            else:
-                field = _CONTENTS_FIELD.get(inp.datatype, "fp64_contents")
-                data = np.asarray(getattr(inp.contents, field), dtype=dt)
-            v2.check_shape(model, inp.name, shape, data.size)
-            tensors.append(v2.Tensor(inp.name, inp.datatype, shape, data))
-        rows = v2.tensors_to_rows(model, tensors)
-        self._plane.check_rows(model, rows)
-        pred = await self._plane.predict(model, rows)
-        outs = v2.prediction_tensors(model, pred, [o.name for o in request.outputs])
-        return pb.ModelInferResponse(
-            model_name=model.served.deployment,
-            model_version=model.version_str,
-            id=request.id,
-            outputs=[
-                pb.ModelInferResponse.InferOutputTensor(
-                    name=t.name, datatype=t.datatype, shape=t.shape
-                )
-                for t in outs
-            ],
-            raw_output_contents=[t.data.tobytes() for t in outs],
+        meta = v2.model_metadata(self._plane.resolve(principal, request.name, request.version))
+        return pb.ModelMetadataResponse(
+            name=meta["name"],
+            versions=meta["versions"],
+            platform=meta["platform"],
+            inputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["inputs"]],
+            outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]],
         )
 
+    async def _infer(
+        self, request: pb.ModelInferRequest, context: Context, deadline: float | None
+    ) -> pb.ModelInferResponse:
+        principal = await self._plane.authenticate(*credentials(context))
+        return await self._plane.infer(
+            principal,
+            InferRequest(
+                request.model_name,
+                request.model_version,
+                lambda model: _decode(model, request),
+                lambda model, pred: _encode(model, pred, request),
+                deadline,
+            ),
+        )
+
+    @rpc_errors
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
-        try:
-            return await self._infer(request, context)
-        except Exception as exc:
-            err: BaseException = exc
-        await abort(context, err)
-        raise AssertionError("unreachable")
+        return await self._infer(request, context, deadline_after(context.time_remaining()))
 
+    @rpc_errors
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
@@ -154,18 +126,63 @@ class InferenceService:
 
         async def handle(req: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
             try:
-                return pb.ModelStreamInferResponse(infer_response=await self._infer(req, context))
+                return pb.ModelStreamInferResponse(
+                    infer_response=await self._infer(req, context, None)
+                )
             except PlatformError as exc:
-                return pb.ModelStreamInferResponse(
-                    error_message=exc.message, infer_response=pb.ModelInferResponse(id=req.id)
-                )
+                message = exc.message
             except Exception:
-                return pb.ModelStreamInferResponse(
-                    error_message=INTERNAL_MESSAGE, infer_response=pb.ModelInferResponse(id=req.id)
-                )
+                logger.exception("unexpected error in a V2 stream message")
+                message = INTERNAL_MESSAGE
+            return pb.ModelStreamInferResponse(
+                error_message=bounded(message, MAX_MESSAGE_BYTES),
+                infer_response=pb.ModelInferResponse(id=req.id),
+            )
 
         async for resp in ordered_map(request_iterator, handle):
             yield resp
+
+
+def _decode(model: LoadedModel, request: pb.ModelInferRequest) -> FloatArray:
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidArgument(
+            f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs",
+            [FieldViolation("raw_input_contents", "one entry per input")],
+        )
+    tensors = []
+    for i, inp in enumerate(request.inputs):
+        dt = v2.numpy_dtype(model, inp.name, inp.datatype)
+        shape = tuple(inp.shape)
+        if raw:
+            buf = raw[i]
+            if len(buf) % dt.itemsize:
+                raise InvalidArgument(
+                    f"input {inp.name}: {len(buf)} bytes is not a whole number of {inp.datatype}"
+                )
+            data = np.frombuffer(buf, dtype=dt)
+        else:
+            field = _CONTENTS_FIELD.get(inp.datatype, "fp64_contents")
+            data = np.asarray(getattr(inp.contents, field), dtype=dt)
+        v2.check_shape(model, inp.name, shape, data.size)
+        tensors.append(v2.Tensor(inp.name, inp.datatype, shape, data))
+    return v2.tensors_to_rows(model, tensors)
+
+
+def _encode(
+    model: LoadedModel, pred: Prediction, request: pb.ModelInferRequest
+) -> pb.ModelInferResponse:
+    outs = v2.prediction_tensors(model, pred, [o.name for o in request.outputs])
+    return pb.ModelInferResponse(
+        model_name=model.served.deployment,
+        model_version=model.version_str,
+        id=request.id,
+        outputs=[
+            pb.ModelInferResponse.InferOutputTensor(name=t.name, datatype=t.datatype, shape=t.shape)
+            for t in outs
+        ],
+        raw_output_contents=[t.data.tobytes() for t in outs],
+    )
 
 
 def generic_handler(plane: DataPlane) -> grpc.GenericRpcHandler:

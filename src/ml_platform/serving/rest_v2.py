@@ -3,12 +3,14 @@
 No framework on this path: routing is a split of the path, bodies are parsed with orjson,
 tensors become numpy arrays directly, and Triton's binary tensor extension
 (``Inference-Header-Content-Length``) is supported both ways, so ``tritonclient.http``
-works unmodified. Errors are RFC 9457 problem documents that also carry V2's ``error`` field.
+works unmodified. Errors are RFC 9457 problem documents from ``core.problems`` (with
+``request_id``) that also carry V2's ``error`` field.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -18,13 +20,22 @@ import orjson
 from ml_platform.core.errors import (
     ErrorCode,
     FieldViolation,
+    InternalError,
     InvalidArgument,
     PayloadTooLarge,
     PlatformError,
 )
+from ml_platform.core.problems import (
+    PROBLEM_JSON,
+    problem_bytes,
+    problem_from_error,
+    problem_headers,
+)
 from ml_platform.serving import v2
-from ml_platform.serving.dataplane import SERVER_NAME, SERVER_VERSION, DataPlane
+from ml_platform.serving.dataplane import SERVER_NAME, SERVER_VERSION, DataPlane, InferRequest
 from ml_platform.serving.models import Principal
+from ml_platform.serving.repository import LoadedModel
+from ml_platform.serving.runtimes.base import FloatArray, Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -32,21 +43,7 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-HTTP_STATUS: dict[ErrorCode, int] = {
-    ErrorCode.INVALID_ARGUMENT: 400,
-    ErrorCode.UNAUTHENTICATED: 401,
-    ErrorCode.PERMISSION_DENIED: 403,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.ALREADY_EXISTS: 409,
-    ErrorCode.CONFLICT: 409,
-    ErrorCode.PRECONDITION_FAILED: 400,
-    ErrorCode.PAYLOAD_TOO_LARGE: 413,
-    ErrorCode.QUOTA_EXCEEDED: 429,
-    ErrorCode.RESOURCE_EXHAUSTED: 429,
-    ErrorCode.UNAVAILABLE: 503,
-    ErrorCode.DEADLINE_EXCEEDED: 504,
-    ErrorCode.INTERNAL: 500,
-}
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 _JSON = [(b"content-type", b"application/json")]
 _HEADER_LEN = b"inference-header-content-length"
 
@@ -70,20 +67,16 @@ class RestV2App:
         try:
             status, headers, body = await self._route(scope, receive)
         except PlatformError as exc:
-            status, headers, body = _problem(exc, scope["path"])
+            status, headers, body = _problem(exc, scope)
         except Exception:
-            logger.exception("unexpected error in V2 REST")
-            status, headers, body = _problem(
-                PlatformError("internal error in the serving plane; it has been logged"),
-                scope["path"],
-            )
+            request_id = _request_id(scope)
+            logger.exception("unexpected error in V2 REST (request_id %s)", request_id)
+            status, headers, body = _problem(InternalError(), scope, request_id)
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _route(
-        self, scope: Scope, receive: Receive
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def _route(self, scope: Scope, receive: Receive) -> Response:
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
         if not parts or parts[0] != "v2":
@@ -113,17 +106,17 @@ class RestV2App:
                 return 200, list(_JSON), orjson.dumps(meta)
             if rest == ["ready"] and method == "GET":
                 principal = await self._principal(scope)
-                try:
-                    self._plane.resolve(principal, name, version)
-                except PlatformError as exc:
-                    if exc.code is ErrorCode.NOT_FOUND:
-                        raise
-                    return 400, list(_JSON), orjson.dumps({"ready": False})
-                return 200, list(_JSON), b'{"ready":true}'
+                if self._plane.model_ready(principal, name, version):
+                    return 200, list(_JSON), b'{"ready":true}'
+                return 400, list(_JSON), orjson.dumps({"ready": False})
             if rest == ["infer"] and method == "POST":
                 principal = await self._principal(scope)
                 body = await self._read_body(receive)
-                return await self._infer(scope, principal, name, version, body)
+                codec = _InferCodec(scope, body)
+                result = await self._plane.infer(
+                    principal, InferRequest(name, version, codec.decode, codec.encode)
+                )
+                return result
         raise _NotFoundRoute(scope["path"])
 
     async def _principal(self, scope: Scope) -> Principal:
@@ -150,12 +143,20 @@ class RestV2App:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _infer(
-        self, scope: Scope, principal: Principal, name: str, version: str, body: bytes
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        model = self._plane.resolve(principal, name, version)
+
+class _InferCodec:
+    """V2 REST infer's conversions: the JSON (+ binary tensor) body -> rows, and the
+    prediction -> the JSON (+ binary) response."""
+
+    def __init__(self, scope: Scope, body: bytes) -> None:
+        self._scope = scope
+        self._body = body
+        self._doc: dict[str, Any] = {}
+
+    def decode(self, model: LoadedModel) -> FloatArray:
+        body = self._body
         header_len = None
-        for key, value in scope["headers"]:
+        for key, value in self._scope["headers"]:
             if key == _HEADER_LEN:
                 header_len = _header_length(value, len(body))
         json_part = body if header_len is None else body[:header_len]
@@ -170,6 +171,16 @@ class RestV2App:
                 f"malformed V2 infer request: {exc}",
                 [FieldViolation("inputs", "a list of tensors is required")],
             ) from exc
+        outputs = doc.get("outputs") or []
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+            raise InvalidArgument(
+                "outputs must be a list of objects with a name",
+                [FieldViolation("outputs", "a list of objects")],
+            )
+        for o in outputs:
+            _parameters(o, "outputs")
+        _parameters(doc, "parameters")
+        self._doc = doc
         tensors = []
         offset = 0
         for spec in inputs:
@@ -190,11 +201,16 @@ class RestV2App:
                 )
             shape = tuple(raw_shape)
             dt = v2.numpy_dtype(model, tname, datatype)
-            nbytes = (spec.get("parameters") or {}).get("binary_data_size")
+            nbytes = _parameters(spec, f"inputs.{tname}").get("binary_data_size")
             if nbytes is not None:
-                chunk = binary[offset : offset + int(nbytes)]
-                offset += int(nbytes)
-                if len(chunk) != int(nbytes) or len(chunk) % dt.itemsize:
+                if not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes < 0:
+                    raise InvalidArgument(
+                        f"input {tname}: binary_data_size must be a whole number of bytes",
+                        [FieldViolation(f"inputs.{tname}.parameters", "binary_data_size")],
+                    )
+                chunk = binary[offset : offset + nbytes]
+                offset += nbytes
+                if len(chunk) != nbytes or len(chunk) % dt.itemsize:
                     raise InvalidArgument(
                         f"input {tname}: binary data is shorter than binary_data_size"
                     )
@@ -209,9 +225,10 @@ class RestV2App:
                     ) from exc
             v2.check_shape(model, tname, shape, data.size)
             tensors.append(v2.Tensor(tname, datatype, shape, data))
-        rows = v2.tensors_to_rows(model, tensors)
-        self._plane.check_rows(model, rows)
-        pred = await self._plane.predict(model, rows)
+        return v2.tensors_to_rows(model, tensors)
+
+    def encode(self, model: LoadedModel, pred: Prediction) -> Response:
+        doc = self._doc
         requested = doc.get("outputs") or []
         binary_all = bool((doc.get("parameters") or {}).get("binary_data_output", False))
         want_binary = {
@@ -247,6 +264,17 @@ class RestV2App:
         return 200, headers, head + b"".join(blobs)
 
 
+def _parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    """``obj["parameters"]`` as a dict ({} when absent), INVALID_ARGUMENT when not an object."""
+    params = obj.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InvalidArgument(
+            f"{where}: parameters must be an object",
+            [FieldViolation(f"{where}.parameters", "not an object")],
+        )
+    return params
+
+
 def _header_length(value: bytes, body_size: int) -> int:
     """The ``Inference-Header-Content-Length`` value, or INVALID_ARGUMENT saying why not."""
     text = value.decode("latin-1").strip()
@@ -259,25 +287,28 @@ def _header_length(value: bytes, body_size: int) -> int:
     return int(text)
 
 
-def _problem(exc: PlatformError, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    status = HTTP_STATUS.get(exc.code, 500)
-    doc: dict[str, Any] = {
-        "type": "about:blank",
-        "title": exc.code.value.replace("_", " ").capitalize(),
-        "status": status,
-        "detail": exc.message,
-        "instance": path,
-        "code": exc.code.value,
-        "error": exc.message,  # the V2 protocol's error field, read by V2 clients
-    }
-    if exc.violations:
-        doc["errors"] = [{"path": v.field, "message": v.message} for v in exc.violations]
-    headers = [(b"content-type", b"application/problem+json")]
-    if status == 401:
-        headers.append(
-            (b"www-authenticate", b'Bearer realm="ml-platform", ApiKey header="x-api-key"')
-        )
-    return status, headers, orjson.dumps(doc)
+def _request_id(scope: Scope) -> str:
+    """The caller's ``X-Request-ID`` when it is sane, else a new one (errors only: the hot
+    path never pays for it)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            candidate: str = value.decode("latin-1")
+            if 0 < len(candidate) <= 128 and candidate.isprintable():
+                return candidate
+    return "req_" + secrets.token_hex(12)
+
+
+def _problem(exc: PlatformError, scope: Scope, request_id: str | None = None) -> Response:
+    """The one problem renderer (``core.problems``), KServe's 400 for INVALID_ARGUMENT, plus
+    V2's ``error`` member that V2 clients read."""
+    request_id = request_id or _request_id(scope)
+    status, doc = problem_from_error(
+        exc, instance=scope["path"], request_id=request_id, invalid_argument_status=400
+    )
+    doc["error"] = exc.message
+    headers = [(b"content-type", PROBLEM_JSON.encode()), (b"x-request-id", request_id.encode())]
+    headers += [(k.encode(), v.encode()) for k, v in problem_headers(status, exc.code).items()]
+    return status, headers, problem_bytes(doc)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
