@@ -171,11 +171,48 @@ class ArtifactStore:
             while chunk := handle.read(chunk_bytes):
                 yield chunk
 
-    def download(self, key: str, target: Path) -> None:
-        """Copy an artifact to a local file (e.g. for a serving worker)."""
-        with self.open(key) as reader, open(target, "wb") as writer:
-            while chunk := reader.read(CHUNK_BYTES):
-                writer.write(chunk)
+    def download(self, key: str, target: Path, sha256: str | None = None) -> None:
+        """Copy an artifact to a local file, atomically: ``target`` is either absent or whole.
+
+        The bytes go to a temporary file beside ``target`` (hashed on the way), are checked
+        against ``sha256`` when given, then renamed into place. An interrupted or corrupt
+        download leaves nothing behind; a hash mismatch raises ``CorruptArtifact``.
+        """
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.partial")
+        try:
+            digest = hashlib.sha256()
+            with self.open(key) as reader, open(temporary, "xb") as writer:
+                while chunk := reader.read(CHUNK_BYTES):
+                    digest.update(chunk)
+                    writer.write(chunk)
+                writer.flush()
+                os.fsync(writer.fileno())
+            if sha256 is not None and digest.hexdigest() != sha256:
+                raise CorruptArtifact(
+                    f"artifact {key!r} in the store does not match its recorded SHA-256"
+                )
+            temporary.replace(target)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def cached_copy(self, key: str, cache_dir: Path, sha256: str) -> Path:
+        """A verified local copy of an artifact under ``cache_dir/<sha256>/``.
+
+        A cached file is used only when its SHA-256 is the recorded one; a truncated or
+        corrupt one (a crash mid-write before this cache was atomic, a damaged disk) is
+        removed and fetched again.
+        """
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ValueError(f"invalid sha256 {sha256!r}")
+        target = cache_dir / sha256 / posixpath.basename(self._path(key))
+        if target.exists():
+            if hash_file(target)[0] == sha256:
+                return target
+            logger.warning("cached artifact %s is corrupt; fetching it again", target.name)
+            target.unlink(missing_ok=True)
+        self.download(key, target, sha256=sha256)
+        return target
 
     def local_path(self, key: str) -> Path | None:
         """The file itself when the store is local (load it in place), else None."""
@@ -192,6 +229,10 @@ class ArtifactStore:
         if self.is_local:
             with contextlib.suppress(OSError):
                 Path(path).parent.rmdir()
+
+
+class CorruptArtifact(OSError):
+    """The bytes read from the store do not match the artifact's recorded SHA-256."""
 
 
 def _aliases(protocol: str) -> tuple[str, ...]:

@@ -117,15 +117,11 @@ class StoreDeploymentSource:
         local = self._store.local_path(desired.artifact_key)
         if local is not None:
             return local
-        target = self._cache_dir / desired.sha256 / Path(desired.artifact_key).name
-        if not target.exists():
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self._store.download(desired.artifact_key, target)
-            except OSError:
-                logger.exception("cannot fetch artifact for %s/%s", desired.tenant_id, desired.name)
-                return None
-        return target
+        try:  # verified against the recorded SHA-256, written atomically, re-fetched if corrupt
+            return self._store.cached_copy(desired.artifact_key, self._cache_dir, desired.sha256)
+        except OSError:
+            logger.exception("cannot fetch artifact for %s/%s", desired.tenant_id, desired.name)
+            return None
 
 
 class StoreStatusSink:
