@@ -49,8 +49,10 @@ def loaded(platform: Platform) -> tuple[Tenant, list[dict[str, object]]]:
                 created_at=created,
             )
             status = STATUSES[i % 4]
+            if status is JobStatus.SUCCEEDED:  # only a running job can succeed
+                repo.transition(job_id, expected=[JobStatus.PENDING], target=JobStatus.RUNNING)
             if status is not JobStatus.PENDING:
-                repo.transition(job_id, expected=[JobStatus.PENDING], target=status)
+                repo.transition(job_id, expected=STATUSES, target=status)
             jobs.append(
                 {
                     "id": job_id,

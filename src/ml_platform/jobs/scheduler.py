@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ml_platform.core.errors import PlatformError
+from sqlalchemy.orm import Session
+
+from ml_platform.core.errors import Conflict, NotFound, PlatformError
 from ml_platform.core.ids import new_id
 from ml_platform.core.jobs import JobStatus
 from ml_platform.jobs.code_packages import CodePackageStore
@@ -43,6 +45,7 @@ from ml_platform.jobs.paths import PathPolicy
 from ml_platform.store.base import utcnow
 from ml_platform.store.db import Database
 from ml_platform.store.job_runtime import JobRuntimeRepository, RuntimeRecord
+from ml_platform.store.jobs import transition_job
 from ml_platform.store.records import JobRecord
 
 logger = logging.getLogger(__name__)
@@ -499,8 +502,13 @@ class Scheduler:
             fields: dict[str, Any] = {"error_message": None}
             if job.started_at is None:
                 fields["started_at"] = now
-            if not repo.transition(
-                job.id, expected=[JobStatus.PENDING], target=JobStatus.RUNNING, **fields
+            reason = f"attempt {attempt} started on the {self._executor.name} executor"
+            note = self._fit_note(job.spec)
+            if note is not None:
+                reason += f"; fitted to this node: {note}"
+            if not _transition(
+                session, job.id, job.tenant_id, JobStatus.RUNNING, expected=[JobStatus.PENDING],
+                reason=reason, attempt=attempt, **fields,
             ):
                 return False
             repo.upsert_runtime(
@@ -513,11 +521,6 @@ class Scheduler:
                 pending_reason=None,
                 queue_position=None,
             )
-            reason = f"attempt {attempt} started on the {self._executor.name} executor"
-            note = self._fit_note(job.spec)
-            if note is not None:
-                reason += f"; fitted to this node: {note}"
-            repo.add_event(job.id, job.tenant_id, JobStatus.RUNNING, attempt, reason)
         return True
 
     def _save_handle(self, job: JobRecord, handle: dict[str, Any]) -> None:
@@ -560,23 +563,19 @@ class Scheduler:
                 backoff = float(
                     min(self._backoff * 2.0 ** (active.attempt - 1), MAX_BACKOFF_SECONDS)
                 )
-                if repo.transition(
-                    active.job_id,
-                    expected=[JobStatus.RUNNING],
-                    target=JobStatus.PENDING,
+                reason = (
+                    f"attempt {active.attempt} failed ({outcome.error_message}); retry "
+                    f"{active.attempt} of {active.max_retries} in {backoff:g}s"
+                )
+                if _transition(
+                    session, active.job_id, active.tenant_id, JobStatus.PENDING,
+                    expected=[JobStatus.RUNNING], reason=reason, attempt=active.attempt,
                     error_message=outcome.error_message,
                     resource_usage=outcome.resource_usage or None,
                 ):
-                    reason = (
-                        f"attempt {active.attempt} failed ({outcome.error_message}); retry "
-                        f"{active.attempt} of {active.max_retries} in {backoff:g}s"
-                    )
                     repo.upsert_runtime(
                         active.job_id, active.tenant_id,
                         not_before=now + timedelta(seconds=backoff), handle=None,
-                    )
-                    repo.add_event(
-                        active.job_id, active.tenant_id, JobStatus.PENDING, active.attempt, reason
                     )
                     self._logs.append(active.job_id, reason, "system")
                     return backoff
@@ -586,21 +585,38 @@ class Scheduler:
             }
             if outcome.status is not JobStatus.SUCCEEDED:
                 fields["error_message"] = outcome.error_message
-            if repo.transition(
-                active.job_id, expected=[JobStatus.RUNNING], target=outcome.status, **fields
+            if not _transition(
+                session, active.job_id, active.tenant_id, outcome.status,
+                expected=[JobStatus.RUNNING], attempt=active.attempt,
+                reason=outcome.error_message or "the job's code exited 0", **fields,
             ):
-                repo.add_event(
-                    active.job_id, active.tenant_id, outcome.status, active.attempt,
-                    outcome.error_message or "the job's code exited 0",
-                )
-            else:
+                # Already final (cancelled through the API, whose event is recorded): keep
+                # that outcome, add what the process used.
                 current = repo.statuses([active.job_id]).get(active.job_id)
                 if current is not None and current.is_terminal:
                     repo.update_terminal(
                         active.job_id, current, resource_usage=outcome.resource_usage or None
                     )
-                    repo.add_event(
-                        active.job_id, active.tenant_id, current, active.attempt,
-                        "the job's process was stopped",
-                    )
         return None
+
+
+def _transition(
+    session: Session,
+    job_id: str,
+    tenant_id: str,
+    target: JobStatus,
+    *,
+    expected: list[JobStatus],
+    reason: str,
+    attempt: int,
+    **fields: Any,
+) -> bool:
+    """``transition_job``; False when the job moved on meanwhile (or is gone)."""
+    try:
+        transition_job(
+            session, job_id, tenant_id=tenant_id, target=target, expected=expected,
+            reason=reason, attempt=attempt, **fields,
+        )
+    except (Conflict, NotFound):
+        return False
+    return True

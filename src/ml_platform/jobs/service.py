@@ -124,15 +124,16 @@ class JobService:
                 raise job_not_found(job_id)
             if record.status in TERMINAL_STATUSES:
                 raise Conflict(f"training job {job_id!r} already finished ({record.status.value})")
-            changed = repo.transition(
+            reason = "cancelled by " + principal.name
+            # A job that finished meanwhile makes this a Conflict naming its status.
+            repo.transition(
                 job_id,
                 expected=CANCELLABLE,
                 target=JobStatus.CANCELLED,
+                reason=reason,
                 completed_at=utcnow(),
-                error_message="cancelled by " + principal.name,
+                error_message=reason,
             )
-            if not changed:
-                raise Conflict(f"training job {job_id!r} finished while being cancelled")
             updated = repo.get(job_id)
         assert updated is not None
         if self._engine is not None:

@@ -172,17 +172,6 @@ class JobRuntimeRepository:
     def env_vars(self, job_id: str) -> dict[str, str]:
         return dict(self._session.scalar(select(JobRow.env_vars).where(JobRow.id == job_id)) or {})
 
-    def transition(
-        self, job_id: str, *, expected: Sequence[JobStatus], target: JobStatus, **fields: Any
-    ) -> bool:
-        """Compare-and-set on the job's status (``UPDATE ... WHERE status IN expected``)."""
-        result = self._session.execute(
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.status.in_([s.value for s in expected]))
-            .values(status=target.value, updated_at=utcnow(), **fields)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
     def update_terminal(self, job_id: str, status: JobStatus, **fields: Any) -> None:
         """Fill in details (resource usage) of a job that already reached ``status``."""
         self._session.execute(

@@ -21,7 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from ml_platform.core.jobs import JobStatus
+from ml_platform.core.errors import Conflict, NotFound
+from ml_platform.core.jobs import JobStatus, can_transition
 from ml_platform.store.base import Base, JSONType, UTCDateTime, utcnow
 from ml_platform.store.records import JobRecord, Page
 
@@ -77,6 +78,62 @@ class JobCountRow(Base):
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
     framework: Mapped[str] = mapped_column(String(32), primary_key=True)
     n: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def transition_job(
+    session: Session,
+    job_id: str,
+    *,
+    tenant_id: str,
+    target: JobStatus,
+    expected: Iterable[JobStatus] | None = None,
+    reason: str | None = None,
+    attempt: int | None = None,
+    **fields: Any,
+) -> None:
+    """The one way a job's status changes; writes its status event in the same transaction.
+
+    Only ``core.jobs.ALLOWED_TRANSITIONS`` pairs pass (terminal states are final), and only
+    from ``expected`` when given. The check is a compare-and-set in SQL
+    (``UPDATE ... WHERE status IN (<allowed sources>)``): of two concurrent changes from the
+    same status exactly one wins, the other raises ``Conflict`` (409) naming the status the
+    job is in; ``NotFound`` when the job does not exist (for this tenant).
+    """
+    candidates = list(JobStatus) if expected is None else list(expected)
+    sources = [status for status in candidates if can_transition(status, target)]
+    result = session.execute(
+        update(JobRow)
+        .where(
+            JobRow.id == job_id,
+            JobRow.tenant_id == tenant_id,
+            JobRow.status.in_([s.value for s in sources]),
+        )
+        .values(status=target.value, updated_at=utcnow(), **fields)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        current = session.scalar(
+            select(JobRow.status).where(JobRow.id == job_id, JobRow.tenant_id == tenant_id)
+        )
+        if current is None:
+            raise NotFound(f"training job {job_id!r} not found")
+        raise Conflict(f"training job {job_id!r} is {current}: it cannot become {target.value}")
+    # job_runtime imports this module: import its rows here, not at the top.
+    from ml_platform.store.job_runtime import JobEventRow, JobRuntimeRow
+
+    if attempt is None:
+        attempt = session.scalar(
+            select(JobRuntimeRow.attempt).where(JobRuntimeRow.job_id == job_id)
+        )
+    session.add(
+        JobEventRow(
+            job_id=job_id,
+            tenant_id=tenant_id,
+            status=target.value,
+            attempt=attempt or 0,
+            reason=reason,
+            created_at=utcnow(),
+        )
+    )
 
 
 def job_record(row: JobRow) -> JobRecord:
@@ -209,19 +266,20 @@ class JobRepository:
         *,
         expected: Iterable[JobStatus],
         target: JobStatus,
+        reason: str | None = None,
         **fields: Any,
     ) -> bool:
-        """Compare-and-set the status: True when this call made the change."""
-        result = self._session.execute(
-            update(JobRow)
-            .where(
-                JobRow.id == job_id,
-                JobRow.tenant_id == self.tenant_id,
-                JobRow.status.in_([s.value for s in expected]),
-            )
-            .values(status=target.value, updated_at=utcnow(), **fields)
+        """``transition_job`` for this tenant: True, or ``Conflict`` / ``NotFound``."""
+        transition_job(
+            self._session,
+            job_id,
+            tenant_id=self.tenant_id,
+            target=target,
+            expected=expected,
+            reason=reason,
+            **fields,
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return True
 
     def delete_all(self) -> None:
         """Remove every job of this tenant (used when a tenant is deleted)."""
