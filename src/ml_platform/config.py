@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     job_user: str | None = Field(default=None, description="Unprivileged OS user for job code")
     job_python: str | None = Field(default=None, description="Interpreter for job code")
     shared_read_roots: list[Path] = Field(default_factory=list)
+    allowed_uri_prefixes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "Remote locations (s3://, gs://, ...) each tenant may name as data_path, "
+            "output_path or artifact_uri: tenant name or id -> URI prefixes. Nothing else "
+            "remote is allowed, except the tenant's own subtree of a remote artifact_root"
+        ),
+    )
     max_code_package_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     job_retry_backoff_seconds: float = Field(
         default=5.0, ge=0, description="First retry delay; doubles per attempt, capped at 300 s"

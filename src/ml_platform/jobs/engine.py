@@ -65,7 +65,7 @@ class JobEngine:
             data_dir / "code-packages",
             CodePackageLimits(max_archive_bytes=settings.max_code_package_bytes),
         )
-        self.paths = PathPolicy(data_dir, list(settings.shared_read_roots))
+        self.paths = PathPolicy.from_settings(settings, db)
         self.signals = JobSignals()
         self.executor = self._build_executor(data_dir)
         self.scheduler: Scheduler | None = None

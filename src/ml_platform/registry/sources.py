@@ -38,7 +38,9 @@ class CheckedPath(Protocol):
 
 
 class PathChecker(Protocol):
-    """The jobs' path policy (``jobs.paths.PathPolicy``), injected by the composition root."""
+    """The jobs' location policy (``jobs.paths.PathPolicy``), injected by the composition
+    root: local roots and the remote prefixes each tenant may name. Every URI a caller names
+    goes through it before any read."""
 
     def check_data_path(self, tenant_id: str, value: str, field: str = ...) -> CheckedPath: ...
 
@@ -105,8 +107,8 @@ class Sources:
     def _stage_local_file(self, path: Path, field: str) -> StagedFile:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError as exc:
-            raise NotFound(f"no file at {str(path)!r}") from exc
+        except FileNotFoundError as exc:  # the name only: never a server path
+            raise NotFound(f"{field}: no file named {path.name!r} there") from exc
         except OSError as exc:
             raise _invalid(field, f"cannot read {path.name!r}: {exc.strerror}") from exc
         with os.fdopen(fd, "rb") as reader:
@@ -144,7 +146,8 @@ class Sources:
 
     def stage_uri(self, tenant_id: str, uri: str) -> StagedFile:
         """Copy an artifact the tenant may read: its own registry artifacts, its own area,
-        the shared read roots, or a remote URI. Another tenant's artifact is "not found"."""
+        the shared read roots, or a remote URI under a prefix allowed for the tenant.
+        Another tenant's registry artifact is "not found"; any other location is 422."""
         key = self.store.key_for_uri(uri)
         if key is not None:
             if not key.startswith(self.store.tenant_prefix(tenant_id)) or not self.store.exists(
@@ -153,6 +156,8 @@ class Sources:
                 raise NotFound(f"artifact {uri!r} not found")
             with self.store.open(key) as reader:
                 return self.staging.copy(reader, posixpath.basename(key), self.max_bytes)
+        # the location policy decides before anything is opened (the confused deputy: the
+        # platform's credentials reach more than this tenant may)
         resolved = self.paths.check_data_path(tenant_id, uri, field="artifact_uri")
         if resolved.local is not None:
             if resolved.local.is_dir():

@@ -25,7 +25,6 @@ from ml_platform.auth.tokens import TokenCodec
 from ml_platform.config import Settings
 from ml_platform.deployments.service import DeploymentService
 from ml_platform.jobs.engine import JobEngine
-from ml_platform.jobs.paths import PathPolicy
 from ml_platform.jobs.service import JobService
 from ml_platform.registry.factory import build_registry
 from ml_platform.store.db import Database
@@ -71,7 +70,7 @@ def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
         registry=build_registry(
             settings,
             db,
-            PathPolicy(settings.data_dir, settings.shared_read_roots),
+            engine.paths,
             deployments=deployments,
         ),
         deployments=deployments,
