@@ -80,6 +80,9 @@ class Settings(BaseSettings):
         ),
     )
     max_code_package_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    max_data_upload_bytes: int = Field(
+        default=5 * 1024**3, ge=1024, description="Largest file PUT /v1/data/{path} accepts"
+    )
     job_retry_backoff_seconds: float = Field(
         default=5.0, ge=0, description="First retry delay; doubles per attempt, capped at 300 s"
     )

@@ -75,6 +75,13 @@ class AuthService:
         with self._db.read() as session:
             return TenantRepository(session).require_by_name(name)
 
+    def tenant_by_id(self, tenant_id: str) -> TenantRecord:
+        with self._db.read() as session:
+            tenant = TenantRepository(session).get(tenant_id)
+        if tenant is None:
+            raise NotFound(f"tenant {tenant_id!r} not found")
+        return tenant
+
     def tenants(self) -> list[TenantRecord]:
         with self._db.read() as session:
             return TenantRepository(session).all()

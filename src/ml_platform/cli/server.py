@@ -41,7 +41,7 @@ def server(
     import uvicorn
 
     from ml_platform.server.app import create_app
-    from ml_platform.server.bootstrap import ensure_default_tenant
+    from ml_platform.server.bootstrap import ensure_default_tenant, local_grpc_target
 
     setup_logging(log_level)
     settings = load_settings(
@@ -55,7 +55,10 @@ def server(
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     context = open_platform(settings)
     base_url = f"http://{settings.host}:{settings.port}"
-    created = ensure_default_tenant(context.auth, settings.credentials_file, base_url)
+    grpc_target = local_grpc_target(settings.grpc_host, settings.grpc_port)
+    created = ensure_default_tenant(
+        context.auth, settings.credentials_file, base_url, grpc_target if serving else None
+    )
     if created is not None:
         console.rule("[bold green]ml-platform is set up")
         console.print(f"tenant: [bold]{created.tenant}[/]")

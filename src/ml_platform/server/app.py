@@ -16,9 +16,11 @@ from ml_platform.api.middleware import RequestContextMiddleware
 from ml_platform.api.openapi import install_openapi, operation_id
 from ml_platform.api.problems import install_problem_handlers
 from ml_platform.api.v1 import code_packages as v1_code_packages
+from ml_platform.api.v1 import data as v1_data
 from ml_platform.api.v1 import deployments as v1_deployments
 from ml_platform.api.v1 import job_runtime as v1_job_runtime
 from ml_platform.api.v1 import jobs as v1_jobs
+from ml_platform.api.v1 import me as v1_me
 from ml_platform.api.v1 import models as v1_models
 from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
@@ -43,11 +45,13 @@ OPENAPI_TAGS = [
     {"name": "Code packages", "description": "Upload training code to run in jobs"},
     {"name": "Models", "description": "Register models, versions and aliases; download artifacts"},
     {"name": "Deployments", "description": "Serve model versions over gRPC and V2 REST"},
+    {"name": "Data", "description": "Upload the files jobs read (`data_path: data/<path>`)"},
+    {"name": "Identity", "description": "Who the credentials belong to"},
     {"name": "Health", "description": "Liveness and readiness probes"},
 ]
 
 # Routes that accept uploads larger than the JSON body limit enforce their own limits.
-LARGE_BODY_PREFIXES: tuple[str, ...] = ("/v1/code-packages", "/v1/models/")
+LARGE_BODY_PREFIXES: tuple[str, ...] = ("/v1/code-packages", "/v1/models/", "/v1/data/")
 
 
 def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
@@ -123,5 +127,7 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     app.include_router(v1_job_runtime.router)
     app.include_router(v1_code_packages.router)
     app.include_router(v1_deployments.router)
+    app.include_router(v1_data.router)
+    app.include_router(v1_me.router)
     install_openapi(app)
     return app
