@@ -133,3 +133,47 @@ class RaiseOnPredict:
         if (X[:, 0] > 1e6).any():
             raise RuntimeError("secret internal detail: /etc/model.cfg missing")
         return np.tile([0.25, 0.75], (X.shape[0], 1))
+
+
+def _wait_for(path: str, limit: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + limit
+    while not Path(path).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _load_after(gate: str) -> GatedPredict:
+    _wait_for(gate)
+    return GatedPredict("", "")
+
+
+class GatedLoad:
+    """Unpickling this waits until the file ``gate`` exists (at most a minute): a model that
+    is still loading for as long as the test wants, with no timing in the test."""
+
+    def __init__(self, gate: str) -> None:
+        self.gate = gate
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (_load_after, (self.gate,))
+
+
+class GatedPredict:
+    """A picklable classifier; on a row whose first feature is 777 it touches ``started`` and
+    blocks until ``gate`` exists (at most a minute): a slow model the test controls."""
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self, started: str, gate: str) -> None:
+        self.started = started
+        self.gate = gate
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.predict_proba(X).argmax(axis=1)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        if self.gate and (X[:, 0] == 777).any():
+            Path(self.started).touch()
+            _wait_for(self.gate)
+        return np.tile([0.25, 0.75], (X.shape[0], 1))

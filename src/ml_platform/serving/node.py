@@ -71,6 +71,7 @@ class ServingNode:
         self._health: Any = None
         self._rest: _QuietServer | None = None
         self._rest_task: asyncio.Task[None] | None = None
+        self._ready_task: asyncio.Task[None] | None = None
         self.grpc_port = 0
         self.rest_port = 0
 
@@ -84,7 +85,9 @@ class ServingNode:
             raise OSError(f"cannot bind gRPC on {self._host}:{grpc_port}")
         self.grpc_port = bound
         await self._grpc.start()
-        await set_serving(self._health, True)
+        # NOT_SERVING until the desired models loaded (or failed), like V2 readiness
+        await set_serving(self._health, False)
+        self._ready_task = asyncio.get_running_loop().create_task(self._serving_when_ready())
         sock = listen_socket(self._host, rest_port, reuse_port=self._reuse_port)
         self.rest_port = sock.getsockname()[1]
         config = uvicorn.Config(
@@ -99,10 +102,18 @@ class ServingNode:
         self._rest = _QuietServer(config)
         self._rest_task = asyncio.get_running_loop().create_task(self._rest.serve(sockets=[sock]))
 
+    async def _serving_when_ready(self) -> None:
+        await self.repository.ready_once.wait()
+        await set_serving(self._health, True)
+
     def apply(self, models: list[ServedModel], blamed: dict[str, str]) -> None:
         self.repository.apply(models, blamed)
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self._ready_task is not None:
+            self._ready_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._ready_task
         if self._health is not None:
             await set_serving(self._health, False)
         if self._rest is not None:
