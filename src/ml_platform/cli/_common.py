@@ -17,6 +17,13 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def new_app(**kwargs: Any) -> typer.Typer:
+    """Every ``mlp`` (sub-)app: help texts are shown as written, never parsed as Rich markup
+    (a regex like ``^[a-z0-9]*$`` or ``[k=v]`` would be eaten). The one place that decides."""
+    kwargs.setdefault("no_args_is_help", True)
+    return typer.Typer(rich_markup_mode=None, **kwargs)
+
+
 class Output(str, Enum):
     TEXT = "text"
     JSON = "json"
@@ -74,3 +81,45 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def emit_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    """``["k=v", ...]`` (each may also be ``k=v,k2=v2``) -> dict; a bad item is a usage error."""
+    pairs: dict[str, str] = {}
+    for value in values or []:
+        for item in value.split(","):
+            key, sep, val = item.partition("=")
+            if not sep or not key.strip():
+                raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
+            pairs[key.strip()] = val.strip()
+    return pairs
+
+
+def show_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    """A table for people; ``None`` cells print as ``-``; cell text is never Rich markup."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text("-" if cell is None else _cell(cell)) for cell in row))
+    console.print(table)
+
+
+def show_fields(fields: list[tuple[str, Any]]) -> None:
+    """Name/value lines of one resource."""
+    show_table(None, ["field", "value"], [[name, value] for name, value in fields])
+
+
+def _cell(value: Any) -> str:
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or "-"
+    return str(value)

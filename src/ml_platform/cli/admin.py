@@ -16,10 +16,11 @@ from ml_platform.cli._common import (
     emit_json,
     fail,
     load_settings,
+    new_app,
     open_platform,
 )
 
-app = typer.Typer(help="Administer tenants, API keys and tokens.", no_args_is_help=True)
+app = new_app(help="Administer tenants, API keys and tokens.")
 
 
 def _auth(data_dir: object, database_url: object):  # type: ignore[no-untyped-def]
@@ -31,7 +32,7 @@ def _auth(data_dir: object, database_url: object):  # type: ignore[no-untyped-de
 
 @app.command("create-tenant")
 def create_tenant(
-    name: Annotated[str, typer.Argument(help="Tenant name, ^[a-z0-9][a-z0-9-]*$")],
+    name: Annotated[str, typer.Argument(help="Tenant name, ^[a-z0-9][a-z0-9-]{0,62}$")],
     data_dir: DataDirOption = None,
     database_url: DatabaseUrlOption = None,
     output: OutputOption = Output.TEXT,

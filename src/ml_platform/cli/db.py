@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import typer
+from ml_platform.cli._common import (
+    DatabaseUrlOption,
+    DataDirOption,
+    console,
+    fail,
+    load_settings,
+    new_app,
+)
 
-from ml_platform.cli._common import DatabaseUrlOption, DataDirOption, console, fail, load_settings
-
-app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app = new_app(help="Database schema.")
 
 
 @app.command("upgrade")

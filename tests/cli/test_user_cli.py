@@ -1,0 +1,205 @@
+"""The user-facing ``mlp`` (train, jobs, models, deploy, predict, login) as a user runs it:
+real ``mlp`` subprocesses against a live platform on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from ml_platform.cli._sdk import (
+    EXIT_AUTH,
+    EXIT_CONFLICT,
+    EXIT_CONNECTION,
+    EXIT_NOT_FOUND,
+)
+from ml_platform.cli.main import app
+from tests.conftest import Platform, Tenant
+
+_BIN = Path(sys.executable).with_name("mlp")
+MLP = [str(_BIN)] if _BIN.exists() else [sys.executable, "-m", "ml_platform.cli.main"]
+
+
+class Mlp:
+    """``mlp`` as a subprocess with a private config dir (never the user's credentials)."""
+
+    def __init__(self, config_dir: Path, **env: str) -> None:
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("ML_PLATFORM_URL", "ML_PLATFORM_API_KEY", "ML_PLATFORM_GRPC_TARGET")
+        }
+        self.env.update({"ML_PLATFORM_CONFIG_DIR": str(config_dir), "COLUMNS": "200", **env})
+
+    def __call__(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*MLP, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
+        result = self(*args)
+        assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "-o", "json").stdout)
+
+
+def as_user(platform: Platform, tenant: Tenant, tmp_path: Path, **env: str) -> Mlp:
+    return Mlp(
+        tmp_path / "config",
+        ML_PLATFORM_URL=platform.base_url,
+        ML_PLATFORM_API_KEY=tenant.api_key,
+        **env,
+    )
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], code: int) -> str:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
+    return lines[0]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+SPEC_ARGS = (
+    "--name", "cli-job", "--data", "data/train.csv", "--cpu", "1", "--memory", "1Gi",
+)  # fmt: skip
+
+
+# -- errors and exit codes -------------------------------------------------------------------
+
+
+def test_json_output_and_the_exit_code_of_each_error(
+    platform: Platform, tenant: Tenant, tmp_path: Path
+) -> None:
+    mlp = as_user(platform, tenant, tmp_path)
+    submitted = mlp.json(
+        "train", *SPEC_ARGS, "--param", "lr=0.1", "--param", "epochs=3", "--tag", "team=cli"
+    )
+    assert submitted["status"] == "pending" and submitted["id"].startswith("job_")
+    assert submitted["spec"]["hyperparameters"] == {"lr": 0.1, "epochs": 3}
+    assert submitted["spec"]["tags"] == {"team": "cli"}
+    assert submitted["spec"]["compute"]["cpu_cores"] == 1
+    assert submitted["spec"]["compute"]["memory_gb"] == 1
+
+    listed = mlp.json("jobs", "list", "--tag", "team=cli")
+    assert [j["id"] for j in listed] == [submitted["id"]]
+    got = mlp.json("jobs", "get", submitted["id"])
+    assert got["id"] == submitted["id"] and got["spec"]["name"] == "cli-job"
+    table = mlp.ok("jobs", "list").stdout
+    assert submitted["id"] in table and "cli-job" in table
+
+    cancelled = mlp.json("jobs", "cancel", submitted["id"])
+    assert cancelled["status"] == "cancelled"
+    again = assert_one_error_line(mlp("jobs", "cancel", submitted["id"]), EXIT_CONFLICT)
+    assert "409" in again
+
+    missing = assert_one_error_line(mlp("jobs", "get", "job_does_not_exist"), EXIT_NOT_FOUND)
+    assert "job_does_not_exist" in missing and re.search(r"\(404, request \S+\)", missing)
+
+    invalid = assert_one_error_line(mlp("train", *SPEC_ARGS[2:], "--name", "Not Valid!"), 5)
+    assert "name" in invalid and "422" in invalid
+
+    bad_key = mlp("--api-key", "mlp_not_a_real_key", "jobs", "list")
+    assert "401" in assert_one_error_line(bad_key, EXIT_AUTH)
+
+    unreachable = mlp("--url", f"http://127.0.0.1:{closed_port()}", "jobs", "list")
+    assert "cannot reach" in assert_one_error_line(unreachable, EXIT_CONNECTION)
+
+    with_trace = mlp("--debug", "jobs", "get", "job_does_not_exist")
+    assert with_trace.returncode == EXIT_NOT_FOUND and "Traceback" in with_trace.stderr
+
+    usage = mlp("train", "--param", "no-equals-sign")
+    assert usage.returncode == 2 and "KEY=VALUE" in usage.stderr
+
+
+def test_login_stores_the_credentials_the_sdk_reads_and_whoami_uses_them(
+    platform: Platform, tenant: Tenant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mlp = Mlp(tmp_path / "config")  # no URL or key in the environment
+    assert_one_error_line(
+        mlp("login", "--url", platform.base_url, "--api-key", "mlp_wrong"), EXIT_AUTH
+    )
+    assert not (tmp_path / "config" / "credentials.json").exists()
+
+    mlp.ok("login", "--url", platform.base_url, "--api-key", tenant.api_key)
+    stored = tmp_path / "config" / "credentials.json"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    document = json.loads(stored.read_text())
+    assert document["base_url"] == platform.base_url and document["api_key"] == tenant.api_key
+
+    assert mlp.json("jobs", "list") == []  # the key now comes from the file
+    who = mlp.json("whoami")
+    assert who["base_url"] == platform.base_url
+    if who.get("tenant_name") is not None:  # servers with GET /v1/me say who we are
+        assert who["tenant_name"] == tenant.name and document["tenant"] == tenant.name
+
+    from ml_platform import Client
+
+    monkeypatch.setenv("ML_PLATFORM_CONFIG_DIR", str(tmp_path / "config"))
+    for name in ("ML_PLATFORM_URL", "ML_PLATFORM_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with Client() as client:  # the SDK reads what `mlp login` wrote
+        assert client.base_url == platform.base_url and client.api_key == tenant.api_key
+
+
+# -- help texts ------------------------------------------------------------------------------
+
+
+def test_create_tenant_help_shows_the_tenant_regex_exactly(tmp_path: Path) -> None:
+    from ml_platform.auth.service import TENANT_NAME
+
+    result = Mlp(tmp_path).ok("admin", "create-tenant", "--help")
+    assert TENANT_NAME.pattern in result.stdout
+
+
+def _commands(command: Any, ctx: Any) -> Iterator[tuple[list[str], Any]]:
+    """Every command of the tree (typer's click objects, duck-typed: typer may vendor click)."""
+    yield [], command
+    if hasattr(command, "list_commands"):
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None
+            for path, found in _commands(sub, type(ctx)(sub, parent=ctx, info_name=name)):
+                yield [name, *path], found
+
+
+def test_every_help_text_is_shown_as_written() -> None:
+    """No help string of any command loses characters to markup ([...], *, etc.)."""
+    root = typer.main.get_command(app)
+    runner = CliRunner()
+    squash = re.compile(r"\s+")
+    checked = 0
+    context_class = getattr(root, "context_class", None) or click.Context
+    for path, command in _commands(root, context_class(root, info_name="mlp")):
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, (path, result.output)
+        shown = squash.sub("", result.output)
+        texts = [command.help or ""] + [
+            getattr(p, "help", None) or "" for p in command.params if p.name != "help"
+        ]
+        for text in texts:
+            first = text.split("\n\n")[0] if text is command.help else text
+            assert squash.sub("", first) in shown, (path, text)
+            checked += 1
+    assert checked > 50
