@@ -12,6 +12,7 @@ from ml_platform import __version__
 from ml_platform.api import health
 from ml_platform.api.context import ApiContext
 from ml_platform.api.docs import install_docs
+from ml_platform.api.idempotency import IdempotencyMiddleware
 from ml_platform.api.middleware import RequestContextMiddleware
 from ml_platform.api.openapi import install_openapi, operation_id
 from ml_platform.api.problems import install_problem_handlers
@@ -30,6 +31,7 @@ from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.service import JobService
 from ml_platform.registry.factory import build_registry
 from ml_platform.store.db import Database
+from ml_platform.store.idempotency import IdempotencyStore
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +116,8 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
         responses={},
     )
     app.state.context = context
+    # inside RequestContextMiddleware (added after it): request ids and body limits apply first
+    app.add_middleware(IdempotencyMiddleware, auth=context.auth, store=IdempotencyStore(context.db))
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from ml_platform.store import deployments, job_runtime, jobs, tenants
+from ml_platform.store import deployments, idempotency, job_runtime, jobs, tenants
 from ml_platform.store import models as registry_models
 from ml_platform.store.base import Base
 
-__all__ = ["Base", "deployments", "job_runtime", "jobs", "registry_models", "tenants"]
+__all__ = [
+    "Base",
+    "deployments",
+    "idempotency",
+    "job_runtime",
+    "jobs",
+    "registry_models",
+    "tenants",
+]
