@@ -1,8 +1,11 @@
 """Content-addressed code packages: uploaded zip / tar.gz archives, unpacked safely.
 
 A package is named by the SHA-256 of its archive bytes (``sha256:<hex>``), so uploading the
-same archive twice stores it once. Each tenant that uploaded a package is recorded as an owner;
-another tenant asking for it gets ``NotFound``, exactly as for a package that does not exist.
+same archive twice stores it once (a shared blob). Each tenant that uploaded a package has its
+own record, ``owners/<tenant_id>``, holding the time of *its* first upload: a package's
+``created_at`` (and 201 vs 200) is always the asking tenant's, so uploading bytes another
+tenant uploaded answers exactly as a first upload does (no cross-tenant oracle). Another
+tenant asking for a package gets ``NotFound``, exactly as for one that does not exist.
 
 Unpacking (``ml_platform.archives``, shared with the registry's archive uploads) refuses,
 with ``InvalidArgument``: absolute member names, ``..`` components, symlinks or hard links,
@@ -12,8 +15,10 @@ limits (zip bombs). The tree is unpacked into a fresh directory, then renamed in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -91,9 +96,19 @@ class CodePackageStore:
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
-        _safe_name(tenant_id)
-        (home / "owners" / tenant_id).touch(exist_ok=True)
-        return self._describe(digest)
+        self._record_owner(home, tenant_id)
+        return self._describe(digest, tenant_id)
+
+    @staticmethod
+    def _record_owner(home: Path, tenant_id: str) -> None:
+        """This tenant's record of the package: created once (O_EXCL), never touched again."""
+        owner = home / "owners" / _safe_name(tenant_id)
+        try:
+            fd = os.open(owner, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        with os.fdopen(fd, "w") as handle:
+            handle.write(datetime.now(UTC).isoformat() + "\n")
 
     def exists(self, tenant_id: str, data: bytes) -> bool:
         """Whether ``tenant_id`` already uploaded exactly these bytes."""
@@ -104,18 +119,18 @@ class CodePackageStore:
         digest = parse_package_id(package_id)
         if not (self._root / digest / "owners" / _safe_name(tenant_id)).exists():
             raise NotFound(f"code package {package_id} not found")
-        return self._describe(digest)
+        return self._describe(digest, tenant_id)
 
     def tree(self, tenant_id: str, package_id: str) -> Path:
         """The read-only unpacked directory of a package the tenant owns."""
         package = self.get(tenant_id, package_id)
         return self._root / package.sha256 / "tree"
 
-    def _describe(self, digest: str) -> CodePackage:
+    def _describe(self, digest: str, tenant_id: str) -> CodePackage:
         home = self._root / digest
         files_text, _, unpacked_text = (home / "meta").read_text().strip().partition(" ")
         archive = home / "archive"
-        created = datetime.fromtimestamp(archive.stat().st_mtime, UTC)
+        created = _owner_created_at(home / "owners" / _safe_name(tenant_id))
         return CodePackage(
             id=PACKAGE_ID_PREFIX + digest,
             sha256=digest,
@@ -134,6 +149,14 @@ def parse_package_id(package_id: str) -> str:
             f"invalid code package id {package_id!r}: expected 'sha256:' and 64 hex digits"
         )
     return value
+
+
+def _owner_created_at(owner: Path) -> datetime:
+    """When this tenant first uploaded the package (records from before the timestamp was
+    written are empty: their own mtime, still this tenant's upload)."""
+    with contextlib.suppress(ValueError, OSError):
+        return datetime.fromisoformat(owner.read_text().strip())
+    return datetime.fromtimestamp(owner.stat().st_mtime, UTC)
 
 
 def _safe_name(tenant_id: str) -> str:
