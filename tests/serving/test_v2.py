@@ -239,3 +239,36 @@ def test_v2_rest_problems_carry_the_callers_request_id(serving: Serving) -> None
         assert resp.status_code == 404
         assert resp.json()["request_id"] == "req-abc-1" == resp.headers["x-request-id"]
         assert resp.json()["instance"] == "/v2/models/nope"
+
+
+def _check_config(config: dict[str, object], n_labels: int = 2) -> None:
+    assert config["name"] == "rf-skops"
+    assert config["platform"] == "sklearn" and config["backend"] == "skops"
+    assert config["max_batch_size"] == 32
+    (inp,) = config["input"]  # type: ignore[misc]
+    assert inp["name"] == "input" and inp["data_type"] == "TYPE_FP64"
+    assert [int(d) for d in inp["dims"]] == [len(FEATURES)]
+    outputs = {o["name"]: o for o in config["output"]}  # type: ignore[attr-defined]
+    assert set(outputs) == {"predictions", "probabilities"}
+    assert outputs["probabilities"]["data_type"] == "TYPE_FP64"
+    assert [int(d) for d in outputs["probabilities"]["dims"]] == [n_labels]
+    assert [int(d) for d in outputs["predictions"]["dims"]] == [1]
+
+
+def test_tritonclient_get_model_config_over_grpc_and_http(serving: Serving) -> None:
+    """Issue 9, item 10: get_model_config answered UNIMPLEMENTED (gRPC) / 404 (HTTP)."""
+    gclient = tgrpc.InferenceServerClient(serving.server.grpc_target)
+    got = gclient.get_model_config("rf-skops", headers=HEADERS, as_json=True)
+    _check_config(got["config"])
+    typed = gclient.get_model_config("rf-skops", model_version="1", headers=HEADERS).config
+    assert typed.max_batch_size == 32 and list(typed.input[0].dims) == [len(FEATURES)]
+    with pytest.raises(InferenceServerException) as info:
+        gclient.get_model_config("rf-skops", headers={"x-api-key": KEY_T2})
+    assert info.value.status() == "StatusCode.NOT_FOUND"
+    gclient.close()
+    hclient = thttp.InferenceServerClient(serving.server.rest_url.removeprefix("http://"))
+    _check_config(hclient.get_model_config("rf-skops", headers=HEADERS))
+    assert hclient.get_model_config("rf-skops", "1", headers=HEADERS)["name"] == "rf-skops"
+    with pytest.raises(InferenceServerException):
+        hclient.get_model_config("nope", headers=HEADERS)
+    hclient.close()

@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 
 import grpc
 import numpy as np
+from google.protobuf import json_format
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument, PlatformError
 from ml_platform.serving import v2
@@ -96,6 +97,15 @@ class InferenceService:
             inputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["inputs"]],
             outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]],
         )
+
+    @rpc_errors
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: Context
+    ) -> pb.ModelConfigResponse:
+        principal = await self._plane.authenticate(*credentials(context))
+        model = self._plane.resolve(principal, request.name, request.version)
+        config = json_format.ParseDict(v2.model_config(model), pb.ModelConfig())
+        return pb.ModelConfigResponse(config=config)
 
     async def _infer(
         self, request: pb.ModelInferRequest, context: Context, deadline: float | None
@@ -204,6 +214,7 @@ def generic_handler(plane: DataPlane) -> grpc.GenericRpcHandler:
             svc.ModelMetadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse
         ),
         "ModelInfer": unary(svc.ModelInfer, pb.ModelInferRequest, pb.ModelInferResponse),
+        "ModelConfig": unary(svc.ModelConfig, pb.ModelConfigRequest, pb.ModelConfigResponse),
         "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(
             svc.ModelStreamInfer,
             request_deserializer=pb.ModelInferRequest.FromString,

@@ -104,6 +104,10 @@ class RestV2App:
                 principal = await self._principal(scope)
                 meta = v2.model_metadata(self._plane.resolve(principal, name, version))
                 return 200, list(_JSON), orjson.dumps(meta)
+            if rest == ["config"] and method == "GET":
+                principal = await self._principal(scope)
+                config = v2.model_config(self._plane.resolve(principal, name, version))
+                return 200, list(_JSON), orjson.dumps(config)
             if rest == ["ready"] and method == "GET":
                 principal = await self._principal(scope)
                 if self._plane.model_ready(principal, name, version):

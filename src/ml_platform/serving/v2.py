@@ -144,3 +144,40 @@ def model_metadata(model: LoadedModel) -> dict[str, Any]:
         ],
         "outputs": outputs,
     }
+
+
+def model_config(model: LoadedModel) -> dict[str, Any]:
+    """The model's configuration in Triton's ``model_config.proto`` JSON form (what
+    tritonclient's ``get_model_config`` reads): batching, and inputs/outputs with datatype and
+    dims from the signature. With ``max_batch_size > 0`` the batch dimension is implicit, so
+    ``dims`` leave it out; ``predictions`` is ``[rows]``, hence ``dims [1]`` reshaped to ``[]``."""
+    served = model.served
+    meta = model_metadata(model)
+    outputs: list[dict[str, Any]] = [
+        {
+            "name": OUT_PREDICTIONS,
+            "data_type": "TYPE_FP64",
+            "dims": [1],
+            "reshape": {"shape": []},
+        }
+    ]
+    if served.signature.outputs:
+        outputs.append(
+            {
+                "name": OUT_PROBABILITIES,
+                "data_type": "TYPE_FP64",
+                "dims": [len(served.signature.outputs)],
+            }
+        )
+    input_type = meta["inputs"][0]["datatype"]
+    return {
+        "name": served.deployment,
+        "platform": meta["platform"],
+        "backend": served.artifact_format.value,
+        "max_batch_size": served.max_batch_size,
+        "input": [{"name": "input", "data_type": f"TYPE_{input_type}", "dims": [model.n_features]}],
+        "output": outputs,
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": round(served.max_batch_delay_ms * 1000),
+        },
+    }
