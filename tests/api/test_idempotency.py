@@ -22,6 +22,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -39,6 +41,7 @@ from ml_platform.api.idempotency import (
     IdempotencyMiddleware,
 )
 from ml_platform.api.middleware import RequestContextMiddleware
+from ml_platform.store.base import Base
 from ml_platform.store.idempotency import (
     Claim,
     Completed,
@@ -506,6 +509,12 @@ def test_store_abandoned_in_flight_claims_are_taken_over(
     retry = store.claim(tenant.id, "POST", "/x", key)
     assert isinstance(retry, Claim)
     assert retry.row_id == crashed.row_id and retry.token != crashed.token
+
+
+def test_migration_0005_matches_the_table(platform: Platform) -> None:
+    with platform.db.engine.connect() as connection:
+        diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert [d for d in diffs if "idempotency_keys" in repr(d)] == []
 
 
 # -- the fingerprint -----------------------------------------------------------------------
