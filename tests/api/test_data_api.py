@@ -6,12 +6,18 @@ request target reaches the server byte for byte (httpx would normalise ``..`` aw
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import http.client
+import io
 import json
 import os
 import secrets
+import socket
+import time
+import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -21,15 +27,21 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ml_platform.client import Client
+from ml_platform.client import AsyncClient, Client
 from tests.api.job_specs import spec
 from tests.conftest import BACKENDS, Platform, Tenant, start_platform
 
 SMALL_LIMIT = 64 * 1024
 
 
+def _root(platform: Platform, tenant: Tenant) -> Path:
+    engine = platform.context.engine
+    assert engine is not None
+    return engine.paths.tenant_root(tenant.id)
+
+
 def _area(platform: Platform, tenant: Tenant) -> Path:
-    return platform.context.engine.paths.tenant_root(tenant.id) / "data"  # type: ignore[union-attr]
+    return _root(platform, tenant) / "data"
 
 
 def _raw(
@@ -152,6 +164,7 @@ def test_directory_conflicts(platform: Platform, tenant: Tenant, client: httpx.C
     # a file cannot be used as a directory
     assert _put(client, "dir/a.csv/b.csv", b"x").status_code == 409
     assert (_area(platform, tenant) / "dir" / "a.csv").read_bytes() == b"a"
+    assert sorted(p.name for p in (_area(platform, tenant) / "dir").iterdir()) == ["a.csv"]
     # reading a directory is 404, not its listing
     assert client.get("/v1/data/dir").status_code == 404
 
@@ -454,3 +467,131 @@ def test_sdk_data_upload_list_delete(platform: Platform, tenant: Tenant, tmp_pat
         assert [f.path for f in sdk.data.list()] == listed
         me = sdk.me()
         assert me.tenant_id == tenant.id and me.data_prefix == "data/"
+
+
+# -- concurrency and broken uploads ---------------------------------------------------------------
+
+
+def test_concurrent_uploads_to_one_path_leave_one_whole_file(
+    platform: Platform, tenant: Tenant
+) -> None:
+    bodies = [bytes([i]) * (512 * 1024 + i) for i in range(8)]
+
+    def upload(body: bytes) -> int:
+        with httpx.Client(base_url=platform.base_url, timeout=60) as c:
+            c.headers["X-API-Key"] = tenant.api_key
+            return _put(c, "race/one.bin", body).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(upload, bodies))
+    assert sorted(statuses)[-1] in (200, 201) and set(statuses) <= {200, 201}
+    assert statuses.count(201) >= 1
+    final = (_area(platform, tenant) / "race" / "one.bin").read_bytes()
+    assert final in bodies  # one upload, whole: never a mix
+    assert sorted(p.name for p in (_area(platform, tenant) / "race").iterdir()) == ["one.bin"]
+
+
+def test_a_client_that_hangs_up_mid_upload_leaves_nothing(
+    platform: Platform, tenant: Tenant, client: httpx.Client
+) -> None:
+    url = urlsplit(platform.base_url)
+    sock = socket.create_connection((url.hostname or "127.0.0.1", url.port or 80))
+    head = (
+        f"PUT /v1/data/cut/half.bin HTTP/1.1\r\nHost: x\r\nX-API-Key: {tenant.api_key}\r\n"
+        "Content-Type: application/octet-stream\r\nContent-Length: 4000000\r\n\r\n"
+    )
+    sock.sendall(head.encode() + b"z" * 2_500_000)  # more than one flush to disk, then gone
+    cut = _area(platform, tenant) / "cut"
+    deadline = time.monotonic() + 30  # a safety net against hangs, not an assertion
+    while not (cut.exists() and any(cut.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the server has begun writing the temporary file
+    assert [p.name.startswith(".mlp-upload-") for p in cut.iterdir()] == [True]
+    sock.close()
+    while cut.exists() and any(cut.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not cut.exists() or list(cut.iterdir()) == []
+    assert client.get("/v1/data/cut/half.bin").status_code == 404
+    assert client.get("/v1/data", params={"prefix": "cut/"}).json()["total"] == 0
+
+
+def test_async_sdk_data_and_me(platform: Platform, tenant: Tenant, tmp_path: Path) -> None:
+    local = tmp_path / "async.csv"
+    local.write_bytes(b"async")
+
+    async def scenario() -> None:
+        async with AsyncClient(base_url=platform.base_url, api_key=tenant.api_key) as sdk:
+            uploaded = await sdk.data.upload(local, "a/async.csv")
+            assert uploaded.path == "data/a/async.csv" and uploaded.size_bytes == 5
+            assert [f.path async for f in sdk.data.list(prefix="a/")] == ["data/a/async.csv"]
+            await sdk.data.delete(uploaded.path)
+            assert [f.path async for f in sdk.data.list()] == []
+            me = await sdk.me()
+            assert (me.tenant_name, me.auth_method) == (tenant.name, "api_key")
+
+    asyncio.run(scenario())
+
+
+# -- a job reads the uploaded file ----------------------------------------------------------------
+
+READER = """\
+import hashlib, os, pathlib
+data = pathlib.Path(os.environ["ML_PLATFORM_DATA_PATH"]).read_bytes()
+out = pathlib.Path(os.environ["ML_PLATFORM_OUTPUT_DIR"])
+(out / "seen.txt").write_text(hashlib.sha256(data).hexdigest())
+"""
+
+
+@pytest.fixture(scope="module")
+def running_platform(
+    tmp_path_factory: pytest.TempPathFactory, database_url_factory: Any
+) -> Iterator[Platform]:
+    running, server = start_platform(
+        "sqlite",
+        tmp_path_factory.mktemp("data-jobs"),
+        database_url_factory("sqlite"),
+        scheduler_enabled=True,
+        scheduler_interval_seconds=0.2,
+        node_cpu_cores=2,
+        node_memory_gb=4,
+    )
+    yield running
+    running.close()
+    server.stop()
+    running.db.dispose()
+
+
+def test_a_job_reads_the_file_it_names(running_platform: Platform) -> None:
+    tenant = running_platform.new_tenant()
+    client = running_platform.client(tenant)
+    payload = os.urandom(300_000)
+    uploaded = _put(client, "e2e/train.bin", payload).json()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("train.py", READER)
+    package = client.post(
+        "/v1/code-packages", content=archive.getvalue(), headers={"Content-Type": "application/zip"}
+    )
+    assert package.status_code in (200, 201), package.text
+    job = client.post(
+        "/v1/jobs/training",
+        json=spec(
+            data_path=uploaded["path"],
+            output_path="models/e2e",
+            entrypoint="python train.py",
+            source=package.json()["id"],
+            compute={"compute_type": "cpu", "cpu_cores": 1, "memory_gb": 1, "gpu_count": 0},
+        ),
+    )
+    assert job.status_code == 201, job.text
+    job_id = job.json()["id"]
+    deadline = time.monotonic() + 120  # a safety net against hangs, not an assertion
+    while (state := client.get(f"/v1/jobs/training/{job_id}").json())["status"] not in (
+        "succeeded",
+        "failed",
+        "cancelled",
+    ):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.1)
+    assert state["status"] == "succeeded", state
+    seen = (_root(running_platform, tenant) / "models" / "e2e" / "seen.txt").read_text()
+    assert seen == uploaded["sha256"] == hashlib.sha256(payload).hexdigest()

@@ -43,6 +43,7 @@ from ml_platform.core.errors import (
     InvalidArgument,
     NotFound,
     PayloadTooLarge,
+    Unavailable,
 )
 from ml_platform.jobs.paths import PathPolicy
 
@@ -235,9 +236,18 @@ class DataUpload:
             self.abort()
             raise self.too_large()
         view = memoryview(chunk)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            self.abort()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise Unavailable(
+                    f"{self.path}: the server has no space left for uploads; try again later "
+                    "or ask an administrator"
+                ) from None
+            raise
         self._hasher.update(chunk)
         self.size += len(chunk)
 

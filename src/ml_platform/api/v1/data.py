@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +23,7 @@ router = APIRouter(prefix="/v1/data", tags=["Data"])
 
 FLUSH_BYTES = 1024 * 1024  # body chunks are written to disk in pieces of about this size
 PATH_HELP = "Path inside your data area, e.g. `train.csv` or `churn/2024/train.csv`"
+FilePath = Annotated[str, PathParam(description=PATH_HELP)]
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
@@ -90,6 +92,7 @@ UPLOAD_BODY: dict[str, Any] = {
     summary="Upload a data file",
     status_code=status.HTTP_201_CREATED,
     response_model=DataFile,
+    response_description="A new file was created",
     openapi_extra=UPLOAD_BODY,
     responses={
         **problems(409, 413, 415, 422, *AUTHED),
@@ -97,7 +100,11 @@ UPLOAD_BODY: dict[str, Any] = {
     },
 )
 async def upload_data_file(
-    path: str, request: Request, response: Response, context: ContextDep, principal: PrincipalDep
+    path: FilePath,
+    request: Request,
+    response: Response,
+    context: ContextDep,
+    principal: PrincipalDep,
 ) -> DataFile:
     """Stream the request body into `data/<path>` of your tenant (201 new, 200 replaced).
 
@@ -177,7 +184,7 @@ async def list_data_files(
     },
 )
 async def download_data_file(
-    path: str, context: ContextDep, principal: PrincipalDep
+    path: FilePath, context: ContextDep, principal: PrincipalDep
 ) -> StreamingResponse:
     """The bytes of `data/<path>` (`ETag` is the content's SHA-256)."""
     reader = await run_in_threadpool(_area(context).open_file, principal.tenant_id, path)
@@ -198,7 +205,9 @@ async def download_data_file(
     response_class=Response,
     responses=problems(404, 409, 422, *AUTHED),
 )
-async def delete_data_file(path: str, context: ContextDep, principal: PrincipalDep) -> Response:
+async def delete_data_file(
+    path: FilePath, context: ContextDep, principal: PrincipalDep
+) -> Response:
     """Delete one file (a directory: 409; delete its files, empty directories go with them)."""
     await run_in_threadpool(_area(context).delete, principal.tenant_id, path)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
