@@ -2,28 +2,59 @@
 
 Transport adapters (gRPC, REST) and the worker machinery live in their own modules; this
 package re-exports what the composition root and the deployments service need.
+
+The re-exports are lazy (PEP 562): ``from ml_platform.serving import ServingServer`` works as
+before, but importing a submodule alone (``ml_platform.serving.proto``, which the SDK's gRPC
+client needs) loads none of the server's modules or dependencies.
 """
 
-from ml_platform.serving.models import (
-    ArtifactFormat,
-    DeploymentSnapshot,
-    DeploymentStatus,
-    FeatureSpec,
-    LoadState,
-    ModelSignature,
-    Principal,
-    ServedModel,
-)
-from ml_platform.serving.seams import (
-    Authenticator,
-    DeploymentSource,
-    DeploymentStatusSink,
-    FileDeploymentSource,
-    InMemoryDeploymentSource,
-    InMemoryStatusSink,
-    StaticKeyAuthenticator,
-)
-from ml_platform.serving.server import ServingServer, run_serving, serve_until
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ml_platform.serving.models import (
+        ArtifactFormat,
+        DeploymentSnapshot,
+        DeploymentStatus,
+        FeatureSpec,
+        LoadState,
+        ModelSignature,
+        Principal,
+        ServedModel,
+    )
+    from ml_platform.serving.seams import (
+        Authenticator,
+        DeploymentSource,
+        DeploymentStatusSink,
+        FileDeploymentSource,
+        InMemoryDeploymentSource,
+        InMemoryStatusSink,
+        StaticKeyAuthenticator,
+    )
+    from ml_platform.serving.server import ServingServer, run_serving, serve_until
+
+_EXPORTS: dict[str, str] = {
+    "ArtifactFormat": "ml_platform.serving.models",
+    "DeploymentSnapshot": "ml_platform.serving.models",
+    "DeploymentStatus": "ml_platform.serving.models",
+    "FeatureSpec": "ml_platform.serving.models",
+    "LoadState": "ml_platform.serving.models",
+    "ModelSignature": "ml_platform.serving.models",
+    "Principal": "ml_platform.serving.models",
+    "ServedModel": "ml_platform.serving.models",
+    "Authenticator": "ml_platform.serving.seams",
+    "DeploymentSource": "ml_platform.serving.seams",
+    "DeploymentStatusSink": "ml_platform.serving.seams",
+    "FileDeploymentSource": "ml_platform.serving.seams",
+    "InMemoryDeploymentSource": "ml_platform.serving.seams",
+    "InMemoryStatusSink": "ml_platform.serving.seams",
+    "StaticKeyAuthenticator": "ml_platform.serving.seams",
+    "ServingServer": "ml_platform.serving.server",
+    "run_serving": "ml_platform.serving.server",
+    "serve_until": "ml_platform.serving.server",
+}
 
 __all__ = [
     "ArtifactFormat",
@@ -45,3 +76,16 @@ __all__ = [
     "run_serving",
     "serve_until",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
