@@ -48,3 +48,11 @@ JSONType: Any = JSON().with_variant(JSONB(), "postgresql")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def is_foreign_key_violation(error: Exception) -> bool:
+    """Whether an ``IntegrityError`` is a foreign key violation (PostgreSQL or SQLite)."""
+    orig = getattr(error, "orig", None)
+    if getattr(orig, "sqlstate", None) == "23503":  # psycopg: foreign_key_violation
+        return True
+    return "FOREIGN KEY constraint failed" in str(orig)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     String,
@@ -23,9 +24,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from ml_platform.core.errors import AlreadyExists
+from ml_platform.core.errors import AlreadyExists, FieldViolation, InvalidArgument
 from ml_platform.core.ids import new_id
-from ml_platform.store.base import Base, UTCDateTime, utcnow
+from ml_platform.store.base import Base, UTCDateTime, is_foreign_key_violation, utcnow
 from ml_platform.store.records import Page
 
 
@@ -35,6 +36,13 @@ class DeploymentRow(Base):
         UniqueConstraint("tenant_id", "name", name="uq_deployments_tenant_name"),
         Index("ix_deployments_tenant_model", "tenant_id", "model"),
         Index("ix_deployments_tenant_created", "tenant_id", "created_at", "id"),
+        # the model must exist while it is deployed (migration 0006): the database settles
+        # a deletion of the model racing the creation of a deployment
+        ForeignKeyConstraint(
+            ["tenant_id", "model"],
+            ["models.tenant_id", "models.name"],
+            name="fk_deployments_model_models",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -141,6 +149,11 @@ class DeploymentRepository:
                 self._session.add(row)
                 self._session.flush()
         except IntegrityError as exc:
+            if is_foreign_key_violation(exc):  # the model was deleted meanwhile
+                raise InvalidArgument(
+                    f"model {model!r} not found in your registry",
+                    [FieldViolation("body.model", "no such model")],
+                ) from None
             raise AlreadyExists(f"deployment {name!r} already exists") from exc
         return _record(row)
 

@@ -26,8 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from ml_platform.core.errors import AlreadyExists
-from ml_platform.store.base import Base, JSONType, UTCDateTime, utcnow
+from ml_platform.core.errors import AlreadyExists, Conflict
+from ml_platform.store.base import Base, JSONType, UTCDateTime, is_foreign_key_violation, utcnow
 from ml_platform.store.records import Page
 
 
@@ -370,9 +370,17 @@ class ModelRepository:
         self._session.execute(delete(ModelAliasRow).where(ModelAliasRow.model_id == model_id))
         self._session.execute(delete(ModelVersionRow).where(ModelVersionRow.model_id == model_id))
         self._session.execute(delete(ModelTagRow).where(ModelTagRow.model_id == model_id))
-        self._session.execute(
-            delete(ModelRow).where(ModelRow.id == model_id, ModelRow.tenant_id == self.tenant_id)
-        )
+        try:
+            self._session.execute(
+                delete(ModelRow).where(
+                    ModelRow.id == model_id, ModelRow.tenant_id == self.tenant_id
+                )
+            )
+        except IntegrityError as exc:
+            if not is_foreign_key_violation(exc):
+                raise
+            # a deployment of it committed after the caller's check (the key of migration 0006)
+            raise Conflict("the model is deployed; delete those deployments first") from None
         return keys
 
     # -- versions ----------------------------------------------------------------------------
