@@ -31,7 +31,10 @@ def _default_config_dir() -> Path:
 class Settings(BaseSettings):
     """Platform configuration. Construct explicitly in tests; ``Settings()`` reads the env."""
 
-    model_config = SettingsConfigDict(env_prefix="ML_PLATFORM_", extra="ignore")
+    # errors never echo inputs: they would print secrets (JWT secret, secrets key) to logs
+    model_config = SettingsConfigDict(
+        env_prefix="ML_PLATFORM_", extra="ignore", hide_input_in_errors=True
+    )
 
     mode: Mode = Mode.DEVELOPMENT
     data_dir: Path = Field(
@@ -55,6 +58,14 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_leeway_seconds: int = 0
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Fernet key(s) that encrypt secrets at rest (job env_vars values): comma-separated, "
+            "newest first (older keys still decrypt, for rotation). Required in production; "
+            "in development a key is generated into <data_dir>/secrets.key"
+        ),
+    )
 
     # Jobs
     executor: ExecutorKind = ExecutorKind.LOCAL
@@ -141,6 +152,29 @@ class Settings(BaseSettings):
                 "production mode (RFC 7518 3.2: an HMAC key as long as the hash output)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_secrets_key(self) -> Settings:
+        from ml_platform.store.crypto import check_keys
+
+        if self.secrets_key is not None:
+            check_keys(self.secrets_keys)
+        if self.mode is Mode.PRODUCTION and not self.secrets_keys:
+            raise ValueError(
+                "ML_PLATFORM_SECRETS_KEY must be set in production mode: job env_vars are "
+                "encrypted at rest with it (make a key with `python -c \"from "
+                'cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`)'
+            )
+        return self
+
+    @property
+    def secrets_keys(self) -> list[str]:
+        """``secrets_key`` split into its keys, newest first (empty when unset)."""
+        from ml_platform.store.crypto import split_keys
+
+        if self.secrets_key is None:
+            return []
+        return split_keys(self.secrets_key.get_secret_value())
 
     @property
     def uses_dev_secret(self) -> bool:

@@ -11,9 +11,12 @@ from pydantic import ValidationError
 
 from ml_platform.config import MIN_HS_SECRET_BYTES, Mode, Settings
 
+SECRETS_KEY = "vPq0Ybb8z4q0nTqf3Qm2m0y9XrVvU4m2V8YpJm3f2Kk="  # a Fernet key (test only)
+
 
 def _settings(tmp_path: Path, **values: object) -> Settings:
-    return Settings(data_dir=tmp_path, **values)  # type: ignore[arg-type]
+    # production also needs the secrets-at-rest key (test_secrets_at_rest.py)
+    return Settings(data_dir=tmp_path, secrets_key=SECRETS_KEY, **values)  # type: ignore[arg-type]
 
 
 @settings(max_examples=50, deadline=None)

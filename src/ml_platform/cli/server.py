@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -42,6 +41,7 @@ def server(
 
     from ml_platform.server.app import create_app
     from ml_platform.server.bootstrap import ensure_default_tenant, local_grpc_target
+    from ml_platform.store.db import ensure_private_dir
 
     setup_logging(log_level)
     settings = load_settings(
@@ -52,7 +52,7 @@ def server(
         grpc_port=grpc_port,
         serving_rest_port=serving_rest_port,
     )
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(settings.data_dir)  # 0700: it holds the database and keys
     context = open_platform(settings)
     base_url = f"http://{settings.host}:{settings.port}"
     grpc_target = local_grpc_target(settings.grpc_host, settings.grpc_port)

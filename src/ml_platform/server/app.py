@@ -25,12 +25,13 @@ from ml_platform.api.v1 import me as v1_me
 from ml_platform.api.v1 import models as v1_models
 from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
-from ml_platform.config import Settings
+from ml_platform.config import Mode, Settings
 from ml_platform.deployments.service import DeploymentService
 from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.service import JobService
 from ml_platform.registry.factory import build_registry
-from ml_platform.store.db import Database
+from ml_platform.store.crypto import load_secret_box
+from ml_platform.store.db import Database, ensure_private_dir
 from ml_platform.store.idempotency import IdempotencyStore
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,14 @@ LARGE_BODY_PREFIXES: tuple[str, ...] = ("/v1/code-packages", "/v1/models/", "/v1
 
 
 def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
+    ensure_private_dir(settings.data_dir)
     db = db or Database(settings.resolved_database_url)
+    if db.secrets is None:
+        db.secrets = load_secret_box(
+            settings.secrets_keys,
+            production=settings.mode is Mode.PRODUCTION,
+            data_dir=settings.data_dir,
+        )
     tokens = TokenCodec(
         settings.jwt_secret.get_secret_value(),
         algorithm=settings.jwt_algorithm,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from ml_platform.store.crypto import SecretBox
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +28,31 @@ def _normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if missing; the directory itself is 0700 when this call
+    creates it. An existing directory keeps the mode its administrator gave it."""
+    path = Path(path)
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.chmod(0o700)
+    return path
+
+
+def ensure_private_file(path: Path) -> None:
+    """Create ``path`` 0600 if missing, and take group/other access away if it has any (the
+    SQLite file holds secrets; SQLite gives its -wal/-shm files the database file's mode)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:  # not ours to create or change: SQLite reports what it cannot open
+        return
+    try:
+        mode = os.fstat(fd).st_mode & 0o777
+        if mode & 0o077:
+            os.fchmod(fd, mode & 0o700)
+    finally:
+        os.close(fd)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -35,7 +63,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class Database:
-    """Owns the engine and hands out sessions; one per process."""
+    """Owns the engine and hands out sessions; one per process.
+
+    ``secrets`` (set by the composition root) is the key repositories encrypt secrets at
+    rest with; every session carries it in ``session.info["secrets"]``.
+    """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = _normalise_url(url)
@@ -44,15 +76,26 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.dialect == "sqlite":
             database = parsed.database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            if database and database != ":memory:" and not database.startswith("file:"):
+                ensure_private_dir(Path(database).parent)
+                ensure_private_file(Path(database))
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._info: dict[str, object] = {}
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, info=self._info)
+
+    @property
+    def secrets(self) -> SecretBox | None:
+        box = self._info.get("secrets")
+        return box if isinstance(box, SecretBox) else None
+
+    @secrets.setter
+    def secrets(self, box: SecretBox | None) -> None:
+        self._info["secrets"] = box
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

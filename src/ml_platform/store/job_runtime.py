@@ -31,6 +31,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ml_platform.core.jobs import JobStatus
 from ml_platform.store.base import Base, JSONType, UTCDateTime, utcnow
+from ml_platform.store.crypto import session_box
 from ml_platform.store.jobs import JobRow, job_record
 from ml_platform.store.records import JobRecord
 
@@ -170,7 +171,9 @@ class JobRuntimeRepository:
         return job_record(row) if row else None
 
     def env_vars(self, job_id: str) -> dict[str, str]:
-        return dict(self._session.scalar(select(JobRow.env_vars).where(JobRow.id == job_id)) or {})
+        """The job's environment, decrypted: only for the launch the executor gets."""
+        stored = self._session.scalar(select(JobRow.env_vars).where(JobRow.id == job_id))
+        return session_box(self._session).decrypt_values(stored) if stored else {}
 
     def update_terminal(self, job_id: str, status: JobStatus, **fields: Any) -> None:
         """Fill in details (resource usage) of a job that already reached ``status``."""

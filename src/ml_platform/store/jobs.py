@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from ml_platform.core.errors import Conflict, NotFound
 from ml_platform.core.jobs import JobStatus, can_transition
 from ml_platform.store.base import Base, JSONType, UTCDateTime, utcnow
+from ml_platform.store.crypto import session_box
 from ml_platform.store.records import JobRecord, Page
 
 
@@ -182,7 +183,8 @@ class JobRepository:
             framework=framework,
             status=JobStatus.PENDING.value,
             spec=spec,
-            env_vars=dict(env_vars),
+            # values encrypted at rest (store.crypto); names stay readable
+            env_vars=session_box(self._session).encrypt_values(env_vars) if env_vars else {},
             created_by=created_by,
             created_at=now,
             updated_at=now,
@@ -206,7 +208,7 @@ class JobRepository:
         value = self._session.scalar(
             select(JobRow.env_vars).where(JobRow.id == job_id, JobRow.tenant_id == self.tenant_id)
         )
-        return dict(value or {})
+        return session_box(self._session).decrypt_values(value) if value else {}
 
     def search(
         self,
