@@ -12,11 +12,13 @@ import itertools
 import json
 import secrets
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -340,8 +342,8 @@ class Script:
     proceed: threading.Event = field(default_factory=threading.Event)
 
 
-@pytest.fixture
-def scripted(platform: Platform) -> Iterator[tuple[str, Script]]:
+@contextmanager
+def serve_scripted(platform: Platform, store: IdempotencyStore) -> Iterator[tuple[str, Script]]:
     script = Script()
 
     async def flaky(request: Request) -> Response:
@@ -369,17 +371,22 @@ def scripted(platform: Platform) -> Iterator[tuple[str, Script]]:
         ],
         middleware=[
             Middleware(RequestContextMiddleware, max_body_bytes=1024 * 1024),
-            Middleware(
-                IdempotencyMiddleware,
-                auth=platform.context.auth,
-                store=IdempotencyStore(platform.db),
-            ),
+            Middleware(IdempotencyMiddleware, auth=platform.context.auth, store=store),
         ],
     )
     server = ServerThread(app)
     base_url = server.start()
-    yield base_url, script
-    server.stop()
+    try:
+        yield base_url, script
+    finally:
+        script.proceed.set()
+        server.stop()
+
+
+@pytest.fixture
+def scripted(platform: Platform) -> Iterator[tuple[str, Script]]:
+    with serve_scripted(platform, IdempotencyStore(platform.db)) as served:
+        yield served
 
 
 @pytest.mark.parametrize("failure", [500, 503, 429, "raise"])
@@ -437,6 +444,37 @@ def test_a_request_in_flight_answers_409_with_retry_after(
     assert done.status_code == 201
     assert after.status_code == 201
     assert after.headers[REPLAYED] == "true"
+    assert script.calls == 1
+
+
+def _locked_until(platform: Platform, key: str) -> datetime:
+    with platform.db.read() as session:
+        value = session.scalar(
+            select(IdempotencyKeyRow.locked_until).where(IdempotencyKeyRow.key == key)
+        )
+    assert value is not None
+    return value
+
+
+def test_a_running_request_keeps_renewing_its_claim(platform: Platform, tenant: Tenant) -> None:
+    store = IdempotencyStore(platform.db, lease=timedelta(seconds=0.3))
+    key = new_key()
+    headers = {"X-API-Key": tenant.api_key, "Idempotency-Key": key}
+    with (
+        serve_scripted(platform, store) as (base_url, script),
+        ThreadPoolExecutor(max_workers=1) as pool,
+        httpx.Client(base_url=base_url, headers=headers, timeout=30) as client,
+    ):
+        script.answers = ["block"]
+        first = pool.submit(client.post, "/flaky", json={})
+        assert script.started.wait(20)
+        initial = _locked_until(platform, key)
+        deadline = time.monotonic() + 20
+        while _locked_until(platform, key) <= initial:
+            assert time.monotonic() < deadline, "the lease was never renewed"
+            time.sleep(0.02)
+        script.proceed.set()
+        assert first.result(timeout=30).status_code == 201
     assert script.calls == 1
 
 
@@ -509,6 +547,12 @@ def test_store_abandoned_in_flight_claims_are_taken_over(
     retry = store.claim(tenant.id, "POST", "/x", key)
     assert isinstance(retry, Claim)
     assert retry.row_id == crashed.row_id and retry.token != crashed.token
+    assert not store.extend(crashed)  # the crashed server's claim is gone for good
+    renewing = IdempotencyStore(platform.db, lease=timedelta(hours=1))
+    assert renewing.extend(retry)
+    assert isinstance(store.claim(tenant.id, "POST", "/x", key), InFlight)
+    assert renewing.complete(retry, _response())
+    assert not renewing.extend(retry)  # completed rows have no lease to renew
 
 
 def test_migration_0005_matches_the_table(platform: Platform) -> None:

@@ -22,12 +22,13 @@ The rules, in the order they apply:
 - A later request with the key: completed and same fingerprint -> the stored response with
   ``Idempotent-Replayed: true``; another fingerprint -> 422 ``IDEMPOTENCY_KEY_REUSED``;
   still in flight -> 409 ``IDEMPOTENCY_KEY_IN_USE`` with ``Retry-After: 1``.
-- Rows are kept 24 h; an in-flight claim older than the store's lease (its server died) is
-  taken over by the next request.
+- Rows are kept 24 h. While a request runs its claim's lease (60 s) is renewed every third of
+  it; a claim whose lease lapsed (its server died) is taken over by the next request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
@@ -277,12 +278,27 @@ class _Execution:
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._receive = receive
         self._send = send
+        keeper = asyncio.create_task(self._keep_claim())
         try:
             await self.app(scope, self.receive, self.send)
         finally:
+            keeper.cancel()
             if not self.settled:
                 with anyio.CancelScope(shield=True):
                     await self._release()
+
+    async def _keep_claim(self) -> None:
+        """Renew the claim's lease while the request runs (a dead server's lapses)."""
+        interval = max(self.store.lease.total_seconds() / 3, 0.05)
+        while not self.settled:
+            await asyncio.sleep(interval)
+            if self.settled:
+                return
+            try:
+                if not await run_in_threadpool(self.store.extend, self.claim):
+                    return
+            except Exception:
+                logger.exception("could not renew an idempotency claim")
 
     async def receive(self) -> Message:
         message = await self._receive()

@@ -4,8 +4,9 @@ A row is *in flight* while ``status`` is NULL and *completed* once the response 
 The HTTP side (``ml_platform.api.idempotency``) claims before the request runs, then either
 completes the row with the response or releases it (5xx, 429, anything it must not replay).
 Rows live ``ttl`` (24 h); expired rows are ignored, taken over by a new claim, and purged
-lazily. An in-flight claim whose ``locked_until`` passed (its server died mid-request) can be
-taken over too, so a crash never blocks a key for a whole day.
+lazily. An in-flight claim holds a ``lease`` (60 s) that its server renews while the request
+runs (``extend``); a claim whose lease passed (its server died mid-request) is taken over by
+the next request, so a crash blocks a key for about a minute, never for a whole day.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from ml_platform.store.base import Base, JSONType, UTCDateTime, utcnow
 from ml_platform.store.db import Database
 
 DEFAULT_TTL = timedelta(hours=24)
-DEFAULT_LEASE = timedelta(minutes=10)
+DEFAULT_LEASE = timedelta(seconds=60)
 PURGE_INTERVAL_SECONDS = 60.0
 _CLAIM_ATTEMPTS = 5
 
@@ -233,6 +234,20 @@ class IdempotencyStore:
                 response_body=response.body,
                 completed_at=utcnow(),
             )
+        )
+        with self._db.transaction() as session:
+            return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+    def extend(self, claim: Claim) -> bool:
+        """Renew the lease of our in-flight claim; False when it is no longer ours."""
+        statement = (
+            update(IdempotencyKeyRow)
+            .where(
+                IdempotencyKeyRow.id == claim.row_id,
+                IdempotencyKeyRow.claim == claim.token,
+                IdempotencyKeyRow.status.is_(None),
+            )
+            .values(locked_until=utcnow() + self.lease)
         )
         with self._db.transaction() as session:
             return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
