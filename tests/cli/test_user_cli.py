@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,15 @@ from ml_platform.cli._sdk import (
     EXIT_AUTH,
     EXIT_CONFLICT,
     EXIT_CONNECTION,
+    EXIT_FAILED,
     EXIT_NOT_FOUND,
 )
 from ml_platform.cli.main import app
-from tests.conftest import Platform, Tenant
+from tests.conftest import Platform, Tenant, start_platform
+from tests.jobs.conftest import EXAMPLES, JOB_SETTINGS, tenant_root
+
+sys.path.insert(0, str(EXAMPLES))
+from make_dataset import make_dataset
 
 _BIN = Path(sys.executable).with_name("mlp")
 MLP = [str(_BIN)] if _BIN.exists() else [sys.executable, "-m", "ml_platform.cli.main"]
@@ -203,3 +209,148 @@ def test_every_help_text_is_shown_as_written() -> None:
             assert squash.sub("", first) in shown, (path, text)
             checked += 1
     assert checked > 50
+
+
+# -- jobs that run, and a served model -------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    """A platform with the scheduler on (local executor) and a serving plane on its store."""
+
+    platform: Platform
+    grpc_target: str
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, database_url_factory: Any) -> Iterator[Stack]:
+    from ml_platform.server.serving_bridge import (
+        ServingAuthenticator,
+        StoreDeploymentSource,
+        StoreStatusSink,
+    )
+    from ml_platform.serving import ServingServer
+
+    running, server = start_platform(
+        "sqlite",
+        tmp_path_factory.mktemp("cli-stack"),
+        database_url_factory("sqlite"),
+        **JOB_SETTINGS,
+    )
+    context = running.context
+    assert context.deployments is not None and context.registry is not None
+    settings = running.settings.model_copy(
+        update={
+            "grpc_port": 0,
+            "serving_rest_port": 0,
+            "serving_workers": 1,
+            "serving_source_poll_seconds": 0.1,
+        }
+    )
+    plane = ServingServer(
+        settings,
+        StoreDeploymentSource(
+            context.deployments, context.registry.store, running.settings.data_dir / "cache"
+        ),
+        StoreStatusSink(context.deployments),
+        ServingAuthenticator(context.auth),
+    )
+    plane.start()
+    try:
+        yield Stack(running, plane.grpc_target)
+    finally:
+        plane.stop()
+        running.close()
+        server.stop()
+        running.db.dispose()
+
+
+def test_train_follow_streams_the_log_and_exits_non_zero_when_the_job_fails(
+    stack: Stack, tmp_path: Path
+) -> None:
+    tenant = stack.platform.new_tenant()
+    make_dataset(tenant_root(stack.platform, tenant) / "data" / "train.csv", rows=20)
+    source = tmp_path / "failing"
+    source.mkdir()
+    (source / "train.py").write_text(
+        "import sys\nprint('about to fail', flush=True)\nsys.exit(3)\n"
+    )
+    mlp = as_user(stack.platform, tenant, tmp_path)
+    result = mlp("train", "--source-dir", str(source), *SPEC_ARGS, "--follow")
+    assert result.returncode == EXIT_FAILED, (result.stdout, result.stderr)
+    assert "about to fail" in result.stdout.splitlines()
+    job_id = re.search(r"submitted job (job_\S+)", result.stderr)
+    assert job_id is not None, result.stderr
+    assert f"job {job_id.group(1)} failed" in result.stderr.splitlines()[-1]
+    assert mlp.json("jobs", "get", job_id.group(1))["status"] == "failed"
+
+
+def test_quickstart_train_register_deploy_predict(stack: Stack, tmp_path: Path) -> None:
+    """The README's CLI path: train the example from its source dir on a local CSV (uploaded),
+    follow it, register its output, deploy by alias, predict; predictions equal the model's."""
+    import joblib
+    import numpy as np
+
+    tenant = stack.platform.new_tenant()
+    mlp = as_user(stack.platform, tenant, tmp_path, ML_PLATFORM_GRPC_TARGET=stack.grpc_target)
+    csv_path = make_dataset(tmp_path / "churn.csv", rows=200)
+
+    result = mlp(
+        "train", "--source-dir", str(EXAMPLES / "sklearn_classifier"), "--name", "churn",
+        "--data", str(csv_path), "--param", "epochs=3", "--cpu", "1", "--memory", "1",
+        "--follow", "-o", "json",
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    job = json.loads(result.stdout)  # -o json: the job document on stdout, logs on stderr
+    assert job["status"] == "succeeded" and "epoch 3:" in result.stderr
+    assert set(mlp.json("jobs", "metrics", job["id"])) >= {"loss", "accuracy"}
+    assert [
+        p["step"] for p in mlp.json("jobs", "metrics", job["id"], "--history", "--name", "loss")
+    ] == [1, 2, 3]
+    followed = mlp.ok("jobs", "logs", job["id"], "--follow").stdout.splitlines()
+    assert sum("epoch" in line for line in followed) == 3  # a finished job: every line, then end
+    tail = mlp.ok("jobs", "logs", job["id"], "--tail", "3").stdout.splitlines()
+    assert len(tail) == 3 and any("wrote" in line for line in tail), tail
+
+    version = mlp.json("models", "register", "churn", "--job", job["id"])
+    assert version["version"] == 1
+    mlp.ok("models", "alias", "churn", "production", "1")
+    assert mlp.json("models", "get", "churn")["aliases"]["production"] == 1
+    assert [v["version"] for v in mlp.json("models", "versions", "churn")] == [1]
+    deployed = mlp.json(
+        "deploy", "churn-live", "--model", "churn", "--alias", "production", "--wait"
+    )
+    assert deployed["status"] == "ready" and deployed["serving_version"] == 1
+
+    artifact = Path(mlp.json("models", "download", "churn", "1", "--dest", str(tmp_path))["path"])
+    model = joblib.load(artifact)
+    rows = np.random.default_rng(3).normal(size=(5, 4))
+    expected = model.predict(rows)
+
+    one = mlp.json(
+        "predict",
+        "churn-live",
+        "--features",
+        ",".join(f"f{i}={float(v)!r}" for i, v in enumerate(rows[0])),
+    )
+    assert one["predictions"] == [float(expected[0])] and one["model_version_used"] == "1"
+    text = mlp.ok(
+        "predict",
+        "churn-live",
+        "--features",
+        ",".join(f"f{i}={float(v)!r}" for i, v in enumerate(rows[0])),
+    )
+    assert text.stdout.split()[0] == f"{float(expected[0]):g}"
+
+    batch_file = tmp_path / "rows.csv"
+    batch_file.write_text(
+        "f0,f1,f2,f3\n" + "".join(",".join(repr(float(v)) for v in row) + "\n" for row in rows)
+    )
+    batch = mlp.json("predict", "churn-live", "--file", str(batch_file))
+    assert [p["predictions"] for p in batch] == [[float(e)] for e in expected]
+
+    assert [d["name"] for d in mlp.json("deployments", "list")] == ["churn-live"]
+    missing = assert_one_error_line(mlp("predict", "nope", "--features", "f0=1"), EXIT_NOT_FOUND)
+    assert "nope" in missing
+    mlp.ok("deployments", "delete", "churn-live")
+    assert_one_error_line(mlp("deployments", "get", "churn-live"), EXIT_NOT_FOUND)
