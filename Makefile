@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python bench/control_plane.py
 	@if [ -f bench/jobs.py ]; then $(BIN)/python bench/jobs.py; fi
 	@if [ -f bench/serving.py ]; then $(BIN)/python bench/serving.py; fi
+	$(BIN)/python bench/sdk.py
 
 ## regenerate the committed protobuf modules from protos/ (a test fails when they are stale)
 protos: install
