@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -11,7 +9,7 @@ from grpc_reflection.v1alpha import reflection
 from ml_platform.serving.batch_wire import parse_batch_request, serialize_batch_response
 from ml_platform.serving.dataplane import DataPlane
 from ml_platform.serving.grpc_serving import ModelServingService
-from ml_platform.serving.grpc_v2 import generic_handler
+from ml_platform.serving.grpc_v2 import generic_handler, unary
 from ml_platform.serving.proto import serving_pb2
 
 MODEL_SERVING = serving_pb2.DESCRIPTOR.services_by_name["ModelServing"].full_name
@@ -21,12 +19,6 @@ def add_model_serving(service: ModelServingService, server: grpc.aio.Server) -> 
     """Register ModelServing as the generated code does, but PredictBatch keeps the request's
     bytes and may answer pre-encoded bytes (see ``batch_wire``)."""
     pb = serving_pb2
-
-    def unary(fn: Any, req: Any, resp: Any) -> grpc.RpcMethodHandler:
-        return grpc.unary_unary_rpc_method_handler(
-            fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString
-        )
-
     handlers = {
         "GetModel": unary(service.GetModel, pb.GetModelRequest, pb.ModelInfo),
         "Predict": unary(service.Predict, pb.PredictRequest, pb.PredictResponse),

@@ -195,14 +195,15 @@ def _encode(
     )
 
 
+def unary(fn: Any, req: Any, resp: Any) -> grpc.RpcMethodHandler:
+    """A unary method handler for ``fn`` with the message classes' own (de)serializers."""
+    return grpc.unary_unary_rpc_method_handler(
+        fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString
+    )
+
+
 def generic_handler(plane: DataPlane) -> grpc.GenericRpcHandler:
     svc = InferenceService(plane)
-
-    def unary(fn: Any, req: Any, resp: Any) -> grpc.RpcMethodHandler:
-        return grpc.unary_unary_rpc_method_handler(
-            fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString
-        )
-
     handlers = {
         "ServerLive": unary(svc.ServerLive, pb.ServerLiveRequest, pb.ServerLiveResponse),
         "ServerReady": unary(svc.ServerReady, pb.ServerReadyRequest, pb.ServerReadyResponse),
