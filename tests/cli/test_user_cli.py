@@ -129,8 +129,9 @@ def test_json_output_and_the_exit_code_of_each_error(
     bad_key = mlp("--api-key", "mlp_not_a_real_key", "jobs", "list")
     assert "401" in assert_one_error_line(bad_key, EXIT_AUTH)
 
-    unreachable = mlp("--url", f"http://127.0.0.1:{closed_port()}", "jobs", "list")
-    assert "cannot reach" in assert_one_error_line(unreachable, EXIT_CONNECTION)
+    port = closed_port()
+    unreachable = mlp("--url", f"http://127.0.0.1:{port}", "jobs", "list")
+    assert f"127.0.0.1:{port}" in assert_one_error_line(unreachable, EXIT_CONNECTION)
 
     with_trace = mlp("--debug", "jobs", "get", "job_does_not_exist")
     assert with_trace.returncode == EXIT_NOT_FOUND and "Traceback" in with_trace.stderr
@@ -167,6 +168,24 @@ def test_login_stores_the_credentials_the_sdk_reads_and_whoami_uses_them(
         monkeypatch.delenv(name, raising=False)
     with Client() as client:  # the SDK reads what `mlp login` wrote
         assert client.base_url == platform.base_url and client.api_key == tenant.api_key
+
+
+def test_data_upload_list_delete(platform: Platform, tenant: Tenant, tmp_path: Path) -> None:
+    mlp = as_user(platform, tenant, tmp_path)
+    folder = tmp_path / "set"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.csv").write_text("x\n1\n")
+    (folder / "sub" / "b.csv").write_text("x\n2\n")
+    assert mlp.ok("data", "upload", str(folder), "--to", "sets/one").stdout.strip() == (
+        "data/sets/one"
+    )
+    single = mlp.json("data", "upload", str(folder / "a.csv"))
+    assert single["path"] == "data/a.csv" and single["size_bytes"] == 4
+    listed = [f["path"] for f in mlp.json("data", "list", "--prefix", "sets")]
+    assert listed == ["data/sets/one/a.csv", "data/sets/one/sub/b.csv"]
+    mlp.ok("data", "delete", "data/a.csv")
+    assert "data/a.csv" not in [f["path"] for f in mlp.json("data", "list")]
+    assert_one_error_line(mlp("data", "delete", "data/a.csv"), EXIT_NOT_FOUND)
 
 
 # -- help texts ------------------------------------------------------------------------------

@@ -95,16 +95,22 @@ def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
     return pairs
 
 
-def show_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
-    """A table for people; ``None`` cells print as ``-``; cell text is never Rich markup."""
+def show_table(
+    title: str | None,
+    columns: list[str],
+    rows: list[list[Any]],
+    keep: tuple[str, ...] = ("created", "updated", "timestamp"),
+) -> None:
+    """A table for people; ``None`` cells print as ``-``; cell text is never Rich markup.
+    The first column (an id or name, what people copy) and ``keep`` columns never wrap."""
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    for index, column in enumerate(columns):
+        table.add_column(column, no_wrap=index == 0 or column in keep, overflow="fold")
     for row in rows:
-        table.add_row(*(Text("-" if cell is None else _cell(cell)) for cell in row))
+        table.add_row(*(Text(cell_text(cell)) for cell in row))
     console.print(table)
 
 
@@ -113,13 +119,21 @@ def show_fields(fields: list[tuple[str, Any]]) -> None:
     show_table(None, ["field", "value"], [[name, value] for name, value in fields])
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """How a value reads in a table: ``-`` for nothing, 6 significant digits, k=v lists."""
     from datetime import datetime
 
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.6g}"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        shown = [f"{k}={cell_text(v)}" for k, v in value.items() if v is not None]
+        return ", ".join(shown) or "-"
     if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value) or "-"
+        return ", ".join(cell_text(v) for v in value) or "-"
     return str(value)

@@ -104,16 +104,17 @@ def error_line(exc: BaseException) -> str:
 
     if isinstance(exc, APIStatusError):
         text = exc.detail or exc.message
-        if exc.errors:
+        extra = [e for e in exc.errors if e.message and e.message not in text]
+        if extra:
             text += ": " + "; ".join(
-                f"{e.path}: {e.message}" if e.path else e.message for e in exc.errors
+                f"{e.path}: {e.message}" if e.path else e.message for e in extra
             )
         where = f"{exc.status_code}" + (f", request {exc.request_id}" if exc.request_id else "")
         if isinstance(exc, AuthenticationError):
             text += " (check --api-key, ML_PLATFORM_API_KEY or `mlp login`)"
         return f"{text} ({where})"
     if isinstance(exc, APIConnectionError):
-        return f"cannot reach the platform: {exc.message}"
+        return exc.message  # the SDK's: what it could not reach, and why
     if isinstance(exc, FileNotFoundError) and exc.filename is None:
         return str(exc)
     if isinstance(exc, OSError) and exc.strerror:

@@ -166,12 +166,20 @@ def cancel(ctx: typer.Context, job_id: JobIdArgument, output: OutputOption = Out
 def follow_job(client: Client, job: TrainingJob, *, logs_to_stderr: bool) -> int:
     """Print the job's log lines as they arrive, then a status line; the job's exit code."""
     started = time.monotonic()
-    for line in client.jobs.logs(job.id, follow=True):
-        print_log_line(line.line, to_stderr=logs_to_stderr)
-    job.refresh()
-    while not job.is_finished:  # the stream ended with the process; the status follows it
-        time.sleep(0.2)
+    try:
+        for line in client.jobs.logs(job.id, follow=True):
+            print_log_line(line.line, to_stderr=logs_to_stderr)
         job.refresh()
+        while not job.is_finished:  # the stream ended with the process; the status follows it
+            time.sleep(0.2)
+            job.refresh()
+    except KeyboardInterrupt:
+        err_console.print(
+            f"stopped following; job {job.id} keeps running (mlp jobs cancel {job.id})",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
     elapsed = time.monotonic() - started
     succeeded = job.status == "succeeded"
     style = "green" if succeeded else "red"

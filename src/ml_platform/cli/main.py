@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ml_platform.cli import admin, db, deployments, jobs, login, models, predict, train
+from ml_platform.cli import admin, data, db, deployments, jobs, login, models, predict, train
 from ml_platform.cli._common import new_app
 from ml_platform.cli._sdk import EXIT_CODES_HELP, Connection, set_connection
 from ml_platform.cli.serve import serve
@@ -54,6 +54,7 @@ app.add_typer(models.app, name="models")
 app.command("deploy")(deployments.deploy)
 app.add_typer(deployments.app, name="deployments")
 app.command("predict")(predict.predict)
+app.add_typer(data.app, name="data")
 app.command("login")(login.login)
 app.command("whoami")(login.whoami)
 app.add_typer(admin.app, name="admin")

@@ -37,6 +37,16 @@ def _print_version(version: ModelVersion, output: Output, verb: str) -> None:
     )
 
 
+def _source(version: ModelVersion) -> str | None:
+    """Where a version came from, in a few words: ``job job_...`` or ``upload model.joblib``."""
+    source = version.source
+    if source.get("job_id"):
+        return f"job {source['job_id']}"
+    if source.get("filename"):
+        return f"upload {source['filename']}"
+    return str(source.get("kind") or "") or None
+
+
 @app.command("list")
 def list_models(ctx: typer.Context, output: OutputOption = Output.TEXT) -> None:
     """Every model of your tenant."""
@@ -93,7 +103,7 @@ def versions(ctx: typer.Context, name: ModelArgument, output: OutputOption = Out
                 v.size_bytes,
                 v.aliases,
                 v.input_features,
-                v.source,
+                _source(v),
                 v.created_at,
             ]
             for v in found
