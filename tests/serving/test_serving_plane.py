@@ -103,6 +103,8 @@ def test_grpc_health_is_not_serving_until_the_models_loaded(plane: Plane) -> Non
         health_pb2.HealthCheckResponse.NOT_SERVING
     )
     assert httpx.get(f"{plane.server.rest_url}/v2/health/ready").status_code == 503
+    seed = plane.stub.HealthCheck(serving_pb2.HealthCheckRequest(), metadata=AUTH)
+    assert not seed.healthy and seed.status == "NOT_SERVING"
     plane.load_gate.touch()
     for name in ("slow-load", "slow-predict"):
         assert plane.sink.wait_for("t1", name, timeout=60).state.value == "ready"
@@ -112,6 +114,8 @@ def test_grpc_health_is_not_serving_until_the_models_loaded(plane: Plane) -> Non
         time.sleep(0.05)
     assert plane.health("inference.GRPCInferenceService") == health_pb2.HealthCheckResponse.SERVING
     assert httpx.get(f"{plane.server.rest_url}/v2/health/ready").status_code == 200
+    seed = plane.stub.HealthCheck(serving_pb2.HealthCheckRequest(), metadata=AUTH)
+    assert seed.healthy and seed.status == "SERVING"
 
 
 def _rows_predicted(plane: Plane) -> int:

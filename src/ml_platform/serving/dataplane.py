@@ -211,7 +211,10 @@ class DataPlane:
     def health(self, principal: Principal, model_id: str) -> HealthReport:
         if not model_id:
             live = self.repository.live_models(principal.tenant_id)
-            return HealthReport(True, "SERVING", {"models_ready": str(len(live))})
+            ready = self.repository.ready_once.is_set()  # as gRPC health and V2 readiness
+            return HealthReport(
+                ready, "SERVING" if ready else "NOT_SERVING", {"models_ready": str(len(live))}
+            )
         state, reason = self.repository.deployment_state(principal.tenant_id, model_id)
         details = {"state": state}
         if reason:
