@@ -229,3 +229,34 @@ def test_production_without_key_file_is_refused_at_the_box(tmp_path: Path) -> No
     with pytest.raises(SecretsKeyError):
         load_secret_box([], production=True, data_dir=tmp_path)
     assert not (tmp_path / "secrets.key").exists()
+
+
+def test_rotate_env_vars_rewrites_rows_under_the_newest_key(tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from ml_platform.store.jobs import JobRow, rotate_env_vars
+
+    db = Database(f"sqlite:///{tmp_path / 'mlp.db'}")
+    db.upgrade()
+    old, new = SecretBox.generate_key(), SecretBox.generate_key()
+    db.secrets = SecretBox([old])
+    tenant_id, job_id = _insert_job(db, {"API_KEY": "under-old"})
+    legacy_tenant, legacy = _insert_job(db, {})
+    with db.transaction() as session:  # a row written before encryption existed
+        session.execute(
+            update(JobRow).where(JobRow.id == legacy).values(env_vars={"PLAIN": "legacy-value"})
+        )
+    db.secrets = SecretBox([new, old])
+    with db.read() as session:
+        assert JobRepository(session, legacy_tenant).env_vars(legacy) == {"PLAIN": "legacy-value"}
+    with db.transaction() as session:
+        assert rotate_env_vars(session) == 2
+    db.secrets = SecretBox([new])  # the old key is gone: everything still reads
+    with db.read() as session:
+        assert JobRepository(session, tenant_id).env_vars(job_id) == {"API_KEY": "under-old"}
+        assert JobRepository(session, legacy_tenant).env_vars(legacy) == {"PLAIN": "legacy-value"}
+    database = tmp_path / "mlp.db"
+    with sqlite3.connect(database) as conn:
+        stored = " ".join(str(r[0]) for r in conn.execute("SELECT env_vars FROM jobs"))
+    assert "legacy-value" not in stored and "under-old" not in stored
+    db.dispose()

@@ -137,6 +137,25 @@ def transition_job(
     )
 
 
+def rotate_env_vars(session: Session) -> int:
+    """Re-encrypt every job's ``env_vars`` values with the session's newest key (values
+    stored before encryption existed get encrypted too); the number of rows rewritten.
+
+    The last step of a key rotation: once it ran, the old key can leave
+    ``ML_PLATFORM_SECRETS_KEY``.
+    """
+    box = session_box(session)
+    changed = 0
+    rows = session.execute(select(JobRow.id, JobRow.env_vars).order_by(JobRow.id)).all()
+    for job_id, stored in rows:
+        if not stored:
+            continue
+        rotated = {name: box.rotate(value) for name, value in stored.items()}
+        session.execute(update(JobRow).where(JobRow.id == job_id).values(env_vars=rotated))
+        changed += 1
+    return changed
+
+
 def job_record(row: JobRow) -> JobRecord:
     return JobRecord(
         id=row.id,
