@@ -260,3 +260,41 @@ def test_rotate_env_vars_rewrites_rows_under_the_newest_key(tmp_path: Path) -> N
         stored = " ".join(str(r[0]) for r in conn.execute("SELECT env_vars FROM jobs"))
     assert "legacy-value" not in stored and "under-old" not in stored
     db.dispose()
+
+
+def test_mlp_server_fresh_start_files_are_private(tmp_path: Path) -> None:
+    """The real command on a data dir that does not exist yet."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    data_dir = tmp_path / "new" / "data"
+    env = {
+        **os.environ,
+        "ML_PLATFORM_CONFIG_DIR": str(tmp_path / "config"),
+        "ML_PLATFORM_JWT_SECRET": TEST_JWT_SECRET,
+        "ML_PLATFORM_SCHEDULER_ENABLED": "false",
+    }
+    mlp = Path(sys.executable).parent / "mlp"
+    process = subprocess.Popen(
+        [str(mlp), "server", "--data-dir", str(data_dir), "--port", "0", "--no-serving"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60  # a safety net against hangs, not an assertion
+        while (
+            not (data_dir / "secrets.key").exists()
+            or not (tmp_path / "config" / "credentials.json").exists()
+        ):
+            assert process.poll() is None, "mlp server exited"
+            assert time.monotonic() < deadline, "mlp server did not start"
+            time.sleep(0.05)
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        for name in ("mlp.db", "secrets.key"):
+            assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600, name
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
