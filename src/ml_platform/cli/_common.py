@@ -13,8 +13,9 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+# Lines are never hard-wrapped (logs, ids and commands stay copyable) nor auto-highlighted.
+console = Console(soft_wrap=True, highlight=False)
+err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def new_app(**kwargs: Any) -> typer.Typer:
@@ -108,7 +109,12 @@ def show_table(
 
     table = Table(title=title, title_justify="left", header_style="bold")
     for index, column in enumerate(columns):
-        table.add_column(column, no_wrap=index == 0 or column in keep, overflow="fold")
+        table.add_column(
+            column,
+            no_wrap=index == 0,
+            overflow="fold",
+            min_width=19 if column in keep else len(column),  # a whole timestamp
+        )
     for row in rows:
         table.add_row(*(Text(cell_text(cell)) for cell in row))
     console.print(table)

@@ -109,7 +109,13 @@ def train(
     ] = False,
     output: OutputOption = Output.TEXT,
 ) -> None:
-    """Submit a training job. Prints its id, or with --follow its logs and outcome."""
+    """Submit a training job. Prints its id, or with --follow its logs and outcome.
+
+    \b
+    Example (the example project, a local CSV uploaded to your data area):
+      mlp train --source-dir examples/sklearn_classifier --data train.csv \\
+          --param epochs=5 --cpu 1 --memory 2 --follow
+    """
     memory_gb = parse_memory(memory)
     hyperparameters = parse_params(param)
     env_vars = parse_pairs(env, "--env")
@@ -137,7 +143,10 @@ def train(
             else:
                 console.print(job.id, markup=False, highlight=False)
             return
-        err_console.print(f"submitted job {job.id} ({job.name})", markup=False, highlight=False)
+        waiting = f": pending, {job.pending_reason}" if job.pending_reason else ""
+        err_console.print(
+            f"submitted job {job.id} ({job.name}){waiting}", markup=False, highlight=False
+        )
         code = follow_job(client, job, logs_to_stderr=output is Output.JSON)
         if output is Output.JSON:
             emit_json(job.raw)
