@@ -16,6 +16,7 @@ import httpx
 import psutil
 import pytest
 
+from ml_platform.core.ids import new_id
 from ml_platform.server.app import build_context
 from tests.conftest import TEST_JWT_SECRET
 
@@ -132,3 +133,153 @@ def test_kill9_then_restart_leaves_no_job_running(server_env: tuple[dict[str, st
             assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     finally:
         second.stop()
+
+
+# -- the window between the scheduler's claim and the executor's saved handle -----------------
+
+SLEEP_WITH_CHILD = (
+    "import subprocess, sys, time; "
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+    "print('up', flush=True); time.sleep(600)"
+)
+
+
+def _tagged(run: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if (
+                proc.environ().get("ML_PLATFORM_RUN_ID") == run
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
+                found.append(proc.pid)
+    return found
+
+
+def test_recover_finds_an_attempt_started_but_never_saved(tmp_path: Path) -> None:
+    """A real attempt started by the local executor; the server "dies" before the handle
+    (and even state.json) is saved. A fresh executor given only the starting claim stops the
+    attempt's whole process tree, found by its run id."""
+    import asyncio
+
+    from ml_platform.jobs.executors.base import JobLaunch
+    from ml_platform.jobs.executors.local import LocalExecutor
+    from ml_platform.jobs.logs import LogStore
+    from ml_platform.jobs.scheduler import starting_claim
+
+    async def no_metrics(_job_id: str, _points: object) -> None:
+        return None
+
+    jobs_dir = tmp_path / "jobs"
+    logs = LogStore(jobs_dir)
+    job_id = new_id("job")  # unique: other test runs on this machine tag their own
+    output = tmp_path / "out"
+
+    async def scenario() -> tuple[str | None, list[int], list[int]]:
+        first = LocalExecutor(jobs_dir=jobs_dir, logs=logs, on_metrics=no_metrics,
+                              cancel_grace_seconds=1)
+        handle = await first.start(JobLaunch(
+            job_id=job_id, tenant_id="t", entrypoint=f'python -c "{SLEEP_WITH_CHILD}"',
+            data_path=str(tmp_path), output_path=str(output), attempt=1,
+        ))
+        assert handle["run_id"] == f"{job_id}-a1"
+        while len(_tagged(f"{job_id}-a1")) < 2:
+            await asyncio.sleep(0.02)
+        before = _tagged(f"{job_id}-a1")
+        (jobs_dir / job_id / "state.json").unlink()  # died before state.json was written
+        restarted = LocalExecutor(jobs_dir=jobs_dir, logs=logs, on_metrics=no_metrics,
+                                  cancel_grace_seconds=1)
+        try:
+            outcome = await restarted.recover(job_id, starting_claim(1))
+            after = _tagged(f"{job_id}-a1")
+        finally:
+            await first.cancel(job_id)  # a no-op when the recovery stopped the attempt
+            await first.wait(job_id)
+        assert outcome is not None and outcome.status.value == "failed"
+        return outcome.error_message, before, after
+
+    message, before, after = asyncio.run(scenario())
+    assert len(before) == 2
+    assert after == []
+    assert message is not None and "while this job was starting" in message
+    assert all(str(pid) in message for pid in before)
+
+
+def test_recover_of_a_claim_with_no_process(tmp_path: Path) -> None:
+    import asyncio
+
+    from ml_platform.jobs.executors.local import LocalExecutor
+    from ml_platform.jobs.logs import LogStore
+    from ml_platform.jobs.scheduler import starting_claim
+
+    async def no_metrics(_job_id: str, _points: object) -> None:
+        return None
+
+    executor = LocalExecutor(jobs_dir=tmp_path, logs=LogStore(tmp_path), on_metrics=no_metrics)
+    outcome = asyncio.run(executor.recover(new_id("job"), starting_claim(2)))
+    assert outcome is not None and outcome.error_message == (
+        "the server stopped while the job was starting; no process of it was found"
+    )
+
+
+def test_restart_stops_the_process_of_a_claimed_attempt(
+    tmp_path: Path, database_url_factory: object
+) -> None:
+    """The database says what a server that died right after starting the process leaves:
+    the job running with only the starting claim; the process runs under its run id. A server
+    starting on that database fails the job and stops the process."""
+    from ml_platform.core.jobs import JobStatus
+    from ml_platform.jobs.scheduler import starting_claim
+    from ml_platform.schemas.jobs import TrainingJobSpec
+    from ml_platform.store.job_runtime import JobRuntimeRepository
+    from ml_platform.store.jobs import JobRepository, transition_job
+    from tests.conftest import make_settings, start_platform
+    from tests.jobs.conftest import JOB_SETTINGS, job_body
+
+    url = database_url_factory("sqlite")  # type: ignore[operator]
+    data_dir = tmp_path / "data"
+    context = build_context(make_settings(data_dir, url))
+    context.db.upgrade()
+    tenant = context.auth.create_tenant("claims")
+    job_id = new_id("job")
+    with context.db.transaction() as session:
+        JobRepository(session, tenant.id).add(
+            job_id=job_id, name="claimed", framework="sklearn",
+            spec=TrainingJobSpec.model_validate(job_body()).model_dump(mode="json"),
+            env_vars={}, tags={}, created_by="test",
+        )
+        transition_job(session, job_id, tenant_id=tenant.id, target=JobStatus.RUNNING,
+                       reason="attempt 1 started on the local executor", attempt=1)
+        JobRuntimeRepository(session).upsert_runtime(
+            job_id, tenant.id, attempt=1, executor="local", handle=starting_claim(1)
+        )
+    context.db.dispose()
+    env = {**os.environ, "ML_PLATFORM_RUN_ID": f"{job_id}-a1"}
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"], env=env, start_new_session=True
+    )
+    try:
+        running, server = start_platform("sqlite", data_dir, url, **JOB_SETTINGS)
+        try:
+            with running.db.read() as session:
+                job = JobRepository(session, tenant.id).get(job_id)
+            while job is not None and job.status is JobStatus.RUNNING:
+                time.sleep(0.05)
+                with running.db.read() as session:
+                    job = JobRepository(session, tenant.id).get(job_id)
+            assert job is not None and job.status is JobStatus.FAILED
+            # The recovery stopped it before recording the outcome (the timeout is only a
+            # safety net against a hang).
+            assert orphan.wait(timeout=30) == -signal.SIGTERM
+            assert job.error_message == (
+                f"the server restarted while this job was starting; its process (pid "
+                f"{orphan.pid}) was stopped because a local job cannot be re-attached"
+            )
+        finally:
+            running.close()
+            server.stop()
+            running.db.dispose()
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()

@@ -19,6 +19,11 @@
 - **Why pending**: every tick writes each pending job's reason and queue position.
 - **Recovery** (start-up or take-over): every ``running`` job not watched here is handed to
   the executor's ``recover``: re-adopted, or failed with a clear reason (or retried).
+- **No orphans**: the transition to ``running`` stores a *starting claim* as the handle
+  (``{"state": "starting", "attempt": N}``) before the executor can start anything; the
+  executor's handle replaces it once ``start`` returns. A server that dies in between leaves
+  the claim, and recovery hands it to ``recover``, which finds the attempt by its job id and
+  attempt (the local executor tags the process with ``ML_PLATFORM_RUN_ID``) and stops it.
 """
 
 from __future__ import annotations
@@ -81,6 +86,11 @@ def job_request(spec: dict[str, Any]) -> Capacity:
         memory_gb=float(compute.get("memory_gb") or 0),
         gpus=int(compute.get("gpu_count") or 0),
     )
+
+
+def starting_claim(attempt: int) -> dict[str, Any]:
+    """The handle stored before the executor starts an attempt (replaced by its own)."""
+    return {"state": "starting", "attempt": attempt}
 
 
 def _plural(count: float, noun: str) -> str:
@@ -306,7 +316,7 @@ class Scheduler:
                 continue
             attempt = runtime.attempt if runtime else 1
             active = _Active(job.id, job.tenant_id, attempt, int(job.spec.get("max_retries") or 0))
-            if runtime is None or runtime.handle is None:
+            if runtime is None or (runtime.handle is None and runtime.executor is None):
                 outcome: JobOutcome | None = JobOutcome(
                     JobStatus.FAILED,
                     "the server stopped while the job was starting; it never ran",
@@ -318,8 +328,11 @@ class Scheduler:
                     f"no longer uses ({self._executor.name!r})",
                 )
             else:
+                # A starting claim (or no handle at all, from an older server) is reconciled
+                # by the executor too: it looks for the attempt by job id and attempt.
+                handle = runtime.handle or starting_claim(attempt)
                 try:
-                    outcome = await self._executor.recover(job.id, runtime.handle)
+                    outcome = await self._executor.recover(job.id, handle)
                 except Exception as exc:
                     logger.exception("recovering job %s failed", job.id)
                     outcome = JobOutcome(JobStatus.FAILED, f"could not recover the job: {exc}")
@@ -465,7 +478,11 @@ class Scheduler:
             logger.exception("executor failed to start job %s", job.id)
             await self._finish(active, JobOutcome(JobStatus.FAILED, f"could not start: {exc}"))
             return
-        await asyncio.to_thread(self._save_handle, job, handle)
+        try:
+            await asyncio.to_thread(self._save_handle, job, handle)
+        except Exception:
+            # The starting claim stays; watch anyway (recovery would reconcile the claim).
+            logger.exception("saving the executor handle of job %s failed", job.id)
         active.task = asyncio.create_task(self._watch(active), name=f"watch-{job.id}")
 
     def _launch_for(self, job: JobRecord, attempt: int) -> JobLaunch:
@@ -516,7 +533,7 @@ class Scheduler:
                 job.tenant_id,
                 attempt=attempt,
                 executor=self._executor.name,
-                handle=None,
+                handle=starting_claim(attempt),
                 not_before=None,
                 pending_reason=None,
                 queue_position=None,

@@ -22,6 +22,10 @@ can read whatever it can: fine for a single-user laptop, not for a shared server
 
 The job runs in ``job_python`` (or the server's interpreter); ``docker_image`` is recorded but
 not used by this executor, and the log says so.
+
+Every process of an attempt carries ``ML_PLATFORM_RUN_ID=<job id>-a<attempt>`` in its
+environment (inherited by its children): ``recover`` finds an attempt by it even when the
+server died before any pid was saved (between the spawn and ``state.json`` / the handle).
 """
 
 from __future__ import annotations
@@ -63,6 +67,11 @@ _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _RUNTIME_ROOT = str(Path(__file__).resolve().parents[3])
 """The directory holding the ``ml_platform`` package, put on the job's PYTHONPATH so scripts
 can ``import ml_platform.runtime`` (pure standard library) in any interpreter."""
+
+
+def run_id(job_id: str, attempt: int) -> str:
+    """The deterministic name of one attempt, in ``ML_PLATFORM_RUN_ID`` of its processes."""
+    return f"{job_id}-a{attempt}"
 
 
 @dataclass
@@ -161,6 +170,7 @@ class LocalExecutor:
         handle = {
             "executor": self.name,
             "attempt": launch.attempt,
+            "run_id": run_id(launch.job_id, launch.attempt),
             "pid": process.pid,
             "pgid": run.pgid,
             "create_time": create_time,
@@ -191,30 +201,50 @@ class LocalExecutor:
         await self._stop(run)
 
     async def recover(self, job_id: str, handle: Mapping[str, Any]) -> JobOutcome | None:
-        """A local job's pipes die with the server, so it is never re-adopted: a process
-        still alive is stopped (SIGTERM, then SIGKILL) and the attempt is failed."""
+        """A local job's pipes die with the server, so it is never re-adopted: whatever is
+        still alive of the attempt is stopped (SIGTERM, then SIGKILL) and the attempt failed.
+
+        The attempt is found by the handle's pid, else by ``state.json``, and in any case by
+        the ``ML_PLATFORM_RUN_ID`` its processes carry: a starting claim (the server died
+        between the scheduler's claim and saving this executor's handle) has no pid at all.
+        """
         state = dict(handle)
+        attempt = state.get("attempt")
+        starting = state.get("state") == "starting"
         state_file = self.job_dir(job_id) / "state.json"
         if not state.get("pid") and state_file.exists():
             with contextlib.suppress(OSError, ValueError):
-                state = json.loads(state_file.read_text())
+                saved = json.loads(state_file.read_text())
+                if isinstance(saved, dict) and (attempt is None or saved.get("attempt") == attempt):
+                    state = {**state, **saved}
+        groups: dict[int, int] = {}  # pgid -> a pid in it
         pid = state.get("pid")
-        alive = False
-        if isinstance(pid, int):
-            try:
-                proc = psutil.Process(pid)
-                created = state.get("create_time")
-                alive = created is None or abs(proc.create_time() - float(created)) < 1.0
-                alive = alive and proc.status() != psutil.STATUS_ZOMBIE
-            except psutil.Error:
-                alive = False
-        if alive and isinstance(pid, int):
-            pgid = int(state.get("pgid") or pid)
+        if isinstance(pid, int) and _is_process(pid, state.get("create_time")):
+            groups[int(state.get("pgid") or pid)] = pid
+        tagged: list[int] = []
+        if isinstance(attempt, int):
+            tagged = await asyncio.to_thread(_tagged_processes, run_id(job_id, attempt))
+        own_group = os.getpgrp()
+        for tagged_pid in tagged:
+            with contextlib.suppress(OSError):
+                pgid = os.getpgid(tagged_pid)
+                if pgid != own_group:
+                    groups.setdefault(pgid, tagged_pid)
+        for pgid in groups:
             await _kill_group(pgid, min(self._grace, 5.0))
+        for tagged_pid in tagged:  # anything tagged that left the groups
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(tagged_pid).kill()
+        when = "starting" if starting else "running"
+        if groups or tagged:
+            shown = sorted({*groups.values(), *tagged})
+            pids = ", ".join(str(p) for p in shown)
             message = (
-                "the server restarted while this job was running; its process (pid "
-                f"{pid}) was stopped because a local job cannot be re-attached"
+                f"the server restarted while this job was {when}; its process (pid {pids}) "
+                "was stopped because a local job cannot be re-attached"
             )
+        elif starting and not state.get("pid"):
+            message = "the server stopped while the job was starting; no process of it was found"
         else:
             message = "the job's process ended while the server was down; its result is unknown"
         self._log(job_id, message)
@@ -279,6 +309,7 @@ class LocalExecutor:
                 "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": pythonpath,
                 "ML_PLATFORM_JOB_ID": launch.job_id,
+                "ML_PLATFORM_RUN_ID": run_id(launch.job_id, launch.attempt),
                 "ML_PLATFORM_DATA_PATH": data_path,
                 "ML_PLATFORM_OUTPUT_DIR": str(output),
                 "ML_PLATFORM_HYPERPARAMETERS": json.dumps(dict(launch.hyperparameters)),
@@ -587,6 +618,30 @@ def _live_members(pgid: int) -> bool:
         except (OSError, psutil.Error):
             continue
     return False
+
+
+def _is_process(pid: int, create_time: object) -> bool:
+    """Whether ``pid`` is alive and (when ``create_time`` is known) the same process."""
+    try:
+        proc = psutil.Process(pid)
+        same = create_time is None or abs(proc.create_time() - float(str(create_time))) < 1.0
+        return same and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.Error, ValueError):
+        return False
+
+
+def _tagged_processes(run: str) -> list[int]:
+    """Live processes whose environment says ``ML_PLATFORM_RUN_ID=<run>``."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("ML_PLATFORM_RUN_ID") != run:
+                continue
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    return found
 
 
 def _read_metrics(path: Path, offset: int) -> tuple[list[MetricPoint], int, list[str]]:
