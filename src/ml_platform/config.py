@@ -167,6 +167,15 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_allowed_uri_prefixes(self) -> Settings:
+        from ml_platform.jobs.paths import parse_prefix
+
+        for tenant, prefixes in self.allowed_uri_prefixes.items():
+            for prefix in prefixes:
+                parse_prefix(prefix, tenant)  # ValueError says which and why
+        return self
+
     @property
     def secrets_keys(self) -> list[str]:
         """``secrets_key`` split into its keys, newest first (empty when unset)."""

@@ -248,10 +248,16 @@ def test_artifact_root_tenant_subtree_is_allowed_but_models_are_read_only() -> N
         policy.check_output_path("t1", "s3://art/registry/tenants/t1/models/m/a/model.joblib")
 
 
-def test_bad_administrator_prefix_refuses_to_start() -> None:
+def test_bad_administrator_prefix_refuses_to_start(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from ml_platform.config import Settings
+
     for bad in ("/local/path", "s3://bucket/../x", "simplecache::s3://b/", "s3://"):
         with pytest.raises(ValueError, match="allowed URI prefix"):
             PathPolicy(Path("/d"), allowed_uri_prefixes={"t": [bad]})
+        with pytest.raises(ValidationError, match="allowed URI prefix"):
+            Settings(data_dir=tmp_path, allowed_uri_prefixes={"t": [bad]})
 
 
 def test_recorded_requests_are_json_lines(s3: S3) -> None:

@@ -145,10 +145,10 @@ class PathPolicy:
         self._shared = [Path(os.path.realpath(root)) for root in shared_read_roots or []]
         self._prefixes: dict[str, tuple[RemoteLocation, ...]] = {}
         for tenant, prefixes in (allowed_uri_prefixes or {}).items():
-            self._prefixes[tenant] = tuple(_prefix(p, tenant) for p in prefixes)
+            self._prefixes[tenant] = tuple(parse_prefix(p, tenant) for p in prefixes)
         self._artifact_root: RemoteLocation | None = None
         if artifact_root and "://" in artifact_root:
-            self._artifact_root = _prefix(artifact_root, "artifact_root")
+            self._artifact_root = parse_prefix(artifact_root, "artifact_root")
         self._tenant_name = tenant_name
 
     @classmethod
@@ -279,7 +279,7 @@ class _TenantNames:
         return name
 
 
-def _prefix(value: str, owner: str) -> RemoteLocation:
+def parse_prefix(value: str, owner: str) -> RemoteLocation:
     """An administrator's prefix, parsed by the same rules as a tenant's URI."""
     try:
         parsed = parse_remote(value)
