@@ -77,7 +77,11 @@ class CodePackageStore:
             raise InvalidArgument("code package is empty")
         digest = hashlib.sha256(data).hexdigest()
         home = self._root / digest
-        if not (home / "tree").is_dir():
+        # A tenant's first upload of these bytes does the whole work (unpack and check into a
+        # staging directory) even when another tenant's blob exists, then drops its copy: the
+        # answer and its cost do not tell whether someone else uploaded this code.
+        first_for_tenant = not (home / "owners" / _safe_name(tenant_id)).exists()
+        if first_for_tenant or not (home / "tree").is_dir():
             self._root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=self._root))
             try:
@@ -90,8 +94,8 @@ class CodePackageStore:
                 (staging / "meta").write_text(f"{unpacked.files} {unpacked.unpacked_bytes}\n")
                 (staging / "owners").mkdir()
                 try:
-                    staging.rename(home)
-                except OSError:  # a concurrent upload of the same bytes won the race
+                    staging.rename(home)  # fails when the blob exists (or a racer won)
+                except OSError:
                     shutil.rmtree(staging, ignore_errors=True)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
