@@ -108,8 +108,14 @@ def test_json_output_and_the_exit_code_of_each_error(
     assert submitted["spec"]["compute"]["cpu_cores"] == 1
     assert submitted["spec"]["compute"]["memory_gb"] == 1
 
+    other = mlp.ok("train", *SPEC_ARGS, "--tag", "team=other").stdout.strip()  # text: the id
+    assert other.startswith("job_") and other != submitted["id"]
     listed = mlp.json("jobs", "list", "--tag", "team=cli")
     assert [j["id"] for j in listed] == [submitted["id"]]
+    assert {j["id"] for j in mlp.json("jobs", "list", "--status", "pending")} == {
+        submitted["id"],
+        other,
+    }
     got = mlp.json("jobs", "get", submitted["id"])
     assert got["id"] == submitted["id"] and got["spec"]["name"] == "cli-job"
     table = mlp.ok("jobs", "list").stdout
@@ -346,19 +352,10 @@ def test_quickstart_train_register_deploy_predict(stack: Stack, tmp_path: Path) 
     rows = np.random.default_rng(3).normal(size=(5, 4))
     expected = model.predict(rows)
 
-    one = mlp.json(
-        "predict",
-        "churn-live",
-        "--features",
-        ",".join(f"f{i}={float(v)!r}" for i, v in enumerate(rows[0])),
-    )
+    features = ",".join(f"f{i}={float(v)!r}" for i, v in enumerate(rows[0]))
+    one = mlp.json("predict", "churn-live", "--features", features)
     assert one["predictions"] == [float(expected[0])] and one["model_version_used"] == "1"
-    text = mlp.ok(
-        "predict",
-        "churn-live",
-        "--features",
-        ",".join(f"f{i}={float(v)!r}" for i, v in enumerate(rows[0])),
-    )
+    text = mlp.ok("predict", "churn-live", "--features", features)
     assert text.stdout.split()[0] == f"{float(expected[0]):g}"
 
     batch_file = tmp_path / "rows.csv"
@@ -367,6 +364,13 @@ def test_quickstart_train_register_deploy_predict(stack: Stack, tmp_path: Path) 
     )
     batch = mlp.json("predict", "churn-live", "--file", str(batch_file))
     assert [p["predictions"] for p in batch] == [[float(e)] for e in expected]
+
+    uploaded = mlp.json("models", "upload", "churn", str(artifact), "--framework", "sklearn")
+    assert uploaded["version"] == 2
+    rolled = mlp.json("deployments", "rollout", "churn-live", "--version", "2", "--wait")
+    assert rolled["serving_version"] == 2 and rolled["status"] == "ready"
+    again = mlp.json("predict", "churn-live", "--features", features)
+    assert again["model_version_used"] == "2" and again["predictions"] == one["predictions"]
 
     assert [d["name"] for d in mlp.json("deployments", "list")] == ["churn-live"]
     missing = assert_one_error_line(mlp("predict", "nope", "--features", "f0=1"), EXIT_NOT_FOUND)
