@@ -30,6 +30,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ml_platform.api.deps import ContextDep, PrincipalDep
 from ml_platform.api.responses import AUTHED, problems
+from ml_platform.api.v1.jobs import JobId
 from ml_platform.auth.principal import Principal
 from ml_platform.core.errors import NotFound, PlatformError, Unavailable
 from ml_platform.core.jobs import JobStatus
@@ -113,7 +114,7 @@ SSE_DOC = {
     responses={**problems(404, 422, *AUTHED), 200: SSE_DOC},
 )
 async def get_training_job_logs(
-    job_id: str,
+    job_id: JobId,
     request: Request,
     context: ContextDep,
     principal: PrincipalDep,
@@ -173,7 +174,7 @@ async def _sse_events(
     responses=problems(404, *AUTHED),
 )
 async def get_training_job_metrics(
-    job_id: str, context: ContextDep, principal: PrincipalDep
+    job_id: JobId, context: ContextDep, principal: PrincipalDep
 ) -> dict[str, float]:
     """The latest value of every metric the job logged (`{}` before the first)."""
     job = await run_in_threadpool(context.jobs.get, principal, job_id)
@@ -188,7 +189,7 @@ async def get_training_job_metrics(
     responses=problems(404, 422, *AUTHED),
 )
 async def get_training_job_metric_history(
-    job_id: str,
+    job_id: JobId,
     context: ContextDep,
     principal: PrincipalDep,
     name: Annotated[SafeStr | None, Query(max_length=250, description="Only this metric")] = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from ml_platform.api.deps import ContextDep, JsonBody, PrincipalDep
@@ -15,6 +15,11 @@ from ml_platform.schemas._types import SafeStr, unsafe_character
 from ml_platform.schemas.jobs import FrameworkType, JobListResponse, TrainingJob, TrainingJobSpec
 
 router = APIRouter(prefix="/v1/jobs/training", tags=["Training jobs"])
+
+JobId = Annotated[
+    SafeStr, Path(min_length=1, max_length=64, description="A training job id (`job_...`)")
+]
+"""A job id in a path: bounded, and no NUL or control characters (422 naming the field)."""
 
 TAGS_HELP = "Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)"
 
@@ -91,7 +96,7 @@ async def create_training_job(
     responses=problems(404, *AUTHED),
 )
 async def get_training_job(
-    job_id: str, context: ContextDep, principal: PrincipalDep
+    job_id: JobId, context: ContextDep, principal: PrincipalDep
 ) -> TrainingJob:
     """Get one training job of your tenant."""
     return await run_in_threadpool(context.jobs.get, principal, job_id)
@@ -136,7 +141,7 @@ async def list_training_jobs(
     responses=problems(404, 409, *AUTHED),
 )
 async def cancel_training_job(
-    job_id: str, context: ContextDep, principal: PrincipalDep
+    job_id: JobId, context: ContextDep, principal: PrincipalDep
 ) -> Response:
     """Cancel a pending or running job; its status becomes `cancelled`. A finished job: 409."""
     await run_in_threadpool(context.jobs.cancel, principal, job_id)

@@ -65,11 +65,19 @@ NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified: your `If-None-Match` ETag is current"}
 }
 
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s request schema inline; what it nests is in the components already
+    (the route reads its body itself, so FastAPI does not register ``model``)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
+
 _VERSION_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/ModelVersionCreate"}},
+            "application/json": {"schema": _inline_schema(ModelVersionCreate)},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
