@@ -107,6 +107,7 @@ class JobEngine:
             python=settings.job_python,
             job_user=settings.job_user,
             cancel_grace_seconds=settings.cancel_grace_seconds,
+            tenant_root=self.paths.tenant_root,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import pwd
+import re
 import selectors
 import shlex
 import shutil
@@ -45,7 +47,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,30 @@ _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _RUNTIME_ROOT = str(Path(__file__).resolve().parents[3])
 """The directory holding the ``ml_platform`` package, put on the job's PYTHONPATH so scripts
 can ``import ml_platform.runtime`` (pure standard library) in any interpreter."""
+
+
+def tenant_view(text: str, replacements: Sequence[tuple[str, str]]) -> str:
+    """``text`` with each absolute server path prefix replaced by what the tenant may see.
+
+    ``replacements`` pairs an absolute directory with its tenant-facing name; a prefix only
+    matches whole path components (``/d/tenants/t1`` does not touch ``/d/tenants/t10``), and
+    longer prefixes win. Used for every line this executor writes into a job's log and every
+    error message it reports: tenants see ``models/run-1`` and ``work/output``, never the
+    server's data directory.
+    """
+    for absolute, shown in sorted(replacements, key=lambda pair: -len(pair[0])):
+        absolute = absolute.rstrip("/")
+        if not absolute:
+            continue
+        pattern = re.escape(absolute) + r"(/|(?=[\s'\",:;)\]}]|\.(?:\s|$)|$))"
+
+        def name(match: re.Match[str], shown: str = shown) -> str:
+            if match.group(1):  # a path below the prefix
+                return shown + "/" if shown else ""
+            return shown or "."
+
+        text = re.sub(pattern, name, text)
+    return text
 
 
 def run_id(job_id: str, attempt: int) -> str:
@@ -97,6 +123,8 @@ class _Run:
     reader: threading.Thread | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     metrics_offset: int = 0
+    view: Callable[[str], str] = str
+    """Turns server paths in a message into tenant-relative ones (see ``tenant_view``)."""
 
 
 class LocalExecutor:
@@ -113,8 +141,10 @@ class LocalExecutor:
         cancel_grace_seconds: float = 10.0,
         sample_interval: float = 0.25,
         max_log_bytes: int = MAX_LOG_BYTES,
+        tenant_root: Callable[[str], Path] | None = None,
     ) -> None:
         self._max_log_bytes = max_log_bytes
+        self._tenant_root = tenant_root
         self._jobs_dir = jobs_dir
         self._logs = logs
         self._on_metrics = on_metrics
@@ -144,11 +174,31 @@ class LocalExecutor:
     def job_dir(self, job_id: str) -> Path:
         return self._logs.path(job_id).parent
 
+    def _replacements(self, job_id: str, tenant_id: str | None) -> list[tuple[str, str]]:
+        """What this job's tenant sees instead of the server's paths."""
+        job_dir = self.job_dir(job_id)
+        pairs = [
+            (str(job_dir), ""),  # <job dir>/work/code -> work/code
+            (os.path.realpath(job_dir), ""),
+            (self._python, Path(self._python).name),
+        ]
+        if self._tenant_root is not None:  # in the platform: <data_dir>/jobs/<job id>
+            pairs.append((os.path.realpath(job_dir.parent.parent), "<platform data>"))
+            if tenant_id is not None:
+                with contextlib.suppress(Exception):
+                    pairs.append((str(self._tenant_root(tenant_id)), ""))
+        return pairs
+
+    def _view(self, job_id: str, tenant_id: str | None) -> Callable[[str], str]:
+        pairs = self._replacements(job_id, tenant_id)
+        return lambda text: tenant_view(text, pairs)
+
     async def start(self, launch: JobLaunch) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         job_dir = self.job_dir(launch.job_id)
         run = _Run(
-            launch=launch, job_dir=job_dir, work=job_dir / "work", outcome=loop.create_future()
+            launch=launch, job_dir=job_dir, work=job_dir / "work", outcome=loop.create_future(),
+            view=self._view(launch.job_id, launch.tenant_id),
         )
         self._runs[launch.job_id] = run
         try:
@@ -158,6 +208,7 @@ class LocalExecutor:
             message = f"could not start the job: {exc}"
             if isinstance(exc, PermissionError) and self._user is not None:
                 message += f" (can OS user {self._user.pw_name!r} run {self._python}?)"
+            message = run.view(message)
             self._log(launch.job_id, message)
             run.outcome.set_result(JobOutcome(JobStatus.FAILED, error_message=message))
             return {"executor": self.name, "attempt": launch.attempt, "pid": None}
@@ -476,6 +527,8 @@ class LocalExecutor:
                 await sampler
         await self._drain_metrics(run)
         outcome = await self._finish(run)
+        if outcome.error_message:
+            outcome = dataclasses.replace(outcome, error_message=run.view(outcome.error_message))
         self._log(launch.job_id, f"attempt {launch.attempt} ended: {outcome.status.value}"
                   + (f" ({outcome.error_message})" if outcome.error_message else ""))
         if not run.outcome.done():
@@ -558,8 +611,10 @@ class LocalExecutor:
         await _kill_group(run.pgid, self._grace, run.exited)
 
     def _log(self, job_id: str, message: str) -> None:
+        run = self._runs.get(job_id)
+        view = run.view if run is not None else self._view(job_id, None)
         try:
-            self._logs.append(job_id, message, "system")
+            self._logs.append(job_id, view(message), "system")
         except OSError:
             logger.exception("could not write to the log of job %s", job_id)
 
