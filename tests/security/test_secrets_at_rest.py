@@ -298,3 +298,17 @@ def test_mlp_server_fresh_start_files_are_private(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_with_a_job_user_the_data_dir_is_traversable_not_listable(tmp_path: Path) -> None:
+    """Jobs running as ML_PLATFORM_JOB_USER reach their work dirs inside the data dir: 0711
+    (README: the database and keys stay 0600)."""
+    data_dir = tmp_path / "fresh"
+    settings = Settings(
+        data_dir=data_dir, jwt_secret=TEST_JWT_SECRET, scheduler_enabled=False, job_user="nobody"
+    )
+    context = build_context(settings)
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o711
+    for name in ("mlp.db", "secrets.key"):
+        assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600, name
+    context.db.dispose()

@@ -52,7 +52,8 @@ def server(
         grpc_port=grpc_port,
         serving_rest_port=serving_rest_port,
     )
-    ensure_private_dir(settings.data_dir)  # 0700: it holds the database and keys
+    # 0700 (0711 with a job user): it holds the database and keys
+    ensure_private_dir(settings.data_dir, traversable=settings.job_user is not None)
     context = open_platform(settings)
     base_url = f"http://{settings.host}:{settings.port}"
     grpc_target = local_grpc_target(settings.grpc_host, settings.grpc_port)

@@ -58,7 +58,7 @@ LARGE_BODY_PREFIXES: tuple[str, ...] = ("/v1/code-packages", "/v1/models/", "/v1
 
 
 def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
-    ensure_private_dir(settings.data_dir)
+    ensure_private_dir(settings.data_dir, traversable=settings.job_user is not None)
     db = db or Database(settings.resolved_database_url)
     if db.secrets is None:
         db.secrets = load_secret_box(

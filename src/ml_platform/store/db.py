@@ -28,13 +28,22 @@ def _normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def ensure_private_dir(path: Path) -> Path:
+def ensure_private_dir(path: Path, *, traversable: bool = False) -> Path:
     """Create ``path`` (and parents) if missing; the directory itself is 0700 when this call
-    creates it. An existing directory keeps the mode its administrator gave it."""
+    creates it, or 0711 when ``traversable`` (jobs running as ``ML_PLATFORM_JOB_USER`` must
+    reach their work directories inside it; they still cannot list it, and the database and
+    keys in it are 0600). An existing directory keeps its mode, except that ``traversable``
+    adds the search bits the job user needs."""
     path = Path(path)
+    mode = 0o711 if traversable else 0o700
     if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.chmod(0o700)
+        path.mkdir(parents=True, exist_ok=True, mode=mode)
+        path.chmod(mode)
+    elif traversable:
+        current = path.stat().st_mode & 0o777
+        if current & 0o011 != 0o011:
+            logger.info("making %s traversable (o+x) for the job user", path)
+            path.chmod(current | 0o011)
     return path
 
 
