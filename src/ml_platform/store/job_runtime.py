@@ -197,19 +197,7 @@ class JobRuntimeRepository:
         for job_id, (tenant_id, reason, position) in info.items():
             self.upsert_runtime(job_id, tenant_id, pending_reason=reason, queue_position=position)
 
-    def add_event(
-        self, job_id: str, tenant_id: str, status: JobStatus, attempt: int, reason: str | None
-    ) -> None:
-        self._session.add(
-            JobEventRow(
-                job_id=job_id,
-                tenant_id=tenant_id,
-                status=status.value,
-                attempt=attempt,
-                reason=reason,
-                created_at=utcnow(),
-            )
-        )
+    # Status events are written only by ``store.jobs.transition_job``, with the change.
 
     # -- metrics ---------------------------------------------------------------------------
 
