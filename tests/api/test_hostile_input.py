@@ -22,10 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml_platform.config import Settings
-from ml_platform.core.ids import new_id
 from ml_platform.server.app import create_app
-from ml_platform.store.models import ModelRepository, NewVersion
 from tests.api.job_specs import spec
+from tests.api.version_rows import add_version_row
 from tests.conftest import Platform, Tenant
 
 HUGE_PG = 2**40  # beyond PostgreSQL INTEGER
@@ -417,30 +416,7 @@ def fixtures(platform: Platform) -> Fixtures:
     with platform.client(tenant) as client:
         model = f"m-{secrets.token_hex(4)}"
         assert client.post("/v1/models", json={"name": model, "framework": "sklearn"}).is_success
-        with platform.db.transaction() as session:
-            repo = ModelRepository(session, tenant.id)
-            record = repo.get(model)
-            assert record is not None
-            number = repo.allocate_version(record.id)
-            assert number is not None
-            repo.add_version(
-                record.id,
-                number,
-                NewVersion(
-                    id=new_id("mver"),
-                    artifact_uri="memory://nowhere/model.joblib",
-                    artifact_key=f"tenants/{tenant.id}/models/{record.id}/art_x/model.joblib",
-                    filename="model.joblib",
-                    sha256="0" * 64,
-                    size_bytes=1,
-                    framework="sklearn",
-                    format="joblib",
-                    signature=None,
-                    signature_source="none",
-                    source_kind="uri",
-                    created_by="test",
-                ),
-            )
+        add_version_row(platform, tenant, model)
         alias = client.put(f"/v1/models/{model}/aliases/production", json={"version": 1})
         assert alias.is_success, alias.text
         deployment = f"d-{secrets.token_hex(4)}"

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from ml_platform.core.ids import new_id
 from ml_platform.store.deployments import DeploymentRepository, DeploymentRow
-from ml_platform.store.models import ModelRepository, NewVersion
+from ml_platform.store.models import ModelRepository
+from tests.api.version_rows import add_version_row
 from tests.conftest import Platform, Tenant
 
 
@@ -26,30 +26,7 @@ def _model_with_a_version(platform: Platform, tenant: Tenant, client: httpx.Clie
     name = f"m-{secrets.token_hex(4)}"
     created = client.post("/v1/models", json={"name": name, "framework": "sklearn"})
     assert created.status_code == 201, created.text
-    with platform.db.transaction() as session:
-        repo = ModelRepository(session, tenant.id)
-        model = repo.get(name)
-        assert model is not None
-        number = repo.allocate_version(model.id)
-        assert number == 1
-        repo.add_version(
-            model.id,
-            number,
-            NewVersion(
-                id=new_id("mver"),
-                artifact_uri="memory://nowhere/model.joblib",
-                artifact_key=f"tenants/{tenant.id}/models/{model.id}/art_x/model.joblib",
-                filename="model.joblib",
-                sha256="0" * 64,
-                size_bytes=1,
-                framework="sklearn",
-                format="joblib",
-                signature=None,
-                signature_source="none",
-                source_kind="uri",
-                created_by="test",
-            ),
-        )
+    add_version_row(platform, tenant, name)
     return name
 
 
