@@ -28,6 +28,7 @@ from ml_platform.cli._sdk import (
     EXIT_NOT_FOUND,
 )
 from ml_platform.cli.main import app
+from tests.client._proxy import Fail, FailingProxy
 from tests.conftest import Platform, Tenant, start_platform
 from tests.jobs.conftest import EXAMPLES, JOB_SETTINGS, tenant_root
 
@@ -194,6 +195,32 @@ def test_data_upload_list_delete(platform: Platform, tenant: Tenant, tmp_path: P
     assert_one_error_line(mlp("data", "delete", "data/a.csv"), EXIT_NOT_FOUND)
 
 
+def test_login_without_a_me_route_and_every_status_class_through_a_real_proxy(
+    platform: Platform, tenant: Tenant, tmp_path: Path
+) -> None:
+    """A server without ``GET /v1/me`` (the proxy answers 404 for it): login proves the key
+    with a one-item job list instead; 403, 5xx and 429 map to their exit codes."""
+    config = tmp_path / "config"
+    mlp = Mlp(config)
+    with FailingProxy(platform.base_url) as proxy:
+        proxy.fail(Fail(status=404))
+        mlp.ok("login", "--url", proxy.base_url, "--api-key", tenant.api_key)
+        assert [(a.method, a.path) for a in proxy.arrivals] == [
+            ("GET", "/v1/me"),
+            ("GET", "/v1/jobs/training"),
+        ]
+        stored = json.loads((config / "credentials.json").read_text())
+        assert stored == {"base_url": proxy.base_url, "api_key": tenant.api_key}
+
+        proxy.fail(Fail(status=403))
+        assert "403" in assert_one_error_line(mlp("jobs", "list"), EXIT_AUTH)
+        proxy.fail(*[Fail(status=500)] * 3)  # the first try and the SDK's two retries
+        assert "500" in assert_one_error_line(mlp("jobs", "list"), EXIT_FAILED)
+        proxy.fail(*[Fail(status=429, headers={"Retry-After": "0"})] * 3)
+        assert "429" in assert_one_error_line(mlp("jobs", "list"), EXIT_FAILED)
+        assert mlp.json("jobs", "list") == []  # and through the proxy, all is well again
+
+
 # -- help texts ------------------------------------------------------------------------------
 
 
@@ -298,12 +325,23 @@ def test_train_follow_streams_the_log_and_exits_non_zero_when_the_job_fails(
     source = tmp_path / "failing"
     source.mkdir()
     (source / "train.py").write_text(
-        "import sys\nprint('about to fail', flush=True)\nsys.exit(3)\n"
+        "import sys\n"
+        "for step in range(3):\n"
+        "    print(f'step {step}', flush=True)\n"
+        "print('about to fail', flush=True)\n"
+        "sys.exit(3)\n"
     )
-    mlp = as_user(stack.platform, tenant, tmp_path)
-    result = mlp("train", "--source-dir", str(source), *SPEC_ARGS, "--follow")
+    with FailingProxy(stack.platform.base_url) as proxy:
+        proxy.cut_streams(2, 2)  # the log stream drops twice: the CLI resumes, no line twice
+        mlp = Mlp(tmp_path / "config", ML_PLATFORM_URL=proxy.base_url)
+        mlp.env["ML_PLATFORM_API_KEY"] = tenant.api_key
+        result = mlp("train", "--source-dir", str(source), *SPEC_ARGS, "--follow")
     assert result.returncode == EXIT_FAILED, (result.stdout, result.stderr)
-    assert "about to fail" in result.stdout.splitlines()
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(set(lines)) and len(proxy.streams) >= 3, (lines, proxy.streams)
+    mine = [line for line in lines if line.startswith(("step", "about"))]
+    assert mine == ["step 0", "step 1", "step 2", "about to fail"]
+    mlp = as_user(stack.platform, tenant, tmp_path)
     job_id = re.search(r"submitted job (job_\S+)", result.stderr)
     assert job_id is not None, result.stderr
     assert f"job {job_id.group(1)} failed" in result.stderr.splitlines()[-1]
