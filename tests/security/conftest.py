@@ -53,12 +53,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[S3]:
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
     port = _free_port()
     executable = shutil.which("moto_server", path=str(Path(sys.executable).parent))
     assert executable, "moto[server] is a dev dependency"
     process = subprocess.Popen(
         [executable, "-H", "127.0.0.1", "-p", str(port)],
+        cwd=tmp_path_factory.mktemp("moto"),  # moto writes its request recording into its cwd
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
