@@ -101,11 +101,17 @@ def test_json_output_and_the_exit_code_of_each_error(
 ) -> None:
     mlp = as_user(platform, tenant, tmp_path)
     submitted = mlp.json(
-        "train", *SPEC_ARGS, "--param", "lr=0.1", "--param", "epochs=3", "--tag", "team=cli"
-    )
+        "train", *SPEC_ARGS, "--param", "lr=0.1", "--param", "epochs=3", "--tag", "team=cli",
+        "--param", "layers=[64, 32]", "--param", "optimizer=adam", "--tag", "owner=ann,tier=gold",
+    )  # fmt: skip
     assert submitted["status"] == "pending" and submitted["id"].startswith("job_")
-    assert submitted["spec"]["hyperparameters"] == {"lr": 0.1, "epochs": 3}
-    assert submitted["spec"]["tags"] == {"team": "cli"}
+    assert submitted["spec"]["hyperparameters"] == {
+        "lr": 0.1,
+        "epochs": 3,
+        "layers": [64, 32],
+        "optimizer": "adam",
+    }
+    assert submitted["spec"]["tags"] == {"team": "cli", "owner": "ann", "tier": "gold"}
     assert submitted["spec"]["compute"]["cpu_cores"] == 1
     assert submitted["spec"]["compute"]["memory_gb"] == 1
 
@@ -325,7 +331,8 @@ def test_train_follow_streams_the_log_and_exits_non_zero_when_the_job_fails(
     source = tmp_path / "failing"
     source.mkdir()
     (source / "train.py").write_text(
-        "import sys\n"
+        "import os, sys\n"
+        "print('greeting', os.environ['GREETING'], flush=True)\n"
         "for step in range(3):\n"
         "    print(f'step {step}', flush=True)\n"
         "print('about to fail', flush=True)\n"
@@ -335,12 +342,14 @@ def test_train_follow_streams_the_log_and_exits_non_zero_when_the_job_fails(
         proxy.cut_streams(2, 2)  # the log stream drops twice: the CLI resumes, no line twice
         mlp = Mlp(tmp_path / "config", ML_PLATFORM_URL=proxy.base_url)
         mlp.env["ML_PLATFORM_API_KEY"] = tenant.api_key
-        result = mlp("train", "--source-dir", str(source), *SPEC_ARGS, "--follow")
+        result = mlp(
+            "train", "--source-dir", str(source), *SPEC_ARGS, "--env", "GREETING=hi,there", "-f"
+        )
     assert result.returncode == EXIT_FAILED, (result.stdout, result.stderr)
     lines = result.stdout.splitlines()
     assert len(lines) == len(set(lines)) and len(proxy.streams) >= 3, (lines, proxy.streams)
-    mine = [line for line in lines if line.startswith(("step", "about"))]
-    assert mine == ["step 0", "step 1", "step 2", "about to fail"]
+    mine = [line for line in lines if line.startswith(("greeting", "step", "about"))]
+    assert mine == ["greeting hi,there", "step 0", "step 1", "step 2", "about to fail"]
     mlp = as_user(stack.platform, tenant, tmp_path)
     job_id = re.search(r"submitted job (job_\S+)", result.stderr)
     assert job_id is not None, result.stderr

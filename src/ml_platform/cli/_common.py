@@ -84,15 +84,16 @@ def emit_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
 
 
-def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
-    """``["k=v", ...]`` (each may also be ``k=v,k2=v2``) -> dict; a bad item is a usage error."""
+def parse_pairs(values: list[str] | None, option: str, *, commas: bool = False) -> dict[str, str]:
+    """``["k=v", ...]`` -> dict (with ``commas``, an item may be ``k=v,k2=v2``; without, a
+    value may contain commas); a bad item is a usage error."""
     pairs: dict[str, str] = {}
     for value in values or []:
-        for item in value.split(","):
+        for item in value.split(",") if commas else [value]:
             key, sep, val = item.partition("=")
             if not sep or not key.strip():
                 raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
-            pairs[key.strip()] = val.strip()
+            pairs[key.strip()] = val if not commas else val.strip()
     return pairs
 
 

@@ -67,7 +67,7 @@ def list_jobs(
     output: OutputOption = Output.TEXT,
 ) -> None:
     """The newest jobs of your tenant."""
-    tags = parse_pairs(tag, "--tag") or None
+    tags = parse_pairs(tag, "--tag", commas=True) or None
     with connect(ctx) as client:
         found = client.jobs.list(
             status=status, framework=framework, tags=tags, page_size=min(limit, 500)

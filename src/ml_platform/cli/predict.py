@@ -85,7 +85,9 @@ def predict(
             ],
         )
         return
-    row: FeatureRow = {k: feature_value(v) for k, v in parse_pairs(features, "--features").items()}
+    row: FeatureRow = {
+        k: feature_value(v) for k, v in parse_pairs(features, "--features", commas=True).items()
+    }
     with connect(ctx) as client:
         prediction = client.predict(name, row)
     if output is Output.JSON:

@@ -93,9 +93,12 @@ def train(
         typer.Option("--param", help="Hyperparameter k=v, value parsed as JSON (repeatable)"),
     ] = None,
     env: Annotated[
-        list[str] | None, typer.Option("--env", help="Environment variable K=V (repeatable)")
+        list[str] | None,
+        typer.Option("--env", help="Environment variable K=V, V may hold commas (repeatable)"),
     ] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag k=v (repeatable)")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Tag k=v or k=v,k2=v2 (repeatable)")
+    ] = None,
     max_runtime: Annotated[
         int | None, typer.Option("--max-runtime", min=1, help="Seconds before the job is stopped")
     ] = None,
@@ -119,7 +122,7 @@ def train(
     memory_gb = parse_memory(memory)
     hyperparameters = parse_params(param)
     env_vars = parse_pairs(env, "--env")
-    tags = parse_pairs(tag, "--tag")
+    tags = parse_pairs(tag, "--tag", commas=True)
     with connect(ctx) as client:
         job = client.train(
             name=name,
