@@ -233,8 +233,11 @@ def test_login_without_a_me_route_and_every_status_class_through_a_real_proxy(
 def test_create_tenant_help_shows_the_tenant_regex_exactly(tmp_path: Path) -> None:
     from ml_platform.auth.service import TENANT_NAME
 
-    result = Mlp(tmp_path).ok("admin", "create-tenant", "--help")
-    assert TENANT_NAME.pattern in result.stdout
+    mlp = Mlp(tmp_path / "config", ML_PLATFORM_DATA_DIR=str(tmp_path / "data"))
+    assert TENANT_NAME.pattern in mlp.ok("admin", "create-tenant", "--help").stdout
+    refused = mlp("admin", "create-tenant", "Bad[x]")  # error lines are not markup either
+    assert refused.returncode == 1
+    assert "'Bad[x]'" in refused.stderr and TENANT_NAME.pattern in refused.stderr
 
 
 def _commands(command: Any, ctx: Any) -> Iterator[tuple[list[str], Any]]:

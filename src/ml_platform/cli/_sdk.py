@@ -79,7 +79,6 @@ def exit_code(exc: BaseException) -> int:
         APIConnectionError,
         AuthenticationError,
         ConflictError,
-        JobFailedError,
         PermissionDeniedError,
         ResourceNotFoundError,
         ValidationError,
@@ -93,9 +92,7 @@ def exit_code(exc: BaseException) -> int:
         return EXIT_CONFLICT
     if isinstance(exc, APIConnectionError):
         return EXIT_CONNECTION
-    if isinstance(exc, JobFailedError):
-        return EXIT_FAILED
-    return EXIT_FAILED
+    return EXIT_FAILED  # JobFailedError, 429 after retries, 5xx, timeouts, local I/O
 
 
 def error_line(exc: BaseException) -> str:
