@@ -197,6 +197,17 @@ def test_unsafe_job_ids_in_paths_are_422(watched: Watched, suffix: str) -> None:
     watched.still_usable()
 
 
+@pytest.mark.parametrize("resume", ["\xb2", "\xb9\xb2", "9" * 40, "-1", "abc"])
+def test_odd_last_event_ids_start_the_stream(watched: Watched, resume: str) -> None:
+    job = watched.send("POST", "/v1/jobs/training", spec())
+    assert job.status_code == 201, job.text
+    headers = {"Last-Event-ID": resume.encode("latin-1")}
+    url = f"/v1/jobs/training/{job.json()['id']}/logs"
+    with watched.client.stream("GET", url, params={"follow": "true"}, headers=headers) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+
+
 def test_every_schema_reference_of_the_document_resolves() -> None:
     text = json.dumps(_document())
     names = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
@@ -327,8 +338,10 @@ hostile_value = st.recursive(
     ),
     max_leaves=6,
 )
-header_text = st.sampled_from(['"', "*", "W/", "x" * 4000, "é", "", "abc"]) | st.text(
-    st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40
+header_text = (
+    st.sampled_from(['"', "*", "W/", "x" * 4000, "é", "\xb2", "9" * 40, "", "abc"])
+    | st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+    | st.text(st.characters(min_codepoint=0xA0, max_codepoint=0xFF), max_size=5)  # obs-text
 )
 
 
@@ -493,7 +506,7 @@ def calls(draw: st.DrawFn, method: str, path: str, fixtures: Fixtures) -> Call:
                 value = draw(st.sampled_from(["false", "0", "maybe", "\x00", "2"]))
             query.append(f"{_quote(name)}={_quote(value)}")
         elif where == "header" and draw(st.booleans()):
-            headers[name] = draw(header_text).encode("latin-1")  # type: ignore[assignment]
+            headers[name] = draw(header_text).strip(" \t").encode("latin-1")  # type: ignore[assignment]
     if query:
         url += "?" + "&".join(query)
     content_types = operation.get("requestBody", {}).get("content", {})

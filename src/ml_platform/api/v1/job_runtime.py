@@ -132,8 +132,9 @@ async def get_training_job_logs(
         lines = await run_in_threadpool(engine.logs.tail, job_id, tail)
         return JobLogsResponse(logs=[_line(line) for line in lines])
     after = None
-    if last_event_id is not None and last_event_id.strip().isdigit():
-        after = int(last_event_id.strip())
+    resume = (last_event_id or "").strip()
+    if resume.isascii() and resume.isdigit():  # "²".isdigit() too; int() refuses it
+        after = min(int(resume[:20]), INT64_MAX)  # line ids are int64
     if after is None:
         total = await run_in_threadpool(engine.logs.count, job_id)
         after = max(total - tail, 0)
