@@ -358,6 +358,8 @@ def test_train_follow_streams_the_log_and_exits_non_zero_when_the_job_fails(
     assert job_id is not None, result.stderr
     assert f"job {job_id.group(1)} failed" in result.stderr.splitlines()[-1]
     assert mlp.json("jobs", "get", job_id.group(1))["status"] == "failed"
+    waited = assert_one_error_line(mlp("jobs", "wait", job_id.group(1)), EXIT_FAILED)
+    assert "exited with code 3" in waited
 
 
 def test_quickstart_train_register_deploy_predict(stack: Stack, tmp_path: Path) -> None:
@@ -378,6 +380,7 @@ def test_quickstart_train_register_deploy_predict(stack: Stack, tmp_path: Path) 
     assert result.returncode == 0, (result.stdout, result.stderr)
     job = json.loads(result.stdout)  # -o json: the job document on stdout, logs on stderr
     assert job["status"] == "succeeded" and "epoch 3:" in result.stderr
+    assert mlp.json("jobs", "wait", job["id"])["status"] == "succeeded"
     assert set(mlp.json("jobs", "metrics", job["id"])) >= {"loss", "accuracy"}
     assert [
         p["step"] for p in mlp.json("jobs", "metrics", job["id"], "--history", "--name", "loss")

@@ -163,6 +163,33 @@ def cancel(ctx: typer.Context, job_id: JobIdArgument, output: OutputOption = Out
         console.print(f"job {job.id} is {job.status}", markup=False)
 
 
+@app.command("wait")
+def wait(
+    ctx: typer.Context,
+    job_id: JobIdArgument,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=1, help="Give up after this many seconds")
+    ] = None,
+    output: OutputOption = Output.TEXT,
+) -> None:
+    """Wait until a job ends; exit 0 if it succeeded, 1 if it failed, was cancelled or timed
+    out (a progress line on a terminal)."""
+    from ml_platform.client import JobFailedError
+
+    with connect(ctx) as client:
+        job = client.jobs.get(job_id)
+        try:
+            job.wait(polling_interval=0.5, timeout=timeout)
+        except JobFailedError:
+            if output is Output.JSON:
+                emit_json(job.refresh().raw)
+            raise
+    if output is Output.JSON:
+        emit_json(job.raw)
+    else:
+        console.print(f"job {job.id} {job.status}", markup=False)
+
+
 def follow_job(client: Client, job: TrainingJob, *, logs_to_stderr: bool) -> int:
     """Print the job's log lines as they arrive, then a status line; the job's exit code."""
     started = time.monotonic()
