@@ -47,7 +47,8 @@ class Fail:
     """How to fail one attempt.
 
     ``status``: answer this status (with ``headers``); ``drop``: start a 200 and close the
-    connection mid-body; ``stall``: sleep this many seconds before doing anything else.
+    connection mid-body; ``stall``: answer nothing for this many seconds (or until the client
+    hangs up).
     ``after_forward``: forward to the platform first, then fail (the work happened).
     """
 
@@ -138,6 +139,15 @@ async def _events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         yield buffer
 
 
+async def _stall(request: Request, seconds: float) -> None:
+    """Answer nothing for ``seconds``, or until the client gives up and hangs up."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(0.05)
+
+
 class FailingProxy:
     """``with FailingProxy(platform.base_url) as proxy: proxy.fail(Fail(status=503), ...)``."""
 
@@ -192,7 +202,7 @@ class FailingProxy:
                 )
             )
         if failure is not None and failure.stall:
-            await asyncio.sleep(failure.stall)
+            await _stall(request, failure.stall)
         if failure is not None and not failure.after_forward:
             return self._failure(failure)
         forwarded = await self._forward(request)

@@ -153,14 +153,15 @@ async def test_the_server_can_forbid_a_retry_and_long_waits_raise_at_once(
 async def test_a_stalled_answer_is_a_timeout_and_is_retried(
     platform: Platform, tenant: Tenant, proxy: FailingProxy, kind: str
 ) -> None:
-    client = make_client(kind, proxy.base_url, tenant.api_key, timeout=0.5, max_retries=0)
+    # a timeout well above a loaded machine's answer, a stall well above the timeout
+    client = make_client(kind, proxy.base_url, tenant.api_key, timeout=3.0, max_retries=0)
     try:
-        proxy.fail(Fail(stall=3.0))
+        proxy.fail(Fail(stall=60.0))
         with pytest.raises(APITimeoutError):
             await done(client.train(**SPEC))
         assert _jobs_on_platform(platform, tenant) == []
 
-        proxy.fail(Fail(stall=3.0))
+        proxy.fail(Fail(stall=60.0))
         job = await done(client.with_options(max_retries=1).train(**SPEC))
     finally:
         await done(client.close())

@@ -1,26 +1,23 @@
 """``AsyncClient``: the asyncio SDK (httpx.AsyncClient, grpc.aio channel). Mirrors ``_sync.py``.
 
-Every method has the sync client's name and parameters; request building, retry decisions,
-error mapping and parsing come from the same ``BaseClient``. Lists and log streams are async
-iterators (``async for``), everything else a coroutine.
+Every method has the sync client's name and parameters; request building, pages, log-stream
+resumption, waits, downloads and train's arguments come from the same ``_shared`` / ``_base``,
+so each method here is only its I/O. Lists and log streams are async iterators
+(``async for``), everything else a coroutine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
-import hashlib
-import logging
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from httpx_sse import EventSource, SSEError
+from httpx_sse import EventSource
 
 from ml_platform.client import _grpc
 from ml_platform.client._base import (
@@ -31,13 +28,13 @@ from ml_platform.client._base import (
     Req,
 )
 from ml_platform.client._errors import (
-    APIConnectionError,
     ConflictError,
     JobFailedError,
     MLPlatformError,
     ResourceNotFoundError,
 )
 from ml_platform.client._models import (
+    APIObject,
     DataFile,
     DeploymentData,
     JobData,
@@ -50,32 +47,48 @@ from ml_platform.client._models import (
     Prediction,
 )
 from ml_platform.client._packaging import pack_directory
-from ml_platform.client._pagination import AsyncPager, Page, next_page
+from ml_platform.client._pagination import AsyncPager
 from ml_platform.client._progress import WaitProgress
 from ml_platform.client._shared import (
     DEFAULT_FRAMEWORK,
-    DEFAULT_IMAGE,
-    LOG_TAIL_MAX,
-    SSE_READ_TIMEOUT,
+    FOLLOW_DROPS,
+    ArtifactDownload,
+    JobWait,
+    Listing,
+    LogFollow,
+    ReadyWait,
+    TrainCall,
     alias_body,
-    artifact_filename,
-    build_training_spec,
+    alias_path,
+    artifact_request,
     data_files,
+    data_listing,
     data_path_url,
     data_remote_path,
-    default_job_name,
     deployment_body,
-    end_of_stream_error,
+    deployment_path,
+    deployments_listing,
+    directory_upload,
     existing_file,
-    local_data,
-    path_segment,
-    resolve_dest,
+    if_match,
+    job_path,
+    jobs_listing,
+    log_lines,
+    logs_request,
+    metrics_from,
+    metrics_listing,
+    model_body,
+    model_path,
+    models_listing,
+    package_upload_request,
+    register_request,
     rollout_body,
     strip_data_prefix,
+    upload_version_request,
+    version_path,
+    versions_listing,
 )
-from ml_platform.client._views import POLL_FLOOR_SECONDS, DeploymentView, JobView, log_text
-
-logger = logging.getLogger(__name__)
+from ml_platform.client._views import DeploymentView, JobView, log_text
 
 __all__ = [
     "AsyncClient",
@@ -86,6 +99,9 @@ __all__ = [
     "AsyncModels",
     "AsyncTrainingJob",
 ]
+
+M = TypeVar("M", bound=APIObject)
+T = TypeVar("T")
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
@@ -117,19 +133,12 @@ class AsyncTrainingJob(JobView):
         timeout: float | None = None,  # noqa: ASYNC109 (the seed's signature, as in Client)
     ) -> AsyncTrainingJob:
         """Poll until the job ends. Raises ``TimeoutError`` or ``JobFailedError``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        interval = max(polling_interval, POLL_FLOOR_SECONDS)
         with WaitProgress(self.id) as progress:
-            while True:
-                progress.update(self.status, self._data.metrics)
-                if self.is_finished:
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"job {self.id} did not finish within {timeout} seconds")
-                pause = interval if deadline is None else min(interval, deadline - time.monotonic())
-                await asyncio.sleep(max(pause, 0.0))
+            waiting = JobWait(self, progress, polling_interval, timeout)
+            while not waiting.finished():
+                await asyncio.sleep(waiting.pause())
                 await self.refresh()
-        if self.status != "succeeded":
+        if waiting.failed():
             raise JobFailedError(self, self.error_message, await self._safe_tail())
         return self
 
@@ -176,20 +185,11 @@ class AsyncDeployment(DeploymentView):
         timeout: float = 120,  # noqa: ASYNC109 (the same signature as Deployment.wait_ready)
     ) -> AsyncDeployment:
         """Poll until the target version serves. Raises ``MLPlatformError`` when it failed."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.is_ready:
-                return self
-            if self.status == "failed":
-                raise MLPlatformError(
-                    f"deployment {self.name} failed: {self.status_message or 'no reason given'}"
-                )
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"deployment {self.name} not ready within {timeout} s (status {self.status})"
-                )
-            await asyncio.sleep(0.2)
+        waiting = ReadyWait(self, timeout)
+        while not waiting.ready():
+            await asyncio.sleep(waiting.PAUSE)
             await self.refresh()
+        return self
 
     async def rollout(
         self, version: int | None = None, alias: str | None = None
@@ -219,9 +219,12 @@ class AsyncJobs:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
+    def _job(self, data: Any, request_id: str | None = None) -> AsyncTrainingJob:
+        return AsyncTrainingJob(self._client, JobData.parse(data, request_id))
+
     async def get(self, job_id: str) -> AsyncTrainingJob:
-        response = await self._client._call(Req("GET", f"/v1/jobs/training/{path_segment(job_id)}"))
-        return AsyncTrainingJob(self._client, self._client._parse(JobData, response))
+        data = await self._client._fetch(JobData, Req("GET", job_path(job_id)))
+        return AsyncTrainingJob(self._client, data)
 
     def list(
         self,
@@ -230,100 +233,42 @@ class AsyncJobs:
         tags: Mapping[str, str] | None = None,
         page_size: int = 50,
     ) -> AsyncPager[AsyncTrainingJob]:
-        params = {"status": status, "framework": framework, "tags": tags, "page_size": page_size}
-
-        async def fetch(page: int) -> Page[AsyncTrainingJob]:
-            response = await self._client._call(
-                Req("GET", "/v1/jobs/training", params={**params, "page": page})
-            )
-            body = self._client._json(response)
-            items = self._client._parse_items(
-                JobData, body, "jobs", response.headers.get("x-request-id")
-            )
-            return [AsyncTrainingJob(self._client, d) for d in items], next_page(body, page)
-
-        return AsyncPager(fetch)
+        return self._client._pager(jobs_listing(status, framework, tags, page_size, self._job))
 
     async def cancel(self, job_id: str) -> None:
-        await self._client._call(Req("DELETE", f"/v1/jobs/training/{path_segment(job_id)}"))
+        await self._client._call(Req("DELETE", job_path(job_id)))
 
     def logs(
         self, job_id: str, follow: bool = False, tail: int | None = None
     ) -> AsyncIterator[LogLine]:
         if follow:
-            return self._follow(job_id, tail)
+            return self._follow(LogFollow(self._client, job_id, tail))
         return self._tail(job_id, tail)
 
     async def _tail(self, job_id: str, tail: int | None) -> AsyncIterator[LogLine]:
-        response = await self._client._call(
-            Req(
-                "GET",
-                f"/v1/jobs/training/{path_segment(job_id)}/logs",
-                params={"tail": LOG_TAIL_MAX if tail is None else tail},
-            )
-        )
-        body = self._client._json(response)
-        rid = response.headers.get("x-request-id")
-        for line in self._client._parse_items(LogLine, body, "logs", rid):
+        for line in log_lines(await self._client._call(logs_request(job_id, tail))):
             yield line
 
-    async def _follow(self, job_id: str, tail: int | None) -> AsyncIterator[LogLine]:
-        path = f"/v1/jobs/training/{path_segment(job_id)}/logs"
-        last_id: int | None = None if tail is not None else 0
-        drops = 0
+    async def _follow(self, follow: LogFollow) -> AsyncIterator[LogLine]:
         while True:
-            headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
-            params: dict[str, Any] = {"follow": True}
-            if last_id is None:
-                params["tail"] = tail
-            else:
-                headers["Last-Event-ID"] = str(last_id)
-            req = Req("GET", path, params=params, headers=headers, stream=True)
-            req.timeout = httpx.Timeout(self._client.timeout, read=SSE_READ_TIMEOUT)
             try:
-                async with self._client._stream(req) as response:
+                async with self._client._stream(follow.request()) as response:
                     async for event in EventSource(response).aiter_sse():
-                        if event.event == "log":
-                            line: LogLine = LogLine.parse(event.json())
-                            if last_id is not None and line.id <= last_id:
-                                continue
-                            last_id, drops = line.id, 0
+                        line = follow.accept(event)
+                        if line is not None:
                             yield line
-                        elif event.event == "end":
+                        elif follow.ended:
                             return
-                        elif event.event == "error":
-                            raise end_of_stream_error(event.data)
-            except (httpx.TransportError, SSEError, APIConnectionError) as exc:
-                logger.info("log stream of %s dropped (%s); resuming", job_id, exc)
-            delay = self._client._transport_delay(drops)
-            if delay is None:
-                raise APIConnectionError(
-                    f"log stream of job {job_id} kept dropping after {drops} reconnects"
-                )
-            drops += 1
-            await asyncio.sleep(delay)
+            except FOLLOW_DROPS as exc:
+                follow.dropped(exc)
+            await asyncio.sleep(follow.reconnect_delay())
 
     async def metrics(self, job_id: str) -> dict[str, float]:
-        response = await self._client._call(
-            Req("GET", f"/v1/jobs/training/{path_segment(job_id)}/metrics")
-        )
-        body = self._client._json(response) or {}
-        return {str(k): float(v) for k, v in body.items()}
+        response = await self._client._call(Req("GET", f"{job_path(job_id)}/metrics"))
+        return metrics_from(self._client._json(response))
 
     def metrics_history(self, job_id: str, name: str | None = None) -> AsyncPager[MetricPoint]:
-        path = f"/v1/jobs/training/{path_segment(job_id)}/metrics/history"
-
-        async def fetch(after_id: int) -> Page[MetricPoint]:
-            response = await self._client._call(
-                Req("GET", path, params={"name": name, "after_id": after_id})
-            )
-            body = self._client._json(response)
-            items = self._client._parse_items(
-                MetricPoint, body, "metrics", response.headers.get("x-request-id")
-            )
-            return items, body.get("next_after_id") if body.get("has_more") else None
-
-        return AsyncPager(fetch, first=0)
+        return self._client._pager(metrics_listing(job_id, name))
 
 
 class AsyncModels:
@@ -335,29 +280,17 @@ class AsyncModels:
     async def create(
         self, name: str, framework: str = DEFAULT_FRAMEWORK, description: str | None = None
     ) -> Model:
-        body: dict[str, Any] = {"name": name, "framework": framework}
-        if description is not None:
-            body["description"] = description
-        response = await self._client._call(Req("POST", "/v1/models", json=body))
-        return self._client._parse(Model, response)
+        body = model_body(name, framework, description)
+        return await self._client._fetch(Model, Req("POST", "/v1/models", json=body))
 
     async def get(self, name: str) -> Model:
-        response = await self._client._call(Req("GET", f"/v1/models/{path_segment(name)}"))
-        return self._client._parse(Model, response)
+        return await self._client._fetch(Model, Req("GET", model_path(name)))
 
     def list(self) -> AsyncPager[Model]:
-        async def fetch(page: int) -> Page[Model]:
-            response = await self._client._call(
-                Req("GET", "/v1/models", params={"page": page, "page_size": 100})
-            )
-            body = self._client._json(response)
-            rid = response.headers.get("x-request-id")
-            return self._client._parse_items(Model, body, "models", rid), next_page(body, page)
-
-        return AsyncPager(fetch)
+        return self._client._pager(models_listing())
 
     async def delete(self, name: str) -> None:
-        await self._client._call(Req("DELETE", f"/v1/models/{path_segment(name)}"))
+        await self._client._call(Req("DELETE", model_path(name)))
 
     async def _ensure(self, name: str, framework: str) -> None:
         try:
@@ -371,10 +304,7 @@ class AsyncModels:
         job_id = job if isinstance(job, str) else job.id
         framework = DEFAULT_FRAMEWORK if isinstance(job, str) else job.framework
         await self._ensure(name, framework or DEFAULT_FRAMEWORK)
-        response = await self._client._call(
-            Req("POST", f"/v1/models/{path_segment(name)}/versions", json={"job_id": job_id})
-        )
-        return self._client._parse(ModelVersion, response)
+        return await self._client._fetch(ModelVersion, register_request(name, job_id))
 
     async def upload(
         self, name: str, path: str | Path, framework: str = DEFAULT_FRAMEWORK
@@ -382,74 +312,37 @@ class AsyncModels:
         """A new version from a local model file or archive (the model is created if absent)."""
         local = await asyncio.to_thread(existing_file, path, "model file")
         await self._ensure(name, framework)
-        response = await self._client._call(
-            Req(
-                "POST",
-                f"/v1/models/{path_segment(name)}/versions",
-                upload=local,
-                multipart_field="file",
-            )
-        )
-        return self._client._parse(ModelVersion, response)
+        return await self._client._fetch(ModelVersion, upload_version_request(name, local))
 
     def versions(self, name: str) -> AsyncPager[ModelVersion]:
-        path = f"/v1/models/{path_segment(name)}/versions"
-
-        async def fetch(page: int) -> Page[ModelVersion]:
-            response = await self._client._call(
-                Req("GET", path, params={"page": page, "page_size": 100})
-            )
-            body = self._client._json(response)
-            rid = response.headers.get("x-request-id")
-            items = self._client._parse_items(ModelVersion, body, "versions", rid)
-            return items, next_page(body, page)
-
-        return AsyncPager(fetch)
+        return self._client._pager(versions_listing(name))
 
     async def get_version(self, name: str, version: int | str) -> ModelVersion:
-        response = await self._client._call(
-            Req("GET", f"/v1/models/{path_segment(name)}/versions/{path_segment(version)}")
-        )
-        return self._client._parse(ModelVersion, response)
+        return await self._client._fetch(ModelVersion, Req("GET", version_path(name, version)))
 
     async def set_alias(self, name: str, alias: str, version: int) -> ModelAlias:
         """Point ``alias`` at ``version``: reads the alias's ETag, then PUTs with If-Match."""
-        path = f"/v1/models/{path_segment(name)}/aliases/{path_segment(alias)}"
-        headers: dict[str, str] = {}
+        path = alias_path(name, alias)
         try:
-            current = await self._client._call(Req("GET", path))
-            etag = current.headers.get("etag")
-            if etag:
-                headers["If-Match"] = etag
+            headers = if_match(await self._client._call(Req("GET", path)))
         except ResourceNotFoundError:
-            pass  # a new alias needs no precondition
-        response = await self._client._call(
-            Req("PUT", path, json=alias_body(version), headers=headers)
-        )
-        return self._client._parse(ModelAlias, response)
+            headers = {}  # a new alias needs no precondition
+        req = Req("PUT", path, json=alias_body(version), headers=headers)
+        return await self._client._fetch(ModelAlias, req)
 
     async def download(
         self, name: str, version: int | str = "latest", dest: str | Path = "."
     ) -> Path:
         """Stream a version's artifact to ``dest`` (a file, or a directory to put it in)."""
-        path = f"/v1/models/{path_segment(name)}/versions/{path_segment(version)}/artifact"
-        async with self._client._stream(Req("GET", path, stream=True)) as response:
-            target = resolve_dest(dest, artifact_filename(response))
-            partial = target.with_name(f".{target.name}.partial")
-            digest = hashlib.sha256()
-            handle = await asyncio.to_thread(partial.open, "wb")
+        async with self._client._stream(artifact_request(name, version)) as response:
+            download = ArtifactDownload(name, version, dest, response)
+            handle = await asyncio.to_thread(download.partial.open, "wb")
             try:
                 async for chunk in response.aiter_bytes():
-                    digest.update(chunk)
-                    await asyncio.to_thread(handle.write, chunk)
+                    await asyncio.to_thread(handle.write, download.chunk(chunk))
             finally:
                 handle.close()
-        expected = response.headers.get("x-content-sha256")
-        if expected and expected != digest.hexdigest():
-            partial.unlink(missing_ok=True)
-            raise MLPlatformError(f"download of {name} v{version} is corrupt (sha256 mismatch)")
-        partial.replace(target)
-        return target
+        return download.finish()
 
 
 class AsyncDeployments:
@@ -457,6 +350,9 @@ class AsyncDeployments:
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
+
+    def _deployment(self, data: Any, request_id: str | None = None) -> AsyncDeployment:
+        return AsyncDeployment(self._client, DeploymentData.parse(data, request_id))
 
     async def create(
         self,
@@ -468,39 +364,24 @@ class AsyncDeployments:
         max_batch_delay_ms: float | None = None,
     ) -> AsyncDeployment:
         body = deployment_body(name, model, version, alias, max_batch_size, max_batch_delay_ms)
-        response = await self._client._call(Req("POST", "/v1/deployments", json=body))
-        return AsyncDeployment(self._client, self._client._parse(DeploymentData, response))
+        data = await self._client._fetch(DeploymentData, Req("POST", "/v1/deployments", json=body))
+        return AsyncDeployment(self._client, data)
 
     async def get(self, name: str) -> AsyncDeployment:
-        response = await self._client._call(Req("GET", f"/v1/deployments/{path_segment(name)}"))
-        return AsyncDeployment(self._client, self._client._parse(DeploymentData, response))
+        data = await self._client._fetch(DeploymentData, Req("GET", deployment_path(name)))
+        return AsyncDeployment(self._client, data)
 
     def list(self) -> AsyncPager[AsyncDeployment]:
-        async def fetch(page: int) -> Page[AsyncDeployment]:
-            response = await self._client._call(
-                Req("GET", "/v1/deployments", params={"page": page, "page_size": 100})
-            )
-            body = self._client._json(response)
-            rid = response.headers.get("x-request-id")
-            items = self._client._parse_items(DeploymentData, body, "deployments", rid)
-            return [AsyncDeployment(self._client, d) for d in items], next_page(body, page)
-
-        return AsyncPager(fetch)
+        return self._client._pager(deployments_listing(self._deployment))
 
     async def rollout(
         self, name: str, version: int | None = None, alias: str | None = None
     ) -> AsyncDeployment:
-        response = await self._client._call(
-            Req(
-                "PATCH",
-                f"/v1/deployments/{path_segment(name)}",
-                json=rollout_body(version, alias),
-            )
-        )
-        return AsyncDeployment(self._client, self._client._parse(DeploymentData, response))
+        req = Req("PATCH", deployment_path(name), json=rollout_body(version, alias))
+        return AsyncDeployment(self._client, await self._client._fetch(DeploymentData, req))
 
     async def delete(self, name: str) -> None:
-        await self._client._call(Req("DELETE", f"/v1/deployments/{path_segment(name)}"))
+        await self._client._call(Req("DELETE", deployment_path(name)))
 
 
 class AsyncData:
@@ -515,24 +396,15 @@ class AsyncData:
         remote = data_remote_path(local, remote_path)
         files = await asyncio.to_thread(data_files, local)
         if files is not None:
-            uploaded = [await self._put(path, f"{remote}/{rel}") for rel, path in files]
-            total = sum(f.size_bytes for f in uploaded)
-            return DataFile.parse({"path": f"data/{remote}", "size_bytes": total, "sha256": ""})
+            uploaded = [await self._put(p, f"{remote}/{rel}") for rel, p in files]
+            return directory_upload(remote, uploaded)
         return await self._put(await asyncio.to_thread(existing_file, local, "data file"), remote)
 
     async def _put(self, local: Path, remote: str) -> DataFile:
-        response = await self._client._call(Req("PUT", data_path_url(remote), upload=local))
-        return self._client._parse(DataFile, response)
+        return await self._client._fetch(DataFile, Req("PUT", data_path_url(remote), upload=local))
 
     def list(self, prefix: str | None = None) -> AsyncPager[DataFile]:
-        async def fetch(page: int) -> Page[DataFile]:
-            params = {"prefix": strip_data_prefix(prefix), "page": page, "page_size": 500}
-            response = await self._client._call(Req("GET", "/v1/data", params=params))
-            body = self._client._json(response)
-            rid = response.headers.get("x-request-id")
-            return self._client._parse_items(DataFile, body, "files", rid), next_page(body, page)
-
-        return AsyncPager(fetch)
+        return self._client._pager(data_listing(prefix))
 
     async def delete(self, path: str) -> None:
         await self._client._call(Req("DELETE", data_path_url(strip_data_prefix(path) or "")))
@@ -552,17 +424,7 @@ class _AsyncChannel:
 
     def stub(self) -> Any:
         if self._stub is None:
-            grpc = _grpc.import_grpc()
-            _, pb2_grpc = _grpc.proto_modules()
-            if self._secure:
-                self._channel = grpc.aio.secure_channel(
-                    self.target, grpc.ssl_channel_credentials(), options=_grpc.CHANNEL_OPTIONS
-                )
-            else:
-                self._channel = grpc.aio.insecure_channel(
-                    self.target, options=_grpc.CHANNEL_OPTIONS
-                )
-            self._stub = pb2_grpc.ModelServingStub(self._channel)
+            self._channel, self._stub = _grpc.open_channel(self.target, self._secure, True)
         return self._stub
 
     async def close(self) -> None:
@@ -604,18 +466,7 @@ class AsyncClient(BaseClient):
         self, timeout: float | None = None, max_retries: int | None = None
     ) -> AsyncClient:
         """A copy with other defaults, sharing this client's connections."""
-        clone = copy.copy(self)
-        if timeout is not None:
-            if timeout <= 0:
-                raise ValueError("timeout must be > 0 seconds")
-            clone.timeout = float(timeout)
-        if max_retries is not None:
-            if max_retries < 0:
-                raise ValueError("max_retries must be >= 0")
-            clone.max_retries = int(max_retries)
-        clone._owner = False
-        clone._bind()
-        return clone
+        return self._copy(timeout, max_retries)
 
     async def close(self) -> None:
         """Close the HTTP connections and the gRPC channel (copies leave them to the original)."""
@@ -639,15 +490,7 @@ class AsyncClient(BaseClient):
     async def _send(self, req: Req) -> httpx.Response:
         attempt = 0
         while True:
-            kwargs = self._request_kwargs(req, attempt)
-            handle: Any = None
-            if req.upload is not None:
-                if req.multipart_field is not None:
-                    upload = self._sync_upload_kwargs(req)  # httpx streams multipart in async too
-                    handle = upload["files"][req.multipart_field][1]
-                    kwargs.update(upload)
-                else:
-                    kwargs["content"] = _file_chunks(req.upload)
+            kwargs, handle = self._attempt(req, attempt, _file_chunks)
             request = self._http.build_request(**kwargs)
             try:
                 response = await self._http.send(request, stream=req.stream)
@@ -657,11 +500,7 @@ class AsyncClient(BaseClient):
                     finally:
                         await response.aclose()
             except httpx.TransportError as exc:
-                delay = self._transport_delay(attempt)
-                if delay is None:
-                    raise self._transport_error(exc, str(request.url)) from exc
-                logger.info("%s %s: %s; retrying in %.2f s", req.method, req.path, exc, delay)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self._retry_transport(req, exc, str(request.url), attempt))
                 attempt += 1
                 continue
             finally:
@@ -669,21 +508,20 @@ class AsyncClient(BaseClient):
                     handle.close()
             if not response.is_error:
                 return response
-            retry_in = self._next_delay(response, attempt)
-            if retry_in is None:
-                raise self._status_error(response)
-            logger.info(
-                "%s %s: %s; retrying in %.2f s",
-                req.method,
-                req.path,
-                response.status_code,
-                retry_in,
-            )
-            await asyncio.sleep(retry_in)
+            await asyncio.sleep(self._retry_status(req, response, attempt))
             attempt += 1
 
     async def _call(self, req: Req) -> httpx.Response:
         return await self._send(req)
+
+    async def _fetch(self, model: type[M], req: Req) -> M:
+        return self._parse(model, await self._send(req))
+
+    def _pager(self, listing: Listing[T]) -> AsyncPager[T]:
+        async def fetch(cursor: Any) -> tuple[list[T], Any]:
+            return listing.page(await self._send(listing.request(cursor)), cursor)
+
+        return AsyncPager(fetch, first=listing.first)
 
     @asynccontextmanager
     async def _stream(self, req: Req) -> AsyncIterator[httpx.Response]:
@@ -696,17 +534,14 @@ class AsyncClient(BaseClient):
 
     async def _rpc(self, method: str, request: Any) -> Any:
         attempt = 0
-        metadata = (("x-api-key", self.api_key),) if self.api_key else ()
         while True:
             stub = self._channel.stub()
-            grpc = _grpc.import_grpc()
             try:
-                return await getattr(stub, method)(request, metadata=metadata, timeout=self.timeout)
-            except grpc.RpcError as exc:
-                delay = self._transport_delay(attempt) if _grpc.retryable_rpc(exc) else None
-                if delay is None:
-                    raise _grpc.error_from_rpc(exc, self.grpc_target) from None
-                await asyncio.sleep(delay)
+                return await getattr(stub, method)(
+                    request, metadata=self._rpc_metadata(), timeout=self.timeout
+                )
+            except _grpc.import_grpc().RpcError as exc:
+                await asyncio.sleep(self._retry_rpc(exc, attempt))
                 attempt += 1
 
     # -- the seed's methods and shortcuts ----------------------------------------------------
@@ -740,55 +575,23 @@ class AsyncClient(BaseClient):
         holds the same package; ``data``/``data_path`` naming a local file or directory is
         uploaded into your data area first.
         """
-        if data is not None and data_path is not None and data != data_path:
-            raise ValueError("give data= or data_path=, not both")
-        if source is not None and source_dir is not None:
-            raise ValueError("give source= or source_dir=, not both")
-        if source_dir is not None:
-            source = await self._upload_package(Path(source_dir))
-        remote_data = data if data is not None else data_path
-        local = local_data(remote_data)
-        if local is not None:
+        call = TrainCall(name, framework, docker_image, data_path, output_path, gpu_count,
+                         model_type, data, hyperparameters, env_vars, tags, entrypoint,
+                         source_dir, source, cpu_cores, memory_gb, max_runtime_seconds,
+                         job_max_retries, tenant_id)
+        if call.source_dir is not None:
+            source = await self._upload_package(Path(call.source_dir))
+        remote_data = call.remote_data
+        if (local := call.local_data()) is not None:
             remote_data = (await self.data.upload(local)).path
-        job_name = name or default_job_name(entrypoint, source_dir)
-        spec = build_training_spec(
-            name=job_name,
-            framework=framework or model_type or DEFAULT_FRAMEWORK,
-            docker_image=docker_image or DEFAULT_IMAGE,
-            entrypoint=entrypoint,
-            data_path=remote_data,
-            output_path=output_path or f"models/{job_name}",
-            gpu_count=gpu_count,
-            hyperparameters=hyperparameters,
-            env_vars=env_vars,
-            tags=tags,
-            source=source,
-            cpu_cores=cpu_cores,
-            memory_gb=memory_gb,
-            max_runtime_seconds=max_runtime_seconds,
-            job_max_retries=job_max_retries,
-            tenant_id=tenant_id,
-        )
-        response = await self._call(Req("POST", "/v1/jobs/training", json=spec))
-        return AsyncTrainingJob(self, self._parse(JobData, response))
+        return AsyncTrainingJob(self, await self._fetch(JobData, call.request(source, remote_data)))
 
     async def _upload_package(self, source_dir: Path) -> str:
         package = await asyncio.to_thread(pack_directory, source_dir)
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             await self._call(Req("GET", f"/v1/code-packages/{package.id}"))
-            logger.info("code package %s already on the platform", package.id)
-            return package.id
-        except ResourceNotFoundError:
-            pass
-        response = await self._call(
-            Req(
-                "POST",
-                "/v1/code-packages",
-                content=package.data,
-                headers={"Content-Type": "application/zip"},
-            )
-        )
-        body = self._json(response) or {}
+            return package.id  # the platform already holds these bytes
+        body = self._json(await self._call(package_upload_request(package))) or {}
         return str(body.get("id", package.id))
 
     async def get_job(self, job_id: str) -> AsyncTrainingJob:
@@ -816,17 +619,13 @@ class AsyncClient(BaseClient):
 
     async def predict(self, name: str, features: Mapping[str, _grpc.FeatureValue]) -> Prediction:
         """One prediction from deployment ``name`` over gRPC."""
-        pb2, _ = _grpc.proto_modules()
-        reply = await self._rpc("Predict", _grpc.predict_request(pb2, name, features))
-        return _grpc.prediction_from_reply(reply)
+        return _grpc.prediction_from_reply(await self._rpc(*_grpc.predict_call(name, features)))
 
     async def _predict_batch(
         self, name: str, rows: Sequence[Mapping[str, _grpc.FeatureValue]]
     ) -> list[Prediction]:
-        pb2, _ = _grpc.proto_modules()
-        reply = await self._rpc("PredictBatch", _grpc.predict_batch_request(pb2, name, rows))
-        return [_grpc.prediction_from_reply(r) for r in reply.responses]
+        return _grpc.batch_predictions(await self._rpc(*_grpc.predict_batch_call(name, rows)))
 
     async def me(self) -> Me:
         """Who this client is authenticated as (principal, tenant, data area)."""
-        return self._parse(Me, await self._call(Req("GET", "/v1/me")))
+        return await self._fetch(Me, Req("GET", "/v1/me"))

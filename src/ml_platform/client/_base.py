@@ -15,18 +15,21 @@ its ``X-Retry-Count``.
 
 from __future__ import annotations
 
+import copy
 import email.utils
+import logging
 import random
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 
 from ml_platform import __version__
+from ml_platform.client import _grpc
 from ml_platform.client._config import resolve_connection
 from ml_platform.client._errors import (
     APIConnectionError,
@@ -38,6 +41,8 @@ from ml_platform.client._errors import (
 from ml_platform.client._models import APIObject
 
 __all__ = ["DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "BaseClient", "Req"]
+
+logger = logging.getLogger("ml_platform.client")
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 2
@@ -99,7 +104,7 @@ def backoff_seconds(retries_done: int) -> float:
     return delay * (1 - 0.25 * random.random())
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
+def file_chunks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as handle:
         while chunk := handle.read(UPLOAD_CHUNK_BYTES):
             yield chunk
@@ -107,6 +112,8 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
 
 class BaseClient:
     """Options and the I/O-free half of every request."""
+
+    _owner: bool
 
     def __init__(
         self,
@@ -129,6 +136,25 @@ class BaseClient:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"  # never the key
+
+    def _bind(self) -> None:
+        """Attach the resources (``jobs``, ``models``, ...) bound to this instance."""
+        raise NotImplementedError
+
+    def _copy(self, timeout: float | None, max_retries: int | None) -> Self:
+        """``with_options``: a copy with other defaults, sharing this client's connections."""
+        clone = copy.copy(self)
+        if timeout is not None:
+            if timeout <= 0:
+                raise ValueError("timeout must be > 0 seconds")
+            clone.timeout = float(timeout)
+        if max_retries is not None:
+            if max_retries < 0:
+                raise ValueError("max_retries must be >= 0")
+            clone.max_retries = int(max_retries)
+        clone._owner = False
+        clone._bind()
+        return clone
 
     # -- requests --------------------------------------------------------------------------
 
@@ -166,12 +192,23 @@ class BaseClient:
             kwargs["data"] = dict(req.form)
         return kwargs
 
-    def _sync_upload_kwargs(self, req: Req) -> dict[str, Any]:
-        assert req.upload is not None
+    def _attempt(
+        self, req: Req, attempt: int, chunks: Callable[[Path], Any]
+    ) -> tuple[dict[str, Any], Any]:
+        """``build_request`` arguments for one attempt, and the file handle to close after it.
+
+        A raw upload is streamed from disk by ``chunks(path)`` (a sync or async iterator, the
+        one I/O difference); a multipart upload opens the file (httpx streams it either way).
+        """
+        kwargs = self._request_kwargs(req, attempt)
+        if req.upload is None:
+            return kwargs, None
         if req.multipart_field is not None:
             handle = req.upload.open("rb")
-            return {"files": {req.multipart_field: (req.upload.name, handle)}}
-        return {"content": _file_chunks(req.upload)}
+            kwargs["files"] = {req.multipart_field: (req.upload.name, handle)}
+            return kwargs, handle
+        kwargs["content"] = chunks(req.upload)
+        return kwargs, None
 
     # -- retries ---------------------------------------------------------------------------
 
@@ -198,6 +235,36 @@ class BaseClient:
 
     def _transport_delay(self, attempt: int) -> float | None:
         return backoff_seconds(attempt) if attempt < self.max_retries else None
+
+    def _retry_transport(
+        self, req: Req, exc: httpx.TransportError, url: str, attempt: int
+    ) -> float:
+        """Seconds before retrying after a transport error; raises when no retry is left."""
+        delay = self._transport_delay(attempt)
+        if delay is None:
+            raise self._transport_error(exc, url) from exc
+        logger.info("%s %s: %s; retrying in %.2f s", req.method, req.path, exc, delay)
+        return delay
+
+    def _retry_status(self, req: Req, response: httpx.Response, attempt: int) -> float:
+        """Seconds before retrying an error response; raises its exception when not retried."""
+        delay = self._next_delay(response, attempt)
+        if delay is None:
+            raise self._status_error(response)
+        logger.info(
+            "%s %s: %s; retrying in %.2f s", req.method, req.path, response.status_code, delay
+        )
+        return delay
+
+    def _rpc_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("x-api-key", self.api_key),) if self.api_key else ()
+
+    def _retry_rpc(self, exc: Any, attempt: int) -> float:
+        """Seconds before retrying a failed RPC (UNAVAILABLE only); raises the SDK error."""
+        delay = self._transport_delay(attempt) if _grpc.retryable_rpc(exc) else None
+        if delay is None:
+            raise _grpc.error_from_rpc(exc, self.grpc_target) from None
+        return delay
 
     @staticmethod
     def _transport_error(exc: httpx.TransportError, url: str) -> APIConnectionError:

@@ -31,9 +31,13 @@ if TYPE_CHECKING:
 __all__ = [
     "CHANNEL_OPTIONS",
     "FeatureValue",
+    "batch_predictions",
     "error_from_rpc",
     "import_grpc",
+    "open_channel",
+    "predict_batch_call",
     "predict_batch_request",
+    "predict_call",
     "predict_request",
     "prediction_from_reply",
     "proto_modules",
@@ -110,6 +114,37 @@ def predict_batch_request(
         version=version,
         requests=[predict_request(pb2, model_id, row, version) for row in rows],
     )
+
+
+def open_channel(target: str, secure: bool, aio: bool) -> tuple[Any, Any]:
+    """(channel, ModelServingStub) to ``target``: TLS when ``secure``, grpc.aio when ``aio``."""
+    grpc = import_grpc()
+    _, pb2_grpc = proto_modules()
+    factory = grpc.aio if aio else grpc
+    if secure:
+        channel = factory.secure_channel(
+            target, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS
+        )
+    else:
+        channel = factory.insecure_channel(target, options=CHANNEL_OPTIONS)
+    return channel, pb2_grpc.ModelServingStub(channel)
+
+
+def predict_call(model_id: str, features: Mapping[str, FeatureValue]) -> tuple[str, Any]:
+    """(RPC method name, request) of one prediction."""
+    pb2, _ = proto_modules()
+    return "Predict", predict_request(pb2, model_id, features)
+
+
+def predict_batch_call(
+    model_id: str, rows: Sequence[Mapping[str, FeatureValue]]
+) -> tuple[str, Any]:
+    pb2, _ = proto_modules()
+    return "PredictBatch", predict_batch_request(pb2, model_id, rows)
+
+
+def batch_predictions(reply: Any) -> list[Prediction]:
+    return [prediction_from_reply(r) for r in reply.responses]
 
 
 def prediction_from_reply(reply: Any) -> Prediction:

@@ -1,42 +1,91 @@
-"""I/O-free pieces shared by both clients: job specs, defaults, paths, bodies, file naming."""
+"""I/O-free pieces shared by both clients: requests, pages, log-stream resumption, waits,
+downloads, train's arguments, job specs, defaults, paths and file naming.
+
+``Client`` and ``AsyncClient`` call these and add only their I/O (send, sleep, read, write).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import re
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
+from httpx_sse import ServerSentEvent, SSEError
 
-from ml_platform.client._errors import APIStatusError, MLPlatformError, status_error_class
-from ml_platform.client._packaging import ALWAYS_SKIPPED_DIRS
+from ml_platform.client._base import BaseClient, Req
+from ml_platform.client._errors import (
+    APIConnectionError,
+    APIStatusError,
+    MLPlatformError,
+    status_error_class,
+)
+from ml_platform.client._models import DataFile, LogLine, MetricPoint, Model, ModelVersion
+from ml_platform.client._packaging import ALWAYS_SKIPPED_DIRS, Package
+from ml_platform.client._pagination import next_page
+from ml_platform.client._progress import WaitProgress
+from ml_platform.client._views import POLL_FLOOR_SECONDS, DeploymentView, JobView
+
+logger = logging.getLogger("ml_platform.client")
 
 __all__ = [
     "DEFAULT_FRAMEWORK",
     "DEFAULT_IMAGE",
+    "FOLLOW_DROPS",
     "LOG_TAIL_MAX",
     "SSE_READ_TIMEOUT",
+    "ArtifactDownload",
+    "JobWait",
+    "Listing",
+    "LogFollow",
+    "ReadyWait",
+    "TrainCall",
     "alias_body",
+    "alias_path",
     "artifact_filename",
+    "artifact_request",
     "build_training_spec",
     "data_files",
+    "data_listing",
     "data_path_url",
     "data_remote_path",
     "default_job_name",
     "deployment_body",
+    "deployment_path",
+    "deployments_listing",
+    "directory_upload",
     "end_of_stream_error",
     "existing_file",
+    "if_match",
+    "job_path",
+    "jobs_listing",
     "local_data",
+    "log_lines",
+    "logs_request",
+    "metrics_from",
+    "metrics_listing",
+    "model_body",
+    "model_path",
+    "models_listing",
     "normalize_entrypoint",
+    "package_upload_request",
     "path_segment",
+    "register_request",
     "resolve_dest",
     "rollout_body",
     "strip_data_prefix",
+    "upload_version_request",
+    "version_path",
+    "versions_listing",
 ]
 
 LOG_TAIL_MAX = 10_000  # the server's largest `tail`
@@ -246,3 +295,355 @@ _STATUS_FOR_CODE = {
     "UNAVAILABLE": 503,
     "INTERNAL": 500,
 }
+
+
+# -- what both clients run the same way: requests, pages, streams, waits, downloads, train --
+
+
+def job_path(job_id: str) -> str:
+    return f"/v1/jobs/training/{path_segment(job_id)}"
+
+
+def model_path(name: str) -> str:
+    return f"/v1/models/{path_segment(name)}"
+
+
+def deployment_path(name: str) -> str:
+    return f"/v1/deployments/{path_segment(name)}"
+
+
+def version_path(name: str, version: int | str) -> str:
+    return f"{model_path(name)}/versions/{path_segment(version)}"
+
+
+def alias_path(name: str, alias: str) -> str:
+    return f"{model_path(name)}/aliases/{path_segment(alias)}"
+
+
+def logs_request(job_id: str, tail: int | None) -> Req:
+    params = {"tail": LOG_TAIL_MAX if tail is None else tail}
+    return Req("GET", f"{job_path(job_id)}/logs", params=params)
+
+
+def model_body(name: str, framework: str, description: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": name, "framework": framework}
+    if description is not None:
+        body["description"] = description
+    return body
+
+
+def upload_version_request(name: str, local: Path) -> Req:
+    return Req("POST", f"{model_path(name)}/versions", upload=local, multipart_field="file")
+
+
+def register_request(name: str, job_id: str) -> Req:
+    return Req("POST", f"{model_path(name)}/versions", json={"job_id": job_id})
+
+
+def if_match(response: httpx.Response) -> dict[str, str]:
+    """The precondition for changing what ``response`` showed (its ETag), if it had one."""
+    etag = response.headers.get("etag")
+    return {"If-Match": etag} if etag else {}
+
+
+def package_upload_request(package: Package) -> Req:
+    return Req(
+        "POST",
+        "/v1/code-packages",
+        content=package.data,
+        headers={"Content-Type": "application/zip"},
+    )
+
+
+def metrics_from(body: Any) -> dict[str, float]:
+    return {str(k): float(v) for k, v in (body or {}).items()}
+
+
+def directory_upload(remote: str, uploaded: list[DataFile]) -> DataFile:
+    """What uploading a directory made: its path and the total size."""
+    total = sum(f.size_bytes for f in uploaded)
+    return DataFile.parse({"path": f"data/{remote}", "size_bytes": total, "sha256": ""})
+
+
+T = TypeVar("T")
+
+
+class Listing(Generic[T]):
+    """One paginated list: the request for a cursor, and the page parsed from its answer.
+
+    ``cursor`` is ``page`` (v1 lists: ``page``/``has_more``) or ``after_id`` (metric history:
+    ``next_after_id``/``has_more``); ``item`` turns one listed document into the result.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        key: str,
+        item: Callable[[Any, str | None], T],
+        params: Mapping[str, Any] | None = None,
+        cursor: str = "page",
+    ) -> None:
+        self.path = path
+        self.key = key
+        self.item = item
+        self.params = dict(params or {})
+        self.cursor = cursor
+        self.first: int = 0 if cursor == "after_id" else 1
+
+    def request(self, cursor: Any) -> Req:
+        return Req("GET", self.path, params={**self.params, self.cursor: cursor})
+
+    def page(self, response: httpx.Response, cursor: Any) -> tuple[list[T], Any]:
+        body = BaseClient._json(response)
+        request_id = response.headers.get("x-request-id")
+        entries = body.get(self.key, []) if isinstance(body, dict) else []
+        items = [self.item(entry, request_id) for entry in entries]
+        if self.cursor == "after_id":
+            more = isinstance(body, dict) and body.get("has_more")
+            return items, body.get("next_after_id") if more else None
+        return items, next_page(body, cursor)
+
+
+def jobs_listing(
+    status: str | None,
+    framework: str | None,
+    tags: Mapping[str, str] | None,
+    page_size: int,
+    item: Callable[[Any, str | None], T],
+) -> Listing[T]:
+    params = {"status": status, "framework": framework, "tags": tags, "page_size": page_size}
+    return Listing("/v1/jobs/training", "jobs", item, params)
+
+
+def metrics_listing(job_id: str, name: str | None) -> Listing[MetricPoint]:
+    path = f"{job_path(job_id)}/metrics/history"
+    return Listing(path, "metrics", MetricPoint.parse, {"name": name}, cursor="after_id")
+
+
+def models_listing() -> Listing[Model]:
+    return Listing("/v1/models", "models", Model.parse, {"page_size": 100})
+
+
+def versions_listing(name: str) -> Listing[ModelVersion]:
+    path = f"{model_path(name)}/versions"
+    return Listing(path, "versions", ModelVersion.parse, {"page_size": 100})
+
+
+def deployments_listing(item: Callable[[Any, str | None], T]) -> Listing[T]:
+    return Listing("/v1/deployments", "deployments", item, {"page_size": 100})
+
+
+def data_listing(prefix: str | None) -> Listing[DataFile]:
+    params = {"prefix": strip_data_prefix(prefix), "page_size": 500}
+    return Listing("/v1/data", "files", DataFile.parse, params)
+
+
+FOLLOW_DROPS = (httpx.TransportError, SSEError, APIConnectionError)
+
+
+class LogFollow:
+    """``logs(follow=True)``: the request for each (re)connection and what each event means.
+
+    Lines come from the ``log`` events; ``end`` ends the stream, ``error`` raises. A stream
+    that drops (or ends without ``end``) is reopened with ``Last-Event-ID`` of the last line
+    delivered, after the client's backoff; lines at or below it are never yielded twice.
+    """
+
+    def __init__(self, client: BaseClient, job_id: str, tail: int | None) -> None:
+        self._client = client
+        self.job_id = job_id
+        self.tail = tail
+        self.last_id: int | None = None if tail is not None else 0
+        self.drops = 0
+        self.ended = False
+
+    def request(self) -> Req:
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        params: dict[str, Any] = {"follow": True}
+        if self.last_id is None:
+            params["tail"] = self.tail
+        else:
+            headers["Last-Event-ID"] = str(self.last_id)
+        req = Req("GET", f"{job_path(self.job_id)}/logs", params=params, headers=headers)
+        req.stream = True
+        req.timeout = httpx.Timeout(self._client.timeout, read=SSE_READ_TIMEOUT)
+        return req
+
+    def accept(self, event: ServerSentEvent) -> LogLine | None:
+        """The new line this event carries, or None (also when it ended the stream)."""
+        if event.event == "log":
+            line: LogLine = LogLine.parse(event.json())
+            if self.last_id is not None and line.id <= self.last_id:
+                return None
+            self.last_id, self.drops = line.id, 0
+            return line
+        if event.event == "end":
+            self.ended = True
+        elif event.event == "error":
+            raise end_of_stream_error(event.data)
+        return None
+
+    def dropped(self, exc: Exception) -> None:
+        logger.info("log stream of %s dropped (%s); resuming", self.job_id, exc)
+
+    def reconnect_delay(self) -> float:
+        """Seconds before reopening the stream; raises when the retries are used up."""
+        delay = self._client._transport_delay(self.drops)
+        if delay is None:
+            raise APIConnectionError(
+                f"log stream of job {self.job_id} kept dropping after {self.drops} reconnects"
+            )
+        self.drops += 1
+        return delay
+
+
+class JobWait:
+    """``job.wait()``: when to stop polling (finished, or past ``timeout``) and for how long."""
+
+    def __init__(
+        self, job: JobView, progress: WaitProgress, polling_interval: float, timeout: float | None
+    ) -> None:
+        self._job = job
+        self._progress = progress
+        self._timeout = timeout
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._interval = max(polling_interval, POLL_FLOOR_SECONDS)
+
+    def finished(self) -> bool:
+        """True once the job ended; raises ``TimeoutError`` past the deadline."""
+        self._progress.update(self._job.status, self._job.metrics)
+        if self._job.is_finished:
+            return True
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise TimeoutError(f"job {self._job.id} did not finish within {self._timeout} seconds")
+        return False
+
+    def pause(self) -> float:
+        if self._deadline is None:
+            return self._interval
+        return max(min(self._interval, self._deadline - time.monotonic()), 0.0)
+
+    def failed(self) -> bool:
+        return self._job.status != "succeeded"
+
+
+class ReadyWait:
+    """``deployment.wait_ready()``: ready, failed (raises) or past ``timeout`` (raises)."""
+
+    PAUSE = 0.2
+
+    def __init__(self, deployment: DeploymentView, timeout: float) -> None:
+        self._deployment = deployment
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout
+
+    def ready(self) -> bool:
+        d = self._deployment
+        if d.is_ready:
+            return True
+        if d.status == "failed":
+            raise MLPlatformError(
+                f"deployment {d.name} failed: {d.status_message or 'no reason given'}"
+            )
+        if time.monotonic() >= self._deadline:
+            raise TimeoutError(
+                f"deployment {d.name} not ready within {self._timeout} s (status {d.status})"
+            )
+        return False
+
+
+class ArtifactDownload:
+    """A version's artifact streamed into ``.<name>.partial`` beside its target, checked
+    against the server's ``x-content-sha256`` and renamed into place only when whole."""
+
+    def __init__(
+        self, name: str, version: int | str, dest: str | Path, response: httpx.Response
+    ) -> None:
+        self._what = f"{name} v{version}"
+        self._response = response
+        self.target = resolve_dest(dest, artifact_filename(response))
+        self.partial = self.target.with_name(f".{self.target.name}.partial")
+        self._digest = hashlib.sha256()
+
+    def chunk(self, data: bytes) -> bytes:
+        self._digest.update(data)
+        return data
+
+    def finish(self) -> Path:
+        expected = self._response.headers.get("x-content-sha256")
+        if expected and expected != self._digest.hexdigest():
+            self.partial.unlink(missing_ok=True)
+            raise MLPlatformError(f"download of {self._what} is corrupt (sha256 mismatch)")
+        self.partial.replace(self.target)
+        return self.target
+
+
+def artifact_request(name: str, version: int | str) -> Req:
+    return Req("GET", f"{version_path(name, version)}/artifact", stream=True)
+
+
+@dataclass
+class TrainCall:
+    """The arguments of ``train()`` (both forms of the seed), checked and turned into a body."""
+
+    name: str | None
+    framework: str | None
+    docker_image: str | None
+    data_path: str | None
+    output_path: str | None
+    gpu_count: int
+    model_type: str | None
+    data: str | None
+    hyperparameters: Mapping[str, Any] | None
+    env_vars: Mapping[str, str] | None
+    tags: Mapping[str, str] | None
+    entrypoint: str
+    source_dir: str | Path | None
+    source: str | None
+    cpu_cores: int | None
+    memory_gb: int | None
+    max_runtime_seconds: int | None
+    job_max_retries: int | None
+    tenant_id: str | None
+
+    def __post_init__(self) -> None:
+        if self.data is not None and self.data_path is not None and self.data != self.data_path:
+            raise ValueError("give data= or data_path=, not both")
+        if self.source is not None and self.source_dir is not None:
+            raise ValueError("give source= or source_dir=, not both")
+
+    @property
+    def remote_data(self) -> str | None:
+        return self.data if self.data is not None else self.data_path
+
+    def local_data(self) -> Path | None:
+        """The local file or directory to upload first, if ``data``/``data_path`` names one."""
+        return local_data(self.remote_data)
+
+    def request(self, source: str | None, data_path: str | None) -> Req:
+        name = self.name or default_job_name(self.entrypoint, self.source_dir)
+        spec = build_training_spec(
+            name=name,
+            framework=self.framework or self.model_type or DEFAULT_FRAMEWORK,
+            docker_image=self.docker_image or DEFAULT_IMAGE,
+            entrypoint=self.entrypoint,
+            data_path=data_path,
+            output_path=self.output_path or f"models/{name}",
+            gpu_count=self.gpu_count,
+            hyperparameters=self.hyperparameters,
+            env_vars=self.env_vars,
+            tags=self.tags,
+            source=source,
+            cpu_cores=self.cpu_cores,
+            memory_gb=self.memory_gb,
+            max_runtime_seconds=self.max_runtime_seconds,
+            job_max_retries=self.job_max_retries,
+            tenant_id=self.tenant_id,
+        )
+        return Req("POST", "/v1/jobs/training", json=spec)
+
+
+def log_lines(response: httpx.Response) -> list[LogLine]:
+    """The lines of a (non-streamed) logs answer."""
+    body = BaseClient._json(response)
+    return BaseClient._parse_items(LogLine, body, "logs", response.headers.get("x-request-id"))

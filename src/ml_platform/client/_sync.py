@@ -1,32 +1,39 @@
-"""``Client``: the synchronous SDK (httpx.Client, grpc channel). Mirrors ``_async.py`` exactly."""
+"""``Client``: the synchronous SDK (httpx.Client, grpc channel). Mirrors ``_async.py`` exactly.
+
+Request building, pages, log-stream resumption, waits, downloads and train's arguments come
+from ``_shared`` / ``_base``; each method here is the I/O around them.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import hashlib
-import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from httpx_sse import EventSource, SSEError
+from httpx_sse import EventSource
 
 from ml_platform.client import _grpc
-from ml_platform.client._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, Req
+from ml_platform.client._base import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    BaseClient,
+    Req,
+    file_chunks,
+)
 from ml_platform.client._errors import (
-    APIConnectionError,
     ConflictError,
     JobFailedError,
     MLPlatformError,
     ResourceNotFoundError,
 )
 from ml_platform.client._models import (
+    APIObject,
     DataFile,
     DeploymentData,
     JobData,
@@ -39,34 +46,53 @@ from ml_platform.client._models import (
     Prediction,
 )
 from ml_platform.client._packaging import pack_directory
-from ml_platform.client._pagination import Page, SyncPager, next_page
+from ml_platform.client._pagination import SyncPager
 from ml_platform.client._progress import WaitProgress
 from ml_platform.client._shared import (
     DEFAULT_FRAMEWORK,
-    DEFAULT_IMAGE,
-    LOG_TAIL_MAX,
-    SSE_READ_TIMEOUT,
+    FOLLOW_DROPS,
+    ArtifactDownload,
+    JobWait,
+    Listing,
+    LogFollow,
+    ReadyWait,
+    TrainCall,
     alias_body,
-    artifact_filename,
-    build_training_spec,
+    alias_path,
+    artifact_request,
     data_files,
+    data_listing,
     data_path_url,
     data_remote_path,
-    default_job_name,
     deployment_body,
-    end_of_stream_error,
+    deployment_path,
+    deployments_listing,
+    directory_upload,
     existing_file,
-    local_data,
-    path_segment,
-    resolve_dest,
+    if_match,
+    job_path,
+    jobs_listing,
+    log_lines,
+    logs_request,
+    metrics_from,
+    metrics_listing,
+    model_body,
+    model_path,
+    models_listing,
+    package_upload_request,
+    register_request,
     rollout_body,
     strip_data_prefix,
+    upload_version_request,
+    version_path,
+    versions_listing,
 )
-from ml_platform.client._views import POLL_FLOOR_SECONDS, DeploymentView, JobView, log_text
-
-logger = logging.getLogger(__name__)
+from ml_platform.client._views import DeploymentView, JobView, log_text
 
 __all__ = ["Client", "Data", "Deployment", "Deployments", "Jobs", "Models", "TrainingJob"]
+
+M = TypeVar("M", bound=APIObject)
+T = TypeVar("T")
 
 
 # -- handles ---------------------------------------------------------------------------------
@@ -85,19 +111,12 @@ class TrainingJob(JobView):
 
     def wait(self, polling_interval: float = 2.0, timeout: float | None = None) -> TrainingJob:
         """Poll until the job ends. Raises ``TimeoutError`` or ``JobFailedError``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        interval = max(polling_interval, POLL_FLOOR_SECONDS)
         with WaitProgress(self.id) as progress:
-            while True:
-                progress.update(self.status, self._data.metrics)
-                if self.is_finished:
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"job {self.id} did not finish within {timeout} seconds")
-                pause = interval if deadline is None else min(interval, deadline - time.monotonic())
-                time.sleep(max(pause, 0.0))
+            waiting = JobWait(self, progress, polling_interval, timeout)
+            while not waiting.finished():
+                time.sleep(waiting.pause())
                 self.refresh()
-        if self.status != "succeeded":
+        if waiting.failed():
             raise JobFailedError(self, self.error_message, self._safe_tail())
         return self
 
@@ -141,20 +160,11 @@ class Deployment(DeploymentView):
 
     def wait_ready(self, timeout: float = 120) -> Deployment:
         """Poll until the target version serves. Raises ``MLPlatformError`` when it failed."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.is_ready:
-                return self
-            if self.status == "failed":
-                raise MLPlatformError(
-                    f"deployment {self.name} failed: {self.status_message or 'no reason given'}"
-                )
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"deployment {self.name} not ready within {timeout} s (status {self.status})"
-                )
-            time.sleep(0.2)
+        waiting = ReadyWait(self, timeout)
+        while not waiting.ready():
+            time.sleep(waiting.PAUSE)
             self.refresh()
+        return self
 
     def rollout(self, version: int | None = None, alias: str | None = None) -> Deployment:
         self._data = self._client.deployments.rollout(self.name, version=version, alias=alias)._data
@@ -179,9 +189,11 @@ class Jobs:
     def __init__(self, client: Client) -> None:
         self._client = client
 
+    def _job(self, data: Any, request_id: str | None = None) -> TrainingJob:
+        return TrainingJob(self._client, JobData.parse(data, request_id))
+
     def get(self, job_id: str) -> TrainingJob:
-        response = self._client._call(Req("GET", f"/v1/jobs/training/{path_segment(job_id)}"))
-        return TrainingJob(self._client, self._client._parse(JobData, response))
+        return TrainingJob(self._client, self._client._fetch(JobData, Req("GET", job_path(job_id))))
 
     def list(
         self,
@@ -190,95 +202,36 @@ class Jobs:
         tags: Mapping[str, str] | None = None,
         page_size: int = 50,
     ) -> SyncPager[TrainingJob]:
-        params = {"status": status, "framework": framework, "tags": tags, "page_size": page_size}
-
-        def fetch(page: int) -> Page[TrainingJob]:
-            response = self._client._call(
-                Req("GET", "/v1/jobs/training", params={**params, "page": page})
-            )
-            body = self._client._json(response)
-            items = self._client._parse_items(
-                JobData, body, "jobs", response.headers.get("x-request-id")
-            )
-            return [TrainingJob(self._client, d) for d in items], next_page(body, page)
-
-        return SyncPager(fetch)
+        return self._client._pager(jobs_listing(status, framework, tags, page_size, self._job))
 
     def cancel(self, job_id: str) -> None:
-        self._client._call(Req("DELETE", f"/v1/jobs/training/{path_segment(job_id)}"))
+        self._client._call(Req("DELETE", job_path(job_id)))
 
     def logs(self, job_id: str, follow: bool = False, tail: int | None = None) -> Iterator[LogLine]:
         if follow:
-            return self._follow(job_id, tail)
-        response = self._client._call(
-            Req(
-                "GET",
-                f"/v1/jobs/training/{path_segment(job_id)}/logs",
-                params={"tail": LOG_TAIL_MAX if tail is None else tail},
-            )
-        )
-        body = self._client._json(response)
-        return iter(
-            self._client._parse_items(LogLine, body, "logs", response.headers.get("x-request-id"))
-        )
+            return self._follow(LogFollow(self._client, job_id, tail))
+        return iter(log_lines(self._client._call(logs_request(job_id, tail))))
 
-    def _follow(self, job_id: str, tail: int | None) -> Iterator[LogLine]:
-        path = f"/v1/jobs/training/{path_segment(job_id)}/logs"
-        last_id: int | None = None if tail is not None else 0
-        drops = 0
+    def _follow(self, follow: LogFollow) -> Iterator[LogLine]:
         while True:
-            headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
-            params: dict[str, Any] = {"follow": True}
-            if last_id is None:
-                params["tail"] = tail
-            else:
-                headers["Last-Event-ID"] = str(last_id)
-            req = Req("GET", path, params=params, headers=headers, stream=True)
-            req.timeout = httpx.Timeout(self._client.timeout, read=SSE_READ_TIMEOUT)
             try:
-                with self._client._stream(req) as response:
+                with self._client._stream(follow.request()) as response:
                     for event in EventSource(response).iter_sse():
-                        if event.event == "log":
-                            line: LogLine = LogLine.parse(event.json())
-                            if last_id is not None and line.id <= last_id:
-                                continue
-                            last_id, drops = line.id, 0
+                        line = follow.accept(event)
+                        if line is not None:
                             yield line
-                        elif event.event == "end":
+                        elif follow.ended:
                             return
-                        elif event.event == "error":
-                            raise end_of_stream_error(event.data)
-            except (httpx.TransportError, SSEError, APIConnectionError) as exc:
-                logger.info("log stream of %s dropped (%s); resuming", job_id, exc)
-            delay = self._client._transport_delay(drops)
-            if delay is None:
-                raise APIConnectionError(
-                    f"log stream of job {job_id} kept dropping after {drops} reconnects"
-                )
-            drops += 1
-            time.sleep(delay)
+            except FOLLOW_DROPS as exc:
+                follow.dropped(exc)
+            time.sleep(follow.reconnect_delay())
 
     def metrics(self, job_id: str) -> dict[str, float]:
-        response = self._client._call(
-            Req("GET", f"/v1/jobs/training/{path_segment(job_id)}/metrics")
-        )
-        body = self._client._json(response) or {}
-        return {str(k): float(v) for k, v in body.items()}
+        response = self._client._call(Req("GET", f"{job_path(job_id)}/metrics"))
+        return metrics_from(self._client._json(response))
 
     def metrics_history(self, job_id: str, name: str | None = None) -> SyncPager[MetricPoint]:
-        path = f"/v1/jobs/training/{path_segment(job_id)}/metrics/history"
-
-        def fetch(after_id: int) -> Page[MetricPoint]:
-            response = self._client._call(
-                Req("GET", path, params={"name": name, "after_id": after_id})
-            )
-            body = self._client._json(response)
-            items = self._client._parse_items(
-                MetricPoint, body, "metrics", response.headers.get("x-request-id")
-            )
-            return items, body.get("next_after_id") if body.get("has_more") else None
-
-        return SyncPager(fetch, first=0)
+        return self._client._pager(metrics_listing(job_id, name))
 
 
 class Models:
@@ -290,28 +243,17 @@ class Models:
     def create(
         self, name: str, framework: str = DEFAULT_FRAMEWORK, description: str | None = None
     ) -> Model:
-        body: dict[str, Any] = {"name": name, "framework": framework}
-        if description is not None:
-            body["description"] = description
-        return self._client._parse(Model, self._client._call(Req("POST", "/v1/models", json=body)))
+        body = model_body(name, framework, description)
+        return self._client._fetch(Model, Req("POST", "/v1/models", json=body))
 
     def get(self, name: str) -> Model:
-        response = self._client._call(Req("GET", f"/v1/models/{path_segment(name)}"))
-        return self._client._parse(Model, response)
+        return self._client._fetch(Model, Req("GET", model_path(name)))
 
     def list(self) -> SyncPager[Model]:
-        def fetch(page: int) -> Page[Model]:
-            response = self._client._call(
-                Req("GET", "/v1/models", params={"page": page, "page_size": 100})
-            )
-            body = self._client._json(response)
-            rid = response.headers.get("x-request-id")
-            return self._client._parse_items(Model, body, "models", rid), next_page(body, page)
-
-        return SyncPager(fetch)
+        return self._client._pager(models_listing())
 
     def delete(self, name: str) -> None:
-        self._client._call(Req("DELETE", f"/v1/models/{path_segment(name)}"))
+        self._client._call(Req("DELETE", model_path(name)))
 
     def _ensure(self, name: str, framework: str) -> None:
         try:
@@ -325,10 +267,7 @@ class Models:
         job_id = job if isinstance(job, str) else job.id
         framework = DEFAULT_FRAMEWORK if isinstance(job, str) else job.framework
         self._ensure(name, framework or DEFAULT_FRAMEWORK)
-        response = self._client._call(
-            Req("POST", f"/v1/models/{path_segment(name)}/versions", json={"job_id": job_id})
-        )
-        return self._client._parse(ModelVersion, response)
+        return self._client._fetch(ModelVersion, register_request(name, job_id))
 
     def upload(
         self, name: str, path: str | Path, framework: str = DEFAULT_FRAMEWORK
@@ -336,65 +275,32 @@ class Models:
         """A new version from a local model file or archive (the model is created if absent)."""
         local = existing_file(path, "model file")
         self._ensure(name, framework)
-        response = self._client._call(
-            Req(
-                "POST",
-                f"/v1/models/{path_segment(name)}/versions",
-                upload=local,
-                multipart_field="file",
-            )
-        )
-        return self._client._parse(ModelVersion, response)
+        return self._client._fetch(ModelVersion, upload_version_request(name, local))
 
     def versions(self, name: str) -> SyncPager[ModelVersion]:
-        path = f"/v1/models/{path_segment(name)}/versions"
-
-        def fetch(page: int) -> Page[ModelVersion]:
-            response = self._client._call(Req("GET", path, params={"page": page, "page_size": 100}))
-            body = self._client._json(response)
-            rid = response.headers.get("x-request-id")
-            items = self._client._parse_items(ModelVersion, body, "versions", rid)
-            return items, next_page(body, page)
-
-        return SyncPager(fetch)
+        return self._client._pager(versions_listing(name))
 
     def get_version(self, name: str, version: int | str) -> ModelVersion:
-        response = self._client._call(
-            Req("GET", f"/v1/models/{path_segment(name)}/versions/{path_segment(version)}")
-        )
-        return self._client._parse(ModelVersion, response)
+        return self._client._fetch(ModelVersion, Req("GET", version_path(name, version)))
 
     def set_alias(self, name: str, alias: str, version: int) -> ModelAlias:
         """Point ``alias`` at ``version``: reads the alias's ETag, then PUTs with If-Match."""
-        path = f"/v1/models/{path_segment(name)}/aliases/{path_segment(alias)}"
-        headers: dict[str, str] = {}
+        path = alias_path(name, alias)
         try:
-            current = self._client._call(Req("GET", path))
-            etag = current.headers.get("etag")
-            if etag:
-                headers["If-Match"] = etag
+            headers = if_match(self._client._call(Req("GET", path)))
         except ResourceNotFoundError:
-            pass  # a new alias needs no precondition
-        response = self._client._call(Req("PUT", path, json=alias_body(version), headers=headers))
-        return self._client._parse(ModelAlias, response)
+            headers = {}  # a new alias needs no precondition
+        req = Req("PUT", path, json=alias_body(version), headers=headers)
+        return self._client._fetch(ModelAlias, req)
 
     def download(self, name: str, version: int | str = "latest", dest: str | Path = ".") -> Path:
         """Stream a version's artifact to ``dest`` (a file, or a directory to put it in)."""
-        path = f"/v1/models/{path_segment(name)}/versions/{path_segment(version)}/artifact"
-        with self._client._stream(Req("GET", path, stream=True)) as response:
-            target = resolve_dest(dest, artifact_filename(response))
-            partial = target.with_name(f".{target.name}.partial")
-            digest = hashlib.sha256()
-            with partial.open("wb") as handle:
+        with self._client._stream(artifact_request(name, version)) as response:
+            download = ArtifactDownload(name, version, dest, response)
+            with download.partial.open("wb") as handle:
                 for chunk in response.iter_bytes():
-                    digest.update(chunk)
-                    handle.write(chunk)
-        expected = response.headers.get("x-content-sha256")
-        if expected and expected != digest.hexdigest():
-            partial.unlink(missing_ok=True)
-            raise MLPlatformError(f"download of {name} v{version} is corrupt (sha256 mismatch)")
-        partial.replace(target)
-        return target
+                    handle.write(download.chunk(chunk))
+        return download.finish()
 
 
 class Deployments:
@@ -402,6 +308,9 @@ class Deployments:
 
     def __init__(self, client: Client) -> None:
         self._client = client
+
+    def _deployment(self, data: Any, request_id: str | None = None) -> Deployment:
+        return Deployment(self._client, DeploymentData.parse(data, request_id))
 
     def create(
         self,
@@ -413,35 +322,24 @@ class Deployments:
         max_batch_delay_ms: float | None = None,
     ) -> Deployment:
         body = deployment_body(name, model, version, alias, max_batch_size, max_batch_delay_ms)
-        response = self._client._call(Req("POST", "/v1/deployments", json=body))
-        return Deployment(self._client, self._client._parse(DeploymentData, response))
+        data = self._client._fetch(DeploymentData, Req("POST", "/v1/deployments", json=body))
+        return Deployment(self._client, data)
 
     def get(self, name: str) -> Deployment:
-        response = self._client._call(Req("GET", f"/v1/deployments/{path_segment(name)}"))
-        return Deployment(self._client, self._client._parse(DeploymentData, response))
+        data = self._client._fetch(DeploymentData, Req("GET", deployment_path(name)))
+        return Deployment(self._client, data)
 
     def list(self) -> SyncPager[Deployment]:
-        def fetch(page: int) -> Page[Deployment]:
-            response = self._client._call(
-                Req("GET", "/v1/deployments", params={"page": page, "page_size": 100})
-            )
-            body = self._client._json(response)
-            rid = response.headers.get("x-request-id")
-            items = self._client._parse_items(DeploymentData, body, "deployments", rid)
-            return [Deployment(self._client, d) for d in items], next_page(body, page)
-
-        return SyncPager(fetch)
+        return self._client._pager(deployments_listing(self._deployment))
 
     def rollout(
         self, name: str, version: int | None = None, alias: str | None = None
     ) -> Deployment:
-        response = self._client._call(
-            Req("PATCH", f"/v1/deployments/{path_segment(name)}", json=rollout_body(version, alias))
-        )
-        return Deployment(self._client, self._client._parse(DeploymentData, response))
+        req = Req("PATCH", deployment_path(name), json=rollout_body(version, alias))
+        return Deployment(self._client, self._client._fetch(DeploymentData, req))
 
     def delete(self, name: str) -> None:
-        self._client._call(Req("DELETE", f"/v1/deployments/{path_segment(name)}"))
+        self._client._call(Req("DELETE", deployment_path(name)))
 
 
 class Data:
@@ -456,24 +354,14 @@ class Data:
         remote = data_remote_path(local, remote_path)
         files = data_files(local)
         if files is not None:
-            uploaded = [self._put(path, f"{remote}/{rel}") for rel, path in files]
-            total = sum(f.size_bytes for f in uploaded)
-            return DataFile.parse({"path": f"data/{remote}", "size_bytes": total, "sha256": ""})
+            return directory_upload(remote, [self._put(p, f"{remote}/{rel}") for rel, p in files])
         return self._put(existing_file(local, "data file"), remote)
 
     def _put(self, local: Path, remote: str) -> DataFile:
-        response = self._client._call(Req("PUT", data_path_url(remote), upload=local))
-        return self._client._parse(DataFile, response)
+        return self._client._fetch(DataFile, Req("PUT", data_path_url(remote), upload=local))
 
     def list(self, prefix: str | None = None) -> SyncPager[DataFile]:
-        def fetch(page: int) -> Page[DataFile]:
-            params = {"prefix": strip_data_prefix(prefix), "page": page, "page_size": 500}
-            response = self._client._call(Req("GET", "/v1/data", params=params))
-            body = self._client._json(response)
-            rid = response.headers.get("x-request-id")
-            return self._client._parse_items(DataFile, body, "files", rid), next_page(body, page)
-
-        return SyncPager(fetch)
+        return self._client._pager(data_listing(prefix))
 
     def delete(self, path: str) -> None:
         self._client._call(Req("DELETE", data_path_url(strip_data_prefix(path) or "")))
@@ -495,18 +383,7 @@ class _Channel:
     def stub(self) -> Any:
         with self._lock:
             if self._stub is None:
-                grpc = _grpc.import_grpc()
-                _, pb2_grpc = _grpc.proto_modules()
-                if self._secure:
-                    credentials = grpc.ssl_channel_credentials()
-                    self._channel = grpc.secure_channel(
-                        self.target, credentials, options=_grpc.CHANNEL_OPTIONS
-                    )
-                else:
-                    self._channel = grpc.insecure_channel(
-                        self.target, options=_grpc.CHANNEL_OPTIONS
-                    )
-                self._stub = pb2_grpc.ModelServingStub(self._channel)
+                self._channel, self._stub = _grpc.open_channel(self.target, self._secure, False)
             return self._stub
 
     def close(self) -> None:
@@ -546,18 +423,7 @@ class Client(BaseClient):
 
     def with_options(self, timeout: float | None = None, max_retries: int | None = None) -> Client:
         """A copy with other defaults, sharing this client's connections."""
-        clone = copy.copy(self)
-        if timeout is not None:
-            if timeout <= 0:
-                raise ValueError("timeout must be > 0 seconds")
-            clone.timeout = float(timeout)
-        if max_retries is not None:
-            if max_retries < 0:
-                raise ValueError("max_retries must be >= 0")
-            clone.max_retries = int(max_retries)
-        clone._owner = False
-        clone._bind()
-        return clone
+        return self._copy(timeout, max_retries)
 
     def close(self) -> None:
         """Close the HTTP connections and the gRPC channel (copies leave them to the original)."""
@@ -581,12 +447,7 @@ class Client(BaseClient):
     def _send(self, req: Req) -> httpx.Response:
         attempt = 0
         while True:
-            kwargs = self._request_kwargs(req, attempt)
-            handle: Any = None
-            if req.upload is not None:
-                upload = self._sync_upload_kwargs(req)
-                handle = upload.get("files", {}).get(req.multipart_field, (None, None))[1]
-                kwargs.update(upload)
+            kwargs, handle = self._attempt(req, attempt, file_chunks)
             request = self._http.build_request(**kwargs)
             try:
                 response = self._http.send(request, stream=req.stream)
@@ -596,11 +457,7 @@ class Client(BaseClient):
                     finally:
                         response.close()
             except httpx.TransportError as exc:
-                delay = self._transport_delay(attempt)
-                if delay is None:
-                    raise self._transport_error(exc, str(request.url)) from exc
-                logger.info("%s %s: %s; retrying in %.2f s", req.method, req.path, exc, delay)
-                time.sleep(delay)
+                time.sleep(self._retry_transport(req, exc, str(request.url), attempt))
                 attempt += 1
                 continue
             finally:
@@ -608,21 +465,18 @@ class Client(BaseClient):
                     handle.close()
             if not response.is_error:
                 return response
-            retry_in = self._next_delay(response, attempt)
-            if retry_in is None:
-                raise self._status_error(response)
-            logger.info(
-                "%s %s: %s; retrying in %.2f s",
-                req.method,
-                req.path,
-                response.status_code,
-                retry_in,
-            )
-            time.sleep(retry_in)
+            time.sleep(self._retry_status(req, response, attempt))
             attempt += 1
 
     def _call(self, req: Req) -> httpx.Response:
         return self._send(req)
+
+    def _fetch(self, model: type[M], req: Req) -> M:
+        return self._parse(model, self._send(req))
+
+    def _pager(self, listing: Listing[T]) -> SyncPager[T]:
+        return SyncPager(lambda cursor: listing.page(self._send(listing.request(cursor)), cursor),
+                         first=listing.first)
 
     @contextmanager
     def _stream(self, req: Req) -> Iterator[httpx.Response]:
@@ -635,17 +489,14 @@ class Client(BaseClient):
 
     def _rpc(self, method: str, request: Any) -> Any:
         attempt = 0
-        metadata = (("x-api-key", self.api_key),) if self.api_key else ()
         while True:
             stub = self._channel.stub()
-            grpc = _grpc.import_grpc()
             try:
-                return getattr(stub, method)(request, metadata=metadata, timeout=self.timeout)
-            except grpc.RpcError as exc:
-                delay = self._transport_delay(attempt) if _grpc.retryable_rpc(exc) else None
-                if delay is None:
-                    raise _grpc.error_from_rpc(exc, self.grpc_target) from None
-                time.sleep(delay)
+                return getattr(stub, method)(
+                    request, metadata=self._rpc_metadata(), timeout=self.timeout
+                )
+            except _grpc.import_grpc().RpcError as exc:
+                time.sleep(self._retry_rpc(exc, attempt))
                 attempt += 1
 
     # -- the seed's methods and shortcuts ----------------------------------------------------
@@ -679,55 +530,23 @@ class Client(BaseClient):
         holds the same package; ``data``/``data_path`` naming a local file or directory is
         uploaded into your data area first.
         """
-        if data is not None and data_path is not None and data != data_path:
-            raise ValueError("give data= or data_path=, not both")
-        if source is not None and source_dir is not None:
-            raise ValueError("give source= or source_dir=, not both")
-        if source_dir is not None:
-            source = self._upload_package(Path(source_dir))
-        remote_data = data if data is not None else data_path
-        local = local_data(remote_data)
-        if local is not None:
+        call = TrainCall(name, framework, docker_image, data_path, output_path, gpu_count,
+                         model_type, data, hyperparameters, env_vars, tags, entrypoint,
+                         source_dir, source, cpu_cores, memory_gb, max_runtime_seconds,
+                         job_max_retries, tenant_id)
+        if call.source_dir is not None:
+            source = self._upload_package(Path(call.source_dir))
+        remote_data = call.remote_data
+        if (local := call.local_data()) is not None:
             remote_data = self.data.upload(local).path
-        job_name = name or default_job_name(entrypoint, source_dir)
-        spec = build_training_spec(
-            name=job_name,
-            framework=framework or model_type or DEFAULT_FRAMEWORK,
-            docker_image=docker_image or DEFAULT_IMAGE,
-            entrypoint=entrypoint,
-            data_path=remote_data,
-            output_path=output_path or f"models/{job_name}",
-            gpu_count=gpu_count,
-            hyperparameters=hyperparameters,
-            env_vars=env_vars,
-            tags=tags,
-            source=source,
-            cpu_cores=cpu_cores,
-            memory_gb=memory_gb,
-            max_runtime_seconds=max_runtime_seconds,
-            job_max_retries=job_max_retries,
-            tenant_id=tenant_id,
-        )
-        response = self._call(Req("POST", "/v1/jobs/training", json=spec))
-        return TrainingJob(self, self._parse(JobData, response))
+        return TrainingJob(self, self._fetch(JobData, call.request(source, remote_data)))
 
     def _upload_package(self, source_dir: Path) -> str:
         package = pack_directory(source_dir)
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             self._call(Req("GET", f"/v1/code-packages/{package.id}"))
-            logger.info("code package %s already on the platform", package.id)
-            return package.id
-        except ResourceNotFoundError:
-            pass
-        response = self._call(
-            Req(
-                "POST",
-                "/v1/code-packages",
-                content=package.data,
-                headers={"Content-Type": "application/zip"},
-            )
-        )
-        body = self._json(response) or {}
+            return package.id  # the platform already holds these bytes
+        body = self._json(self._call(package_upload_request(package))) or {}
         return str(body.get("id", package.id))
 
     def get_job(self, job_id: str) -> TrainingJob:
@@ -738,9 +557,8 @@ class Client(BaseClient):
     ) -> list[TrainingJob]:
         """The newest ``limit`` jobs, optionally filtered."""
         page_size = max(1, min(limit, 500))
-        return self.jobs.list(status=status, framework=framework, page_size=page_size).to_list(
-            limit
-        )
+        pager = self.jobs.list(status=status, framework=framework, page_size=page_size)
+        return pager.to_list(limit)
 
     def deploy(
         self,
@@ -754,18 +572,13 @@ class Client(BaseClient):
 
     def predict(self, name: str, features: Mapping[str, _grpc.FeatureValue]) -> Prediction:
         """One prediction from deployment ``name`` over gRPC."""
-        pb2, _ = _grpc.proto_modules()
-        reply = self._rpc("Predict", _grpc.predict_request(pb2, name, features))
-        return _grpc.prediction_from_reply(reply)
+        return _grpc.prediction_from_reply(self._rpc(*_grpc.predict_call(name, features)))
 
     def _predict_batch(
         self, name: str, rows: Sequence[Mapping[str, _grpc.FeatureValue]]
     ) -> list[Prediction]:
-        pb2, _ = _grpc.proto_modules()
-        reply = self._rpc("PredictBatch", _grpc.predict_batch_request(pb2, name, rows))
-        return [_grpc.prediction_from_reply(r) for r in reply.responses]
+        return _grpc.batch_predictions(self._rpc(*_grpc.predict_batch_call(name, rows)))
 
     def me(self) -> Me:
         """Who this client is authenticated as (principal, tenant, data area)."""
-        parsed: Me = self._parse(Me, self._call(Req("GET", "/v1/me")))
-        return parsed
+        return self._fetch(Me, Req("GET", "/v1/me"))
