@@ -208,6 +208,29 @@ def test_odd_last_event_ids_start_the_stream(watched: Watched, resume: str) -> N
         assert r.headers["content-type"].startswith("text/event-stream")
 
 
+DEEP = [b"[" * 100_000, b'{"a":' * 20_000 + b"1" + b"}" * 20_000]
+
+
+@pytest.mark.parametrize("raw", DEEP, ids=["arrays", "objects"])
+def test_json_nested_deeper_than_the_parser_is_4xx(watched: Watched, raw: bytes) -> None:
+    name = _model(watched)
+    for url in ("/v1/models", f"/v1/models/{name}/versions", "/v1/jobs/training"):
+        response = watched.client.post(
+            url, content=raw, headers={"content-type": "application/json"}
+        )
+        assert response.status_code in (400, 422), (url, response.text)
+    response = watched.client.post(
+        f"/v1/models/{name}/versions",
+        files={"file": ("model.joblib", b"not a model")},
+        data={"metadata": DEEP[0].decode()},
+    )
+    assert_422(response, "metadata")
+    nested = "[" * 40 + "]" * 40  # parseable, but deeper than free-form fields may be
+    body = f'{{"artifact_uri": "/x/m.joblib", "metadata": {{"a": {nested}}}}}'
+    assert_422(_raw(watched, "POST", f"/v1/models/{name}/versions", body), "body.metadata")
+    watched.still_usable()
+
+
 def test_every_schema_reference_of_the_document_resolves() -> None:
     text = json.dumps(_document())
     names = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
@@ -535,6 +558,8 @@ def calls(draw: st.DrawFn, method: str, path: str, fixtures: Fixtures) -> Call:
         base = fixtures.body(method, path, draw(st.integers(0, 10**9)))
         body = draw(json_bodies(_resolve(content_types[kind]["schema"]), base))
         raw = json.dumps(body, allow_nan=True).encode()
+        if draw(st.integers(0, 19)) == 0:
+            raw = draw(st.sampled_from(DEEP))
         media = draw(st.sampled_from(["application/json", "application/json", "text/plain"]))
         return Call(method.upper(), url, {**headers, "content-type": media}, content=raw)
     blob = draw(

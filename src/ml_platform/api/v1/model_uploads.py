@@ -57,7 +57,7 @@ async def read_json_body(request: Request, limit: int) -> Any:
             raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json can parse
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
         ) from None
@@ -198,7 +198,7 @@ def _draft(fields: dict[str, bytearray]) -> VersionDraft:
     if text.get("metadata"):
         try:
             metadata = json.loads(text["metadata"])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _invalid("metadata", "metadata must be a JSON object") from None
         if not isinstance(metadata, dict):
             raise _invalid("metadata", "metadata must be a JSON object")
