@@ -20,6 +20,8 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
 
 from ml_platform.config import Settings
 from ml_platform.server.app import create_app
@@ -229,6 +231,21 @@ def test_json_nested_deeper_than_the_parser_is_4xx(watched: Watched, raw: bytes)
     body = f'{{"artifact_uri": "/x/m.joblib", "metadata": {{"a": {nested}}}}}'
     assert_422(_raw(watched, "POST", f"/v1/models/{name}/versions", body), "body.metadata")
     watched.still_usable()
+
+
+@pytest.mark.parametrize("raw", ["%00", "%1B", "x" * 300, "%C3%A9" * 100])
+def test_hostile_job_ids_on_the_websocket_close_4404(
+    platform: Platform, tenant: Tenant, raw: str
+) -> None:
+    url = platform.base_url.replace("http://", "ws://") + f"/v1/jobs/training/{raw}/stream"
+    with (
+        ws_connect(url, additional_headers={"X-API-Key": tenant.api_key}) as ws,
+        pytest.raises(ConnectionClosed) as closed,
+    ):
+        ws.recv(timeout=30)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4404
+    assert len(closed.value.rcvd.reason.encode()) <= 123
 
 
 def test_every_schema_reference_of_the_document_resolves() -> None:

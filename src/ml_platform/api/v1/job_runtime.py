@@ -36,7 +36,7 @@ from ml_platform.core.errors import NotFound, PlatformError, Unavailable
 from ml_platform.core.jobs import JobStatus
 from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.logs import LogLine
-from ml_platform.schemas._types import INT64_MAX, SafeStr
+from ml_platform.schemas._types import INT64_MAX, SafeStr, unsafe_character
 from ml_platform.schemas.job_runtime import (
     JobLogLine,
     JobLogsResponse,
@@ -271,9 +271,13 @@ async def stream_training_job(websocket: WebSocket, job_id: str) -> None:
         try:
             if engine is None:
                 raise NotFound("the job runtime is not enabled")
+            if len(job_id) > 64 or unsafe_character(job_id) is not None:
+                raise NotFound("not a job id")  # never sent to the store (NUL on PostgreSQL)
             await run_in_threadpool(engine.status, principal.tenant_id, job_id)
         except NotFound:
-            close = (4404, f"training job {job_id!r} not found")
+            # a close reason holds at most 123 bytes: echo only an id that fits
+            shown = f" {job_id!r}" if job_id.isascii() and len(job_id) <= 64 else ""
+            close = (4404, f"training job{shown} not found")
     await websocket.accept(subprotocol=subprotocol)
     if close is not None or principal is None or engine is None:
         code, reason = close or (4401, "missing or invalid credentials")
