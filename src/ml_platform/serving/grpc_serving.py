@@ -113,9 +113,10 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
         message that fails ends the stream with its status (a domain error's mapped code,
         INTERNAL with a generic message otherwise); the answers before it were delivered."""
         principal = await self._principal(context)
+        deadline = deadline_after(context.time_remaining())  # the whole stream's
 
         async def handle(req: serving_pb2.PredictRequest) -> serving_pb2.PredictResponse:
-            return await self._plane.infer(principal, self._predict_request(req, None))
+            return await self._plane.infer(principal, self._predict_request(req, deadline))
 
         async for resp in ordered_map(request_iterator, handle):
             yield resp

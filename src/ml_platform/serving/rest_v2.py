@@ -175,15 +175,16 @@ class _InferCodec:
                 f"malformed V2 infer request: {exc}",
                 [FieldViolation("inputs", "a list of tensors is required")],
             ) from exc
-        outputs = doc.get("outputs") or []
-        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
-            raise InvalidArgument(
-                "outputs must be a list of objects with a name",
-                [FieldViolation("outputs", "a list of objects")],
-            )
-        for o in outputs:
-            _parameters(o, "outputs")
-        _parameters(doc, "parameters")
+        outputs = doc.get("outputs")
+        if outputs:
+            if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+                raise InvalidArgument(
+                    "outputs must be a list of objects with a name",
+                    [FieldViolation("outputs", "a list of objects")],
+                )
+            for o in outputs:
+                _parameters(o, "outputs")
+        _parameters(doc, "request")
         self._doc = doc
         tensors = []
         offset = 0
@@ -205,7 +206,7 @@ class _InferCodec:
                 )
             shape = tuple(raw_shape)
             dt = v2.numpy_dtype(model, tname, datatype)
-            nbytes = _parameters(spec, f"inputs.{tname}").get("binary_data_size")
+            nbytes = _parameters(spec, "inputs", tname).get("binary_data_size")
             if nbytes is not None:
                 if not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes < 0:
                     raise InvalidArgument(
@@ -268,13 +269,20 @@ class _InferCodec:
         return 200, headers, head + b"".join(blobs)
 
 
-def _parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
-    """``obj["parameters"]`` as a dict ({} when absent), INVALID_ARGUMENT when not an object."""
-    params = obj.get("parameters") or {}
+_NO_PARAMETERS: dict[str, Any] = {}
+
+
+def _parameters(obj: dict[str, Any], where: str, name: str = "") -> dict[str, Any]:
+    """``obj["parameters"]`` as a dict (empty when absent), INVALID_ARGUMENT when not an
+    object; ``where`` (and ``name``) say whose parameters they are in the error."""
+    params = obj.get("parameters")
+    if not params:
+        return _NO_PARAMETERS
     if not isinstance(params, dict):
+        path = f"{where}.{name}" if name else where
         raise InvalidArgument(
-            f"{where}: parameters must be an object",
-            [FieldViolation(f"{where}.parameters", "not an object")],
+            f"{path}: parameters must be an object",
+            [FieldViolation(f"{path}.parameters", "not an object")],
         )
     return params
 
