@@ -248,6 +248,19 @@ def test_hostile_job_ids_on_the_websocket_close_4404(
     assert len(closed.value.rcvd.reason.encode()) <= 123
 
 
+@pytest.mark.parametrize("raw", ["%00", "%1B", "%C3%A9"])
+def test_an_idempotency_key_on_an_odd_path_is_not_a_5xx(watched: Watched, raw: str) -> None:
+    for attempt in range(2):  # the claim is stored, then found again
+        response = watched.send(
+            "POST",
+            f"/v1/models/{raw}/versions",
+            {"artifact_uri": "/x/m.joblib"},
+            headers={"Idempotency-Key": f"k-{raw}"},
+        )
+        assert response.status_code in (404, 422), (attempt, response.text)
+    watched.still_usable()
+
+
 def test_every_schema_reference_of_the_document_resolves() -> None:
     text = json.dumps(_document())
     names = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
@@ -549,6 +562,9 @@ def calls(draw: st.DrawFn, method: str, path: str, fixtures: Fixtures) -> Call:
             headers[name] = draw(header_text).strip(" \t").encode("latin-1")  # type: ignore[assignment]
     if query:
         url += "?" + "&".join(query)
+    if method == "post" and draw(st.integers(0, 3)) == 0:  # API-GUIDE rule 12, every POST
+        key = draw(header_text | st.sampled_from(["k-1", "k-1", "x" * 256]))
+        headers["Idempotency-Key"] = key.strip(" \t").encode("latin-1")  # type: ignore[assignment]
     content_types = operation.get("requestBody", {}).get("content", {})
     if not content_types and method in {"post", "put", "patch"}:
         content_types = {"application/octet-stream": {}}

@@ -198,8 +198,10 @@ class IdempotencyMiddleware:
         key = values[0].decode("ascii")
         headers = Headers(scope=scope)
         fingerprint = Fingerprint(headers.get("content-type", ""), scope.get("query_string", b""))
+        # escaped: a decoded path may hold NUL (%00), which PostgreSQL text refuses
+        route_path = scope["path"].encode("unicode_escape").decode("ascii")
         outcome = await run_in_threadpool(
-            self.store.claim, tenant_id, scope["method"], scope["path"], key
+            self.store.claim, tenant_id, scope["method"], route_path, key
         )
         if isinstance(outcome, InFlight):
             await _send_problem(
