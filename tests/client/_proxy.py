@@ -13,6 +13,7 @@ when.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import deque
@@ -50,6 +51,9 @@ class Fail:
     connection mid-body; ``stall``: answer nothing for this many seconds (or until the client
     hangs up).
     ``after_forward``: forward to the platform first, then fail (the work happened).
+    ``in_flight``: forward in the background with the last body byte held back (the platform
+    has claimed the request's Idempotency-Key and is still reading it), fail at once, and
+    send that byte only after the platform answered some later request 409.
     """
 
     status: int | None = None
@@ -57,6 +61,7 @@ class Fail:
     drop: bool = False
     stall: float = 0.0
     after_forward: bool = False
+    in_flight: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,9 @@ class FailingProxy:
         self._plan: deque[Fail] = deque()
         self._cuts: deque[int] = deque()
         self.streams: list[list[int]] = []  # per event stream: the log event ids relayed
+        self.answers: list[tuple[str, int, dict[str, str]]] = []  # (path, status, headers)
+        self._conflict: asyncio.Event | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
         app = Starlette(routes=[Route("/{path:path}", self._handle, methods=_METHODS)])
         self._server = ServerThread(app)
@@ -203,6 +211,11 @@ class FailingProxy:
             )
         if failure is not None and failure.stall:
             await _stall(request, failure.stall)
+        if failure is not None and failure.in_flight:
+            task = asyncio.create_task(self._forward_held(request, await request.body()))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return self._failure(failure)
         if failure is not None and not failure.after_forward:
             return self._failure(failure)
         forwarded = await self._forward(request)
@@ -225,6 +238,37 @@ class FailingProxy:
             media_type="application/problem+json",
         )
 
+    def _conflict_seen(self) -> asyncio.Event:
+        if self._conflict is None:
+            self._conflict = asyncio.Event()
+        return self._conflict
+
+    def _answered(self, path: str, response: httpx.Response) -> None:
+        with self._lock:
+            self.answers.append((path, response.status_code, dict(response.headers)))
+        if response.status_code == 409:
+            self._conflict_seen().set()
+
+    async def _forward_held(self, request: Request, body: bytes) -> None:
+        seen = self._conflict_seen()
+
+        async def trickle() -> AsyncIterator[bytes]:
+            yield body[:-1]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(seen.wait(), timeout=20)
+            yield body[-1:]
+
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        async with httpx.AsyncClient(base_url=self.upstream, timeout=60) as client:
+            response = await client.request(
+                request.method,
+                request.url.path,
+                params=request.url.query or None,
+                headers=headers,
+                content=trickle(),
+            )
+        self._answered(request.url.path, response)
+
     async def _forward(self, request: Request) -> Any:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         body = await request.body()
@@ -245,6 +289,7 @@ class FailingProxy:
             return _StreamResponse(upstream, client, cut, relayed)
         try:
             content = await upstream.aread()
+            self._answered(request.url.path, upstream)
         finally:
             await upstream.aclose()
             await client.aclose()

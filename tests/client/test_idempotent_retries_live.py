@@ -29,3 +29,28 @@ async def test_a_retry_after_the_platform_did_the_work_replays_the_same_job(
         await done(client.close())
     _assert_one_logical_call(proxy.to("POST", JOBS), 3)
     assert _jobs_on_platform(platform, tenant) == [job.id]
+
+
+async def test_a_retry_that_meets_its_own_first_attempt_in_flight_waits_and_gets_the_replay(
+    platform: Platform, tenant: Tenant, proxy: FailingProxy, kind: str
+) -> None:
+    """Attempt 0 reaches the platform but is still running when the SDK (told 503) retries:
+    the platform answers 409 IDEMPOTENCY_KEY_IN_USE with ``x-should-retry: true`` and
+    ``Retry-After: 1``; the SDK waits, retries, and receives the first attempt's job."""
+    proxy.fail(Fail(status=503, headers={"Retry-After": "1"}, in_flight=True))
+    client = make_client(kind, proxy.base_url, tenant.api_key, max_retries=3)
+    try:
+        job = await done(client.train(**SPEC))
+    finally:
+        await done(client.close())
+    attempts = proxy.to("POST", JOBS)
+    _assert_one_logical_call(attempts, 3)
+    answers = [(status, headers) for path, status, headers in proxy.answers if path == JOBS]
+    statuses = [status for status, _ in answers]
+    assert sorted(statuses) == [201, 201, 409], statuses  # attempt 0 (held), 1, 2
+    conflict = next(headers for status, headers in answers if status == 409)
+    assert conflict.get("x-should-retry") == "true"
+    assert attempts[2].at - attempts[1].at >= float(conflict.get("retry-after", "1"))
+    replayed = [h for status, h in answers if status == 201 and h.get("idempotent-replayed")]
+    assert len(replayed) == 1
+    assert _jobs_on_platform(platform, tenant) == [job.id]

@@ -7,8 +7,10 @@ final response onto the exception tree) and differ only in ``send`` and ``sleep`
 Retry policy (the Stainless SDK mechanics): connection errors, timeouts, 408, 429 and 5xx are
 retried ``max_retries`` times (default 2) with ``min(0.5 * 2**n, 8)`` seconds times a jitter in
 [0.75, 1]; a server wait in ``retry-after-ms``, ``Retry-After`` (seconds or an HTTP date) is
-honoured up to 60 s, a longer one raises at once (``RateLimitError.retry_after``). 409 is never
-retried; ``x-should-retry: true|false`` from the server overrides the rest. Every POST carries
+honoured up to 60 s, a longer one raises at once (``RateLimitError.retry_after``).
+``x-should-retry: true|false`` from the server decides first (the server says true on its 409
+for an Idempotency-Key still in flight, so the retry waits and gets the replay); any other 409
+is never retried. Every POST carries
 one ``Idempotency-Key`` for the logical call, the same on each attempt, and every attempt
 its ``X-Retry-Count``.
 """
@@ -213,12 +215,13 @@ class BaseClient:
     # -- retries ---------------------------------------------------------------------------
 
     def _should_retry(self, response: httpx.Response) -> bool:
-        if response.status_code == 409:
-            return False
+        # the server's word first: a 409 "this Idempotency-Key is still in flight" says true
         should = response.headers.get("x-should-retry")
         if should == "true":
             return True
         if should == "false":
+            return False
+        if response.status_code == 409:
             return False
         return response.status_code in RETRYABLE_STATUSES or response.status_code >= 500
 

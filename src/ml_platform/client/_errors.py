@@ -126,7 +126,8 @@ class ResourceNotFoundError(APIStatusError):
 
 
 class ConflictError(APIStatusError):
-    """409 (already exists, wrong state, in flight) or 412 (a stale ETag). Never retried."""
+    """409 (already exists, wrong state, in flight) or 412 (a stale ETag). Not retried, except
+    when the server answers ``x-should-retry: true`` (an Idempotency-Key still in flight)."""
 
 
 class ValidationError(APIStatusError):
