@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -144,12 +145,12 @@ SLEEP_WITH_CHILD = (
 )
 
 
-def _tagged(run: str) -> list[int]:
+def _tagged(run: str, variable: str = "ML_PLATFORM_RUN_ID") -> list[int]:
     found = []
     for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
             if (
-                proc.environ().get("ML_PLATFORM_RUN_ID") == run
+                proc.environ().get(variable) == run
                 and proc.status() != psutil.STATUS_ZOMBIE
             ):
                 found.append(proc.pid)
@@ -283,3 +284,76 @@ def test_restart_stops_the_process_of_a_claimed_attempt(
         if orphan.poll() is None:
             orphan.kill()
             orphan.wait()
+
+
+def test_kill9_between_start_and_saved_handle_leaves_no_orphan(
+    server_env: tuple[dict[str, str], str],
+) -> None:
+    """A real crash in the window: ``state.json`` of the second job is a FIFO, so the local
+    executor blocks right after spawning its process, before any handle is saved; the server
+    is then killed with SIGKILL. The restarted server finds the attempt by its run id."""
+    import json
+
+    env, _ = server_env
+    env = {**env, "ML_PLATFORM_TENANT_MAX_CONCURRENT_JOBS": "1"}
+    key = _api_key(env)
+    body = {
+        "name": "sleeper", "framework": "sklearn", "docker_image": "python:3.11",
+        "entrypoint": 'python -c "import time; time.sleep(600)"',
+        "data_path": "data.csv", "output_path": "out",
+        "compute": {"cpu_cores": 1, "memory_gb": 1},
+    }
+    first = ServerProcess(env, int(env["ML_PLATFORM_PORT"]))
+    second: ServerProcess | None = None
+    fifo = None
+    run = blocked_id = ""
+    try:
+        client = httpx.Client(base_url=first.base_url, headers={"X-API-Key": key}, timeout=30)
+        holder = client.post("/v1/jobs/training", json=body).json()["id"]
+        while client.get(f"/v1/jobs/training/{holder}").json()["status"] != "running":
+            time.sleep(0.05)
+        blocked_id = client.post("/v1/jobs/training", json=body).json()["id"]  # tenant quota
+        run = f"{blocked_id}-a1"
+        fifo = Path(env["ML_PLATFORM_DATA_DIR"]) / "jobs" / blocked_id / "state.json"
+        fifo.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(fifo)
+        assert client.delete(f"/v1/jobs/training/{holder}").status_code == 204
+        while not _tagged(run):  # spawned; the executor now blocks on the FIFO
+            time.sleep(0.05)
+        first.kill9()
+        fifo.unlink()
+        assert _tagged(run)  # the attempt outlived its server, known by no saved pid
+        with sqlite3_connection(env) as db:
+            row = db.execute("SELECT handle FROM job_runtime WHERE job_id = ?", (blocked_id,))
+            assert json.loads(row.fetchone()[0]) == {"state": "starting", "attempt": 1}
+        second = ServerProcess(env, int(env["ML_PLATFORM_PORT"]))
+        client = httpx.Client(base_url=second.base_url, headers={"X-API-Key": key}, timeout=30)
+        while (job := client.get(f"/v1/jobs/training/{blocked_id}").json())["status"] == "running":
+            time.sleep(0.1)
+        assert job["status"] == "failed"
+        assert "the server restarted while this job was starting" in job["error_message"]
+        assert _tagged(run) == []
+    finally:
+        # A server blocked on the FIFO ignores SIGTERM: SIGKILL whatever is left.
+        if first.process.poll() is None:
+            first.kill9()
+        if fifo is not None:
+            fifo.unlink(missing_ok=True)
+        if second is not None:
+            second.stop()
+        if blocked_id:
+            for pid in _tagged(blocked_id, "ML_PLATFORM_JOB_ID"):
+                with contextlib.suppress(psutil.Error):
+                    psutil.Process(pid).kill()
+
+
+@contextlib.contextmanager
+def sqlite3_connection(env: dict[str, str]) -> Iterator[Any]:
+    import sqlite3
+
+    path = env["ML_PLATFORM_DATABASE_URL"].removeprefix("sqlite:///")
+    connection = sqlite3.connect(path)
+    try:
+        yield connection
+    finally:
+        connection.close()

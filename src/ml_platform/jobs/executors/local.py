@@ -227,10 +227,14 @@ class LocalExecutor:
             "create_time": create_time,
             "started_at": time.time(),
         }
-        (job_dir / "state.json").write_text(json.dumps(handle))
+        # Watch first: nothing after the spawn may leave the process unwatched.
         run.pids.add(process.pid)
         self._start_threads(run, loop)
         run.tasks.append(asyncio.create_task(self._supervise(run), name=f"job-{launch.job_id}"))
+        try:
+            (job_dir / "state.json").write_text(json.dumps(handle))
+        except OSError:  # recovery still finds the attempt by its run id
+            logger.exception("could not write state.json of job %s", launch.job_id)
         return handle
 
     async def wait(self, job_id: str) -> JobOutcome:
