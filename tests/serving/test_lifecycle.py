@@ -83,8 +83,9 @@ def test_models_that_crash_or_hang_on_load_fail_only_their_deployment(
         ]
     )
     sink = InMemoryStatusSink()
-    # generous enough that a legitimate load on a busy CI machine is not mistaken for a hang
-    cfg = settings(serving_workers=1, serving_model_load_timeout_seconds=8.0)
+    # generous enough that a legitimate load on a busy CI machine (two pytest workers on two
+    # cores; 8 s was seen to time out a skops load) is not mistaken for a hang
+    cfg = settings(serving_workers=1, serving_model_load_timeout_seconds=25.0)
     with ServingServer(cfg, source, sink, authenticator()) as server:
         crashed = sink.wait_for("crasher", "crash", (LoadState.FAILED,), timeout=60)
         assert "crashed" in crashed.reason
