@@ -37,11 +37,14 @@ class SyncPager(Generic[T]):
                 return
 
     def to_list(self, limit: int | None = None) -> list[T]:
+        """Every item, or the first ``limit`` (no page beyond the one that holds the last)."""
         out: list[T] = []
+        if limit is not None and limit <= 0:
+            return out
         for item in self:
+            out.append(item)
             if limit is not None and len(out) >= limit:
                 break
-            out.append(item)
         return out
 
 
@@ -65,9 +68,12 @@ class AsyncPager(Generic[T]):
                 return
 
     async def to_list(self, limit: int | None = None) -> list[T]:
+        """Every item, or the first ``limit`` (no page beyond the one that holds the last)."""
         out: list[T] = []
+        if limit is not None and limit <= 0:
+            return out
         async for item in self:
+            out.append(item)
             if limit is not None and len(out) >= limit:
                 break
-            out.append(item)
         return out
