@@ -25,9 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 __all__ = [
     "INT32_MAX",
     "INT64_MAX",
-    "Int64",
     "JsonObject",
-    "NonNegativeInt64",
     "PositiveInt32",
     "RequestModel",
     "SafeStr",
@@ -115,10 +113,6 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(check_json_tree)]
 
 PositiveInt32 = Annotated[int, Field(ge=1, le=INT32_MAX)]
 """A positive number stored in an ``INTEGER`` column (versions, counts)."""
-
-Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
-NonNegativeInt64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
-"""Ids and offsets stored in ``BIGINT`` columns."""
 
 
 MAX_TAGS = 50
