@@ -159,7 +159,7 @@ class FailingProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.arrivals: list[Arrival] = []
-        self._plan: deque[Fail] = deque()
+        self._plan: deque[tuple[str | None, str | None, Fail]] = deque()
         self._cuts: deque[int] = deque()
         self.streams: list[list[int]] = []  # per event stream: the log event ids relayed
         self.answers: list[tuple[str, int, dict[str, str]]] = []  # (path, status, headers)
@@ -179,10 +179,20 @@ class FailingProxy:
 
     # -- what the test controls and reads -----------------------------------------------------
 
-    def fail(self, *failures: Fail) -> None:
-        """Fail the next ``len(failures)`` requests, in order, whatever their route."""
+    def fail(self, *failures: Fail, method: str | None = None, path: str | None = None) -> None:
+        """Fail the next ``len(failures)`` requests, in order: any request, or only those with
+        this ``method`` and a path starting with ``path``."""
         with self._lock:
-            self._plan.extend(failures)
+            self._plan.extend((method, path, failure) for failure in failures)
+
+    def _next_failure(self, method: str, path: str) -> Fail | None:
+        for index, (want_method, prefix, failure) in enumerate(self._plan):
+            if (want_method is None or want_method == method) and (
+                prefix is None or path.startswith(prefix)
+            ):
+                del self._plan[index]
+                return failure
+        return None
 
     def cut_streams(self, *after_logs: int) -> None:
         """Cut the next event streams after this many ``log`` events each."""
@@ -199,7 +209,7 @@ class FailingProxy:
 
     async def _handle(self, request: Request) -> Any:
         with self._lock:
-            failure = self._plan.popleft() if self._plan else None
+            failure = self._next_failure(request.method, request.url.path)
             self.arrivals.append(
                 Arrival(
                     at=time.monotonic(),

@@ -307,12 +307,22 @@ class AsyncModels:
         return await self._client._fetch(ModelVersion, register_request(name, job_id))
 
     async def upload(
-        self, name: str, path: str | Path, framework: str = DEFAULT_FRAMEWORK
+        self,
+        name: str,
+        path: str | Path,
+        framework: str = DEFAULT_FRAMEWORK,
+        format: str | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
-        """A new version from a local model file or archive (the model is created if absent)."""
+        """A new version from a local model file or archive (the model is created if absent).
+
+        ``format`` (``joblib``, ``onnx``, ...) when the file's name does not tell it.
+        """
         local = await asyncio.to_thread(existing_file, path, "model file")
         await self._ensure(name, framework)
-        return await self._client._fetch(ModelVersion, upload_version_request(name, local))
+        req = upload_version_request(name, local, format, description, metadata)
+        return await self._client._fetch(ModelVersion, req)
 
     def versions(self, name: str) -> AsyncPager[ModelVersion]:
         return self._client._pager(versions_listing(name))

@@ -332,8 +332,27 @@ def model_body(name: str, framework: str, description: str | None) -> dict[str, 
     return body
 
 
-def upload_version_request(name: str, local: Path) -> Req:
-    return Req("POST", f"{model_path(name)}/versions", upload=local, multipart_field="file")
+def upload_version_request(
+    name: str,
+    local: Path,
+    format: str | None,
+    description: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> Req:
+    """The multipart POST of a model file, with the optional form fields the server reads."""
+    fields = {
+        "format": format,
+        "description": description,
+        "metadata": json.dumps(dict(metadata)) if metadata is not None else None,
+    }
+    form = {k: v for k, v in fields.items() if v is not None}
+    return Req(
+        "POST",
+        f"{model_path(name)}/versions",
+        upload=local,
+        multipart_field="file",
+        form=form or None,
+    )
 
 
 def register_request(name: str, job_id: str) -> Req:
