@@ -174,3 +174,22 @@ def test_wait_shows_a_progress_line_on_a_terminal(job_platform: Platform, tmp_pa
     assert process.returncode == 0 and out == b"WAITED\n"
     text = drawn.decode(errors="replace")
     assert f"job {job.id}" in text and "succeeded" in text
+
+
+async def test_follow_with_a_tail_starts_there_and_resumes_after_a_cut(
+    job_platform: Platform, job_proxy: FailingProxy, kind: str, tmp_path: Path
+) -> None:
+    tenant = job_platform.new_tenant()
+    client = make_client(kind, job_proxy.base_url, tenant.api_key)
+    try:
+        job = await done(client.train(**_job_args("tailed", write_script(tmp_path, CHATTY))))
+        await done(job.wait(polling_interval=0.1, timeout=120))
+        total = len(await collect(client.jobs.logs(job.id)))
+        job_proxy.cut_streams(3)
+        lines = await collect(client.jobs.logs(job.id, follow=True, tail=10))
+    finally:
+        await done(client.close())
+    assert [line.id for line in lines] == list(range(total - 9, total + 1))
+    opened = job_proxy.to("GET", f"/v1/jobs/training/{job.id}/logs")[-2:]
+    assert "last-event-id" not in opened[0].headers  # the first asks for the tail
+    assert opened[1].headers["last-event-id"] == str(job_proxy.streams[-2][-1])
