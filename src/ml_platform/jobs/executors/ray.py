@@ -73,6 +73,11 @@ class _RayRun:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
+def submission_id_for(job_id: str, attempt: int) -> str:
+    """The Ray submission id of a job's attempt: deterministic, so a restart can find it."""
+    return job_id if attempt == 1 else f"{job_id}-a{attempt}"
+
+
 class RayExecutor:
     name = "ray"
 
@@ -103,9 +108,7 @@ class RayExecutor:
     # -- Executor ---------------------------------------------------------------------------------
 
     async def start(self, launch: JobLaunch) -> dict[str, Any]:
-        submission_id = (
-            launch.job_id if launch.attempt == 1 else f"{launch.job_id}-a{launch.attempt}"
-        )
+        submission_id = submission_id_for(launch.job_id, launch.attempt)
         job_dir = self._logs.path(launch.job_id).parent
         output_dir = job_dir / f"ray-output-{launch.attempt}"
         tag = "mlp-metric-" + secrets.token_hex(16)
@@ -192,8 +195,15 @@ class RayExecutor:
             await asyncio.to_thread(client.stop_job, run.submission_id)
 
     async def recover(self, job_id: str, handle: Mapping[str, Any]) -> JobOutcome | None:
-        """Ray jobs outlive our server: re-adopt them and keep watching."""
+        """Ray jobs outlive our server: re-adopt them and keep watching.
+
+        A *starting claim* (the server stopped between claiming the attempt and saving Ray's
+        answer) names no submission, but the id is deterministic: if Ray holds that
+        submission it is stopped, so a retry never runs beside an orphan.
+        """
         submission_id = handle.get("submission_id")
+        if not submission_id and handle.get("state") == "starting":
+            return await self._reconcile_starting(job_id, int(handle.get("attempt") or 1))
         if not submission_id:
             return JobOutcome(JobStatus.FAILED, "no Ray submission id was recorded for the job")
         try:
@@ -218,6 +228,24 @@ class RayExecutor:
         self._logs.append(job_id, f"re-adopted Ray job {submission_id!r} after a restart")
         self._watch(run)
         return None
+
+    async def _reconcile_starting(self, job_id: str, attempt: int) -> JobOutcome:
+        submission_id = submission_id_for(job_id, attempt)
+        client = await self._ray()
+        try:
+            await asyncio.to_thread(client.get_job_status, submission_id)
+        except Exception:
+            return JobOutcome(
+                JobStatus.FAILED, "the server stopped while the job was starting; it never ran"
+            )
+        with contextlib.suppress(Exception):  # already ended: nothing to stop
+            await asyncio.to_thread(client.stop_job, submission_id)
+        message = (
+            f"the server stopped while the job was starting; its Ray submission "
+            f"{submission_id!r} was stopped"
+        )
+        self._logs.append(job_id, message)
+        return JobOutcome(JobStatus.FAILED, message)
 
     async def aclose(self) -> None:
         for run in list(self._runs.values()):
@@ -290,7 +318,7 @@ class RayExecutor:
         for line in lines:
             if line.startswith(prefix):
                 try:
-                    points.extend(parse_metric_record(line[len(prefix):]))
+                    points.extend(parse_metric_record(line[len(prefix) :]))
                 except (ValueError, TypeError) as exc:
                     self._logs.append(run.job_id, f"ignored a malformed metrics record: {exc}")
                 continue
@@ -351,8 +379,9 @@ class RayExecutor:
         if status is RayStatus.STOPPED:
             if run.cancel_requested:
                 return JobOutcome(JobStatus.CANCELLED, "cancelled by request", code, usage)
-            return JobOutcome(JobStatus.FAILED, "the Ray job was stopped outside the platform",
-                              code, usage)
+            return JobOutcome(
+                JobStatus.FAILED, "the Ray job was stopped outside the platform", code, usage
+            )
         if status is RayStatus.FAILED:
             tail = "\n".join(run.tail)
             what = f"exited with code {code}" if code is not None else "failed"
