@@ -11,8 +11,11 @@ import pytest
 
 from ml_platform import AsyncClient, Client
 from tests.client._proxy import FailingProxy
-from tests.conftest import Platform, start_platform
-from tests.jobs.conftest import JOB_SETTINGS
+from tests.conftest import Platform
+from tests.jobs.conftest import jobs_platform as job_platform
+
+# job_platform (re-exported fixture): a platform that runs jobs, scheduler on, local executor
+__all__ = ["collect", "done", "job_platform", "make_client", "write_script"]
 
 KINDS = ("sync", "async")
 
@@ -44,21 +47,6 @@ def kind(request: pytest.FixtureRequest) -> str:
 def proxy(platform: Platform) -> Iterator[FailingProxy]:
     with FailingProxy(platform.base_url) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def job_platform(
-    tmp_path_factory: pytest.TempPathFactory, database_url_factory: Any
-) -> Iterator[Platform]:
-    """A platform that runs jobs (scheduler on, local executor), as in tests/jobs."""
-    url = database_url_factory("sqlite")
-    running, server = start_platform(
-        "sqlite", tmp_path_factory.mktemp("sdk-jobs"), url, **JOB_SETTINGS
-    )
-    yield running
-    running.close()
-    server.stop()
-    running.db.dispose()
 
 
 @pytest.fixture
