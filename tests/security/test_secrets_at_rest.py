@@ -312,3 +312,42 @@ def test_with_a_job_user_the_data_dir_is_traversable_not_listable(tmp_path: Path
     for name in ("mlp.db", "secrets.key"):
         assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600, name
     context.db.dispose()
+
+
+def test_mlp_admin_rotate_secrets_finishes_a_rotation(tmp_path: Path) -> None:
+    """The CLI step of the rotation: NEW,OLD in the environment, then the old key can go."""
+    import os
+    import subprocess
+    import sys
+
+    data_dir = tmp_path / "data"
+    url = f"sqlite:///{data_dir / 'mlp.db'}"
+    data_dir.mkdir()
+    db = Database(url)
+    db.upgrade()
+    old, new = SecretBox.generate_key(), SecretBox.generate_key()
+    db.secrets = SecretBox([old])
+    tenant_id, job_id = _insert_job(db, {"API_KEY": "rotate-me"})
+    db.dispose()
+    env = {
+        **os.environ,
+        "ML_PLATFORM_DATA_DIR": str(data_dir),
+        "ML_PLATFORM_DATABASE_URL": url,
+        "ML_PLATFORM_SECRETS_KEY": f"{new},{old}",
+        "ML_PLATFORM_CONFIG_DIR": str(tmp_path / "config"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "ml_platform.cli.main", "admin", "rotate-secrets", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"jobs_rewritten": 1}
+    db = Database(url)
+    db.secrets = SecretBox([new])  # the old key is gone: the value still reads
+    with db.read() as session:
+        assert JobRepository(session, tenant_id).env_vars(job_id) == {"API_KEY": "rotate-me"}
+    db.dispose()

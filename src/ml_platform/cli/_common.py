@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -82,8 +83,15 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _json_default(value: Any) -> Any:
+    """Datetimes as ISO 8601 (what the REST API writes); anything else by its string."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
 def emit_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(document, indent=2, default=_json_default) + "\n")
 
 
 def parse_pairs(values: list[str] | None, option: str, *, commas: bool = False) -> dict[str, str]:

@@ -120,3 +120,25 @@ def issue_token(
         emit_json({"token": token, "tenant": tenant, "sub": subject, "ttl_hours": ttl_hours})
     else:
         console.print(token, markup=False, highlight=False)
+
+
+@app.command("rotate-secrets")
+def rotate_secrets(
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    output: OutputOption = Output.TEXT,
+) -> None:
+    """Re-encrypt every stored job env var value with the newest ML_PLATFORM_SECRETS_KEY.
+
+    The last step of a key rotation: put the new key first (NEW,OLD), restart, run this,
+    then drop the old key.
+    """
+    from ml_platform.store.jobs import rotate_env_vars
+
+    context = open_platform(load_settings(data_dir=data_dir, database_url=database_url))
+    with context.db.transaction() as session:
+        changed = rotate_env_vars(session)
+    if output is Output.JSON:
+        emit_json({"jobs_rewritten": changed})
+    else:
+        console.print(f"re-encrypted the env vars of {changed} job(s) with the newest key")
