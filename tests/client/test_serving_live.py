@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import joblib
 import numpy as np
 import pandas as pd
@@ -21,8 +22,13 @@ from sklearn.linear_model import LogisticRegression
 
 from ml_platform import (
     APIConnectionError,
+    APITimeoutError,
     AuthenticationError,
+    ConflictError,
+    PermissionDeniedError,
+    RateLimitError,
     ResourceNotFoundError,
+    ServerError,
     ValidationError,
 )
 from ml_platform.server.serving_bridge import (
@@ -31,6 +37,7 @@ from ml_platform.server.serving_bridge import (
     StoreStatusSink,
 )
 from ml_platform.serving import ServingServer
+from tests.client._grpc_proxy import GrpcFail, GrpcProxy
 from tests.client._proxy import FailingProxy
 from tests.client.conftest import collect, done, make_client
 from tests.conftest import Platform, Tenant
@@ -199,3 +206,63 @@ async def test_grpc_statuses_map_to_the_http_exception_classes(
     finally:
         for each in (client, stranger, wrong_key, nowhere):
             await done(each.close())
+
+
+async def test_predict_retries_unavailable_and_maps_every_grpc_status(
+    platform: Platform,
+    serving: ServingServer,
+    tenant: Tenant,
+    trained: dict[str, Trained],
+    kind: str,
+) -> None:
+    """Through a real gRPC server on loopback that fails as told, then forwards."""
+    name = f"grpc-{kind}"
+    row = _rows()[0]
+    labels, _ = _expected(trained["rf"].model, [row])
+    setup = make_client(kind, platform.base_url, tenant.api_key, grpc_target=serving.grpc_target)
+    try:
+        await done(setup.models.upload(name, trained["rf"].path))
+        await done((await done(setup.deploy(name))).wait_ready(timeout=120))
+    finally:
+        await done(setup.close())
+
+    with GrpcProxy(serving.grpc_target) as proxy:
+        client = make_client(kind, platform.base_url, tenant.api_key, grpc_target=proxy.target)
+        try:
+            proxy.fail(GrpcFail(grpc.StatusCode.UNAVAILABLE), GrpcFail(grpc.StatusCode.UNAVAILABLE))
+            got = await done(client.predict(name, row))
+            assert got.predictions == labels
+            assert len(proxy.calls) == 3
+            assert all(md.get("x-api-key") == tenant.api_key for _, md in proxy.calls)
+            assert proxy.calls[1][0] - proxy.calls[0][0] >= 0.5 * 0.75  # the first backoff
+
+            once = client.with_options(max_retries=0)
+            cases: list[tuple[grpc.StatusCode, type[Exception]]] = [
+                (grpc.StatusCode.UNAVAILABLE, APIConnectionError),
+                (grpc.StatusCode.RESOURCE_EXHAUSTED, RateLimitError),
+                (grpc.StatusCode.PERMISSION_DENIED, PermissionDeniedError),
+                (grpc.StatusCode.UNAUTHENTICATED, AuthenticationError),
+                (grpc.StatusCode.ALREADY_EXISTS, ConflictError),
+                (grpc.StatusCode.FAILED_PRECONDITION, ValidationError),
+                (grpc.StatusCode.INTERNAL, ServerError),
+                (grpc.StatusCode.DEADLINE_EXCEEDED, APITimeoutError),
+            ]
+            for code, cls in cases:
+                before = len(proxy.calls)
+                proxy.fail(GrpcFail(code))
+                with pytest.raises(cls) as raised:
+                    await done(once.predict(name, row))
+                assert type(raised.value) is cls, code
+                assert len(proxy.calls) == before + 1  # not retried
+            # retried by default only when UNAVAILABLE: a status like NOT_FOUND is final
+            before = len(proxy.calls)
+            proxy.fail(GrpcFail(grpc.StatusCode.NOT_FOUND))
+            with pytest.raises(ResourceNotFoundError):
+                await done(client.predict(name, row))
+            assert len(proxy.calls) == before + 1
+
+            proxy.fail(GrpcFail(stall=10.0))
+            with pytest.raises(APITimeoutError):
+                await done(client.with_options(timeout=1.0, max_retries=0).predict(name, row))
+        finally:
+            await done(client.close())
