@@ -31,7 +31,7 @@ imports:
 	$(BIN)/lint-imports
 
 pytest:
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 ## benchmarks: print tables and record them in BENCHMARKS.md
 bench: install
