@@ -196,6 +196,12 @@ async def test_grpc_statuses_map_to_the_http_exception_classes(
         with pytest.raises(ValidationError) as invalid:
             await done(client.predict(name, {"f0": 1.0}))  # f1..f3 missing
         assert invalid.value.status_code == 422 and invalid.value.code == "INVALID_ARGUMENT"
+        # the server's BadRequest field violations, as a REST 422 carries its field errors
+        assert [(e.path, e.message) for e in invalid.value.errors] == [
+            ("features.f1", "missing"),
+            ("features.f2", "missing"),
+            ("features.f3", "missing"),
+        ]
         with pytest.raises(AuthenticationError) as unauthenticated:
             await done(wrong_key.predict(name, row))
         assert unauthenticated.value.status_code == 401

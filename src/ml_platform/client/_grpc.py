@@ -178,8 +178,44 @@ def retryable_rpc(exc: grpc.RpcError) -> bool:
     return getattr(code, "name", "") == "UNAVAILABLE"
 
 
+def _rich_status(exc: Any) -> tuple[str | None, list[dict[str, str]]]:
+    """(the platform's error code, field violations) from ``grpc-status-details-bin``.
+
+    The server sends a ``google.rpc.Status`` with an ``ErrorInfo`` (reason: the same code a
+    REST problem carries) and a ``BadRequest`` (one violation per invalid field). Decoding
+    needs googleapis-common-protos; without it the status code and message still map.
+    """
+    try:
+        from google.rpc import error_details_pb2, status_pb2
+    except ImportError:  # pragma: no cover - depends on the install
+        return None, []
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    raw = next((v for k, v in (trailing or ()) if k == "grpc-status-details-bin"), None)
+    if not isinstance(raw, bytes):
+        return None, []
+    try:
+        status = status_pb2.Status.FromString(raw)
+    except Exception:  # a malformed trailer is no reason to hide the status itself
+        return None, []
+    reason: str | None = None
+    errors: list[dict[str, str]] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = info.reason or None
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            errors.extend(
+                {"path": v.field, "message": v.description} for v in bad.field_violations
+            )
+    return reason, errors
+
+
 def error_from_rpc(exc: grpc.RpcError, target: str) -> MLPlatformError:
-    """The SDK exception for a failed RPC."""
+    """The SDK exception for a failed RPC: the class an HTTP response with the same meaning
+    gets; ``code`` and ``errors`` (field violations) as a REST problem would carry them."""
     code = exc.code() if hasattr(exc, "code") else None
     name = getattr(code, "name", "UNKNOWN")
     details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
@@ -187,7 +223,14 @@ def error_from_rpc(exc: grpc.RpcError, target: str) -> MLPlatformError:
         return APIConnectionError(f"serving plane at {target} unavailable: {details}")
     if name == "DEADLINE_EXCEEDED":
         return APITimeoutError(f"prediction at {target} timed out: {details}")
-    body = {"code": name, "detail": details, "status": 0}
+    reason, errors = _rich_status(exc)
     cls, status = _HTTP_FOR_CODE.get(name, (ServerError, 500))
-    body["status"] = status
+    body: dict[str, Any] = {
+        "code": reason or name,
+        "grpc_code": name,
+        "detail": details,
+        "status": status,
+    }
+    if errors:
+        body["errors"] = errors
     return cls(details, status_code=status, body=body)
