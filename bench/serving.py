@@ -45,12 +45,16 @@ def role_serving(models_dir: str, compile_forests: bool, batch_delay_ms: float) 
     from ml_platform.serving import (
         ArtifactFormat,
         FeatureSpec,
-        InMemoryDeploymentSource,
-        InMemoryStatusSink,
         ModelSignature,
         Principal,
         ServedModel,
         ServingServer,
+    )
+
+    sys.path.insert(0, str(ROOT))  # the in-memory seams are the tests' doubles
+    from tests.serving.doubles import (
+        InMemoryDeploymentSource,
+        InMemoryStatusSink,
         StaticKeyAuthenticator,
     )
 

@@ -58,7 +58,7 @@ def test_the_serving_package_still_exports_everything_lazily() -> None:
         "assert sorted(serving.__all__) == serving.__all__\n"
         "assert all(getattr(serving, name) is not None for name in serving.__all__)\n"
         "from ml_platform.serving import ServingServer, ArtifactFormat, run_serving\n"
-        "from ml_platform.serving.server import ServingServer as Direct\n"
+        "from ml_platform.serving.workers.server import ServingServer as Direct\n"
         "assert ServingServer is Direct\n"
         "try:\n"
         "    serving.NoSuchThing\n"
@@ -67,4 +67,4 @@ def test_the_serving_package_still_exports_everything_lazily() -> None:
         "else:\n"
         "    raise SystemExit('no AttributeError')\n"
     )
-    assert "ml_platform.serving.server" in modules
+    assert "ml_platform.serving.workers.server" in modules

@@ -13,14 +13,16 @@ import pytest
 from ml_platform.config import Settings
 from ml_platform.serving import (
     ArtifactFormat,
-    InMemoryDeploymentSource,
-    InMemoryStatusSink,
     Principal,
     ServedModel,
     ServingServer,
-    StaticKeyAuthenticator,
 )
 from ml_platform.serving.proto import serving_pb2_grpc
+from tests.serving.doubles import (
+    InMemoryDeploymentSource,
+    InMemoryStatusSink,
+    StaticKeyAuthenticator,
+)
 from tests.serving.models_fixture import Built, RaiseOnPredict, build_models, served
 
 KEY_T1 = "mlp_test_key_tenant_one"

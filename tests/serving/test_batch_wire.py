@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml_platform.serving.batch_wire import (
+from ml_platform.serving.adapters.batch_wire import (
     encode_batch_response,
     parse_batch_request,
     serialize_batch_response,

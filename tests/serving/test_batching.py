@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 
-from ml_platform.serving.batching import Batcher
+from ml_platform.serving.plane.batching import Batcher
 from ml_platform.serving.runtimes.base import Prediction
 
 

@@ -17,7 +17,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument, NotFound, PlatformError
-from ml_platform.serving.grpc_errors import INTERNAL_MESSAGE, rpc_errors
+from ml_platform.serving.adapters.grpc_errors import INTERNAL_MESSAGE, rpc_errors
 from ml_platform.serving.proto import serving_pb2
 
 SERVICE = "test.Errors"

@@ -8,7 +8,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from ml_platform.serving.grpc_serving import ITEM_ERRORS_KEY
+from ml_platform.serving.adapters.grpc_serving import ITEM_ERRORS_KEY
 from ml_platform.serving.proto import serving_pb2
 from tests.serving.conftest import KEY_T1, KEY_T2, MAX_MESSAGE_BYTES, Serving
 from tests.serving.models_fixture import FEATURES

@@ -16,13 +16,12 @@ import pytest
 
 from ml_platform.serving import (
     ArtifactFormat,
-    InMemoryDeploymentSource,
-    InMemoryStatusSink,
     LoadState,
     ServingServer,
 )
 from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
 from tests.serving.conftest import KEY_T1, authenticator, settings
+from tests.serving.doubles import InMemoryDeploymentSource, InMemoryStatusSink
 from tests.serving.models_fixture import Built, CrashOnLoad, HangOnLoad, served
 from tests.serving.test_grpc_serving import AUTH, features
 

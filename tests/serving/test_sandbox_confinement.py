@@ -35,14 +35,13 @@ import pytest
 from ml_platform.server.bootstrap import write_credentials
 from ml_platform.serving import (
     ArtifactFormat,
-    InMemoryDeploymentSource,
-    InMemoryStatusSink,
     LoadState,
     ServingServer,
 )
 from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
 from ml_platform.store.db import Database
 from tests.serving.conftest import KEY_T1, authenticator, settings
+from tests.serving.doubles import InMemoryDeploymentSource, InMemoryStatusSink
 from tests.serving.models_fixture import FEATURES, Built, RaiseOnPredict, served
 
 SECRET_ENV = "ML_PLATFORM_TEST_SANDBOX_SECRET"
@@ -270,7 +269,7 @@ def test_unconfined_sandbox_reads_everything_and_the_server_warns(
 
 def test_sandbox_artifact_descriptors_survive_the_wire(tmp_path: Path) -> None:
     """The descriptor channel in isolation: an fd arrives, an error arrives without one."""
-    from ml_platform.serving import sandbox_wire
+    from ml_platform.serving.sandbox import wire as sandbox_wire
 
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     b.setblocking(False)
@@ -297,7 +296,7 @@ def test_sandbox_artifact_descriptors_survive_the_wire(tmp_path: Path) -> None:
 
 
 def test_loading_from_a_descriptor_matches_the_model(built: dict[str, Built]) -> None:
-    from ml_platform.serving.sandbox import load_from_file
+    from ml_platform.serving.sandbox.child import load_from_file
 
     rf = built["rf"]
     for fmt in (ArtifactFormat.JOBLIB, ArtifactFormat.PICKLE):

@@ -1,4 +1,4 @@
-"""The seam implementations shipped with the serving plane, and the public surface."""
+"""The serving seams (file source, test doubles against the protocols) and the public surface."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ from ml_platform.serving import (
     DeploymentSource,
     DeploymentStatusSink,
     FileDeploymentSource,
-    InMemoryDeploymentSource,
-    InMemoryStatusSink,
     Principal,
     ServedModel,
+)
+from ml_platform.serving.plane.auth_cache import AuthCache
+from tests.serving.doubles import (
+    InMemoryDeploymentSource,
+    InMemoryStatusSink,
     StaticKeyAuthenticator,
 )
-from ml_platform.serving.auth_cache import AuthCache
 from tests.serving.models_fixture import served
 
 

@@ -21,12 +21,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ml_platform.serving import (
     ArtifactFormat,
-    InMemoryDeploymentSource,
-    InMemoryStatusSink,
     ServingServer,
 )
 from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
 from tests.serving.conftest import KEY_T1, authenticator, settings
+from tests.serving.doubles import InMemoryDeploymentSource, InMemoryStatusSink
 from tests.serving.models_fixture import FEATURES, GatedLoad, GatedPredict, served
 
 AUTH = (("x-api-key", KEY_T1),)

@@ -1,7 +1,17 @@
-"""The serving data plane: seams, records and entry points others call.
+"""The serving plane: seams, records and entry points others call.
 
-Transport adapters (gRPC, REST) and the worker machinery live in their own modules; this
-package re-exports what the composition root and the deployments service need.
+Layout (import-linter contracts in pyproject.toml keep it this way):
+
+* ``plane/``     the transport-neutral data plane (DataPlane, model repository, batching, V2
+                 semantics); imports no grpc/protobuf/FastAPI/Starlette and no adapter.
+* ``adapters/``  gRPC (seed ModelServing, KServe V2) and V2 REST, converting to the plane.
+* ``workers/``   the supervisor, worker processes and nodes, and the entry points.
+* ``sandbox/``   the per-tenant sandbox process for untrusted models, and its client.
+* ``runtimes/``  model runtimes (scikit-learn, XGBoost, ONNX); ``proto/`` generated code.
+* ``models``, ``seams``, ``control``: records, the seams the platform plugs into, and the
+  supervisor <-> child message channel, shared by all of the above.
+
+This package re-exports what the composition root and the deployments service need.
 
 The re-exports are lazy (PEP 562): ``from ml_platform.serving import ServingServer`` works as
 before, but importing a submodule alone (``ml_platform.serving.proto``, which the SDK's gRPC
@@ -29,11 +39,8 @@ if TYPE_CHECKING:
         DeploymentSource,
         DeploymentStatusSink,
         FileDeploymentSource,
-        InMemoryDeploymentSource,
-        InMemoryStatusSink,
-        StaticKeyAuthenticator,
     )
-    from ml_platform.serving.server import ServingServer, run_serving, serve_until
+    from ml_platform.serving.workers.server import ServingServer, run_serving, serve_until
 
 _EXPORTS: dict[str, str] = {
     "ArtifactFormat": "ml_platform.serving.models",
@@ -48,12 +55,9 @@ _EXPORTS: dict[str, str] = {
     "DeploymentSource": "ml_platform.serving.seams",
     "DeploymentStatusSink": "ml_platform.serving.seams",
     "FileDeploymentSource": "ml_platform.serving.seams",
-    "InMemoryDeploymentSource": "ml_platform.serving.seams",
-    "InMemoryStatusSink": "ml_platform.serving.seams",
-    "StaticKeyAuthenticator": "ml_platform.serving.seams",
-    "ServingServer": "ml_platform.serving.server",
-    "run_serving": "ml_platform.serving.server",
-    "serve_until": "ml_platform.serving.server",
+    "ServingServer": "ml_platform.serving.workers.server",
+    "run_serving": "ml_platform.serving.workers.server",
+    "serve_until": "ml_platform.serving.workers.server",
 }
 
 __all__ = [
@@ -65,14 +69,11 @@ __all__ = [
     "DeploymentStatusSink",
     "FeatureSpec",
     "FileDeploymentSource",
-    "InMemoryDeploymentSource",
-    "InMemoryStatusSink",
     "LoadState",
     "ModelSignature",
     "Principal",
     "ServedModel",
     "ServingServer",
-    "StaticKeyAuthenticator",
     "run_serving",
     "serve_until",
 ]

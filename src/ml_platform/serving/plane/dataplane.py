@@ -22,11 +22,11 @@ from ml_platform.core.errors import (
     InvalidArgument,
     PlatformError,
 )
-from ml_platform.serving.auth_cache import AuthCache
 from ml_platform.serving.models import Principal
-from ml_platform.serving.repository import LoadedModel, ModelRepository
+from ml_platform.serving.plane.auth_cache import AuthCache
+from ml_platform.serving.plane.repository import LoadedModel, ModelRepository
 from ml_platform.serving.runtimes.base import FloatArray, Prediction
-from ml_platform.serving.sandbox_client import SandboxModelError
+from ml_platform.serving.sandbox.client import SandboxModelError
 
 logger = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ from ml_platform.core.problems import (
     problem_from_error,
     problem_headers,
 )
-from ml_platform.serving import v2
-from ml_platform.serving.dataplane import SERVER_NAME, SERVER_VERSION, DataPlane, InferRequest
 from ml_platform.serving.models import Principal
-from ml_platform.serving.repository import LoadedModel
+from ml_platform.serving.plane import v2
+from ml_platform.serving.plane.dataplane import SERVER_NAME, SERVER_VERSION, DataPlane, InferRequest
+from ml_platform.serving.plane.repository import LoadedModel
 from ml_platform.serving.runtimes.base import FloatArray, Prediction
 
 logger = logging.getLogger(__name__)

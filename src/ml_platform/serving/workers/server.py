@@ -9,15 +9,15 @@ import contextlib
 import signal
 import threading
 from types import TracebackType
-from typing import Any
 
+from ml_platform.config import Settings
 from ml_platform.serving.seams import Authenticator, DeploymentSource, DeploymentStatusSink
-from ml_platform.serving.supervisor import ServingSupervisor
+from ml_platform.serving.workers.supervisor import ServingSupervisor
 
 
 async def serve_until(
     stop: asyncio.Event,
-    settings: Any,
+    settings: Settings,
     source: DeploymentSource,
     status_sink: DeploymentStatusSink,
     authenticator: Authenticator,
@@ -27,7 +27,7 @@ async def serve_until(
 
 
 def run_serving(
-    settings: Any,
+    settings: Settings,
     source: DeploymentSource,
     status_sink: DeploymentStatusSink,
     authenticator: Authenticator,
@@ -50,7 +50,7 @@ class ServingServer:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         source: DeploymentSource,
         status_sink: DeploymentStatusSink,
         authenticator: Authenticator,

@@ -10,8 +10,8 @@ import logging
 import numpy as np
 
 from ml_platform.core.errors import PlatformError, Unavailable
-from ml_platform.serving import sandbox_wire as wire
 from ml_platform.serving.runtimes.base import FloatArray, ModelLoadError, Prediction
+from ml_platform.serving.sandbox import wire
 
 logger = logging.getLogger(__name__)
 

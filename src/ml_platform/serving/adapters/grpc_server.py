@@ -6,10 +6,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ml_platform.serving.batch_wire import parse_batch_request, serialize_batch_response
-from ml_platform.serving.dataplane import DataPlane
-from ml_platform.serving.grpc_serving import ModelServingService
-from ml_platform.serving.grpc_v2 import generic_handler, unary
+from ml_platform.serving.adapters.batch_wire import parse_batch_request, serialize_batch_response
+from ml_platform.serving.adapters.grpc_serving import ModelServingService
+from ml_platform.serving.adapters.grpc_v2 import generic_handler, unary
+from ml_platform.serving.plane.dataplane import DataPlane
 from ml_platform.serving.proto import serving_pb2
 
 MODEL_SERVING = serving_pb2.DESCRIPTOR.services_by_name["ModelServing"].full_name

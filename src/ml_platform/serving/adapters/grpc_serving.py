@@ -10,18 +10,22 @@ import numpy as np
 from google.rpc import error_details_pb2
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument, PlatformError
-from ml_platform.serving.batch_wire import (
+from ml_platform.serving.adapters.batch_wire import (
     WireBatchRequest,
     encode_batch_response,
     uniform_rows,
 )
-from ml_platform.serving.dataplane import DataPlane, InferRequest, deadline_after
-from ml_platform.serving.grpc_converters import features_to_row, features_to_values, to_response
-from ml_platform.serving.grpc_errors import credentials, rpc_errors
+from ml_platform.serving.adapters.grpc_converters import (
+    features_to_row,
+    features_to_values,
+    to_response,
+)
+from ml_platform.serving.adapters.grpc_errors import credentials, rpc_errors
 from ml_platform.serving.models import Principal
-from ml_platform.serving.ordered_stream import ordered_map
+from ml_platform.serving.plane.dataplane import DataPlane, InferRequest, deadline_after
+from ml_platform.serving.plane.ordered_stream import ordered_map
+from ml_platform.serving.plane.repository import LoadedModel
 from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
-from ml_platform.serving.repository import LoadedModel
 from ml_platform.serving.runtimes.base import FloatArray, Prediction
 
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type information)

@@ -4,7 +4,7 @@
   when the server is root and ``settings.job_user`` names an existing user (the job
   executor's rule). Otherwise it logs one WARNING: sandboxes run with the server's rights.
 * :func:`prepare_sandbox` builds a :class:`SandboxProcess`: the server's interpreter run as
-  ``python -P -c 'from ml_platform.serving.sandbox import main; main()' <json>`` with an
+  ``python -P -c 'from ml_platform.serving.sandbox.child import main; main()' <json>`` with an
   environment built from scratch (no ``ML_PLATFORM_*`` secrets, no credentials), stdin on
   /dev/null and only its two sockets passed (``close_fds``): the JSON control pipe and the
   artifact socket. See ``sandbox_confine`` for what the confined process does.
@@ -27,13 +27,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 import orjson
 
-from ml_platform.serving import sandbox_wire
+from ml_platform.config import Settings
 from ml_platform.serving.models import ServedModel
-from ml_platform.serving.sandbox_confine import Confinement
+from ml_platform.serving.sandbox import wire as sandbox_wire
+from ml_platform.serving.sandbox.confine import Confinement
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ _ENV_PASSTHROUGH = (
     "MKL_NUM_THREADS",
 )
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
-_ENTRY = "from ml_platform.serving.sandbox import main; main()"
+_ENTRY = "from ml_platform.serving.sandbox.child import main; main()"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class SandboxIdentity:
     gid: int
 
 
-def sandbox_identity(settings: Any) -> SandboxIdentity | None:
+def sandbox_identity(settings: Settings) -> SandboxIdentity | None:
     """The user pickle sandboxes drop to, or None (then they keep the server's rights).
 
     Raises ValueError when the server is root and ``job_user`` does not exist: silently
@@ -224,7 +224,7 @@ def _environment(confined: bool) -> dict[str, str]:
 def prepare_sandbox(
     tenant_id: str,
     run_dir: str,
-    settings: Any,
+    settings: Settings,
     identity: SandboxIdentity | None,
     log_level: int = logging.WARNING,
 ) -> tuple[SandboxProcess, Connection, _ChildEnds]:

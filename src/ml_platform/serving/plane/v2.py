@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument
-from ml_platform.serving.dataplane import invalid
-from ml_platform.serving.repository import LoadedModel
+from ml_platform.serving.plane.dataplane import invalid
+from ml_platform.serving.plane.repository import LoadedModel
 from ml_platform.serving.runtimes.base import FloatArray, Prediction
 
 DTYPES: dict[str, np.dtype[Any]] = {

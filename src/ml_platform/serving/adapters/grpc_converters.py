@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument
-from ml_platform.serving.dataplane import invalid
+from ml_platform.serving.plane.dataplane import invalid
+from ml_platform.serving.plane.repository import LoadedModel
 from ml_platform.serving.proto import serving_pb2
-from ml_platform.serving.repository import LoadedModel
 from ml_platform.serving.runtimes.base import FloatArray, Prediction
 
 _SCALAR_KINDS = ("float_value", "int_value", "bool_value")

@@ -9,18 +9,18 @@ import os
 import signal
 import sys
 from multiprocessing.connection import Connection
-from typing import Any
 
+from ml_platform.config import Settings
 from ml_platform.core.errors import PlatformError, Unauthenticated, Unavailable
 from ml_platform.serving.control import ControlChannel, Message
 from ml_platform.serving.models import LoadState, Principal, ServedModel
-from ml_platform.serving.node import ServingNode
+from ml_platform.serving.workers.node import ServingNode
 
 logger = logging.getLogger(__name__)
 
 
 async def _run(
-    settings: Any, conn: Connection, sandbox_dir: str, grpc_port: int, rest_port: int
+    settings: Settings, conn: Connection, sandbox_dir: str, grpc_port: int, rest_port: int
 ) -> None:
     stopped = asyncio.Event()
     waiting: dict[int, asyncio.Future[Principal]] = {}
@@ -89,7 +89,7 @@ async def _run(
 
 
 def worker_main(
-    settings: Any, conn: Connection, sandbox_dir: str, grpc_port: int, rest_port: int
+    settings: Settings, conn: Connection, sandbox_dir: str, grpc_port: int, rest_port: int
 ) -> None:
     """Entry point of a front worker process (multiprocessing ``spawn`` target)."""
     logging.basicConfig(

@@ -13,12 +13,12 @@ from typing import Any
 
 import uvicorn
 
-from ml_platform.serving.auth_cache import AuthCache, ResolveFn
-from ml_platform.serving.dataplane import DataPlane
-from ml_platform.serving.grpc_server import build_grpc_server, set_serving
+from ml_platform.serving.adapters.grpc_server import build_grpc_server, set_serving
+from ml_platform.serving.adapters.rest_v2 import RestV2App
 from ml_platform.serving.models import ServedModel
-from ml_platform.serving.repository import ModelRepository, StatusCallback
-from ml_platform.serving.rest_v2 import RestV2App
+from ml_platform.serving.plane.auth_cache import AuthCache, ResolveFn
+from ml_platform.serving.plane.dataplane import DataPlane
+from ml_platform.serving.plane.repository import ModelRepository, StatusCallback
 
 logger = logging.getLogger(__name__)
 

@@ -32,13 +32,13 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from ml_platform.serving import sandbox_wire as wire
 from ml_platform.serving.control import ControlChannel, Message
 from ml_platform.serving.models import ArtifactFormat, LoadState, ServedModel
 from ml_platform.serving.runtimes import ModelRuntime, warm_up
 from ml_platform.serving.runtimes.base import ModelLoadError
 from ml_platform.serving.runtimes.scikit_learn import SklearnRuntime
-from ml_platform.serving.sandbox_confine import (
+from ml_platform.serving.sandbox import wire
+from ml_platform.serving.sandbox.confine import (
     Confinement,
     ConfinementError,
     confine,

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from ml_platform.core.errors import NotFound, PreconditionFailed, Unavailable
-from ml_platform.serving import sandbox_wire
-from ml_platform.serving.batching import Batcher
 from ml_platform.serving.models import LoadState, ServedModel
+from ml_platform.serving.plane.batching import Batcher
 from ml_platform.serving.runtimes import ModelLoadError, ModelRuntime, load_runtime, warm_up
 from ml_platform.serving.runtimes.base import FloatArray, Prediction
-from ml_platform.serving.sandbox_client import RemoteModel, SandboxConnection
+from ml_platform.serving.sandbox import wire as sandbox_wire
+from ml_platform.serving.sandbox.client import RemoteModel, SandboxConnection
 
 logger = logging.getLogger(__name__)
 

@@ -26,10 +26,11 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from ml_platform.config import Settings
 from ml_platform.core.errors import Unauthenticated
 from ml_platform.serving.control import ControlChannel, Message
 from ml_platform.serving.models import DeploymentSnapshot, DeploymentStatus, LoadState, ServedModel
-from ml_platform.serving.sandbox_launch import SandboxProcess, prepare_sandbox, sandbox_identity
+from ml_platform.serving.sandbox.launch import SandboxProcess, prepare_sandbox, sandbox_identity
 from ml_platform.serving.seams import Authenticator, DeploymentSource, DeploymentStatusSink
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
 class ServingSupervisor:
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         source: DeploymentSource,
         status_sink: DeploymentStatusSink,
         authenticator: Authenticator,
@@ -140,7 +141,7 @@ class ServingSupervisor:
     # -- children --------------------------------------------------------------------------------
 
     def _spawn_front(self, slot: str) -> None:
-        from ml_platform.serving.worker import worker_main
+        from ml_platform.serving.workers.worker import worker_main
 
         parent, child_end = _SPAWN.Pipe()
         proc = _SPAWN.Process(

@@ -16,24 +16,24 @@ import numpy as np
 from google.protobuf import json_format
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument, PlatformError
-from ml_platform.serving import v2
-from ml_platform.serving.dataplane import (
-    SERVER_NAME,
-    SERVER_VERSION,
-    DataPlane,
-    InferRequest,
-    deadline_after,
-)
-from ml_platform.serving.grpc_errors import (
+from ml_platform.serving.adapters.grpc_errors import (
     INTERNAL_MESSAGE,
     MAX_MESSAGE_BYTES,
     bounded,
     credentials,
     rpc_errors,
 )
-from ml_platform.serving.ordered_stream import ordered_map
+from ml_platform.serving.plane import v2
+from ml_platform.serving.plane.dataplane import (
+    SERVER_NAME,
+    SERVER_VERSION,
+    DataPlane,
+    InferRequest,
+    deadline_after,
+)
+from ml_platform.serving.plane.ordered_stream import ordered_map
+from ml_platform.serving.plane.repository import LoadedModel
 from ml_platform.serving.proto import inference_pb2 as pb
-from ml_platform.serving.repository import LoadedModel
 from ml_platform.serving.runtimes.base import FloatArray, Prediction
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,513 @@
+"""Hostile input at the gRPC edge: every RPC of both services, generated values, both stores.
+
+A live control plane and serving plane (tests/deployments' ``plane``) serve a real sklearn
+deployment and one whose artifact failed to load. Hypothesis drives ``ModelServing`` (GetModel,
+Predict, PredictBatch, PredictStream, HealthCheck) and ``inference.GRPCInferenceService``
+(ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer, ModelConfig,
+ModelStreamInfer) with huge and negative integers, NUL and odd unicode, 64 KiB strings,
+NaN/Infinity, wrong-typed tensor contents, shape/datatype mismatches, empty and duplicate
+names, 10k features, huge batches, and missing / garbage / other tenants' credentials.
+
+Every answer is OK or a client-error status with a short message that shows no server path
+and no traceback (never INTERNAL, UNKNOWN, UNAVAILABLE, DEADLINE_EXCEEDED, nor
+RESOURCE_EXHAUSTED for a request under the message limit), and the same channel still answers
+afterwards (issue 9, "Done when").
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+import grpc
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from ml_platform.serving.proto import inference_pb2, serving_pb2
+from tests.deployments.test_deployments import FEATURES, plane, trained  # noqa: F401  (fixtures)
+from tests.serving._live import (
+    World,
+    good_features,
+    world_fixture,  # noqa: F401  (fixture: world)
+)
+
+EXAMPLES = settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=False,
+)
+
+INT64 = st.integers(-(2**63), 2**63 - 1)
+UINT64 = st.integers(0, 2**64 - 1)
+INT32 = st.integers(-(2**31), 2**31 - 1)
+UINT32 = st.integers(0, 2**32 - 1)
+FLOATS = st.floats(allow_nan=True, allow_infinity=True)
+FLOATS32 = st.floats(allow_nan=True, allow_infinity=True, width=32)
+ODD = [
+    "",
+    " ",
+    "\x00",
+    "a\x00b",
+    "x" * 65536,
+    "é" * 30000,
+    "../../../../etc/passwd",
+    "/etc/passwd",
+    "%00",
+    "\u202eevil",
+    "\ufeff",
+    "名前🙂",
+    "\U0010ffff",
+    "latest",
+    "-1",
+    "0",
+    "9" * 40,
+    "1e400",
+    "NaN",
+]
+# hypothesis' default text alphabet already leaves out surrogates (proto strings are UTF-8)
+TEXT = st.one_of(st.sampled_from(ODD), st.text(max_size=40))
+
+
+def mostly(common: st.SearchStrategy[Any], rare: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``common`` about 70% of the time (one_of and sampled_from weigh their branches evenly)."""
+    return st.integers(0, 9).flatmap(lambda i: rare if i >= 7 else common)
+
+
+VERSIONS = mostly(st.just(""), st.one_of(st.sampled_from(["1", "latest", "2"]), TEXT))
+DATATYPES = st.one_of(
+    st.sampled_from(
+        [
+            *("FP64", "FP32", "FP16", "BF16", "INT64", "INT32", "INT8", "UINT8", "UINT64"),
+            *("BOOL", "BYTES", "", "fp64", "COMPLEX128", "FP64\x00"),
+        ]
+    ),
+    st.text(max_size=12),
+)
+ALLOWED = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.OUT_OF_RANGE,
+}
+METADATA_SOFT_LIMIT = 8192 - 512  # grpc-core's default soft limit, less its own headers
+MESSAGE_BOUND = 1024  # the server bounds what it echoes (issue 9 item 4)
+
+
+# ------------------------------------------------------------------- strategies
+
+
+def model_names(world: World) -> st.SearchStrategy[str]:
+    return mostly(st.just(world.deployment), st.one_of(st.just(world.broken), TEXT))
+
+
+def credentials(world: World) -> st.SearchStrategy[tuple[tuple[str, str], ...]]:
+    owner = st.just(world.key())
+    return st.one_of(
+        owner,
+        owner,
+        owner,
+        st.sampled_from(
+            [
+                world.key(world.other),
+                (),
+                (("x-api-key", ""),),
+                (("x-api-key", "garbage"),),
+                (("x-api-key", "mlp_" + "x" * 4000),),
+                (("x-api-key", "mlp_" + "x" * 8000),),
+                (("x-api-key", "mlp_ !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"),),
+                (("authorization", "Bearer not.a.jwt"),),
+                (("authorization", "Bearer "),),
+                (("authorization", "Basic Zm9vOmJhcg=="),),
+            ]
+        ),
+    )
+
+
+@st.composite
+def features(draw: st.DrawFn) -> serving_pb2.Feature:
+    name = draw(st.one_of(st.sampled_from(FEATURES), TEXT))
+    kind = draw(st.sampled_from(["float", "int", "string", "bool", "array", "unset"]))
+    if kind == "float":
+        return serving_pb2.Feature(name=name, float_value=draw(FLOATS32))
+    if kind == "int":
+        return serving_pb2.Feature(name=name, int_value=draw(INT64))
+    if kind == "string":
+        return serving_pb2.Feature(name=name, string_value=draw(TEXT))
+    if kind == "bool":
+        return serving_pb2.Feature(name=name, bool_value=draw(st.booleans()))
+    if kind == "array":
+        values = draw(st.lists(FLOATS32, max_size=20))
+        return serving_pb2.Feature(name=name, float_array=serving_pb2.FloatArray(values=values))
+    return serving_pb2.Feature(name=name)
+
+
+FEATURE_LISTS = st.one_of(
+    st.lists(features(), max_size=8),
+    st.just(good_features()),
+    st.just(good_features() + good_features()),  # duplicate names
+    st.tuples(FLOATS32, FLOATS32, FLOATS32, FLOATS32).map(good_features),
+    st.just([serving_pb2.Feature(name=f"f{i}", float_value=1.0) for i in range(10_000)]),
+    st.just([serving_pb2.Feature(name=n, float_value=1.0) for n in FEATURES] * 2_500),
+)
+
+
+def predict_requests(world: World) -> st.SearchStrategy[serving_pb2.PredictRequest]:
+    return st.builds(
+        lambda model_id, version, feats, meta: serving_pb2.PredictRequest(
+            model_id=model_id, version=version, features=feats, metadata=meta
+        ),
+        model_names(world),
+        VERSIONS,
+        FEATURE_LISTS,
+        st.dictionaries(TEXT, TEXT, max_size=3),
+    )
+
+
+def batch_requests(world: World) -> st.SearchStrategy[serving_pb2.PredictBatchRequest]:
+    good = serving_pb2.PredictRequest(features=good_features())
+    rows = st.one_of(
+        st.lists(predict_requests(world), max_size=4),
+        st.just([good] * 20_000),  # a huge batch
+        st.lists(st.just(good), max_size=3),
+    )
+    return st.builds(
+        lambda model_id, version, requests: serving_pb2.PredictBatchRequest(
+            model_id=model_id, version=version, requests=requests
+        ),
+        model_names(world),
+        VERSIONS,
+        rows,
+    )
+
+
+@st.composite
+def contents(draw: st.DrawFn) -> inference_pb2.InferTensorContents:
+    fields = draw(
+        st.sets(
+            st.sampled_from(["bool", "int", "int64", "uint", "uint64", "fp32", "fp64", "bytes"]),
+            max_size=2,
+        )
+    )
+    size = st.integers(0, 12)
+    values: dict[str, Any] = {}
+    n = draw(size)
+    strategies: dict[str, st.SearchStrategy[Any]] = {
+        "bool": st.booleans(),
+        "int": INT32,
+        "int64": INT64,
+        "uint": UINT32,
+        "uint64": UINT64,
+        "fp32": FLOATS32,
+        "fp64": FLOATS,
+        "bytes": st.binary(max_size=16),
+    }
+    for field in fields:
+        values[f"{field}_contents"] = draw(st.lists(strategies[field], min_size=n, max_size=n))
+    return inference_pb2.InferTensorContents(**values)
+
+
+def parameters(draw: st.DrawFn) -> dict[str, inference_pb2.InferParameter]:
+    kinds = {
+        "bool_param": st.booleans(),
+        "int64_param": INT64,
+        "string_param": TEXT,
+        "double_param": FLOATS,
+        "uint64_param": UINT64,
+    }
+    out: dict[str, inference_pb2.InferParameter] = {}
+    for key in draw(
+        st.lists(st.one_of(st.sampled_from(["binary_data", "classification"]), TEXT), max_size=3)
+    ):
+        kind = draw(st.sampled_from(sorted(kinds)))
+        out[key] = inference_pb2.InferParameter(**{kind: draw(kinds[kind])})
+    return out
+
+
+@st.composite
+def hostile_tensor(draw: st.DrawFn) -> inference_pb2.ModelInferRequest.InferInputTensor:
+    shape = draw(
+        st.lists(
+            st.one_of(st.sampled_from([-1, 0, 1, 4, 2**31, 2**40, -(2**63)]), INT64), max_size=4
+        )
+    )
+    return inference_pb2.ModelInferRequest.InferInputTensor(
+        name=draw(st.one_of(st.sampled_from(["input", *FEATURES]), TEXT)),
+        datatype=draw(DATATYPES),
+        shape=shape,
+        parameters=parameters(draw),
+        contents=draw(contents()),
+    )
+
+
+def valid_tensor(
+    rows: int, values: list[float]
+) -> inference_pb2.ModelInferRequest.InferInputTensor:
+    return inference_pb2.ModelInferRequest.InferInputTensor(
+        name="input",
+        datatype="FP64",
+        shape=[rows, len(FEATURES)],
+        contents=inference_pb2.InferTensorContents(fp64_contents=values),
+    )
+
+
+@st.composite
+def infer_requests(draw: st.DrawFn, world: World) -> inference_pb2.ModelInferRequest:
+    shape_kind = draw(st.sampled_from(["hostile", "valid", "valid-odd-values", "raw", "huge"]))
+    raw: list[bytes] = []
+    if shape_kind == "hostile":
+        inputs = draw(st.lists(hostile_tensor(), max_size=3))
+        raw = draw(st.one_of(st.just([]), st.lists(st.binary(max_size=64), max_size=3)))
+    elif shape_kind == "valid":
+        inputs = [valid_tensor(1, [0.1, 0.2, 0.3, 0.4])]
+    elif shape_kind == "valid-odd-values":
+        inputs = [valid_tensor(1, draw(st.lists(FLOATS, min_size=4, max_size=4)))]
+    elif shape_kind == "raw":
+        # raw bytes whose length may or may not match the declared shape and datatype
+        rows = draw(st.integers(0, 3))
+        dtype = draw(st.sampled_from(["FP64", "FP32", "INT64", "BOOL", "BYTES", "FP16"]))
+        values = draw(st.lists(FLOATS, min_size=0, max_size=4 * rows + 2))
+        raw = [struct.pack(f"<{len(values)}d", *values)]
+        inputs = [
+            inference_pb2.ModelInferRequest.InferInputTensor(
+                name="input", datatype=dtype, shape=[rows, len(FEATURES)]
+            )
+        ]
+    else:
+        rows = 50_000
+        inputs = [
+            inference_pb2.ModelInferRequest.InferInputTensor(
+                name="input", datatype="FP64", shape=[rows, len(FEATURES)]
+            )
+        ]
+        raw = [bytes(8 * rows * len(FEATURES))]
+    outputs = [
+        inference_pb2.ModelInferRequest.InferRequestedOutputTensor(
+            name=name, parameters=parameters(draw)
+        )
+        for name in draw(
+            st.lists(st.one_of(st.sampled_from(["predictions", "probabilities"]), TEXT), max_size=3)
+        )
+    ]
+    return inference_pb2.ModelInferRequest(
+        model_name=draw(model_names(world)),
+        model_version=draw(VERSIONS),
+        id=draw(TEXT),
+        parameters=parameters(draw),
+        inputs=inputs,
+        outputs=outputs,
+        raw_input_contents=raw,
+    )
+
+
+# ------------------------------------------------------------------- checks
+
+
+def check_error(world: World, exc: grpc.RpcError, size: int, metadata: Any = ()) -> None:
+    code = exc.code()
+    allowed = set(ALLOWED)
+    headers = sum(len(k) + len(v) for k, v in metadata)
+    if size >= world.platform.settings.grpc_max_message_bytes or headers > METADATA_SOFT_LIMIT:
+        # the transport refuses these before any handler runs (gRPC's own limits)
+        allowed.add(grpc.StatusCode.RESOURCE_EXHAUSTED)
+    details = exc.details() or ""
+    assert code in allowed, (code, details[:500])
+    assert details, f"{code} without a message"
+    assert len(details.encode()) <= MESSAGE_BOUND, (code, len(details), details[:200])
+    world.assert_safe_message(details)
+
+
+def unary(world: World, method: Any, request: Any, metadata: Any) -> Any:
+    try:
+        reply = method(request, metadata=metadata, timeout=60)
+        event("OK")
+    except grpc.RpcError as exc:
+        event(exc.code().name)
+        check_error(world, exc, request.ByteSize(), metadata)
+        reply = None
+    world.still_usable()
+    return reply
+
+
+def streaming(world: World, method: Any, requests: list[Any], metadata: Any) -> list[Any]:
+    replies: list[Any] = []
+    try:
+        for reply in method(iter(requests), metadata=metadata, timeout=60):
+            replies.append(reply)
+        event("OK")
+    except grpc.RpcError as exc:
+        event(exc.code().name)
+        check_error(world, exc, max((r.ByteSize() for r in requests), default=0), metadata)
+    world.still_usable()
+    return replies
+
+
+# ------------------------------------------------------------------- ModelServing
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_get_model(world: World, data: st.DataObject) -> None:
+    request = serving_pb2.GetModelRequest(
+        model_id=data.draw(model_names(world)), version=data.draw(VERSIONS)
+    )
+    reply = unary(world, world.seed.GetModel, request, data.draw(credentials(world)))
+    if reply is not None:
+        assert "pid" not in str(dict(reply.metadata))
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_predict(world: World, data: st.DataObject) -> None:
+    request = data.draw(predict_requests(world))
+    reply = unary(world, world.seed.Predict, request, data.draw(credentials(world)))
+    if reply is not None:
+        assert len(reply.predictions) == 1
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_predict_batch(world: World, data: st.DataObject) -> None:
+    request = data.draw(batch_requests(world))
+    reply = unary(world, world.seed.PredictBatch, request, data.draw(credentials(world)))
+    if reply is not None:
+        assert len(reply.responses) == len(request.requests)
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_predict_stream(world: World, data: st.DataObject) -> None:
+    requests = data.draw(st.lists(predict_requests(world), max_size=4))
+    replies = streaming(world, world.seed.PredictStream, requests, data.draw(credentials(world)))
+    assert len(replies) <= len(requests)
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_health_check(world: World, data: st.DataObject) -> None:
+    request = serving_pb2.HealthCheckRequest(model_id=data.draw(model_names(world)))
+    reply = unary(world, world.seed.HealthCheck, request, data.draw(credentials(world)))
+    if reply is not None:
+        assert not any("pid" in key for key in reply.details)
+        for value in reply.details.values():
+            world.assert_safe_message(value)
+
+
+# ------------------------------------------------------------------- GRPCInferenceService
+
+
+@EXAMPLES
+@given(data=st.data())
+@pytest.mark.parametrize("method", ["ServerLive", "ServerReady", "ServerMetadata"])
+def test_v2_server_rpcs(world: World, method: str, data: st.DataObject) -> None:
+    request_type = {
+        "ServerLive": inference_pb2.ServerLiveRequest,
+        "ServerReady": inference_pb2.ServerReadyRequest,
+        "ServerMetadata": inference_pb2.ServerMetadataRequest,
+    }[method]
+    metadata = data.draw(credentials(world))
+    reply = unary(world, world.v2(method), request_type(), metadata)
+    if sum(len(k) + len(v) for k, v in metadata) <= METADATA_SOFT_LIMIT:
+        assert reply is not None  # server-level RPCs need no credentials and take no input
+
+
+@EXAMPLES
+@given(data=st.data())
+@pytest.mark.parametrize("method", ["ModelReady", "ModelMetadata", "ModelConfig"])
+def test_v2_model_rpcs(world: World, method: str, data: st.DataObject) -> None:
+    request_type = {
+        "ModelReady": inference_pb2.ModelReadyRequest,
+        "ModelMetadata": inference_pb2.ModelMetadataRequest,
+        "ModelConfig": inference_pb2.ModelConfigRequest,
+    }[method]
+    request = request_type(name=data.draw(model_names(world)), version=data.draw(VERSIONS))
+    unary(world, world.v2(method), request, data.draw(credentials(world)))
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_v2_model_infer(world: World, data: st.DataObject) -> None:
+    request = data.draw(infer_requests(world))
+    unary(world, world.v2("ModelInfer"), request, data.draw(credentials(world)))
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_v2_model_stream_infer(world: World, data: st.DataObject) -> None:
+    requests = data.draw(st.lists(infer_requests(world), max_size=3))
+    replies = streaming(
+        world, world.v2("ModelStreamInfer"), requests, data.draw(credentials(world))
+    )
+    assert len(replies) <= len(requests)
+    for reply in replies:
+        # errors are in-band on this stream: the same rules apply to error_message
+        if reply.error_message:
+            assert len(reply.error_message.encode()) <= MESSAGE_BOUND
+            world.assert_safe_message(reply.error_message)
+
+
+# ------------------------------------------------------------------- fixed instances
+
+
+def _call_sequence(world: World) -> Iterable[tuple[Any, Any]]:
+    big = "x" * 10_000
+    yield world.seed.Predict, serving_pb2.PredictRequest(model_id=big, features=good_features())
+    yield world.seed.GetModel, serving_pb2.GetModelRequest(model_id=big)
+    yield world.seed.HealthCheck, serving_pb2.HealthCheckRequest(model_id=big)
+    yield (
+        world.seed.Predict,
+        serving_pb2.PredictRequest(
+            model_id=world.deployment,
+            features=[
+                serving_pb2.Feature(name=f"unknown-{i:05d}", float_value=1) for i in range(60_000)
+            ],
+        ),
+    )
+    for value in (float("inf"), float("-inf"), float("nan")):
+        yield (
+            world.seed.Predict,
+            serving_pb2.PredictRequest(
+                model_id=world.deployment, features=good_features((value, 0.0, 0.0, 0.0))
+            ),
+        )
+        yield (
+            world.v2("ModelInfer"),
+            inference_pb2.ModelInferRequest(
+                model_name=world.deployment, inputs=[valid_tensor(1, [value, 0.0, 0.0, 0.0])]
+            ),
+        )
+
+
+def test_issue9_instances_are_client_errors(world: World) -> None:
+    """Issue 9 items 4 and 8: oversized echoes and non-finite values are clear client errors."""
+    for method, request in _call_sequence(world):
+        with pytest.raises(grpc.RpcError) as caught:
+            method(request, metadata=world.key(), timeout=60)
+        assert caught.value.code() in (
+            grpc.StatusCode.NOT_FOUND,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ), (caught.value.code(), (caught.value.details() or "")[:300])
+        check_error(world, caught.value, request.ByteSize())
+        world.still_usable()
+
+
+def test_a_good_request_still_predicts(world: World) -> None:
+    """The world is live: the strategies above reach the model, not only the edge."""
+    reply = world.seed.Predict(
+        serving_pb2.PredictRequest(model_id=world.deployment, features=good_features()),
+        metadata=world.key(),
+        timeout=60,
+    )
+    assert len(reply.predictions) == 1
+    infer = world.v2("ModelInfer")(
+        inference_pb2.ModelInferRequest(
+            model_name=world.deployment, inputs=[valid_tensor(2, [0.1] * 8)]
+        ),
+        metadata=world.key(),
+        timeout=60,
+    )
+    assert [o.name for o in infer.outputs][:1] == ["predictions"]
