@@ -22,9 +22,10 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from ml_platform.config import Settings
 from ml_platform.core.errors import Unauthenticated
@@ -62,6 +63,10 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     return sock, sock.getsockname()[1]
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
 
 
 class ServingSupervisor:
@@ -163,8 +168,8 @@ class ServingSupervisor:
         kind: str,
         name: str,
         proc: BaseProcess | SandboxProcess,
-        parent: Any,
-        child_end: Any,
+        parent: Connection,
+        child_end: _Closable,
         registry: dict[str, Child],
     ) -> None:
         holder: list[Child] = []
