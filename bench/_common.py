@@ -79,3 +79,74 @@ def write_section(heading: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + section
     BENCHMARKS.write_text(text.rstrip() + "\n")
+
+
+def start_platform_server(
+    data_dir: Path,
+    *,
+    database_url: str | None = None,
+    serving: bool = False,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str, str | None]:
+    """``mlp server`` as a subprocess on free ports: (process, REST base URL, gRPC target).
+
+    The scheduler and everything else follow ``env`` (``ML_PLATFORM_*`` overrides); the
+    gRPC target is None without the serving plane.
+    """
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "ml_platform.cli.main",
+        "server",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    if database_url is not None:
+        command += ["--database-url", database_url]
+    grpc_target = None
+    if serving:
+        grpc_port = free_port()
+        command += ["--grpc-port", str(grpc_port), "--serving-rest-port", str(free_port())]
+        grpc_target = f"127.0.0.1:{grpc_port}"
+    else:
+        command.append("--no-serving")
+    environment = {
+        **os.environ,
+        "ML_PLATFORM_CONFIG_DIR": str(data_dir / "config"),
+        "ML_PLATFORM_JWT_SECRET": "bench-" + "k" * 40,
+        **(env or {}),
+    }
+    proc = subprocess.Popen(
+        command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                return proc, base, grpc_target
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("mlp server did not start")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ import httpx
 from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import free_port, median, percentile, write_section
+from _common import median, percentile, start_platform_server, write_section
 from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
 from ml_platform.core.ids import new_id
@@ -89,46 +88,6 @@ def load_jobs(db: Database, tenant_id: str, count: int) -> None:
             conn.commit()
 
 
-def start_server(url: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "ML_PLATFORM_CONFIG_DIR": str(data_dir / "config"),
-        "ML_PLATFORM_JWT_SECRET": secrets.token_hex(32),
-        # the loaded jobs are rows, not processes: keep the scheduler from acting on them
-        "ML_PLATFORM_SCHEDULER_ENABLED": "false",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ml_platform.cli.main",
-            "server",
-            "--data-dir",
-            str(data_dir),
-            "--database-url",
-            url,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-serving",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
 def timed(client: httpx.Client, method: str, path: str, **kwargs: object) -> float:
     start = time.perf_counter()
     response = client.request(method, path, **kwargs)  # type: ignore[arg-type]
@@ -160,7 +119,12 @@ def bench_backend(backend: str, jobs: int, creates: int) -> list[str]:
             started = time.perf_counter()
             load_jobs(db, tenant.id, jobs)
             load_seconds = time.perf_counter() - started
-            proc, base = start_server(url, data_dir)
+            proc, base, _ = start_platform_server(
+                data_dir,
+                database_url=url,
+                # the loaded jobs are rows, not processes: keep the scheduler off them
+                env={"ML_PLATFORM_SCHEDULER_ENABLED": "false"},
+            )
             try:
                 rows = run_requests(base, key, creates)
             finally:

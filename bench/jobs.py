@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +33,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import free_port, percentile, write_section
+from _common import percentile, start_platform_server, stop_server, write_section
 
 JOB_ENV = {
     "ML_PLATFORM_NODE_CPU_CORES": "1000",
@@ -46,40 +44,6 @@ JOB_ENV = {
 }
 
 
-def start_server(data_dir: Path, **env_overrides: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        **JOB_ENV,
-        "ML_PLATFORM_CONFIG_DIR": str(data_dir / "config"),
-        "ML_PLATFORM_JWT_SECRET": "bench-" + "k" * 40,
-        **env_overrides,
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ml_platform.cli.main", "server", "--data-dir", str(data_dir),
-         "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def api_key(data_dir: Path) -> str:
     credentials = json.loads((data_dir / "config" / "credentials.json").read_text())
     key: str = credentials["api_key"]
@@ -88,8 +52,12 @@ def api_key(data_dir: Path) -> str:
 
 def body(entrypoint: str, name: str = "bench") -> dict[str, Any]:
     return {
-        "name": name, "framework": "sklearn", "docker_image": "python:3.11",
-        "entrypoint": entrypoint, "data_path": "data.csv", "output_path": "out",
+        "name": name,
+        "framework": "sklearn",
+        "docker_image": "python:3.11",
+        "entrypoint": entrypoint,
+        "data_path": "data.csv",
+        "output_path": "out",
         "compute": {"cpu_cores": 1, "memory_gb": 1},
     }
 
@@ -109,7 +77,7 @@ def wait_status(client: httpx.Client, job_id: str, statuses: set[str]) -> dict[s
 def bench_latency(n: int) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        proc, base = start_server(data_dir)
+        proc, base, _ = start_platform_server(data_dir, env={**JOB_ENV})
         try:
             client = httpx.Client(base_url=base, headers={"X-API-Key": api_key(data_dir)})
             latencies = []
@@ -117,27 +85,28 @@ def bench_latency(n: int) -> list[float]:
                 job = client.post("/v1/jobs/training", json=body("true")).json()
                 done = wait_status(client, job["id"], {"succeeded", "failed"})
                 if i >= 3:  # warm-up
-                    latencies.append(
-                        (parse(done["started_at"]) - parse(done["created_at"])) * 1000
-                    )
+                    latencies.append((parse(done["started_at"]) - parse(done["created_at"])) * 1000)
             return latencies
         finally:
-            stop(proc)
+            stop_server(proc)
 
 
 def bench_throughput(n: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        proc, base = start_server(data_dir, ML_PLATFORM_SCHEDULER_ENABLED="false")
+        proc, base, _ = start_platform_server(
+            data_dir, env={**JOB_ENV, "ML_PLATFORM_SCHEDULER_ENABLED": "false"}
+        )
         key = api_key(data_dir)
         try:
             client = httpx.Client(base_url=base, headers={"X-API-Key": key})
-            ids = [client.post("/v1/jobs/training", json=body("true")).json()["id"]
-                   for _ in range(n)]
+            ids = [
+                client.post("/v1/jobs/training", json=body("true")).json()["id"] for _ in range(n)
+            ]
         finally:
-            stop(proc)
+            stop_server(proc)
         began = time.time()
-        proc, base = start_server(data_dir)
+        proc, base, _ = start_platform_server(data_dir, env={**JOB_ENV})
         try:
             client = httpx.Client(base_url=base, headers={"X-API-Key": key})
             starts = []
@@ -147,7 +116,7 @@ def bench_throughput(n: int) -> tuple[float, float]:
             span = max(starts) - min(starts)
             return (n - 1) / span if span > 0 else float("inf"), max(starts) - began
         finally:
-            stop(proc)
+            stop_server(proc)
 
 
 EMITTER = """\
@@ -171,40 +140,51 @@ def package(script: str) -> bytes:
     return buffer.getvalue()
 
 
-async def follow(base: str, key: str, job_id: str, out: list[float], ready: asyncio.Event,
-                 counter: list[int], total: int) -> None:
+async def follow(
+    base: str,
+    key: str,
+    job_id: str,
+    out: list[float],
+    ready: asyncio.Event,
+    counter: list[int],
+    total: int,
+) -> None:
     async with (
         httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=None) as c,
-        c.stream("GET", f"/v1/jobs/training/{job_id}/logs",
-                 params={"follow": "true", "tail": "0"}) as response,
+        c.stream(
+            "GET", f"/v1/jobs/training/{job_id}/logs", params={"follow": "true", "tail": "0"}
+        ) as response,
     ):
-            counter[0] += 1
-            if counter[0] == total:
-                ready.set()
-            async for line in response.aiter_lines():
-                if line.startswith("event: end"):
-                    return
-                if not line.startswith("data: "):
-                    continue
-                received = time.time()
-                data = json.loads(line[6:])
-                if data.get("stream") != "stdout":
-                    continue
-                stamp = data["line"].split(" ", 1)[0]
-                out.append((received - float(stamp)) * 1000)
+        counter[0] += 1
+        if counter[0] == total:
+            ready.set()
+        async for line in response.aiter_lines():
+            if line.startswith("event: end"):
+                return
+            if not line.startswith("data: "):
+                continue
+            received = time.time()
+            data = json.loads(line[6:])
+            if data.get("stream") != "stdout":
+                continue
+            stamp = data["line"].split(" ", 1)[0]
+            out.append((received - float(stamp)) * 1000)
 
 
 async def bench_followers(followers: int, lines: int) -> tuple[list[float], int]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        proc, base = start_server(data_dir, ML_PLATFORM_SCHEDULER_INTERVAL_SECONDS="0.2")
+        proc, base, _ = start_platform_server(
+            data_dir, env={**JOB_ENV, "ML_PLATFORM_SCHEDULER_INTERVAL_SECONDS": "0.2"}
+        )
         try:
             key = api_key(data_dir)
             async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}) as client:
                 # The emitter waits for a gate file until every follower is connected.
                 gate_file = f"/tmp/mlp-bench-gate-{secrets.token_hex(4)}"
                 uploaded = await client.post(
-                    "/v1/code-packages", content=package(EMITTER),
+                    "/v1/code-packages",
+                    content=package(EMITTER),
                     headers={"Content-Type": "application/zip"},
                 )
                 spec = body(f"python emit.py {gate_file} {lines}")
@@ -225,7 +205,7 @@ async def bench_followers(followers: int, lines: int) -> tuple[list[float], int]
                 Path(gate_file).unlink(missing_ok=True)
                 return latencies, followers
         finally:
-            stop(proc)
+            stop_server(proc)
 
 
 def main() -> int:

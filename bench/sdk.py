@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +28,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import free_port, median, percentile, write_section
+from _common import median, percentile, start_platform_server, write_section
 from ml_platform import AsyncClient, Client
 from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
@@ -46,49 +44,6 @@ SPEC = {
     "data_path": "data/train.csv",
     "output_path": "models/bench",
 }
-
-
-def start_server(url: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    port, grpc_port, serving_rest = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "ML_PLATFORM_CONFIG_DIR": str(data_dir / "config"),
-        "ML_PLATFORM_JWT_SECRET": secrets.token_hex(32),
-        "ML_PLATFORM_SCHEDULER_ENABLED": "false",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ml_platform.cli.main",
-            "server",
-            "--data-dir",
-            str(data_dir),
-            "--database-url",
-            url,
-            "--port",
-            str(port),
-            "--grpc-port",
-            str(grpc_port),
-            "--serving-rest-port",
-            str(serving_rest),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                return proc, base, f"127.0.0.1:{grpc_port}"
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 def model_file(directory: Path) -> Path:
@@ -208,7 +163,14 @@ def main() -> int:
         auth.create_tenant("bench")
         key = auth.create_api_key("bench", "bench").plaintext
         db.dispose()
-        proc, base, grpc_target = start_server(url, data_dir)
+        proc, base, target = start_platform_server(
+            data_dir,
+            database_url=url,
+            serving=True,
+            env={"ML_PLATFORM_SCHEDULER_ENABLED": "false"},
+        )
+        assert target is not None
+        grpc_target = target
         try:
             with Client(base_url=base, api_key=key, grpc_target=grpc_target) as sdk:
                 job = sdk.train(**SPEC)
@@ -227,7 +189,9 @@ def main() -> int:
             "| SDK p99 ms |",
             "|---|---|---|---|---|---|---|",
             row("GET /v1/jobs/training/{id}: httpx.Client vs Client.jobs.get", rest),
-            row("GET /v1/jobs/training/{id}: httpx.AsyncClient vs AsyncClient.jobs.get", rest_async),
+            row(
+                "GET /v1/jobs/training/{id}: httpx.AsyncClient vs AsyncClient.jobs.get", rest_async
+            ),
             row("Predict, 4 features: ModelServingStub vs Client.predict", predict),
         ]
     )
