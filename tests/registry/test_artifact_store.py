@@ -3,61 +3,27 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from ml_platform.core.errors import Conflict
 from ml_platform.registry.artifacts import ArtifactStore, StagedFile, hash_file, safe_filename
 from tests.conftest import start_platform
 from tests.registry.conftest import BuiltModels, new_model
+from tests.s3_server import moto_s3
 
 BUCKET = "mlp-artifacts"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def s3_options() -> Iterator[dict[str, Any]]:
+def s3_options(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A moto S3 server on 127.0.0.1 and the fsspec options that reach it."""
-    port = _free_port()
-    executable = shutil.which("moto_server", path=str(Path(sys.executable).parent))
-    assert executable, "moto[server] is a dev dependency"
-    process = subprocess.Popen(
-        [executable, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                httpx.get(endpoint, timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        options = {
-            "key": "testing",
-            "secret": "testing",
-            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        }
-        httpx.put(f"{endpoint}/{BUCKET}", timeout=10).raise_for_status()
-        yield options
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with moto_s3(tmp_path_factory.mktemp("moto")) as server:
+        server.bucket(BUCKET)
+        yield server.options
 
 
 def _staged(tmp_path: Path, data: bytes, name: str = "model.joblib") -> StagedFile:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from ml_platform.core.errors import InvalidArgument
 from ml_platform.jobs.paths import PathPolicy
 from tests.conftest import start_platform
-from tests.security.conftest import S3
+from tests.s3_server import S3
 
 ARTIFACTS = "mlp-artifacts"
 SHARED = "team-bucket"
