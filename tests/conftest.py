@@ -12,8 +12,10 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -23,6 +25,9 @@ from ml_platform.api.context import ApiContext
 from ml_platform.config import Settings
 from ml_platform.server.app import build_context, create_app
 from ml_platform.store.db import Database
+
+if TYPE_CHECKING:
+    from ml_platform.serving import ServingServer
 
 PG_BASE_URL = os.environ.get(
     "ML_PLATFORM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -177,3 +182,25 @@ def tenant(platform: Platform) -> Tenant:
 @pytest.fixture
 def client(platform: Platform, tenant: Tenant) -> httpx.Client:
     return platform.client(tenant)
+
+
+@contextmanager
+def serving_plane(platform: Platform, workers: int = 1) -> Iterator[ServingServer]:
+    """The platform's serving plane (supervisor + worker processes) on free loopback ports,
+    wired to its store as ``mlp server`` wires it, re-reading deployments every 0.1 s."""
+    from ml_platform.server.serving_bridge import build_serving
+
+    settings = platform.settings.model_copy(
+        update={
+            "grpc_port": 0,
+            "serving_rest_port": 0,
+            "serving_workers": workers,
+            "serving_source_poll_seconds": 0.1,
+        }
+    )
+    server = build_serving(platform.context, settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

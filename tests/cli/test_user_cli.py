@@ -29,7 +29,7 @@ from ml_platform.cli._sdk import (
 )
 from ml_platform.cli.main import app
 from tests.client._proxy import Fail, FailingProxy
-from tests.conftest import Platform, Tenant, start_platform
+from tests.conftest import Platform, Tenant, serving_plane, start_platform
 from tests.jobs.conftest import EXAMPLES, JOB_SETTINGS, tenant_root
 
 sys.path.insert(0, str(EXAMPLES))
@@ -285,42 +285,16 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, database_url_factory: Any) -> Iterator[Stack]:
-    from ml_platform.server.serving_bridge import (
-        ServingAuthenticator,
-        StoreDeploymentSource,
-        StoreStatusSink,
-    )
-    from ml_platform.serving import ServingServer
-
     running, server = start_platform(
         "sqlite",
         tmp_path_factory.mktemp("cli-stack"),
         database_url_factory("sqlite"),
         **JOB_SETTINGS,
     )
-    context = running.context
-    assert context.deployments is not None and context.registry is not None
-    settings = running.settings.model_copy(
-        update={
-            "grpc_port": 0,
-            "serving_rest_port": 0,
-            "serving_workers": 1,
-            "serving_source_poll_seconds": 0.1,
-        }
-    )
-    plane = ServingServer(
-        settings,
-        StoreDeploymentSource(
-            context.deployments, context.registry.store, running.settings.data_dir / "cache"
-        ),
-        StoreStatusSink(context.deployments),
-        ServingAuthenticator(context.auth),
-    )
-    plane.start()
     try:
-        yield Stack(running, plane.grpc_target)
+        with serving_plane(running) as plane:
+            yield Stack(running, plane.grpc_target)
     finally:
-        plane.stop()
         running.close()
         server.stop()
         running.db.dispose()

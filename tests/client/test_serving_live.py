@@ -31,16 +31,11 @@ from ml_platform import (
     ServerError,
     ValidationError,
 )
-from ml_platform.server.serving_bridge import (
-    ServingAuthenticator,
-    StoreDeploymentSource,
-    StoreStatusSink,
-)
 from ml_platform.serving import ServingServer
 from tests.client._grpc_proxy import GrpcFail, GrpcProxy
 from tests.client._proxy import FailingProxy
 from tests.client.conftest import collect, done, make_client
-from tests.conftest import Platform, Tenant
+from tests.conftest import Platform, Tenant, serving_plane
 
 FEATURES = ["f0", "f1", "f2", "f3"]
 
@@ -74,27 +69,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Trained]:
 
 @pytest.fixture(scope="module")
 def serving(platform: Platform) -> Iterator[ServingServer]:
-    context = platform.context
-    assert context.deployments is not None and context.registry is not None
-    settings = platform.settings.model_copy(
-        update={
-            "grpc_port": 0,
-            "serving_rest_port": 0,
-            "serving_workers": 1,
-            "serving_source_poll_seconds": 0.1,
-        }
-    )
-    source = StoreDeploymentSource(
-        context.deployments, context.registry.store, platform.settings.data_dir / "sdk-cache"
-    )
-    server = ServingServer(
-        settings, source, StoreStatusSink(context.deployments), ServingAuthenticator(context.auth)
-    )
-    server.start()
-    try:
+    with serving_plane(platform) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _rows() -> list[dict[str, float]]:
@@ -118,9 +94,7 @@ async def test_upload_alias_download_deploy_predict_and_roll(
 ) -> None:
     name = f"churn-{kind}"
     with FailingProxy(platform.base_url) as proxy:
-        client = make_client(
-            kind, proxy.base_url, tenant.api_key, grpc_target=serving.grpc_target
-        )
+        client = make_client(kind, proxy.base_url, tenant.api_key, grpc_target=serving.grpc_target)
         try:
             first = await done(client.models.upload(name, trained["rf"].path))
             second = await done(client.models.upload(name, trained["lr"].path))

@@ -22,14 +22,9 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from ml_platform.server.serving_bridge import (
-    ServingAuthenticator,
-    StoreDeploymentSource,
-    StoreStatusSink,
-)
 from ml_platform.serving import ServingServer
 from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
-from tests.conftest import Platform, Tenant
+from tests.conftest import Platform, Tenant, serving_plane
 
 FEATURES = ["tenure", "charges", "calls", "age"]
 
@@ -72,29 +67,12 @@ class Plane:
 
 @pytest.fixture(scope="module")
 def plane(platform: Platform) -> Iterator[Plane]:
-    context = platform.context
-    assert context.deployments is not None and context.registry is not None
-    settings = platform.settings.model_copy(
-        update={
-            "grpc_port": 0,
-            "serving_rest_port": 0,
-            "serving_workers": 2,
-            "serving_source_poll_seconds": 0.1,
-        }
-    )
-    source = StoreDeploymentSource(
-        context.deployments, context.registry.store, platform.settings.data_dir / "serving-cache"
-    )
-    server = ServingServer(
-        settings, source, StoreStatusSink(context.deployments), ServingAuthenticator(context.auth)
-    )
-    server.start()
-    channel = grpc.insecure_channel(server.grpc_target)
-    try:
-        yield Plane(server, channel)
-    finally:
-        channel.close()
-        server.stop()
+    with serving_plane(platform, workers=2) as server:
+        channel = grpc.insecure_channel(server.grpc_target)
+        try:
+            yield Plane(server, channel)
+        finally:
+            channel.close()
 
 
 def _register(client: httpx.Client, model: str, payload: bytes) -> int:

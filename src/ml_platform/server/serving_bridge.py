@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ml_platform.api.context import ApiContext
 from ml_platform.auth.service import AuthService
+from ml_platform.config import Settings
 from ml_platform.deployments.service import DeploymentService, DesiredDeployment
 from ml_platform.registry.artifacts import ArtifactStore
 from ml_platform.schemas.deployments import DeploymentState
@@ -170,6 +171,7 @@ def bridge_seams(
     return source, StoreStatusSink(context.deployments), ServingAuthenticator(context.auth)
 
 
-def build_serving(context: ApiContext) -> ServingServer:
-    """The serving plane wired to this platform, on a background thread (``mlp server``)."""
-    return ServingServer(context.settings, *bridge_seams(context))
+def build_serving(context: ApiContext, settings: Settings | None = None) -> ServingServer:
+    """The serving plane wired to this platform, on a background thread (``mlp server``);
+    ``settings`` overrides the platform's own (other ports, workers, poll interval)."""
+    return ServingServer(settings or context.settings, *bridge_seams(context))
