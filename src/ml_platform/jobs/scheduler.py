@@ -201,6 +201,9 @@ class Scheduler:
         self._stopping = False
         self._pending_info: dict[str, tuple[str, str | None, int | None]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # observation hooks (the API's /metrics sets them; the domain knows no metrics library)
+        self.on_cycle: Callable[[], None] = lambda: None
+        self.on_job_started: Callable[[float], None] = lambda _queue_wait_seconds: None
 
     @property
     def capacity(self) -> Capacity:
@@ -283,6 +286,7 @@ class Scheduler:
             await self._recover()
         await self._check_cancellations()
         await self._dispatch()
+        self.on_cycle()
 
     # -- database helpers (run in threads) ------------------------------------------------------
 
@@ -538,6 +542,8 @@ class Scheduler:
                 pending_reason=None,
                 queue_position=None,
             )
+        if attempt == 1:  # first start: time since submission; retries wait a backoff
+            self.on_job_started((now - job.created_at).total_seconds())
         return True
 
     def _save_handle(self, job: JobRecord, handle: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from ml_platform.api import health
 from ml_platform.api.context import ApiContext
 from ml_platform.api.docs import install_docs
 from ml_platform.api.idempotency import IdempotencyMiddleware
+from ml_platform.api.metrics import install_metrics
 from ml_platform.api.middleware import RequestContextMiddleware
 from ml_platform.api.openapi import install_openapi, operation_id
 from ml_platform.api.problems import install_problem_handlers
@@ -131,6 +132,8 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
         max_body_bytes=settings.max_body_bytes,
         large_body_prefixes=LARGE_BODY_PREFIXES,
     )
+    # outermost: counts every response, the 413s and catch-all 500s above included
+    install_metrics(app, context.db, context.engine.scheduler if context.engine else None)
     install_problem_handlers(app)
     install_docs(app)
     app.include_router(health.router)

@@ -156,6 +156,12 @@ def rotate_env_vars(session: Session) -> int:
     return changed
 
 
+def count_jobs_by_status(session: Session) -> dict[str, int]:
+    """Jobs per status over every tenant: one GROUP BY on the trigger-kept ``job_counts``."""
+    query = select(JobCountRow.status, func.sum(JobCountRow.n)).group_by(JobCountRow.status)
+    return {status: int(n or 0) for status, n in session.execute(query)}
+
+
 def job_record(row: JobRow) -> JobRecord:
     return JobRecord(
         id=row.id,
