@@ -120,6 +120,7 @@ def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Set
         "grpc_port": 0,
         # API tests see jobs stay pending; tests/jobs start platforms with the scheduler on.
         "scheduler_enabled": False,
+        "rate_limit_enabled": False,  # tests/api/test_rate_limits.py turns budgets on
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -134,6 +134,25 @@ class Settings(BaseSettings):
         description="Extra modules confined pickle sandboxes import before dropping privileges",
     )
 
+    # Rate limits (limits notation, e.g. "600/minute"; empty string: no budget)
+    rate_limit_enabled: bool = True
+    rate_limit_control: str = Field(default="600/minute", description="REST, per tenant")
+    rate_limit_data: str = Field(default="6000/second", description="gRPC + V2 REST, per tenant")
+    rate_limit_control_per_credential: str | None = None
+    rate_limit_data_per_credential: str | None = None
+    rate_limit_tenants: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='tenant id -> {"control": "...", "data": "...", "*_per_credential": "..."}',
+    )
+    rate_limit_strategy: Literal["moving-window", "fixed-window"] = "moving-window"
+    rate_limit_fail_open: bool = Field(
+        default=True, description="Redis unreachable: admit (true) or answer 503 (false)"
+    )
+    redis_url: str | None = Field(
+        default=None, description="Shared rate-limit budgets for every replica"
+    )
+    rate_limit_key_prefix: str = "mlp-ratelimit"
+
     @model_validator(mode="after")
     def _refuse_dev_secret_in_production(self) -> Settings:
         if self.mode is Mode.PRODUCTION and self.uses_dev_secret and not self.jwt_jwks_url:
@@ -174,6 +193,13 @@ class Settings(BaseSettings):
         for tenant, prefixes in self.allowed_uri_prefixes.items():
             for prefix in prefixes:
                 parse_prefix(prefix, tenant)  # ValueError says which and why
+        return self
+
+    @model_validator(mode="after")
+    def _check_rate_limits(self) -> Settings:
+        from ml_platform.governance.ratelimit import check_limits
+
+        check_limits(self)  # ValueError names the bad budget
         return self
 
     @property

@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ml_platform.api.context import ApiContext
+from ml_platform.api.ratelimit import enforce_rate_limit
 from ml_platform.auth.principal import Principal
 from ml_platform.core.errors import UnsupportedMediaType
 
@@ -27,12 +28,15 @@ ContextDep = Annotated[ApiContext, Depends(get_context)]
 
 
 async def get_principal(
+    request: Request,
     context: ContextDep,
     api_key: Annotated[str | None, Security(api_key_scheme)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
 ) -> Principal:
     token = bearer.credentials if bearer is not None else None
-    return await run_in_threadpool(context.auth.authenticate, api_key=api_key, bearer=token)
+    principal = await run_in_threadpool(context.auth.authenticate, api_key=api_key, bearer=token)
+    await enforce_rate_limit(request, principal)  # 429 over the control budget
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

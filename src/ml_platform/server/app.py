@@ -17,6 +17,7 @@ from ml_platform.api.metrics import install_metrics
 from ml_platform.api.middleware import RequestContextMiddleware
 from ml_platform.api.openapi import install_openapi, operation_id
 from ml_platform.api.problems import install_problem_handlers
+from ml_platform.api.ratelimit import install_rate_limits
 from ml_platform.api.v1 import code_packages as v1_code_packages
 from ml_platform.api.v1 import data as v1_data
 from ml_platform.api.v1 import deployments as v1_deployments
@@ -127,6 +128,7 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     app.state.context = context
     # inside RequestContextMiddleware (added after it): request ids and body limits apply first
     app.add_middleware(IdempotencyMiddleware, auth=context.auth, store=IdempotencyStore(context.db))
+    install_rate_limits(app, settings)  # RateLimit headers; counted in get_principal
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,

@@ -1,0 +1,1 @@
+"""Cross-cutting protection of the platform (rate limits), free of any web or RPC framework."""
