@@ -101,6 +101,9 @@ class Settings(BaseSettings):
         default=True, description="Run the scheduler in this process (one replica wins a lease)"
     )
     scheduler_lease_seconds: float = Field(default=15.0, gt=0)
+    audit_retention_days: float = Field(
+        default=90, gt=0, description="Audit events older than this are purged (lazily)"
+    )
 
     # Registry
     artifact_root: str | None = Field(

@@ -35,6 +35,7 @@ async def get_principal(
 ) -> Principal:
     token = bearer.credentials if bearer is not None else None
     principal = await run_in_threadpool(context.auth.authenticate, api_key=api_key, bearer=token)
+    request.state.principal = principal  # who the audit event names (ml_platform.api.audit)
     await enforce_rate_limit(request, principal)  # 429 over the control budget
     return principal
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -18,6 +18,7 @@ from ml_platform.cli._common import (
     load_settings,
     new_app,
     open_platform,
+    show_table,
 )
 
 app = new_app(help="Administer tenants, API keys and tokens.")
@@ -142,3 +143,77 @@ def rotate_secrets(
         emit_json({"jobs_rewritten": changed})
     else:
         console.print(f"re-encrypted the env vars of {changed} job(s) with the newest key")
+
+
+def _since(value: str) -> datetime:
+    """``30m`` / ``12h`` / ``7d`` ago, or an ISO 8601 instant (UTC when it names no zone)."""
+    from ml_platform.store.base import utcnow
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = value.strip()
+    if len(text) > 1 and text[-1] in units and text[:-1].isdigit():
+        return utcnow() - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected a duration (30m, 12h, 7d) or an ISO 8601 time, got {value!r}",
+            param_hint="--since",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command("audit")
+def audit(
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Tenant name (or id, for a deleted tenant)")
+    ] = None,
+    action: Annotated[
+        str | None,
+        typer.Option("--action", help="e.g. jobs.create, auth.failed; jobs.* for a prefix"),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="30m, 12h, 7d, or an ISO 8601 time")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=1000, help="At most this many, newest first")
+    ] = 100,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    output: OutputOption = Output.TEXT,
+) -> None:
+    """Audit events (who did what), newest first: every mutating request and auth failure."""
+    from ml_platform.core.errors import NotFound
+    from ml_platform.store.audit import AuditStore
+
+    moment = _since(since) if since is not None else None
+    context = open_platform(load_settings(data_dir=data_dir, database_url=database_url))
+    tenant_id: str | None = None
+    if tenant is not None:
+        try:
+            tenant_id = context.auth.tenant(tenant).id
+        except NotFound:
+            tenant_id = tenant  # events outlive their tenant: filter by the id given
+    store = AuditStore(context.db)
+    events = store.events(tenant_id=tenant_id, action=action, since=moment, limit=limit)
+    if output is Output.JSON:
+        emit_json([event.as_dict() for event in events])
+        return
+    show_table(
+        None,
+        ["time", "tenant", "principal", "action", "resource", "outcome", "request id", "client"],
+        [
+            [
+                e.occurred_at,
+                e.tenant_id,
+                e.principal,
+                e.action,
+                e.resource,
+                e.outcome,
+                e.request_id,
+                e.client,
+            ]
+            for e in events
+        ],
+        keep=("time",),
+    )

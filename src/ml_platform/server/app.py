@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from ml_platform import __version__
 from ml_platform.api import health
+from ml_platform.api.audit import AuditMiddleware
 from ml_platform.api.context import ApiContext
 from ml_platform.api.docs import install_docs
 from ml_platform.api.idempotency import IdempotencyMiddleware
@@ -32,6 +34,7 @@ from ml_platform.deployments.service import DeploymentService
 from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.service import JobService
 from ml_platform.registry.factory import build_registry
+from ml_platform.store.audit import AuditStore
 from ml_platform.store.crypto import load_secret_box
 from ml_platform.store.db import Database, ensure_private_dir
 from ml_platform.store.idempotency import IdempotencyStore
@@ -129,6 +132,9 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     # inside RequestContextMiddleware (added after it): request ids and body limits apply first
     app.add_middleware(IdempotencyMiddleware, auth=context.auth, store=IdempotencyStore(context.db))
     install_rate_limits(app, settings)  # RateLimit headers; counted in get_principal
+    # between the two: sees the request id and every response, replays included
+    audit = AuditStore(context.db, retention=timedelta(days=settings.audit_retention_days))
+    app.add_middleware(AuditMiddleware, auth=context.auth, store=audit)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,

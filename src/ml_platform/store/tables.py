@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from ml_platform.store import deployments, idempotency, job_runtime, jobs, tenants
+from ml_platform.store import audit, deployments, idempotency, job_runtime, jobs, tenants
 from ml_platform.store import models as registry_models
 from ml_platform.store.base import Base
 
 __all__ = [
     "Base",
+    "audit",
     "deployments",
     "idempotency",
     "job_runtime",

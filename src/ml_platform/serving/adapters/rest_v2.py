@@ -9,6 +9,7 @@ works unmodified. Errors are RFC 9457 problem documents from ``core.problems`` (
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -31,8 +32,9 @@ from ml_platform.core.problems import (
     problem_from_error,
     problem_headers,
 )
+from ml_platform.governance.ratelimit import RateLimited, RateLimitUnavailable
 from ml_platform.serving.models import Principal
-from ml_platform.serving.plane import v2
+from ml_platform.serving.plane import metrics, v2
 from ml_platform.serving.plane.dataplane import SERVER_NAME, SERVER_VERSION, DataPlane, InferRequest
 from ml_platform.serving.plane.repository import LoadedModel
 from ml_platform.serving.runtimes.base import FloatArray, Prediction
@@ -64,12 +66,13 @@ class RestV2App:
             return
         if scope["type"] != "http":
             return
+        request_id = _request_id(scope)
         try:
             status, headers, body = await self._route(scope, receive)
+            headers.append((b"x-request-id", request_id.encode()))
         except PlatformError as exc:
-            status, headers, body = _problem(exc, scope)
+            status, headers, body = _problem(exc, scope, request_id)
         except Exception:
-            request_id = _request_id(scope)
             logger.exception("unexpected error in V2 REST (request_id %s)", request_id)
             status, headers, body = _problem(InternalError(), scope, request_id)
         headers.append((b"content-length", str(len(body)).encode()))
@@ -79,6 +82,9 @@ class RestV2App:
     async def _route(self, scope: Scope, receive: Receive) -> Response:
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
+        if parts == ["metrics"] and method == "GET":  # every worker's samples (multi-process)
+            text = await asyncio.to_thread(metrics.render)
+            return 200, [(b"content-type", metrics.METRICS_CONTENT_TYPE.encode())], text
         if not parts or parts[0] != "v2":
             raise _NotFoundRoute(scope["path"])
         if len(parts) == 1 and method == "GET":
@@ -300,8 +306,7 @@ def _header_length(value: bytes, body_size: int) -> int:
 
 
 def _request_id(scope: Scope) -> str:
-    """The caller's ``X-Request-ID`` when it is sane, else a new one (errors only: the hot
-    path never pays for it)."""
+    """The caller's ``X-Request-ID`` when it is sane, else a new one (on every response)."""
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             candidate: str = value.decode("latin-1")
@@ -320,6 +325,8 @@ def _problem(exc: PlatformError, scope: Scope, request_id: str | None = None) ->
     doc["error"] = exc.message
     headers = [(b"content-type", PROBLEM_JSON.encode()), (b"x-request-id", request_id.encode())]
     headers += [(k.encode(), v.encode()) for k, v in problem_headers(status, exc.code).items()]
+    if isinstance(exc, RateLimited | RateLimitUnavailable):  # Retry-After, RateLimit fields
+        headers += [(k.encode(), v.encode()) for k, v in exc.decision.http_headers()]
     return status, headers, problem_bytes(doc)
 
 

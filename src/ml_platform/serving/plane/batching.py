@@ -77,6 +77,7 @@ class Batcher:
         self.calls = 0  # model calls and the rows they carried, for health details and tests
         self.rows = 0
         self.expired = 0  # submissions dropped unpredicted: their caller's deadline had passed
+        self.on_batch: Callable[[int], None] = lambda _rows: None  # rows per call (metrics)
 
     async def submit(self, rows: FloatArray, deadline: float | None = None) -> Prediction:
         """Predict ``rows`` (2-D), possibly together with other callers' rows; ``deadline``
@@ -159,6 +160,7 @@ class Batcher:
         rows = batch[0][0] if len(batch) == 1 else np.concatenate([r for r, _, _ in batch])
         self.calls += 1
         self.rows += rows.shape[0]
+        self.on_batch(rows.shape[0])
         try:
             started = time.perf_counter()
             if self._inline is not None and self._call_seconds < INLINE_BELOW_SECONDS:

@@ -23,6 +23,7 @@ from ml_platform.core.errors import (
     PlatformError,
 )
 from ml_platform.serving.models import Principal
+from ml_platform.serving.plane import metrics
 from ml_platform.serving.plane.auth_cache import AuthCache
 from ml_platform.serving.plane.repository import LoadedModel, ModelRepository
 from ml_platform.serving.runtimes.base import FloatArray, Prediction
@@ -125,11 +126,20 @@ class DataPlane:
 
     async def infer(self, principal: Principal, request: InferRequest[R]) -> R:
         """The one data-plane flow: resolve -> decode -> check -> predict -> encode."""
-        model = self.resolve(principal, request.model_id, request.version)
-        rows = request.decode(model)
-        self.check_rows(model, rows)
-        prediction = await self.predict(model, rows, request.deadline)
-        return request.encode(model, prediction)
+        deployment: str | None = None  # counted by deployment once resolved (metrics)
+        try:
+            model = self.resolve(principal, request.model_id, request.version)
+            deployment = model.served.deployment
+            rows = request.decode(model)
+            self.check_rows(model, rows)
+            prediction = await self.predict(model, rows, request.deadline)
+            result = request.encode(model, prediction)
+        except Exception as exc:
+            code = exc.code.value if isinstance(exc, PlatformError) else "INTERNAL"
+            metrics.count_prediction(principal.tenant_id, deployment, code)
+            raise
+        metrics.count_prediction(principal.tenant_id, deployment, metrics.OK)
+        return result
 
     def model_ready(self, principal: Principal, model_id: str, version: str) -> bool:
         """V2 model readiness: False while loading or failed; NOT_FOUND when not deployed."""

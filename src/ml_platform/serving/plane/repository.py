@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import numpy as np
 
 from ml_platform.core.errors import NotFound, PreconditionFailed, Unavailable
 from ml_platform.serving.models import LoadState, ServedModel
+from ml_platform.serving.plane import metrics
 from ml_platform.serving.plane.batching import Batcher
 from ml_platform.serving.runtimes import ModelLoadError, ModelRuntime, load_runtime, warm_up
 from ml_platform.serving.runtimes.base import FloatArray, Prediction
@@ -214,12 +216,14 @@ class ModelRepository:
             max_batch_delay_ms=m.max_batch_delay_ms,
             predict_inline=old._inline,
         )
+        batcher.on_batch = metrics.batch_observer(m)
         return LoadedModel(m, batcher, cur.index, cur.input_dtype, cur.pid)
 
     async def _load(self, k: tuple[str, str], m: ServedModel) -> None:
         self._on_status(m, LoadState.LOADING, "", os.getpid())
         fut = asyncio.ensure_future(asyncio.wait_for(self._load_model(m), self._load_timeout))
         self._loading = (m.key, fut)
+        started = time.perf_counter()
         try:
             loaded = await fut
         except asyncio.CancelledError:
@@ -233,6 +237,7 @@ class ModelRepository:
                 else (f"timed out loading the model after {self._load_timeout:.0f}s")
             )
             self._failed[k] = (m.key, reason)
+            metrics.observe_model_load(m, time.perf_counter() - started, ready=False)
             logger.warning(
                 "deployment %s/%s v%s failed to load: %s",
                 m.tenant_id,
@@ -245,14 +250,17 @@ class ModelRepository:
         except Exception as exc:  # any other loader bug still fails only this deployment
             reason = f"{type(exc).__name__}: {exc}"
             self._failed[k] = (m.key, reason)
+            metrics.observe_model_load(m, time.perf_counter() - started, ready=False)
             logger.exception("deployment %s/%s failed to load", m.tenant_id, m.deployment)
             self._on_status(m, LoadState.FAILED, reason, os.getpid())
             return
         finally:
             self._loading = None
+        metrics.observe_model_load(m, time.perf_counter() - started, ready=True)
         if self._desired.get(k) is not m:
             return  # superseded during the load; the loop will pick up the newer one
         self._failed.pop(k, None)
+        loaded.batcher.on_batch = metrics.batch_observer(m)
         self._live[k] = loaded
         self._on_status(m, LoadState.READY, "", loaded.pid)
 

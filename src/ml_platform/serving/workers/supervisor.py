@@ -31,6 +31,7 @@ from ml_platform.config import Settings
 from ml_platform.core.errors import Unauthenticated
 from ml_platform.serving.control import ControlChannel, Message
 from ml_platform.serving.models import DeploymentSnapshot, DeploymentStatus, LoadState, ServedModel
+from ml_platform.serving.plane.metrics import MultiprocDir
 from ml_platform.serving.sandbox.launch import SandboxProcess, prepare_sandbox, sandbox_identity
 from ml_platform.serving.seams import Authenticator, DeploymentSource, DeploymentStatusSink
 
@@ -97,6 +98,7 @@ class ServingSupervisor:
         self.rest_port = 0
         self._stopping = False
         self.started = asyncio.Event()
+        self._metrics_dir: MultiprocDir | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -106,6 +108,8 @@ class ServingSupervisor:
         grpc_sock, self.grpc_port = reserve_port(s.grpc_host, s.grpc_port)
         rest_sock, self.rest_port = reserve_port(s.grpc_host, s.serving_rest_port)
         self._reserved = [grpc_sock, rest_sock]
+        # before any worker is spawned: workers inherit it and write their metrics there
+        self._metrics_dir = MultiprocDir(s.data_dir)
         try:
             self._snapshot = await loop.run_in_executor(self._pool, self._source.snapshot)
             for slot in range(s.serving_workers):
@@ -142,6 +146,8 @@ class ServingSupervisor:
         self._pool.shutdown(wait=False)
         self._sink_pool.shutdown(wait=True)
         shutil.rmtree(self._run_dir, ignore_errors=True)
+        if self._metrics_dir is not None:
+            self._metrics_dir.close()
 
     # -- children --------------------------------------------------------------------------------
 
@@ -191,6 +197,8 @@ class ServingSupervisor:
         child.exited = True
         child.process.join(0.5)
         code = child.process.exitcode
+        if child.kind == "front" and self._metrics_dir is not None:
+            self._metrics_dir.process_exited(child.pid)
         for key in list(child.loading):
             reason = f"the model crashed its serving process while loading (exit code {code})"
             logger.error("%s %s died while loading %s: %s", child.kind, child.name, key, reason)
