@@ -391,3 +391,102 @@ def test_redis_on_a_closed_port_applies_the_fail_mode(cluster: Cluster, fail_ope
     client = replica.client(new_tenant(replica.context))
     statuses = {client.get("/v1/me").status_code for _ in range(3)}
     assert statuses == ({200} if fail_open else {503})
+
+
+# -- the data plane: gRPC and V2 REST on a real serving worker -----------------------------------
+
+
+def test_data_plane_over_budget_is_resource_exhausted_with_retry_info(tmp_path: Path) -> None:
+    import grpc
+    import joblib
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+    from sklearn.linear_model import LogisticRegression
+
+    from ml_platform.config import Settings
+    from ml_platform.serving import ArtifactFormat, Principal, ServingServer
+    from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
+    from tests.serving.doubles import (
+        InMemoryDeploymentSource,
+        InMemoryStatusSink,
+        StaticKeyAuthenticator,
+    )
+    from tests.serving.models_fixture import FEATURES, dataset, served
+
+    X, y = dataset()
+    path = tmp_path / "model.joblib"
+    joblib.dump(LogisticRegression(max_iter=500).fit(X, y), path)
+    deployments = [
+        served("t1", "lr", path, ArtifactFormat.JOBLIB),
+        served("t2", "lr2", path, ArtifactFormat.JOBLIB),
+    ]
+    keys = {"mlp_rl_key_one": Principal("t1", "alice"), "mlp_rl_key_two": Principal("t2", "bob")}
+    settings = Settings(
+        grpc_port=0,
+        serving_rest_port=0,
+        serving_workers=1,  # in memory each worker keeps its own budget
+        serving_source_poll_seconds=0.1,
+        rate_limit_data="4/minute",
+    )
+    sink = InMemoryStatusSink()
+    source = InMemoryDeploymentSource(deployments)
+    with ServingServer(settings, source, sink, StaticKeyAuthenticator(keys)) as server:
+        for d in deployments:
+            assert sink.wait_for(d.tenant_id, d.deployment, timeout=120).state.value == "ready"
+        row = [
+            serving_pb2.Feature(name=n, float_value=float(v))
+            for n, v in zip(FEATURES, X[0], strict=True)
+        ]
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = serving_pb2_grpc.ModelServingStub(channel)
+
+            def predict(key: str, model: str) -> grpc.StatusCode:
+                try:
+                    stub.Predict(
+                        serving_pb2.PredictRequest(model_id=model, features=row),
+                        metadata=(("x-api-key", key),),
+                        timeout=30,
+                    )
+                except grpc.RpcError as exc:
+                    return exc.code()  # type: ignore[no-any-return]
+                return grpc.StatusCode.OK
+
+            codes = [predict("mlp_rl_key_one", "lr") for _ in range(3)]
+            assert codes == [grpc.StatusCode.OK] * 3
+            # V2 REST counts against the same data budget: the 4th call, then 429
+            v2 = httpx.Client(
+                base_url=server.rest_url, headers={"x-api-key": "mlp_rl_key_one"}, timeout=30
+            )
+            with v2:
+                body = {
+                    "inputs": [
+                        {"name": n, "shape": [1], "datatype": "FP64", "data": [float(v)]}
+                        for n, v in zip(FEATURES, X[0], strict=True)
+                    ]
+                }
+                assert v2.get("/v2/models/lr").status_code == 200
+                refused = v2.post("/v2/models/lr/infer", json=body)
+            assert refused.status_code == 429, refused.text
+            assert refused.json()["code"] == "RESOURCE_EXHAUSTED"
+            assert 1 <= int(refused.headers["retry-after"]) <= 61
+            assert policies(refused) == {"data": (4, 60)}
+            assert current(refused)[:2] == ("data", 0)
+
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Predict(
+                    serving_pb2.PredictRequest(model_id="lr", features=row),
+                    metadata=(("x-api-key", "mlp_rl_key_one"),),
+                    timeout=30,
+                )
+            assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "'data' budget" in caught.value.details()
+            status = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
+            assert status is not None
+            retry = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+            assert len(retry) == 1
+            info = error_details_pb2.RetryInfo()
+            retry[0].Unpack(info)
+            assert 1 <= info.retry_delay.seconds <= 61
+            # the other tenant's budget is its own
+            assert [predict("mlp_rl_key_two", "lr2") for _ in range(4)] == [grpc.StatusCode.OK] * 4
+            assert predict("mlp_rl_key_two", "lr2") is grpc.StatusCode.RESOURCE_EXHAUSTED

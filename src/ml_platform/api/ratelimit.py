@@ -25,16 +25,7 @@ STATE_KEY = "ratelimit"
 
 
 def decision_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
-    headers: list[tuple[bytes, bytes]] = []
-    policy = decision.policy_header()
-    if policy is not None:
-        headers.append((b"ratelimit-policy", policy.encode()))
-    current = decision.ratelimit_header()
-    if current is not None:
-        headers.append((b"ratelimit", current.encode()))
-    if decision.retry_after is not None:
-        headers.append((b"retry-after", str(decision.retry_after).encode()))
-    return headers
+    return [(name.encode(), value.encode()) for name, value in decision.http_headers()]
 
 
 class RateLimitHeadersMiddleware:

@@ -108,6 +108,18 @@ class Decision:
             return None
         return f'"{self.policy.name}";r={self.remaining};t={self.reset_seconds}'
 
+    def http_headers(self) -> list[tuple[str, str]]:
+        """``RateLimit-Policy``, ``RateLimit`` and (when refused) ``Retry-After``, lower-case."""
+        headers: list[tuple[str, str]] = []
+        policy, current = self.policy_header(), self.ratelimit_header()
+        if policy is not None:
+            headers.append(("ratelimit-policy", policy))
+        if current is not None:
+            headers.append(("ratelimit", current))
+        if self.retry_after is not None:
+            headers.append(("retry-after", str(self.retry_after)))
+        return headers
+
     def raise_if_rejected(self) -> None:
         if self.unavailable:
             raise RateLimitUnavailable(self)

@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar, cast
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ml_platform.core.errors import ErrorCode, PlatformError, rpc_code_name
+from ml_platform.governance.ratelimit import RateLimited, RateLimitUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ def to_status(exc: PlatformError) -> grpc.Status:
                 )
             )
         details.append(_pack(error_details_pb2.BadRequest(field_violations=violations)))
+    if isinstance(exc, RateLimited | RateLimitUnavailable):
+        delay = duration_pb2.Duration(seconds=exc.decision.retry_after or 1)
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     message = bounded(exc.message, MAX_MESSAGE_BYTES)
     rich = status_pb2.Status(code=code.value[0], message=message, details=details)
     return rpc_status.to_status(rich)

@@ -13,7 +13,9 @@ from typing import Any
 
 import uvicorn
 
+from ml_platform.governance.ratelimit import RateLimiter
 from ml_platform.serving.adapters.grpc_server import build_grpc_server, set_serving
+from ml_platform.serving.adapters.ratelimit import RateLimitedAuthCache
 from ml_platform.serving.adapters.rest_v2 import RestV2App
 from ml_platform.serving.models import ServedModel
 from ml_platform.serving.plane.auth_cache import AuthCache, ResolveFn
@@ -55,6 +57,7 @@ class ServingNode:
         sandbox_dir: str | None,
         reuse_port: bool,
         compile_forests: bool = True,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self._host = host
         self._max_message_bytes = max_message_bytes
@@ -66,7 +69,12 @@ class ServingNode:
             on_status=on_status,
             compile_forests=compile_forests,
         )
-        self.plane = DataPlane(self.repository, AuthCache(resolve_auth, auth_cache_seconds))
+        auth = (
+            AuthCache(resolve_auth, auth_cache_seconds)
+            if rate_limiter is None
+            else RateLimitedAuthCache(resolve_auth, auth_cache_seconds, rate_limiter)
+        )
+        self.plane = DataPlane(self.repository, auth)
         self._grpc: Any = None
         self._health: Any = None
         self._rest: _QuietServer | None = None

@@ -12,6 +12,7 @@ from multiprocessing.connection import Connection
 
 from ml_platform.config import Settings
 from ml_platform.core.errors import PlatformError, Unauthenticated, Unavailable
+from ml_platform.governance.ratelimit import build_rate_limiter
 from ml_platform.serving.control import ControlChannel, Message
 from ml_platform.serving.models import LoadState, Principal, ServedModel
 from ml_platform.serving.workers.node import ServingNode
@@ -79,6 +80,7 @@ async def _run(
         sandbox_dir=sandbox_dir,
         reuse_port=True,
         compile_forests=settings.serving_compile_forests,
+        rate_limiter=build_rate_limiter(settings),  # the data plane's budgets
     )
     channel.start()
     await node.start(grpc_port, rest_port)
