@@ -243,3 +243,43 @@ def test_actions_come_from_the_route_template_and_name(
     template: str, name: str, action: str
 ) -> None:
     assert action_of(template, name) == action
+
+
+def test_a_jwt_caller_is_named_by_its_subject_and_a_bad_token_fails_once(
+    platform: Platform,
+) -> None:
+    tenant = platform.new_tenant("audit")
+    token = platform.context.auth.issue_token(tenant.name, "ci-bot", timedelta(hours=1))
+    client = platform.client(Authorization=f"Bearer {token}")
+    name = f"m-{secrets.token_hex(3)}"
+    created = client.post("/v1/models", json={"name": name, "framework": "sklearn"})
+    assert created.status_code == 201, created.text
+    [event] = _by_request(platform, created.headers["x-request-id"])
+    assert (event.tenant_id, event.principal, event.credential, event.action) == (
+        tenant.id,
+        "ci-bot",
+        "jwt",
+        "models.create",
+    )
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    rejected = platform.client(Authorization=f"Bearer {forged}").delete(f"/v1/models/{name}")
+    assert rejected.status_code == 401
+    [failed] = _by_request(platform, rejected.headers["x-request-id"])
+    assert (failed.action, failed.credential, failed.principal) == ("auth.failed", "jwt", None)
+    raw = _raw_table_text(platform)
+    assert token not in raw and forged not in raw
+    assert token.split(".")[2] not in raw
+
+
+def test_a_revoked_key_fails_authentication_with_an_event(platform: Platform) -> None:
+    tenant = platform.new_tenant("audit")
+    platform.context.auth.revoke_api_key(tenant.api_key)
+    response = platform.client(tenant).post("/v1/jobs/training", json=spec())
+    assert response.status_code == 401
+    [event] = _by_request(platform, response.headers["x-request-id"])
+    assert (event.action, event.credential, event.tenant_id) == (
+        "auth.failed",
+        tenant.api_key.rsplit("_", 1)[0],
+        None,
+    )
+    assert _events(platform, tenant) == []  # nothing was done in the tenant's name
