@@ -70,6 +70,10 @@ def test_requests_are_counted_by_route_template_never_by_raw_path(
     # the scrape itself is unversioned
     assert value(after, requests, route="/metrics", api_version="none", status="200") >= 1
 
+    problems = "mlp_http_problems_total"
+    not_found = {"route": JOB_ROUTE, "code": "NOT_FOUND", "api_version": "v1"}
+    assert value(after, problems, **not_found) - value(before, problems, **not_found) == 1
+
     label_values = all_label_values(after)
     assert not any(job_id in v for v in label_values), "a raw job id leaked into a label"
     assert not any("doesnotexist" in v for v in label_values)
@@ -151,3 +155,36 @@ def test_scheduler_cycles_and_queue_wait(scheduling_platform: Platform) -> None:
     assert value(after, "mlp_job_queue_wait_seconds_sum") >= value(
         before, "mlp_job_queue_wait_seconds_sum"
     )
+
+
+@pytest.fixture(scope="module")
+def limited_platform(
+    tmp_path_factory: pytest.TempPathFactory, database_url_factory: Any
+) -> Iterator[Platform]:
+    running, server = start_platform(
+        "sqlite",
+        Path(tmp_path_factory.mktemp("metrics-limited")),
+        database_url_factory("sqlite"),
+        rate_limit_enabled=True,
+        rate_limit_control="3/minute",
+    )
+    yield running
+    running.close()
+    server.stop()
+    running.db.dispose()
+
+
+def test_rate_limit_rejections_are_counted_by_problem_code(limited_platform: Platform) -> None:
+    platform = limited_platform
+    client = platform.client(platform.new_tenant())
+    before = scrape(platform.client())  # /metrics is not rate limited (no credentials)
+    statuses = [client.get("/v1/jobs/training").status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    after = scrape(platform.client())
+    labels = {"route": "/v1/jobs/training", "api_version": "v1"}
+    problems = "mlp_http_problems_total"
+    rejected = {"code": "RESOURCE_EXHAUSTED", **labels}
+    assert value(after, problems, **rejected) - value(before, problems, **rejected) == 2
+    requests = "mlp_http_requests_total"
+    too_many = {"method": "GET", "status": "429", **labels}
+    assert value(after, requests, **too_many) - value(before, requests, **too_many) == 2

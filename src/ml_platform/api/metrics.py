@@ -4,6 +4,8 @@
   ``mlp_http_request_duration_seconds{method,route,api_version}``: ``route`` is the matched
   route *template* (``/v1/jobs/training/{job_id}``), never the raw path; a request no route
   matched is ``route="unmatched"``, so scanners cannot grow the label set.
+- ``mlp_http_problems_total{route,code,api_version}``: error responses by problem ``code``
+  (``RESOURCE_EXHAUSTED``: rate-limit rejections; ``QUOTA_EXCEEDED``: quota rejections).
 - ``mlp_jobs{state}``: jobs per state over every tenant, read at scrape time with one
   GROUP BY on the trigger-kept ``job_counts`` table.
 - ``mlp_scheduler_cycles_total`` and ``mlp_job_queue_wait_seconds`` (submission to first
@@ -15,6 +17,7 @@ Prometheus scrapers expect; it shows no tenant data, only aggregate counts.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -28,7 +31,9 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ml_platform.core.errors import ErrorCode
 from ml_platform.core.jobs import JobStatus
+from ml_platform.core.problems import PROBLEM_JSON
 from ml_platform.jobs.scheduler import Scheduler
 from ml_platform.store.db import Database
 from ml_platform.store.jobs import count_jobs_by_status
@@ -37,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 METRICS_PATH = "/metrics"
 UNMATCHED = "unmatched"
+OTHER_CODE = "other"
+_KNOWN_CODES = frozenset(code.value for code in ErrorCode)
 _VERSION = re.compile(r"^/(v[0-9]{1,3})(?:/|$)")
 
 LATENCY_BUCKETS = (
@@ -86,6 +93,13 @@ class ControlPlaneMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.problems = Counter(
+            "mlp_http_problems",
+            "Problem (error) responses by route template and problem code: RESOURCE_EXHAUSTED "
+            "(rate limits) and QUOTA_EXCEEDED (quotas) are the rejections",
+            ["route", "code", "api_version"],
+            registry=self.registry,
+        )
         self.scheduler_cycles = Counter(
             "mlp_scheduler_cycles",
             "Scheduler cycles (admission passes) run by this process as the lease holder",
@@ -108,6 +122,9 @@ class ControlPlaneMetrics:
     ) -> None:
         self.requests.labels(method, route, str(status), api_version).inc()
         self.latency.labels(method, route, api_version).observe(seconds)
+
+    def observe_problem(self, route: str, code: str, api_version: str) -> None:
+        self.problems.labels(route, code, api_version).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -139,11 +156,16 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500  # no response start at all is what the client sees as a failure
+        problem = False
+        code: str | None = None
 
         async def recording_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, problem, code
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                problem = status >= 400 and _is_problem(message.get("headers", ()))
+            elif problem and code is None and message["type"] == "http.response.body":
+                code = problem_code(message.get("body", b""))
             await send(message)
 
         try:
@@ -157,6 +179,24 @@ class MetricsMiddleware:
                 scope.get("method", "GET"), template, status, version,
                 time.perf_counter() - started,
             )
+            if problem:
+                self.metrics.observe_problem(template, code or OTHER_CODE, version)
+
+
+def _is_problem(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name == b"content-type" and value.startswith(PROBLEM_JSON.encode())
+        for name, value in headers
+    )
+
+
+def problem_code(body: bytes) -> str:
+    """The problem document's ``code`` when it is one of ours (a bounded label), else other."""
+    try:
+        code = json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        return OTHER_CODE
+    return code if code in _KNOWN_CODES else OTHER_CODE
 
 
 def install_metrics(app: FastAPI, db: Database, scheduler: Scheduler | None) -> None:
