@@ -142,6 +142,29 @@ def test_failures_are_counted_by_code_and_unknown_names_never_become_labels(
     assert not any("zz9" in v for v in labels)
 
 
+def test_refused_credentials_are_counted_as_rejections(plane: Plane) -> None:
+    before = plane.scrape()
+    with grpc.insecure_channel(plane.server.grpc_target) as channel:
+        stub = serving_pb2_grpc.ModelServingStub(channel)
+        for _ in range(3):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Predict(
+                    serving_pb2.PredictRequest(model_id="rf-onnx", features=plane.row(0)),
+                    metadata=(("x-api-key", "mlp_not_a_key"),),
+                    timeout=30,
+                )
+            assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    after = plane.scrape()
+    name = "mlp_serving_rejections_total"
+    assert value(after, name, code="UNAUTHENTICATED") - value(
+        before, name, code="UNAUTHENTICATED"
+    ) == 3
+    # refused calls are not predictions
+    ok = {"tenant": "t1", "deployment": "rf-onnx"}
+    predictions = "mlp_serving_predictions_total"
+    assert value(after, predictions, **ok) == value(before, predictions, **ok)
+
+
 def test_model_load_times_per_worker_and_outcome(plane: Plane) -> None:
     families = plane.scrape()
     name = "mlp_serving_model_load_seconds_count"

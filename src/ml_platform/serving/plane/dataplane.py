@@ -115,7 +115,11 @@ class DataPlane:
         self.pid = os.getpid()
 
     async def authenticate(self, api_key: str | None, bearer: str | None) -> Principal:
-        return await self._auth.principal(api_key, bearer)
+        try:
+            return await self._auth.principal(api_key, bearer)
+        except PlatformError as exc:  # bad credentials, or over the data-plane rate limit
+            metrics.count_rejection(exc.code.value)
+            raise
 
     def resolve(self, principal: Principal, model_id: str, version: str) -> LoadedModel:
         if not model_id:

@@ -10,6 +10,8 @@ reads every worker's files, the replaced ones included, and sums them. Without t
   ``DataPlane.infer`` (every adapter), ``status`` ``OK`` or the error code. A call whose
   deployment did not resolve is counted as ``deployment="unresolved"``: a caller-supplied
   name never becomes a label.
+- ``mlp_serving_rejections_total{code}``: calls refused at authentication (bad credentials,
+  ``RESOURCE_EXHAUSTED`` over the data-plane rate limit); no tenant is known for them.
 - ``mlp_serving_batch_rows{tenant,deployment}``: rows per model call (after batching).
 - ``mlp_serving_model_load_seconds{tenant,deployment,format,outcome}``: load + warm-up time.
 """
@@ -48,6 +50,13 @@ PREDICTIONS = Counter(
     ["tenant", "deployment", "status"],
     registry=REGISTRY,
 )
+REJECTIONS = Counter(
+    "mlp_serving_rejections",
+    "Calls refused before any model was chosen: UNAUTHENTICATED, or RESOURCE_EXHAUSTED when "
+    "over the data-plane rate limit",
+    ["code"],
+    registry=REGISTRY,
+)
 BATCH_ROWS = Histogram(
     "mlp_serving_batch_rows",
     "Rows per model call, after dynamic batching",
@@ -66,6 +75,10 @@ MODEL_LOAD_SECONDS = Histogram(
 
 def count_prediction(tenant_id: str, deployment: str | None, status: str) -> None:
     PREDICTIONS.labels(tenant_id, deployment or UNRESOLVED, status).inc()
+
+
+def count_rejection(code: str) -> None:
+    REJECTIONS.labels(code).inc()
 
 
 def batch_observer(model: ServedModel) -> Callable[[int], None]:
