@@ -116,6 +116,11 @@ def test_kill9_then_restart_leaves_no_job_running(server_env: tuple[dict[str, st
         state = Path(env["ML_PLATFORM_DATA_DIR"]) / "jobs" / job_id / "state.json"
         while not state.exists():
             time.sleep(0.05)
+        # Wait until the job printed its line: a job killed before it prints would write into
+        # a pipe nobody reads and die of it, which is another (correctly reported) outcome.
+        logs = f"/v1/jobs/training/{job_id}/logs"
+        while not any(e["line"] == "up" for e in client.get(logs).json()["logs"]):
+            time.sleep(0.05)
         import json
 
         pid = json.loads(state.read_text())["pid"]
