@@ -20,11 +20,25 @@ import math
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    TypeAdapter,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+from typing_extensions import TypeAliasType
 
 __all__ = [
     "INT32_MAX",
     "INT64_MAX",
+    "SAFE_TEXT_PATTERN",
+    "TAG_FILTER_PATTERN",
+    "TAG_MAP_SCHEMA",
     "JsonObject",
     "PositiveInt32",
     "RequestModel",
@@ -42,6 +56,16 @@ INT64_MIN = -(2**63)
 
 _UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _MAX_DEPTH = 32
+
+SAFE_TEXT_PATTERN = "^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+"""``_UNSAFE`` as a JSON Schema ``pattern``, so the published contract says what is refused.
+Lone surrogates are left out: a pattern is a sequence of Unicode scalar values (Rust-based
+validators, Schemathesis's among them, drop a pattern that names them) and no UTF-8 text
+holds one; only a JSON ``\\ud800`` escape can, and that is still refused with a 422."""
+
+_TAG_PAIR = r"[^,=]*[^,=\s][^,=]*=[^,=]*"
+TAG_FILTER_PATTERN = rf"^(?:{_TAG_PAIR}(?:,{_TAG_PAIR})*)?$"
+"""A ``tags`` query filter, ``key1=value1,key2=value2`` (keys not blank), as a pattern."""
 
 
 def unsafe_character(value: str) -> str | None:
@@ -102,13 +126,68 @@ def check_json_tree(value: Any) -> Any:
     return value
 
 
-SafeStr = Annotated[str, AfterValidator(check_text)]
+class _SafeTextSchema:
+    """Adds ``SAFE_TEXT_PATTERN`` to a ``SafeStr``'s JSON Schema, unless the field declares
+    its own (stricter) pattern; validation stays in ``check_text`` (named, actionable errors)."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        if schema.get("type") == "string":
+            schema.setdefault("pattern", SAFE_TEXT_PATTERN)
+        return schema
+
+
+SafeStr = Annotated[str, AfterValidator(check_text), _SafeTextSchema()]
 """Text without NUL, lone surrogates or C0 controls other than tab, LF and CR."""
 
-StrMap = dict[SafeStr, SafeStr]
+
+class _SafeKeysSchema:
+    """A map's JSON Schema with its key rule as ``propertyNames`` (every key must match), not
+    pydantic's ``patternProperties`` (which lets a non-matching key through unchecked)."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        by_pattern = schema.pop("patternProperties", None)
+        if isinstance(by_pattern, dict) and len(by_pattern) == 1:
+            ((pattern, values),) = by_pattern.items()
+            schema["propertyNames"] = {"pattern": pattern}
+            schema["additionalProperties"] = values
+        elif by_pattern is not None:
+            schema["patternProperties"] = by_pattern
+        return schema
+
+
+StrMap = Annotated[dict[SafeStr, SafeStr], _SafeKeysSchema()]
 """A string-to-string map (tags, labels) with safe keys and values."""
 
-JsonObject = Annotated[dict[str, Any], AfterValidator(check_json_tree)]
+_Int64 = Annotated[
+    int, WithJsonSchema({"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX})
+]
+# Integral numbers are the 64-bit branch; the number branch is the rest (finite by JSON).
+_Fraction = Annotated[float, WithJsonSchema({"type": "number", "not": {"type": "integer"}})]
+JsonTree = TypeAliasType(
+    "JsonTree",
+    "SafeStr | _Int64 | _Fraction | bool | list[JsonTree] | _JsonMap | None",
+)
+"""The JSON Schema of a ``JsonObject``'s values (validation is ``check_json_tree``)."""
+_JsonMap = Annotated[dict[SafeStr, JsonTree], _SafeKeysSchema()]
+_JSON_OBJECT = TypeAdapter(_JsonMap)
+
+
+class _JsonObjectSchema:
+    """Publishes what ``check_json_tree`` accepts, as the recursive component ``JsonTree``."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(_JSON_OBJECT.core_schema)
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(check_json_tree), _JsonObjectSchema()]
 """A free-form JSON object: safe strings, finite numbers, 64-bit integers, bounded depth."""
 
 PositiveInt32 = Annotated[int, Field(ge=1, le=INT32_MAX)]
@@ -116,6 +195,13 @@ PositiveInt32 = Annotated[int, Field(ge=1, le=INT32_MAX)]
 
 
 MAX_TAGS = 50
+_SAFE_CLASS = SAFE_TEXT_PATTERN[3:-3]  # the refused characters, for composing patterns
+TAG_MAP_SCHEMA: dict[str, Any] = {
+    "maxProperties": MAX_TAGS,
+    "propertyNames": {"pattern": f"^[^,={_SAFE_CLASS}]{{1,63}}$"},
+    "additionalProperties": {"type": "string", "pattern": f"^[^,{_SAFE_CLASS}]{{0,255}}$"},
+}
+"""``check_tags`` as JSON Schema (a field's ``json_schema_extra``)."""
 
 
 def _shown(text: str, limit: int = 64) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -40,6 +41,14 @@ class _Batching(RequestModel):
     )
 
 
+_VERSION_AND_ALIAS: dict[str, Any] = {
+    "description": "give either version or alias, not both",
+    "required": ["version", "alias"],
+    "properties": {"version": {"type": "integer"}, "alias": {"type": "string"}},
+}
+"""The schema form of ``_one_reference``: a body naming both a version and an alias is refused."""
+
+
 class DeploymentCreate(_Batching):
     """Serve `model` at `version`, or follow `alias` (default: `latest`) as it moves."""
 
@@ -51,7 +60,8 @@ class DeploymentCreate(_Batching):
                 "model": "churn",
                 "alias": "production",
                 "max_batch_size": 64,
-            }
+            },
+            "not": _VERSION_AND_ALIAS,
         },
     )
 
@@ -72,7 +82,9 @@ class DeploymentCreate(_Batching):
 class DeploymentUpdate(RequestModel):
     """Roll to another version or alias, or change batching. Absent fields stay as they are."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"version": 3}})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"version": 3}, "not": _VERSION_AND_ALIAS}
+    )
 
     version: PositiveInt32 | None = None
     alias: str | None = Field(None, min_length=1, max_length=63, pattern=REF_PATTERN)

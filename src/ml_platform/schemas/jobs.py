@@ -15,7 +15,21 @@ from pydantic import (
 )
 
 from ml_platform.core.jobs import JobStatus
-from ml_platform.schemas._types import JsonObject, RequestModel, SafeStr, StrMap, check_tags
+from ml_platform.schemas._types import (
+    SAFE_TEXT_PATTERN,
+    TAG_MAP_SCHEMA,
+    JsonObject,
+    RequestModel,
+    SafeStr,
+    StrMap,
+    check_tags,
+)
+
+ENV_NAME_SCHEMA: dict[str, Any] = {
+    "pattern": "^[^=" + SAFE_TEXT_PATTERN[3:-3] + "]{1,255}$",
+    "not": {"pattern": "^ML_PLATFORM_"},
+}
+"""``_check_env_vars`` as JSON Schema: 1..255 characters, no '=', no ``ML_PLATFORM_`` prefix."""
 
 __all__ = [
     "ComputeType",
@@ -104,9 +118,13 @@ class TrainingJobSpec(RequestModel):
         default_factory=dict,
         exclude=True,
         description="Environment variables for the job (write-only: never returned)",
-        json_schema_extra={"writeOnly": True},
+        json_schema_extra={"writeOnly": True, "propertyNames": ENV_NAME_SCHEMA},
     )
-    tags: StrMap = Field(default_factory=dict, description="Custom tags for organizing jobs")
+    tags: StrMap = Field(
+        default_factory=dict,
+        description="Custom tags for organizing jobs",
+        json_schema_extra=TAG_MAP_SCHEMA,
+    )
     tenant_id: SafeStr | None = Field(
         None,
         max_length=64,

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ml_platform.schemas._types import (
+    TAG_MAP_SCHEMA,
     JsonObject,
     PositiveInt32,
     RequestModel,
@@ -140,7 +141,7 @@ class ModelCreate(RequestModel):
     name: str = Field(..., min_length=1, max_length=63, pattern=MODEL_NAME_PATTERN)
     framework: FrameworkType
     description: SafeStr = Field("", max_length=4096)
-    tags: StrMap = Field(default_factory=dict)
+    tags: StrMap = Field(default_factory=dict, json_schema_extra=TAG_MAP_SCHEMA)
 
     @field_validator("tags")
     @classmethod
@@ -157,7 +158,7 @@ class ModelUpdate(RequestModel):
 
     framework: FrameworkType | None = None
     description: SafeStr | None = Field(None, max_length=4096)
-    tags: StrMap | None = None
+    tags: StrMap | None = Field(None, json_schema_extra=TAG_MAP_SCHEMA)
 
     @field_validator("tags")
     @classmethod
@@ -208,6 +209,11 @@ class ModelListResponse(BaseModel):
     has_more: bool
 
 
+def _given(field: str) -> dict[str, Any]:
+    """JSON Schema: ``field`` is present and not null."""
+    return {"required": [field], "properties": {field: {"type": "string"}}}
+
+
 class ModelVersionCreate(RequestModel):
     """Register a version from a succeeded training job or from an artifact URI.
 
@@ -219,7 +225,11 @@ class ModelVersionCreate(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "example": {"job_id": "job_01jdx3m8c5r7v2k9w4q6y8z0ab", "metadata": {"dataset": "q3"}}
+            "example": {"job_id": "job_01jdx3m8c5r7v2k9w4q6y8z0ab", "metadata": {"dataset": "q3"}},
+            # The schema form of ``_one_source``: exactly one of job_id and artifact_uri, and
+            # artifact_path only together with job_id.
+            "oneOf": [_given("job_id"), _given("artifact_uri")],
+            "anyOf": [{"not": _given("artifact_path")}, _given("job_id")],
         },
     )
 

@@ -9,7 +9,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from ml_platform.api.deps import ContextDep, PrincipalDep
 from ml_platform.api.responses import AUTHED, problems
-from ml_platform.core.errors import InvalidArgument, PayloadTooLarge, Unavailable
+from ml_platform.core.errors import (
+    InvalidArgument,
+    PayloadTooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from ml_platform.jobs.code_packages import CodePackage as PackageRecord
 from ml_platform.jobs.engine import JobEngine
 from ml_platform.schemas.job_runtime import CodePackage
@@ -24,6 +29,24 @@ ARCHIVE_TYPES = (
     "application/x-gtar",
     "application/octet-stream",
 )
+
+_ARCHIVE = {"schema": {"type": "string", "format": "binary"}}
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The archive (`.zip` or `.tar.gz`) as the raw body, or a form field `file`",
+        "content": {
+            **{media: _ARCHIVE for media in ARCHIVE_TYPES},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+        },
+    }
+}
 
 
 def _engine(context: ContextDep) -> JobEngine:
@@ -68,7 +91,7 @@ async def _read_archive(request: Request, limit: int) -> bytes:
             spool.seek(0)
             data = spool.read()
     else:
-        raise InvalidArgument(
+        raise UnsupportedMediaType(
             "send the archive as application/zip, application/gzip or multipart/form-data "
             f"(field 'file'); got {media or 'no content type'!r}"
         )
@@ -83,6 +106,7 @@ async def _read_archive(request: Request, limit: int) -> bytes:
     summary="Upload a code package",
     status_code=status.HTTP_201_CREATED,
     response_model=CodePackage,
+    openapi_extra=UPLOAD_BODY,
     responses={
         **problems(400, 413, 415, 422, *AUTHED),
         200: {"description": "The same archive was uploaded before", "model": CodePackage},

@@ -16,14 +16,50 @@ from starlette.background import BackgroundTask
 from ml_platform.api.deps import ContextDep, PrincipalDep
 from ml_platform.api.responses import AUTHED, problems
 from ml_platform.core.errors import UnsupportedMediaType
-from ml_platform.data.service import DataArea, DataFileInfo
+from ml_platform.data.service import (
+    _BIDI_CONTROLS,
+    MAX_SEGMENTS,
+    RESERVED_PREFIX,
+    DataArea,
+    DataFileInfo,
+)
 from ml_platform.jobs.paths import PathPolicy
 
 router = APIRouter(prefix="/v1/data", tags=["Data"])
 
 FLUSH_BYTES = 1024 * 1024  # body chunks are written to disk in pieces of about this size
 PATH_HELP = "Path inside your data area, e.g. `train.csv` or `churn/2024/train.csv`"
-FilePath = Annotated[str, PathParam(description=PATH_HELP)]
+
+# The rules of ``data.service.parse_path`` as a JSON Schema pattern (the service still checks
+# them and names the broken rule; UTF-8 byte lengths have no JSON Schema form): segments
+# separated by single '/', none empty, '.', '..' or starting with RESERVED_PREFIX, and no
+# '\\', control (Cc, Cs), line/paragraph separator or bidi control character.
+# (Surrogates are left out: no UTF-8 URL can carry one, and a pattern naming them is dropped
+# by Rust-based validators, Schemathesis's among them.)
+_BANNED = "/\\\\\x00-\x1f\x7f-\x9f\u2028\u2029" + "".join(sorted(_BIDI_CONTROLS))
+_C = f"[^{_BANNED}]"
+
+
+def _not_after(prefix: str, char: str) -> str:
+    """``prefix`` followed by nothing, or by a character other than ``char`` and then any."""
+    return f"{prefix}(?:[^{_BANNED}{char}]{_C}*)?"
+
+
+_SEGMENT = "|".join(
+    [
+        f"[^{_BANNED}.]{_C}*",  # does not start with '.'
+        f"\\.\\.{_C}+",  # '..x'
+        f"\\.[^{_BANNED}.m]{_C}*",  # '.x'
+        _not_after("\\.m", "l"),
+        _not_after("\\.ml", "p"),
+        _not_after("\\.mlp", "-"),
+    ]
+)
+assert RESERVED_PREFIX == ".mlp-"
+DATA_PATH_PATTERN = f"^(?:{_SEGMENT})(?:/(?:{_SEGMENT})){{0,{MAX_SEGMENTS - 1}}}$"
+FilePath = Annotated[
+    str, PathParam(description=PATH_HELP, json_schema_extra={"pattern": DATA_PATH_PATTERN})
+]
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
@@ -79,8 +115,10 @@ def _declared_length(request: Request) -> int | None:
 
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
-        "required": True,
-        "description": "The file's bytes, as the raw body (e.g. `curl -T train.csv`)",
+        # Optional: HTTP cannot tell an absent body from an empty one; both store an empty file.
+        "required": False,
+        "description": "The file's bytes, as the raw body (e.g. `curl -T train.csv`); "
+        "no body stores an empty file",
         "content": {"application/octet-stream": BINARY},
     }
 }
