@@ -8,6 +8,7 @@ failed to load, an owner, another tenant, and both gRPC services on one channel.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import sys
@@ -21,8 +22,9 @@ import httpx
 import pytest
 
 import ml_platform
+from ml_platform.core.ids import new_id
 from ml_platform.serving.proto import inference_pb2, serving_pb2, serving_pb2_grpc
-from tests.api.version_rows import add_version_row
+from ml_platform.store.models import ModelRepository, NewVersion
 from tests.conftest import Platform, Tenant
 from tests.deployments.test_deployments import FEATURES, Plane, Trained, _register, _wait
 
@@ -62,7 +64,7 @@ class World:
     owner: Tenant
     other: Tenant
     deployment: str  # ready, serves FEATURES
-    broken: str  # its artifact does not exist: failed to load
+    broken: str  # its artifact is not a model: the plane's load failed
 
     @property
     def seed(self) -> serving_pb2_grpc.ModelServingStub:
@@ -117,17 +119,60 @@ def make_world(platform: Platform, plane: Plane, trained: dict[str, Trained]) ->
     deployment = f"d-{secrets.token_hex(3)}"
     created = client.post("/v1/deployments", json={"name": deployment, "model": model})
     assert created.status_code == 201, created.text
-    # a version row whose artifact does not exist: the plane's load fails
-    broken_model = f"b-{secrets.token_hex(3)}"
-    made = client.post("/v1/models", json={"name": broken_model, "framework": "sklearn"})
-    assert made.status_code == 201, made.text
-    add_version_row(platform, owner, broken_model)
-    broken = f"x-{secrets.token_hex(3)}"
-    created = client.post("/v1/deployments", json={"name": broken, "model": broken_model})
-    assert created.status_code == 201, created.text
+    broken = deploy_artifact(platform, owner, b"not a model")
     _wait(client, deployment, status="ready", serving_version=1)
     _wait(client, broken, status="failed")
     return World(platform, plane, owner, other, deployment, broken)
+
+
+def deploy_artifact(platform: Platform, tenant: Tenant, payload: bytes | None) -> str:
+    """Deploy a new model whose one version is ``payload`` (None: no file at all) with a
+    signature over FEATURES, written straight to the store so the registry's own checks (it
+    would refuse a non-model) are not what stops it: the serving plane loads it. Returns the
+    deployment's name (not waited for)."""
+    client = platform.client(tenant)
+    model = f"b-{secrets.token_hex(3)}"
+    made = client.post("/v1/models", json={"name": model, "framework": "sklearn"})
+    assert made.status_code == 201, made.text
+    registry = platform.context.registry
+    assert registry is not None
+    with platform.db.transaction() as session:
+        repo = ModelRepository(session, tenant.id)
+        record = repo.get(model)
+        assert record is not None
+        number = repo.allocate_version(record.id)
+        assert number is not None
+        key = f"tenants/{tenant.id}/models/{record.id}/art_{number}/model.joblib"
+        local = registry.store.local_path(key)
+        assert local is not None, "these tests run on a local artifact store"
+        if payload is not None:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(payload)
+        repo.add_version(
+            record.id,
+            number,
+            NewVersion(
+                id=new_id("mver"),
+                artifact_uri=local.as_uri(),
+                artifact_key=key,
+                filename="model.joblib",
+                sha256=hashlib.sha256(payload or b"").hexdigest(),
+                size_bytes=len(payload or b""),
+                framework="sklearn",
+                format="joblib",
+                signature={
+                    "input_features": [{"name": n, "dtype": "float64"} for n in FEATURES],
+                    "output_labels": [],
+                },
+                signature_source="test",
+                source_kind="upload",
+                created_by="test",
+            ),
+        )
+    name = f"x-{secrets.token_hex(3)}"
+    created = client.post("/v1/deployments", json={"name": name, "model": model})
+    assert created.status_code == 201, created.text
+    return name
 
 
 def good_features(values: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)) -> list[serving_pb2.Feature]:

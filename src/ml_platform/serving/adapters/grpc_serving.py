@@ -20,7 +20,13 @@ from ml_platform.serving.adapters.grpc_converters import (
     features_to_values,
     to_response,
 )
-from ml_platform.serving.adapters.grpc_errors import credentials, rpc_errors
+from ml_platform.serving.adapters.grpc_errors import (
+    MAX_DESCRIPTION_BYTES,
+    MAX_VIOLATIONS,
+    bounded,
+    credentials,
+    rpc_errors,
+)
 from ml_platform.serving.models import Principal
 from ml_platform.serving.plane.dataplane import DataPlane, InferRequest, deadline_after
 from ml_platform.serving.plane.ordered_stream import ordered_map
@@ -193,19 +199,34 @@ class _BatchCodec:
         responses = [serving_pb2.PredictResponse() for _ in self._request.requests]
         for j, pos in enumerate(self._positions):
             responses[pos] = to_response(model, pred, j, started)
-        report = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=f"requests[{i}]", description=e.message
-                )
-                for i, e in sorted(errors.items())
-            ]
-        )
-        self._context.set_trailing_metadata(((ITEM_ERRORS_KEY, report.SerializeToString()),))
+        self._context.set_trailing_metadata(((ITEM_ERRORS_KEY, item_errors(errors)),))
         return serving_pb2.PredictBatchResponse(
             responses=responses,
             total_latency_microseconds=(time.perf_counter_ns() - started) // 1000,
         )
+
+
+def item_errors(errors: dict[int, PlatformError]) -> bytes:
+    """The BadRequest of a partly failed batch, bounded like a status (trailing metadata
+    travels under the client's 16 KiB header limit): the first MAX_VIOLATIONS items with
+    bounded descriptions, then how many more failed (a failed item's response is empty)."""
+    failed = sorted(errors.items())
+    shown = [
+        error_details_pb2.BadRequest.FieldViolation(
+            field=f"requests[{i}]", description=bounded(e.message, MAX_DESCRIPTION_BYTES)
+        )
+        for i, e in failed[:MAX_VIOLATIONS]
+    ]
+    if len(failed) > len(shown):
+        shown.append(
+            error_details_pb2.BadRequest.FieldViolation(
+                field="requests[...]",
+                description=f"{len(failed)} items failed in all, {len(failed) - len(shown)} "
+                "more are not listed; a failed item's response is empty",
+            )
+        )
+    report: bytes = error_details_pb2.BadRequest(field_violations=shown).SerializeToString()
+    return report
 
 
 def _items_to_rows(
