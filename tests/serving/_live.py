@@ -13,11 +13,13 @@ import re
 import secrets
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 
@@ -122,7 +124,31 @@ def make_world(platform: Platform, plane: Plane, trained: dict[str, Trained]) ->
     broken = deploy_artifact(platform, owner, b"not a model")
     _wait(client, deployment, status="ready", serving_version=1)
     _wait(client, broken, status="failed")
-    return World(platform, plane, owner, other, deployment, broken)
+    world = World(platform, plane, owner, other, deployment, broken)
+    settle(world)
+    return world
+
+
+def settle(world: World) -> None:
+    """Wait until the worker behind the world's channel has loaded both deployments too (each
+    worker loads on its own; the deployment's status is the first worker's report)."""
+    deadline = time.monotonic() + 60
+    codes: tuple[object, object] = (None, None)
+    while time.monotonic() < deadline:
+        codes = (_code(world, world.deployment), _code(world, world.broken))
+        if codes == (grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the plane did not settle: {codes}")
+
+
+def _code(world: World, deployment: str) -> grpc.StatusCode:
+    request = serving_pb2.PredictRequest(model_id=deployment, features=good_features())
+    try:
+        world.seed.Predict(request, metadata=world.key(), timeout=30)
+    except grpc.RpcError as exc:
+        return exc.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
 
 
 def deploy_artifact(platform: Platform, tenant: Tenant, payload: bytes | None) -> str:

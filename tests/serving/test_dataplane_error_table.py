@@ -124,15 +124,22 @@ def _rest(
         )
 
 
-def _until_not_found_ends(provoke: Callable[[], Outcome]) -> Outcome:
-    """The first answer that is not NOT_FOUND (the plane has not seen the deployment yet)."""
-    deadline = time.monotonic() + 20
+def _first_answer_past(
+    provoke: Callable[[], Outcome], transient: tuple[object, ...] = (404, grpc.StatusCode.NOT_FOUND)
+) -> Outcome:
+    """The first answer whose status is not ``transient``. Each worker process learns and
+    loads deployments on its own: a new one is NOT_FOUND on a worker that has not polled the
+    store yet, and 'loading' (UNAVAILABLE) on one still loading it after another failed."""
+    deadline = time.monotonic() + 30
     while True:
         outcome = provoke()
         status = outcome.status_code if isinstance(outcome, httpx.Response) else outcome.code()
-        if status not in (404, grpc.StatusCode.NOT_FOUND) or time.monotonic() > deadline:
+        if status not in transient or time.monotonic() > deadline:
             return outcome
         time.sleep(0.05)
+
+
+_SETTLING = (404, 503, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE)
 
 
 # ------------------------------------------------------------------- provocations
@@ -228,15 +235,17 @@ def _unknown_route_rest(w: World) -> Outcome:
 
 
 def _failed_load_seed(w: World) -> Outcome:
-    return _seed(w, _predict(w.broken))
+    return _first_answer_past(lambda: _seed(w, _predict(w.broken)), _SETTLING)
 
 
 def _failed_load_v2(w: World) -> Outcome:
-    return _v2(w, _infer(w.broken))
+    return _first_answer_past(lambda: _v2(w, _infer(w.broken)), _SETTLING)
 
 
 def _failed_load_rest(w: World) -> Outcome:
-    return _rest(w, f"/v2/models/{w.broken}/infer", _infer_json())
+    return _first_answer_past(
+        lambda: _rest(w, f"/v2/models/{w.broken}/infer", _infer_json()), _SETTLING
+    )
 
 
 def _missing_artifact(w: World) -> str:
@@ -246,30 +255,35 @@ def _missing_artifact(w: World) -> str:
 
 
 def _missing_artifact_seed(w: World) -> Outcome:
-    return _seed(w, _predict(_missing_artifact(w)))
+    name = _missing_artifact(w)
+    return _first_answer_past(lambda: _seed(w, _predict(name)), _SETTLING)
 
 
 def _missing_artifact_v2(w: World) -> Outcome:
-    return _v2(w, _infer(_missing_artifact(w)))
+    name = _missing_artifact(w)
+    return _first_answer_past(lambda: _v2(w, _infer(name)), _SETTLING)
 
 
 def _missing_artifact_rest(w: World) -> Outcome:
-    return _rest(w, f"/v2/models/{_missing_artifact(w)}/infer", _infer_json())
+    name = _missing_artifact(w)
+    return _first_answer_past(
+        lambda: _rest(w, f"/v2/models/{name}/infer", _infer_json()), _SETTLING
+    )
 
 
 def _loading_seed(w: World) -> Outcome:
     name = deploy_artifact(w.platform, w.owner, pickle.dumps(_SlowLoad()))
-    return _until_not_found_ends(lambda: _seed(w, _predict(name)))
+    return _first_answer_past(lambda: _seed(w, _predict(name)))
 
 
 def _loading_v2(w: World) -> Outcome:
     name = deploy_artifact(w.platform, w.owner, pickle.dumps(_SlowLoad()))
-    return _until_not_found_ends(lambda: _v2(w, _infer(name)))
+    return _first_answer_past(lambda: _v2(w, _infer(name)))
 
 
 def _loading_rest(w: World) -> Outcome:
     name = deploy_artifact(w.platform, w.owner, pickle.dumps(_SlowLoad()))
-    return _until_not_found_ends(lambda: _rest(w, f"/v2/models/{name}/infer", _infer_json()))
+    return _first_answer_past(lambda: _rest(w, f"/v2/models/{name}/infer", _infer_json()))
 
 
 def _oversized_seed(w: World) -> Outcome:
