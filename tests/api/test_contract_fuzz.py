@@ -19,7 +19,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis import GenerationMode
+from schemathesis import BaseSchema, Case, GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -44,6 +44,7 @@ CHECKS: list[Callable[..., Any]] = [
 ]
 CHECK_NAMES = [check.__name__ for check in CHECKS]
 MAX_EXAMPLES = 10
+STATEFUL_EXAMPLES = 20
 
 
 OPENAPI_JSON = Path(__file__).resolve().parents[2] / "openapi.json"
@@ -61,7 +62,7 @@ def _config() -> SchemathesisConfig:
 # the fixture below checks that the live server publishes exactly this document.
 # (``schemathesis.pytest.from_fixture`` would load it from the server, but its lazy loader
 # writes ``request.node._nodeid``, which pytest 9 no longer has.)
-schema = schemathesis.openapi.from_path(OPENAPI_JSON, config=_config())
+schema: BaseSchema = schemathesis.openapi.from_path(OPENAPI_JSON, config=_config())
 
 # OPEN FINDINGS, not suppressions: these operations still fail a check and are left out until
 # their owners fix them (each entry: the failing check and the reproduction). Remove an entry
@@ -89,6 +90,18 @@ OPEN_FINDINGS: dict[str, str] = {
 if OPEN_FINDINGS:
     schema = schema.exclude(operation_id=list(OPEN_FINDINGS))
 
+# Found only by the stateful phase (it reaches existing resources); same rules as above.
+STATEFUL_OPEN_FINDINGS: dict[str, str] = {
+    # positive_data_acceptance: a version number the model lacks -> 422 (test_models_api
+    # asserts 422; 404 or a declared rule needs the lead's decision, as create_deployment).
+    "set_model_alias": "PUT /v1/models/m/aliases/h {'version': 561} -> 422 no version 561",
+    # positive_data_acceptance: on an existing model, schema-valid uploads are not a model file
+    # (422) and multipart `signature`/`metadata` are not JSON (400): as create_code_package.
+    # (The stateless run passes only because its model names do not exist: 404.)
+    "create_model_version": "POST /v1/models/n/versions multipart signature='Q..' -> 400",
+}
+stateful_schema = schema.exclude(operation_id=list(STATEFUL_OPEN_FINDINGS))
+
 
 @pytest.fixture(scope="session")
 def fuzz_key(platform: Platform) -> str:
@@ -107,8 +120,36 @@ def fuzz_key(platform: Platform) -> str:
     suppress_health_check=list(HealthCheck),
 )
 def test_every_operation_honours_its_contract(
-    case: schemathesis.Case, platform: Platform, fuzz_key: str
+    case: Case[Any], platform: Platform, fuzz_key: str
 ) -> None:
     case.call_and_validate(
         base_url=platform.base_url, headers={"X-API-Key": fuzz_key}, checks=CHECKS
+    )
+
+
+def test_stateful_links_from_create_to_get_and_cancel(platform: Platform, fuzz_key: str) -> None:
+    """Schemathesis's stateful phase: it follows the spec's ``links`` (create -> get/cancel,
+    create model -> versions, ...) with the ids the server returned, checking every step."""
+    workflow = stateful_schema.as_state_machine()
+
+    class Workflow(workflow):  # type: ignore[misc,valid-type]
+        api_key = fuzz_key
+
+        def setup(self) -> None:
+            # Each scenario starts from an empty tenant, so a replayed scenario meets the same
+            # server state (Hypothesis refuses scenarios whose data depend on earlier ones).
+            self.api_key = platform.new_tenant("fuzz-flow").api_key
+
+        def get_call_kwargs(self, case: Case[Any]) -> dict[str, Any]:
+            return {"base_url": platform.base_url, "headers": {"X-API-Key": self.api_key}}
+
+    Workflow.run(
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=6,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
     )

@@ -84,6 +84,7 @@ def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 _VERSION_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
+                    "additionalProperties": False,  # other fields: 422 (unknown form field)
         "content": {
             "application/json": {"schema": _inline_schema(ModelVersionCreate)},
             "multipart/form-data": {
