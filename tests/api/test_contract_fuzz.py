@@ -53,7 +53,9 @@ OPENAPI_JSON = Path(__file__).resolve().parents[2] / "openapi.json"
 def _config() -> SchemathesisConfig:
     config = SchemathesisConfig()
     project = config.projects.default
-    project.generation.update(modes=list(GenerationMode), max_examples=MAX_EXAMPLES)
+    project.generation.update(
+        modes=list(GenerationMode), max_examples=MAX_EXAMPLES, deterministic=True
+    )
     project.checks.update(included_check_names=CHECK_NAMES)
     return config
 
