@@ -16,15 +16,21 @@ import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 import redis
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from ml_platform.api.context import ApiContext
 from ml_platform.server.app import build_context, create_app
+from ml_platform.serving import ServingServer
+from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
 from tests.conftest import ServerThread, Tenant, make_settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -396,22 +402,20 @@ def test_redis_on_a_closed_port_applies_the_fail_mode(cluster: Cluster, fail_ope
 # -- the data plane: gRPC and V2 REST on a real serving worker -----------------------------------
 
 
-def test_data_plane_over_budget_is_resource_exhausted_with_retry_info(tmp_path: Path) -> None:
-    import grpc
+@contextmanager
+def serving_with_budget(tmp_path: Path, **overrides: object) -> Iterator[ServingServer]:
+    """A real serving plane (worker processes) with two tenants' deployments of one model."""
     import joblib
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
     from sklearn.linear_model import LogisticRegression
 
     from ml_platform.config import Settings
-    from ml_platform.serving import ArtifactFormat, Principal, ServingServer
-    from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
+    from ml_platform.serving import ArtifactFormat, Principal
     from tests.serving.doubles import (
         InMemoryDeploymentSource,
         InMemoryStatusSink,
         StaticKeyAuthenticator,
     )
-    from tests.serving.models_fixture import FEATURES, dataset, served
+    from tests.serving.models_fixture import dataset, served
 
     X, y = dataset()
     path = tmp_path / "model.joblib"
@@ -420,73 +424,107 @@ def test_data_plane_over_budget_is_resource_exhausted_with_retry_info(tmp_path: 
         served("t1", "lr", path, ArtifactFormat.JOBLIB),
         served("t2", "lr2", path, ArtifactFormat.JOBLIB),
     ]
-    keys = {"mlp_rl_key_one": Principal("t1", "alice"), "mlp_rl_key_two": Principal("t2", "bob")}
-    settings = Settings(
-        grpc_port=0,
-        serving_rest_port=0,
-        serving_workers=1,  # in memory each worker keeps its own budget
-        serving_source_poll_seconds=0.1,
-        rate_limit_data="4/minute",
-    )
+    keys = {KEY_ONE: Principal("t1", "alice"), KEY_TWO: Principal("t2", "bob")}
+    values: dict[str, object] = {
+        "grpc_port": 0,
+        "serving_rest_port": 0,
+        "serving_workers": 1,
+        "serving_source_poll_seconds": 0.1,
+        "data_dir": tmp_path / "data",
+    }
+    values.update(overrides)
+    settings = Settings(**values)  # type: ignore[arg-type]
     sink = InMemoryStatusSink()
     source = InMemoryDeploymentSource(deployments)
     with ServingServer(settings, source, sink, StaticKeyAuthenticator(keys)) as server:
         for d in deployments:
             assert sink.wait_for(d.tenant_id, d.deployment, timeout=120).state.value == "ready"
-        row = [
-            serving_pb2.Feature(name=n, float_value=float(v))
-            for n, v in zip(FEATURES, X[0], strict=True)
-        ]
-        with grpc.insecure_channel(server.grpc_target) as channel:
-            stub = serving_pb2_grpc.ModelServingStub(channel)
+        yield server
 
-            def predict(key: str, model: str) -> grpc.StatusCode:
-                try:
-                    stub.Predict(
-                        serving_pb2.PredictRequest(model_id=model, features=row),
-                        metadata=(("x-api-key", key),),
-                        timeout=30,
-                    )
-                except grpc.RpcError as exc:
-                    return exc.code()  # type: ignore[no-any-return]
-                return grpc.StatusCode.OK
 
-            codes = [predict("mlp_rl_key_one", "lr") for _ in range(3)]
-            assert codes == [grpc.StatusCode.OK] * 3
-            # V2 REST counts against the same data budget: the 4th call, then 429
-            v2 = httpx.Client(
-                base_url=server.rest_url, headers={"x-api-key": "mlp_rl_key_one"}, timeout=30
-            )
-            with v2:
-                body = {
-                    "inputs": [
-                        {"name": n, "shape": [1], "datatype": "FP64", "data": [float(v)]}
-                        for n, v in zip(FEATURES, X[0], strict=True)
-                    ]
-                }
-                assert v2.get("/v2/models/lr").status_code == 200
-                refused = v2.post("/v2/models/lr/infer", json=body)
-            assert refused.status_code == 429, refused.text
-            assert refused.json()["code"] == "RESOURCE_EXHAUSTED"
-            assert 1 <= int(refused.headers["retry-after"]) <= 61
-            assert policies(refused) == {"data": (4, 60)}
-            assert current(refused)[:2] == ("data", 0)
+KEY_ONE, KEY_TWO = "mlp_rl_key_one", "mlp_rl_key_two"
 
-            with pytest.raises(grpc.RpcError) as caught:
-                stub.Predict(
-                    serving_pb2.PredictRequest(model_id="lr", features=row),
-                    metadata=(("x-api-key", "mlp_rl_key_one"),),
-                    timeout=30,
-                )
-            assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "'data' budget" in caught.value.details()
-            status = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
-            assert status is not None
-            retry = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
-            assert len(retry) == 1
-            info = error_details_pb2.RetryInfo()
-            retry[0].Unpack(info)
-            assert 1 <= info.retry_delay.seconds <= 61
-            # the other tenant's budget is its own
-            assert [predict("mlp_rl_key_two", "lr2") for _ in range(4)] == [grpc.StatusCode.OK] * 4
-            assert predict("mlp_rl_key_two", "lr2") is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+def feature_row() -> list[serving_pb2.Feature]:
+    from tests.serving.models_fixture import FEATURES, dataset
+
+    X, _ = dataset()
+    return [
+        serving_pb2.Feature(name=n, float_value=float(v))
+        for n, v in zip(FEATURES, X[0], strict=True)
+    ]
+
+
+def predict(channel: grpc.Channel, key: str, model: str) -> grpc.RpcError | None:
+    stub = serving_pb2_grpc.ModelServingStub(channel)
+    try:
+        stub.Predict(
+            serving_pb2.PredictRequest(model_id=model, features=feature_row()),
+            metadata=(("x-api-key", key),),
+            timeout=30,
+        )
+    except grpc.RpcError as exc:
+        return exc
+    return None
+
+
+def code_of(error: grpc.RpcError | None) -> grpc.StatusCode:
+    return grpc.StatusCode.OK if error is None else error.code()  # type: ignore[no-any-return]
+
+
+def test_data_plane_over_budget_is_resource_exhausted_with_retry_info(tmp_path: Path) -> None:
+    # one worker: in memory each worker process keeps its own budget
+    with (
+        serving_with_budget(tmp_path, rate_limit_data="4/minute") as server,
+        grpc.insecure_channel(server.grpc_target) as channel,
+    ):
+        codes = [code_of(predict(channel, KEY_ONE, "lr")) for _ in range(3)]
+        assert codes == [grpc.StatusCode.OK] * 3
+        # V2 REST counts against the same data budget: the 4th call, then a 429
+        with httpx.Client(
+            base_url=server.rest_url, headers={"x-api-key": KEY_ONE}, timeout=30
+        ) as v2:
+            assert v2.get("/v2/models/lr").status_code == 200
+            refused = v2.post("/v2/models/lr/infer", json={"inputs": []})
+        assert refused.status_code == 429, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["code"] == "RESOURCE_EXHAUSTED"
+        assert 1 <= int(refused.headers["retry-after"]) <= 61
+        assert policies(refused) == {"data": (4, 60)}
+        assert current(refused)[:2] == ("data", 0)
+
+        error = predict(channel, KEY_ONE, "lr")
+        assert error is not None
+        assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "'data' budget" in error.details()
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        assert status is not None
+        retry = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+        assert len(retry) == 1
+        info = error_details_pb2.RetryInfo()
+        retry[0].Unpack(info)
+        assert 1 <= info.retry_delay.seconds <= 61
+        # the other tenant's budget is its own
+        others = [code_of(predict(channel, KEY_TWO, "lr2")) for _ in range(5)]
+        assert others == [grpc.StatusCode.OK] * 4 + [grpc.StatusCode.RESOURCE_EXHAUSTED]
+
+
+def test_serving_workers_sharing_redis_admit_exactly_the_data_budget(
+    tmp_path: Path, redis_prefix: str
+) -> None:
+    with serving_with_budget(
+        tmp_path,
+        serving_workers=2,
+        rate_limit_data="7/minute",
+        redis_url=REDIS_URL,
+        rate_limit_key_prefix=redis_prefix,
+    ) as server:
+        # a channel per call: SO_REUSEPORT spreads the connections over both workers
+        def call(_: int) -> grpc.StatusCode:
+            with grpc.insecure_channel(server.grpc_target) as channel:
+                return code_of(predict(channel, KEY_ONE, "lr"))
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            codes = list(pool.map(call, range(24)))
+        assert codes.count(grpc.StatusCode.OK) == 7
+        assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 17

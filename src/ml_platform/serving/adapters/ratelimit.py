@@ -12,6 +12,7 @@ Each worker process has its own limiter: in memory every worker keeps its own bu
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from ml_platform.governance.ratelimit import Plane, RateLimiter
 from ml_platform.serving.models import Principal
@@ -26,10 +27,10 @@ class RateLimitedAuthCache(AuthCache):
     async def principal(self, api_key: str | None, bearer: str | None) -> Principal:
         principal = await super().principal(api_key, bearer)
         credential = ("api_key:" if api_key else "jwt:") + principal.name
-        args = (Plane.DATA, principal.tenant_id, credential)
-        if self._limiter.shared:
-            decision = await asyncio.to_thread(self._limiter.hit, *args)
-        else:
-            decision = self._limiter.hit(*args)
+        # no RateLimit fields on data-plane successes: skip reading what remains
+        hit = functools.partial(
+            self._limiter.hit, Plane.DATA, principal.tenant_id, credential, report=False
+        )
+        decision = await asyncio.to_thread(hit) if self._limiter.shared else hit()
         decision.raise_if_rejected()
         return principal
