@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +51,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
+    v1_sunset: datetime | None = Field(
+        default=None,
+        description="When /v1 stops answering: sent as its Sunset header (RFC 8594); unset, none",
+    )
 
     # Auth
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ml_platform.core.errors import ErrorCode, PlatformError
+from ml_platform.core.errors import ErrorCode, MalformedRequest, PlatformError
 from ml_platform.core.problems import (
     INTERNAL_DETAIL,
     PROBLEM_BASE,
@@ -67,7 +67,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 
 async def _on_platform_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PlatformError)
-    status = http_status(exc.code)
+    status = 400 if isinstance(exc, MalformedRequest) else http_status(exc.code)
     return problem_response(
         request, status, exc.message, code=exc.code, errors=field_errors(exc.violations)
     )

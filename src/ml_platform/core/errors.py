@@ -57,6 +57,11 @@ class InvalidArgument(PlatformError):
         super().__init__(message, ErrorCode.INVALID_ARGUMENT, violations or [])
 
 
+class MalformedRequest(InvalidArgument):
+    """Bad request syntax rather than an invalid value (a malformed header or page token):
+    HTTP 400 instead of InvalidArgument's 422; gRPC INVALID_ARGUMENT all the same."""
+
+
 class Unauthenticated(PlatformError):
     def __init__(self, message: str = "missing or invalid credentials") -> None:
         super().__init__(message, ErrorCode.UNAUTHENTICATED)

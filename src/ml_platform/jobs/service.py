@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 from ml_platform.auth.principal import Principal
 from ml_platform.core.errors import Conflict, NotFound, PermissionDenied
@@ -112,6 +113,26 @@ class JobService:
             page_size=page_size,
             has_more=page * page_size < result.total,
         )
+
+    def search_after(
+        self,
+        principal: Principal,
+        *,
+        status: JobStatus | None,
+        framework: str | None,
+        tags: Mapping[str, str],
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[TrainingJob]:
+        """Keyset paging (v2 cursors): up to ``limit`` jobs after ``after`` = (created_at, id)."""
+        with self._db.read() as session:
+            records = JobRepository(session, principal.tenant_id).search_after(
+                status=status, framework=framework, tags=tags, after=after, limit=limit
+            )
+        jobs = [to_wire(r) for r in records]
+        if self._engine is not None:
+            jobs = self._engine.decorate(principal.tenant_id, jobs)
+        return jobs
 
     def cancel(self, principal: Principal, job_id: str) -> TrainingJob:
         """Mark the job cancelled; an executor running it stops it (see the scheduler)."""

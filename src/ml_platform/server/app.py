@@ -10,7 +10,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from ml_platform import __version__
-from ml_platform.api import health
+from ml_platform.api import health, versioning
 from ml_platform.api.audit import AuditMiddleware
 from ml_platform.api.context import ApiContext
 from ml_platform.api.docs import install_docs
@@ -140,6 +140,8 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
         max_body_bytes=settings.max_body_bytes,
         large_body_prefixes=LARGE_BODY_PREFIXES,
     )
+    # v1's Deprecation/Sunset/Link and v2's API-Date echo, on every response of each
+    app.add_middleware(versioning.VersionHeadersMiddleware, sunset=settings.v1_sunset)
     # outermost: counts every response, the 413s and catch-all 500s above included
     install_metrics(app, context.db, context.engine.scheduler if context.engine else None)
     install_problem_handlers(app)
@@ -152,5 +154,7 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     app.include_router(v1_deployments.router)
     app.include_router(v1_data.router)
     app.include_router(v1_me.router)
+    app.include_router(v1_jobs.jobs_router("v2"))
+    app.include_router(versioning.router)
     install_openapi(app)
     return app

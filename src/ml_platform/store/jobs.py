@@ -16,6 +16,7 @@ from sqlalchemy import (
     and_,
     delete,
     func,
+    or_,
     select,
     update,
 )
@@ -244,6 +245,48 @@ class JobRepository:
         offset: int = 0,
         limit: int = 50,
     ) -> Page[JobRecord]:
+        where = self._filters(status, framework, tags)
+        ordered = select(JobRow).where(where).order_by(JobRow.created_at.desc(), JobRow.id.desc())
+        if tags:
+            # tag filters match few rows: count them in the same pass that pages them
+            total_column = func.count().over().label("total")
+            result = self._session.execute(
+                ordered.add_columns(total_column).offset(offset).limit(limit)
+            ).all()
+            items = [job_record(row) for row, _ in result]
+            total = int(result[0][1]) if result else self._count_rows(where)
+            return Page(items=items, total=total)
+        rows = self._session.scalars(ordered.offset(offset).limit(limit))
+        return Page(items=[job_record(r) for r in rows], total=self._count(status, framework))
+
+    def search_after(
+        self,
+        *,
+        status: JobStatus | None = None,
+        framework: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> list[JobRecord]:
+        """Keyset page: up to ``limit`` jobs strictly after ``after`` = (created_at, id) in
+        ``created_at desc, id desc`` order. Jobs inserted meanwhile are newer than any cursor
+        taken before them, so they never shift later pages (no duplicate, no gap)."""
+        where = self._filters(status, framework, tags)
+        if after is not None:
+            created_at, job_id = after
+            where = and_(
+                where,
+                or_(
+                    JobRow.created_at < created_at,
+                    and_(JobRow.created_at == created_at, JobRow.id < job_id),
+                ),
+            )
+        ordered = select(JobRow).where(where).order_by(JobRow.created_at.desc(), JobRow.id.desc())
+        return [job_record(r) for r in self._session.scalars(ordered.limit(limit))]
+
+    def _filters(
+        self, status: JobStatus | None, framework: str | None, tags: Mapping[str, str] | None
+    ) -> ColumnElement[bool]:
         conditions = [JobRow.tenant_id == self.tenant_id]
         if status is not None:
             conditions.append(JobRow.status == status.value)
@@ -259,19 +302,7 @@ class JobRepository:
                     )
                 )
             )
-        where = and_(*conditions)
-        ordered = select(JobRow).where(where).order_by(JobRow.created_at.desc(), JobRow.id.desc())
-        if tags:
-            # tag filters match few rows: count them in the same pass that pages them
-            total_column = func.count().over().label("total")
-            result = self._session.execute(
-                ordered.add_columns(total_column).offset(offset).limit(limit)
-            ).all()
-            items = [job_record(row) for row, _ in result]
-            total = int(result[0][1]) if result else self._count_rows(where)
-            return Page(items=items, total=total)
-        rows = self._session.scalars(ordered.offset(offset).limit(limit))
-        return Page(items=[job_record(r) for r in rows], total=self._count(status, framework))
+        return and_(*conditions)
 
     def _count_rows(self, where: ColumnElement[bool]) -> int:
         return self._session.scalar(select(func.count()).select_from(JobRow).where(where)) or 0

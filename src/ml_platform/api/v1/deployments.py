@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from ml_platform.api.deps import ContextDep, JsonBody, PrincipalDep
+from ml_platform.api.etags import (
+    ETAG_HEADER,
+    NOT_MODIFIED,
+    IfMatchCurrent,
+    IfNoneMatch,
+    cached,
+    etag_of,
+    require_current,
+)
 from ml_platform.api.responses import AUTHED, problems
 from ml_platform.core.errors import Unavailable
 from ml_platform.deployments.service import DeploymentService
@@ -66,6 +75,7 @@ async def create_deployment(
     service = _service(context)
     created = await run_in_threadpool(service.create, principal, body)
     response.headers["Location"] = f"/v1/deployments/{created.name}"
+    response.headers["ETag"] = etag_of(created)
     return created
 
 
@@ -98,13 +108,23 @@ async def list_deployments(
     name="get_deployment",
     summary="Get a deployment",
     response_model=Deployment,
-    responses=problems(404, *AUTHED),
+    responses={
+        **problems(404, *AUTHED),
+        200: {"description": "The deployment", "headers": ETAG_HEADER},
+        **NOT_MODIFIED,
+    },
 )
 async def get_deployment(
-    name: DeploymentName, context: ContextDep, principal: PrincipalDep
-) -> Deployment:
-    """One deployment with its load status (`pending`, `loading`, `ready`, `failed` + reason)."""
-    return await run_in_threadpool(_service(context).get, principal, name)
+    name: DeploymentName,
+    context: ContextDep,
+    principal: PrincipalDep,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> Any:
+    """One deployment with its load status (`pending`, `loading`, `ready`, `failed` + reason).
+    Honours `If-None-Match` (304); its ETag changes with the status too."""
+    found = await run_in_threadpool(_service(context).get, principal, name)
+    return cached(response, found, if_none_match) or found
 
 
 @router.patch(
@@ -113,17 +133,32 @@ async def get_deployment(
     summary="Roll a deployment to another version",
     response_model=Deployment,
     dependencies=[JsonBody],
-    responses=problems(404, 413, 415, 422, *AUTHED),
+    responses={
+        **problems(404, 412, 413, 415, 422, *AUTHED),
+        200: {"description": "The deployment, rolling", "headers": ETAG_HEADER},
+    },
 )
 async def update_deployment(
-    name: DeploymentName, body: DeploymentUpdate, context: ContextDep, principal: PrincipalDep
+    name: DeploymentName,
+    body: DeploymentUpdate,
+    context: ContextDep,
+    principal: PrincipalDep,
+    response: Response,
+    if_match: IfMatchCurrent = None,
 ) -> Deployment:
     """Move to another `version` or `alias`, or change batching.
 
     The new version loads and warms up beside the old one; traffic moves only when it is
     ready, so no request fails during the swap. A failed load keeps the old version serving.
+    With `If-Match`, only if the deployment is unchanged since that ETag (else 412).
     """
-    return await run_in_threadpool(_service(context).update, principal, name, body)
+    service = _service(context)
+    if if_match is not None:
+        current = await run_in_threadpool(service.get, principal, name)
+        require_current(if_match, current, f"deployment {name!r}")
+    updated = await run_in_threadpool(service.update, principal, name, body)
+    response.headers["ETag"] = etag_of(updated)
+    return updated
 
 
 @router.delete(
@@ -132,11 +167,19 @@ async def update_deployment(
     name="delete_deployment",
     summary="Delete a deployment",
     response_class=Response,
-    responses=problems(404, *AUTHED),
+    responses=problems(404, 412, *AUTHED),
 )
 async def delete_deployment(
-    name: DeploymentName, context: ContextDep, principal: PrincipalDep
+    name: DeploymentName,
+    context: ContextDep,
+    principal: PrincipalDep,
+    if_match: IfMatchCurrent = None,
 ) -> Response:
-    """Stop serving; the model is unloaded from every worker."""
-    await run_in_threadpool(_service(context).delete, principal, name)
+    """Stop serving; the model is unloaded from every worker. With `If-Match`, only if the
+    deployment is unchanged since that ETag (else 412)."""
+    service = _service(context)
+    if if_match is not None:
+        current = await run_in_threadpool(service.get, principal, name)
+        require_current(if_match, current, f"deployment {name!r}")
+    await run_in_threadpool(service.delete, principal, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,20 +1,44 @@
-"""v1 training jobs: exactly the seed's routes and shapes."""
+"""Training jobs: v1 (the seed's routes and shapes) and v2, built by one ``jobs_router``.
+
+v2 differs only where a v2 exists for: the job carries ``links``, lists page with signed
+cursors (``page_token``), and dated behaviour follows ``API-Date`` (see ``api.versioning``).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from ml_platform.api.deps import ContextDep, JsonBody, PrincipalDep
+from ml_platform.api.etags import (
+    ETAG_HEADER,
+    NOT_MODIFIED,
+    IfMatchCurrent,
+    IfNoneMatch,
+    cached,
+    etag_of,
+    require_current,
+)
 from ml_platform.api.responses import AUTHED, problems
+from ml_platform.api.v2.schemas import TrainingJobPage, TrainingJobV2
+from ml_platform.api.versioning import (
+    API_DATE_LEAN_LISTS,
+    API_DATE_RESPONSE_HEADER,
+    LINK_NEXT_HEADER,
+    ApiDateDep,
+    ApiVersion,
+    PageTokens,
+    at_least,
+    next_link,
+    resolve_api_date,
+)
 from ml_platform.core.errors import FieldViolation, InvalidArgument
 from ml_platform.core.jobs import JobStatus
 from ml_platform.schemas._types import SafeStr, unsafe_character
 from ml_platform.schemas.jobs import FrameworkType, JobListResponse, TrainingJob, TrainingJobSpec
-
-router = APIRouter(prefix="/v1/jobs/training", tags=["Training jobs"])
 
 JobId = Annotated[
     SafeStr, Path(min_length=1, max_length=64, description="A training job id (`job_...`)")
@@ -51,98 +75,216 @@ def parse_tag_filter(raw: str | None) -> dict[str, str]:
     return tags
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_201_CREATED,
-    name="create_training_job",
-    summary="Submit a training job",
-    response_model=TrainingJob,
-    dependencies=[JsonBody],
-    responses={
-        **problems(400, 403, 413, 415, 422, *AUTHED),
-        201: {
-            "description": "The job, queued as `pending`",
-            "links": {
-                "GetTrainingJob": {
-                    "operationId": "get_training_job",
-                    "parameters": {"job_id": "$response.body#/id"},
-                },
-                "CancelTrainingJob": {
-                    "operationId": "cancel_training_job",
-                    "parameters": {"job_id": "$response.body#/id"},
+def jobs_router(version: ApiVersion) -> APIRouter:
+    """The training-job routes of ``version``: one body of route code for v1 and v2."""
+    v2 = version == "v2"
+    prefix = f"/{version}/jobs/training"
+    suffix = "_v2" if v2 else ""
+    job_model: type[TrainingJob] = TrainingJobV2 if v2 else TrainingJob
+    version_headers: dict[str, Any] = API_DATE_RESPONSE_HEADER if v2 else {}
+    router = APIRouter(
+        prefix=prefix,
+        tags=["Training jobs"],
+        dependencies=[Depends(resolve_api_date)] if v2 else [],
+    )
+
+    def shaped(job: TrainingJob) -> TrainingJob:
+        return TrainingJobV2.of(job) if v2 else job
+
+    @router.post(
+        "",
+        status_code=status.HTTP_201_CREATED,
+        name=f"create_training_job{suffix}",
+        summary="Submit a training job",
+        response_model=job_model,
+        dependencies=[JsonBody],
+        responses={
+            **problems(400, 403, 413, 415, 422, *AUTHED),
+            201: {
+                "description": "The job, queued as `pending`",
+                "headers": {**ETAG_HEADER, **version_headers},
+                "links": {
+                    "GetTrainingJob": {
+                        "operationId": f"get_training_job{suffix}",
+                        "parameters": {"job_id": "$response.body#/id"},
+                    },
+                    "CancelTrainingJob": {
+                        "operationId": f"cancel_training_job{suffix}",
+                        "parameters": {"job_id": "$response.body#/id"},
+                    },
                 },
             },
         },
-    },
-)
-async def create_training_job(
-    spec: TrainingJobSpec, context: ContextDep, principal: PrincipalDep, response: Response
-) -> TrainingJob:
-    """Queue a training job. It starts when capacity and the tenant's quota allow.
-
-    Errors that stop the job from starting are answered here (4xx); errors while it runs
-    are recorded on the job. `env_vars` is write-only: it is never returned.
-    """
-    job = await run_in_threadpool(context.jobs.submit, principal, spec)
-    response.headers["Location"] = f"/v1/jobs/training/{job.id}"
-    return job
-
-
-@router.get(
-    "/{job_id}",
-    name="get_training_job",
-    summary="Get a training job",
-    response_model=TrainingJob,
-    responses=problems(404, *AUTHED),
-)
-async def get_training_job(
-    job_id: JobId, context: ContextDep, principal: PrincipalDep
-) -> TrainingJob:
-    """Get one training job of your tenant."""
-    return await run_in_threadpool(context.jobs.get, principal, job_id)
-
-
-@router.get(
-    "",
-    name="list_training_jobs",
-    summary="List training jobs",
-    response_model=JobListResponse,
-    responses=problems(422, *AUTHED),
-)
-async def list_training_jobs(
-    context: ContextDep,
-    principal: PrincipalDep,
-    status: Annotated[JobStatus | None, Query(description="Filter by status")] = None,
-    framework: Annotated[FrameworkType | None, Query(description="Filter by ML framework")] = None,
-    tags: Annotated[SafeStr | None, Query(description=TAGS_HELP, max_length=2048)] = None,
-    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number")] = 1,
-    page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
-) -> JobListResponse:
-    """Your tenant's jobs, newest first (`created_at desc, id desc`), filtered and paginated."""
-    tag_filter = parse_tag_filter(tags)
-    return await run_in_threadpool(
-        lambda: context.jobs.search(
-            principal,
-            status=status,
-            framework=framework.value if framework else None,
-            tags=tag_filter,
-            page=page,
-            page_size=page_size,
-        )
     )
+    async def create_training_job(
+        spec: TrainingJobSpec, context: ContextDep, principal: PrincipalDep, response: Response
+    ) -> TrainingJob:
+        """Queue a training job. It starts when capacity and the tenant's quota allow.
+
+        Errors that stop the job from starting are answered here (4xx); errors while it runs
+        are recorded on the job. `env_vars` is write-only: it is never returned.
+        """
+        job = shaped(await run_in_threadpool(context.jobs.submit, principal, spec))
+        response.headers["Location"] = f"{prefix}/{job.id}"
+        response.headers["ETag"] = etag_of(job)
+        return job
+
+    @router.get(
+        "/{job_id}",
+        name=f"get_training_job{suffix}",
+        summary="Get a training job",
+        response_model=job_model,
+        responses={
+            **problems(404, *AUTHED),
+            200: {"description": "The job", "headers": {**ETAG_HEADER, **version_headers}},
+            **NOT_MODIFIED,
+        },
+    )
+    async def get_training_job(
+        job_id: JobId,
+        context: ContextDep,
+        principal: PrincipalDep,
+        response: Response,
+        if_none_match: IfNoneMatch = None,
+    ) -> Any:
+        """Get one training job of your tenant. Honours `If-None-Match` (304)."""
+        job = shaped(await run_in_threadpool(context.jobs.get, principal, job_id))
+        return cached(response, job, if_none_match) or job
+
+    if v2:
+
+        @router.get(
+            "",
+            name="list_training_jobs_v2",
+            summary="List training jobs",
+            response_model=TrainingJobPage,
+            responses={
+                **problems(400, 422, *AUTHED),
+                200: {
+                    "description": "One page, newest first",
+                    "headers": {**LINK_NEXT_HEADER, **version_headers},
+                },
+            },
+        )
+        async def list_training_jobs_v2(
+            request: Request,
+            context: ContextDep,
+            principal: PrincipalDep,
+            api_date: ApiDateDep,
+            status: Annotated[JobStatus | None, Query(description="Filter by status")] = None,
+            framework: Annotated[
+                FrameworkType | None, Query(description="Filter by ML framework")
+            ] = None,
+            tags: Annotated[SafeStr | None, Query(description=TAGS_HELP, max_length=2048)] = None,
+            page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
+            page_token: Annotated[
+                str | None,
+                Query(
+                    max_length=1024,
+                    description="`next_page_token` of the previous page, with the same filters",
+                ),
+            ] = None,
+            include: Annotated[
+                Literal["status_history"] | None,
+                Query(
+                    description="From API-Date 2026-12-01: `status_history` to keep it on "
+                    "list items"
+                ),
+            ] = None,
+        ) -> Response:
+            """Your tenant's jobs, newest first (`created_at desc, id desc`), filtered and
+            paged by cursor: no job is repeated or skipped while jobs are created."""
+            tag_filter = parse_tag_filter(tags)
+            query = {
+                "tenant": principal.tenant_id,
+                "status": status.value if status else None,
+                "framework": framework.value if framework else None,
+                "tags": sorted(tag_filter.items()),
+            }
+            cursors = PageTokens(context.settings.jwt_secret.get_secret_value())
+            after = cursors.read(page_token, query) if page_token is not None else None
+            jobs = await run_in_threadpool(
+                lambda: context.jobs.search_after(
+                    principal,
+                    status=status,
+                    framework=framework.value if framework else None,
+                    tags=tag_filter,
+                    after=after,
+                    limit=page_size + 1,
+                )
+            )
+            token = None
+            if len(jobs) > page_size:
+                jobs = jobs[:page_size]
+                token = cursors.issue(query, jobs[-1].created_at, jobs[-1].id)
+            lean = at_least(api_date, API_DATE_LEAN_LISTS) and include != "status_history"
+            exclude = {"status_history"} if lean else None
+            body = {
+                "jobs": [
+                    TrainingJobV2.of(job).model_dump(mode="json", exclude=exclude) for job in jobs
+                ],
+                "next_page_token": token,
+            }
+            headers = {"Link": next_link(request, token)} if token is not None else {}
+            return JSONResponse(body, headers=headers)
+
+    else:
+
+        @router.get(
+            "",
+            name="list_training_jobs",
+            summary="List training jobs",
+            response_model=JobListResponse,
+            responses=problems(422, *AUTHED),
+        )
+        async def list_training_jobs(
+            context: ContextDep,
+            principal: PrincipalDep,
+            status: Annotated[JobStatus | None, Query(description="Filter by status")] = None,
+            framework: Annotated[
+                FrameworkType | None, Query(description="Filter by ML framework")
+            ] = None,
+            tags: Annotated[SafeStr | None, Query(description=TAGS_HELP, max_length=2048)] = None,
+            page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number")] = 1,
+            page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
+        ) -> JobListResponse:
+            """Your tenant's jobs, newest first (`created_at desc, id desc`), filtered and
+            paginated."""
+            tag_filter = parse_tag_filter(tags)
+            return await run_in_threadpool(
+                lambda: context.jobs.search(
+                    principal,
+                    status=status,
+                    framework=framework.value if framework else None,
+                    tags=tag_filter,
+                    page=page,
+                    page_size=page_size,
+                )
+            )
+
+    @router.delete(
+        "/{job_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        name=f"cancel_training_job{suffix}",
+        summary="Cancel a training job",
+        response_class=Response,
+        responses=problems(404, 409, 412, *AUTHED),
+    )
+    async def cancel_training_job(
+        job_id: JobId,
+        context: ContextDep,
+        principal: PrincipalDep,
+        if_match: IfMatchCurrent = None,
+    ) -> Response:
+        """Cancel a pending or running job; its status becomes `cancelled`. A finished job:
+        409. With `If-Match`, only if the job is unchanged since that ETag (else 412)."""
+        if if_match is not None:
+            current = shaped(await run_in_threadpool(context.jobs.get, principal, job_id))
+            require_current(if_match, current, f"training job {job_id!r}")
+        await run_in_threadpool(context.jobs.cancel, principal, job_id)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    return router
 
 
-@router.delete(
-    "/{job_id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    name="cancel_training_job",
-    summary="Cancel a training job",
-    response_class=Response,
-    responses=problems(404, 409, *AUTHED),
-)
-async def cancel_training_job(
-    job_id: JobId, context: ContextDep, principal: PrincipalDep
-) -> Response:
-    """Cancel a pending or running job; its status becomes `cancelled`. A finished job: 409."""
-    await run_in_threadpool(context.jobs.cancel, principal, job_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+router = jobs_router("v1")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
@@ -12,12 +11,16 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from ml_platform.api.deps import ContextDep, JsonBody, PrincipalDep
+from ml_platform.api.etags import ETAG_HEADER, NOT_MODIFIED, IfNoneMatch, etag_of
+from ml_platform.api.etags import cached as _cached
+from ml_platform.api.etags import if_match_value as _if_match
+from ml_platform.api.etags import matches as _matches
 from ml_platform.api.responses import AUTHED, problems
 from ml_platform.api.v1.jobs import TAGS_HELP, parse_tag_filter
 from ml_platform.api.v1.model_uploads import read_json_body, stage_multipart
 from ml_platform.core.errors import Unavailable, UnsupportedMediaType
 from ml_platform.registry.service import RegistryService
-from ml_platform.schemas._types import TAG_FILTER_PATTERN, SafeStr
+from ml_platform.schemas._types import SafeStr
 from ml_platform.schemas.jobs import FrameworkType
 from ml_platform.schemas.models import (
     ALIAS_PATTERN,
@@ -48,30 +51,13 @@ VersionRef = Annotated[
         description="A version number, an alias, or `latest`",
     ),
 ]
-VersionNumber = Annotated[
-    str,
-    Path(
-        description="A version number (not an alias)",
-        # Checked by the registry (422 with an actionable message); declared here.
-        json_schema_extra={"pattern": r"^[0-9]*[1-9][0-9]*$", "minLength": 1, "maxLength": 9},
-    ),
-]
 AliasName = Annotated[
     str, Path(min_length=1, max_length=63, pattern=ALIAS_PATTERN, description="Alias name")
-]
-IfNoneMatch = Annotated[
-    str | None, Header(description="An ETag from an earlier GET: 304 when it still matches")
 ]
 IfMatch = Annotated[
     str | None, Header(description="The alias's current ETag; moving an existing alias needs it")
 ]
 
-ETAG_HEADER = {
-    "ETag": {"description": "Entity tag of this representation", "schema": {"type": "string"}}
-}
-NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
-    304: {"description": "Not modified: your `If-None-Match` ETag is current"}
-}
 
 def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     """``model``'s request schema inline; what it nests is in the components already
@@ -84,7 +70,6 @@ def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 _VERSION_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-                    "additionalProperties": False,  # other fields: 422 (unknown form field)
         "content": {
             "application/json": {"schema": _inline_schema(ModelVersionCreate)},
             "multipart/form-data": {
@@ -125,39 +110,6 @@ def registry_of(context: Any) -> RegistryService:
     if registry is None:
         raise Unavailable("the model registry is not configured on this server")
     return registry
-
-
-def etag_of(model: BaseModel) -> str:
-    return '"' + hashlib.sha256(model.model_dump_json().encode()).hexdigest()[:32] + '"'
-
-
-def _matches(header: str | None, etag: str) -> bool:
-    """RFC 9110 weak comparison against an ``If-None-Match`` list (or ``*``)."""
-    if header is None:
-        return False
-    wanted = etag.removeprefix("W/")
-    for candidate in header.split(","):
-        candidate = candidate.strip()
-        if candidate == "*" or candidate.removeprefix("W/") == wanted:
-            return True
-    return False
-
-
-def _cached(response: Response, model: BaseModel, if_none_match: str | None) -> Response | None:
-    etag = etag_of(model)
-    if _matches(if_none_match, etag):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-    response.headers["ETag"] = etag
-    return None
-
-
-def _if_match(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if value == "*":
-        return value
-    return value.removeprefix("W/").strip('"')
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -209,14 +161,7 @@ async def list_models(
     context: ContextDep,
     principal: PrincipalDep,
     framework: Annotated[FrameworkType | None, Query(description="Filter by ML framework")] = None,
-    tags: Annotated[
-        SafeStr | None,
-        Query(
-            description=TAGS_HELP,
-            max_length=2048,
-            json_schema_extra={"pattern": TAG_FILTER_PATTERN},
-        ),
-    ] = None,
+    tags: Annotated[SafeStr | None, Query(description=TAGS_HELP, max_length=2048)] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number")] = 1,
     page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
 ) -> ModelListResponse:
@@ -472,7 +417,7 @@ async def download_model_artifact(
     responses=problems(404, 409, 422, *AUTHED),
 )
 async def delete_model_version(
-    name: ModelName, version: VersionNumber, context: ContextDep, principal: PrincipalDep
+    name: ModelName, version: VersionRef, context: ContextDep, principal: PrincipalDep
 ) -> Response:
     """Delete one version (by number) and its artifact. 409 while deployed or aliased.
 
