@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 PG_BASE_URL = os.environ.get(
     "ML_PLATFORM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+# budgets off for every test and every `mlp server` it spawns; test_rate_limits.py turns them on
+os.environ.setdefault("ML_PLATFORM_RATE_LIMIT_ENABLED", "false")
 BACKENDS = ("sqlite", "postgres")
 TEST_JWT_SECRET = "test-secret-" + "x" * 32
 
@@ -120,7 +122,6 @@ def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Set
         "grpc_port": 0,
         # API tests see jobs stay pending; tests/jobs start platforms with the scheduler on.
         "scheduler_enabled": False,
-        "rate_limit_enabled": False,  # tests/api/test_rate_limits.py turns budgets on
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

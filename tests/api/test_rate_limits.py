@@ -431,6 +431,7 @@ def serving_with_budget(tmp_path: Path, **overrides: object) -> Iterator[Serving
         "serving_workers": 1,
         "serving_source_poll_seconds": 0.1,
         "data_dir": tmp_path / "data",
+        "rate_limit_enabled": True,
     }
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
