@@ -16,15 +16,19 @@ afterwards (issue 9, "Done when").
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 import grpc
+import httpx
 import pytest
 from google.rpc import error_details_pb2
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from ml_platform.serving.proto import inference_pb2, serving_pb2
 from tests.deployments.test_deployments import FEATURES, plane, trained  # noqa: F401  (fixtures)
@@ -540,3 +544,186 @@ def test_partial_batch_errors_fit_in_the_trailers(world: World) -> None:
     for violation in report.field_violations:
         assert len(violation.description.encode()) <= MESSAGE_BOUND
     world.still_usable()
+
+
+# ------------------------------------------------------------------- V2 REST (serving port)
+# The REST form of the same service: tests/api covers the control plane's routes, this the
+# serving port's, with the same rules plus "a 4xx keeps the keep-alive connection".
+
+JSON_LEAF = st.one_of(st.none(), st.booleans(), INT64, st.integers(-(2**80), 2**80), FLOATS, TEXT)
+JSON = st.recursive(
+    JSON_LEAF,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@st.composite
+def rest_tensor(draw: st.DrawFn) -> dict[str, Any]:
+    if draw(st.booleans()):
+        rows = draw(st.integers(0, 3))
+        return {
+            "name": "input",
+            "datatype": draw(st.sampled_from(["FP64", "FP32", "INT64", "BOOL"])),
+            "shape": [rows, len(FEATURES)],
+            "data": draw(st.lists(FLOATS, min_size=rows * 4, max_size=rows * 4)),
+        }
+    keys = draw(st.sets(st.sampled_from(["name", "datatype", "shape", "data", "parameters"])))
+    values = {
+        "name": st.one_of(TEXT, JSON),
+        "datatype": st.one_of(DATATYPES, JSON),
+        "shape": st.one_of(
+            st.lists(st.one_of(INT64, st.integers(-(2**70), 2**70)), max_size=4), JSON
+        ),
+        "data": st.one_of(st.lists(JSON_LEAF, max_size=10), JSON),
+        "parameters": st.one_of(st.dictionaries(TEXT, JSON_LEAF, max_size=3), JSON),
+    }
+    return {key: draw(values[key]) for key in keys}
+
+
+@st.composite
+def rest_bodies(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    kind = draw(st.sampled_from(["tensors", "json", "garbage", "deep", "binary"]))
+    headers: dict[str, str] = {}
+    if kind == "tensors":
+        doc: Any = {"inputs": draw(st.lists(rest_tensor(), max_size=3))}
+        if draw(st.booleans()):
+            doc["outputs"] = draw(st.one_of(st.lists(st.dictionaries(TEXT, JSON_LEAF)), JSON))
+        if draw(st.booleans()):
+            doc["parameters"] = draw(st.one_of(st.dictionaries(TEXT, JSON_LEAF), JSON))
+        body = json.dumps(doc).encode()  # NaN / Infinity tokens included on purpose
+    elif kind == "json":
+        body = json.dumps(draw(JSON)).encode()
+    elif kind == "garbage":
+        body = draw(st.binary(max_size=200))
+    elif kind == "deep":
+        depth = draw(st.sampled_from([2000, 100_000]))
+        body = b"[" * depth + b"]" * depth
+    else:
+        header = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "datatype": "FP64",
+                        "shape": [1, 4],
+                        "parameters": {"binary_data_size": draw(st.one_of(INT64, JSON_LEAF))},
+                    }
+                ]
+            }
+        ).encode()
+        body = header + draw(st.binary(max_size=64))
+        headers["inference-header-content-length"] = draw(
+            st.sampled_from(
+                [str(len(header)), "abc", "-1", "99999999999999999999", "", "3x", "1e3"]
+            )
+        )
+    if draw(st.booleans()):
+        headers["content-type"] = draw(
+            st.sampled_from(["application/json", "text/xml", "application/octet-stream", "x"])
+        )
+    return body, headers
+
+
+class RestWatch:
+    """One keep-alive client to the serving REST port that remembers its local sockets."""
+
+    def __init__(self, world: World) -> None:
+        self.sockets: set[object] = set()
+        self.client = httpx.Client(
+            base_url=world.rest_url, timeout=60, event_hooks={"response": [self._remember]}
+        )
+
+    def _remember(self, response: httpx.Response) -> None:
+        stream = response.extensions["network_stream"]
+        self.sockets.add(stream.get_extra_info("socket").getsockname())
+
+
+@pytest.fixture(scope="module")
+def rest(world: World) -> Any:
+    watch = RestWatch(world)
+    yield watch
+    watch.client.close()
+
+
+def check_rest(world: World, watch: RestWatch, response: httpx.Response) -> None:
+    if currently_in_test_context():
+        event(str(response.status_code))
+    assert response.status_code < 500, response.text[:500]
+    if response.status_code == 400 and response.content == b'{"ready":false}':
+        pass  # V2's model readiness answers "not ready" as a 4xx with this body
+    elif response.status_code >= 400:
+        assert response.headers["content-type"] == "application/problem+json", response.text[:300]
+        body = response.json()
+        assert body["request_id"] == response.headers["x-request-id"]
+        assert len(body["detail"].encode()) <= 4 * MESSAGE_BOUND, body["detail"][:200]
+        world.assert_safe_message(response.text)
+    live = watch.client.get("/v2/health/live")
+    assert live.status_code == 200
+    assert len(watch.sockets) == 1, "a response closed the keep-alive connection"
+
+
+def http_headers(metadata: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    # HTTP/1.1 forbids surrounding whitespace in a header value (httpx refuses to send it)
+    return {key: value.strip() for key, value in metadata}
+
+
+def rest_paths(world: World) -> st.SearchStrategy[tuple[str, str]]:
+    suffixes = st.sampled_from(
+        ["", "/ready", "/config", "/infer", "/versions/{v}", "/versions/{v}/infer"]
+    )
+    return st.tuples(
+        model_names(world).map(lambda n: quote(n[:2000], safe="")),
+        suffixes,
+        VERSIONS.map(lambda v: quote(v[:2000], safe="")),
+    ).map(lambda t: (f"/v2/models/{t[0]}" + t[1].replace("{v}", t[2]), t[1]))
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_v2_rest_infer(world: World, rest: RestWatch, data: st.DataObject) -> None:
+    path, _ = data.draw(rest_paths(world))
+    if not path.endswith("/infer"):
+        path += "/infer"
+    body, headers = data.draw(rest_bodies())
+    metadata = data.draw(credentials(world))
+    headers.update(http_headers(metadata))
+    rest.sockets.clear()
+    response = rest.client.post(path, content=body, headers=headers)
+    check_rest(world, rest, response)
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_v2_rest_model_routes(world: World, rest: RestWatch, data: st.DataObject) -> None:
+    path, _ = data.draw(rest_paths(world))
+    method = data.draw(st.sampled_from(["GET", "GET", "POST", "PUT", "DELETE"]))
+    headers = http_headers(data.draw(credentials(world)))
+    rest.sockets.clear()
+    response = rest.client.request(method, path, headers=headers)
+    check_rest(world, rest, response)
+
+
+def test_v2_rest_errors_bound_what_they_echo(world: World, rest: RestWatch) -> None:
+    """Issue 9 item 4 on the serving REST port: a 5,000-character version in the path or
+    10,000 unknown input names came back whole in detail, error and instance (gRPC bounds
+    them to 512 bytes); now the same bound applies."""
+    version = quote("é" * 5000, safe="")
+    tensors = [
+        {"name": f"f{i}", "datatype": "FP64", "shape": [1], "data": [0.0]} for i in range(10_000)
+    ]
+    for method, path, body in [
+        ("GET", f"/v2/models/{world.deployment}/versions/{version}", None),
+        ("POST", f"/v2/models/{world.deployment}/infer", {"inputs": tensors}),
+    ]:
+        rest.sockets.clear()
+        response = rest.client.request(
+            method, path, json=body, headers={"x-api-key": world.owner.api_key}
+        )
+        assert response.status_code in (400, 404), response.text[:300]
+        problem = response.json()
+        assert len(problem["detail"].encode()) <= 512, len(problem["detail"].encode())
+        assert problem["error"] == problem["detail"]
+        assert len(problem["instance"].encode()) <= 512
+        assert len(problem.get("errors", [])) <= 11
+        check_rest(world, rest, response)

@@ -33,6 +33,12 @@ from ml_platform.core.problems import (
     problem_headers,
 )
 from ml_platform.governance.ratelimit import RateLimited, RateLimitUnavailable
+from ml_platform.serving.adapters.grpc_errors import (
+    MAX_FIELD_BYTES,
+    MAX_MESSAGE_BYTES,
+    MAX_VIOLATIONS,
+    bounded,
+)
 from ml_platform.serving.models import Principal
 from ml_platform.serving.plane import metrics, v2
 from ml_platform.serving.plane.dataplane import SERVER_NAME, SERVER_VERSION, DataPlane, InferRequest
@@ -322,7 +328,13 @@ def _problem(exc: PlatformError, scope: Scope, request_id: str | None = None) ->
     status, doc = problem_from_error(
         exc, instance=scope["path"], request_id=request_id, invalid_argument_status=400
     )
-    doc["error"] = exc.message
+    # echoed input is bounded as on gRPC (a 5,000-character version came back whole)
+    doc["error"] = doc["detail"] = bounded(exc.message, MAX_MESSAGE_BYTES)
+    doc["instance"] = bounded(scope["path"], MAX_MESSAGE_BYTES)
+    doc["errors"] = [
+        {"path": bounded(e["path"], MAX_FIELD_BYTES), "message": bounded(e["message"], 256)}
+        for e in doc["errors"][:MAX_VIOLATIONS]
+    ]
     headers = [(b"content-type", PROBLEM_JSON.encode()), (b"x-request-id", request_id.encode())]
     headers += [(k.encode(), v.encode()) for k, v in problem_headers(status, exc.code).items()]
     if isinstance(exc, RateLimited | RateLimitUnavailable):  # Retry-After, RateLimit fields
