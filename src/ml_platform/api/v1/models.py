@@ -20,7 +20,7 @@ from ml_platform.api.v1.jobs import TAGS_HELP, parse_tag_filter
 from ml_platform.api.v1.model_uploads import read_json_body, stage_multipart
 from ml_platform.core.errors import Unavailable, UnsupportedMediaType
 from ml_platform.registry.service import RegistryService
-from ml_platform.schemas._types import SafeStr
+from ml_platform.schemas._types import TAG_FILTER_PATTERN, SafeStr
 from ml_platform.schemas.jobs import FrameworkType
 from ml_platform.schemas.models import (
     ALIAS_PATTERN,
@@ -51,6 +51,14 @@ VersionRef = Annotated[
         description="A version number, an alias, or `latest`",
     ),
 ]
+VersionNumber = Annotated[
+    str,
+    Path(
+        description="A version number (not an alias)",
+        # Checked by the registry (422 with an actionable message); declared here.
+        json_schema_extra={"pattern": r"^[0-9]*[1-9][0-9]*$", "minLength": 1, "maxLength": 9},
+    ),
+]
 AliasName = Annotated[
     str, Path(min_length=1, max_length=63, pattern=ALIAS_PATTERN, description="Alias name")
 ]
@@ -76,6 +84,7 @@ _VERSION_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,  # other fields: 422 (unknown form field)
                     "properties": {
                         "file": {
                             "type": "string",
@@ -161,7 +170,14 @@ async def list_models(
     context: ContextDep,
     principal: PrincipalDep,
     framework: Annotated[FrameworkType | None, Query(description="Filter by ML framework")] = None,
-    tags: Annotated[SafeStr | None, Query(description=TAGS_HELP, max_length=2048)] = None,
+    tags: Annotated[
+        SafeStr | None,
+        Query(
+            description=TAGS_HELP,
+            max_length=2048,
+            json_schema_extra={"pattern": TAG_FILTER_PATTERN},
+        ),
+    ] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number")] = 1,
     page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
 ) -> ModelListResponse:
@@ -417,7 +433,7 @@ async def download_model_artifact(
     responses=problems(404, 409, 422, *AUTHED),
 )
 async def delete_model_version(
-    name: ModelName, version: VersionRef, context: ContextDep, principal: PrincipalDep
+    name: ModelName, version: VersionNumber, context: ContextDep, principal: PrincipalDep
 ) -> Response:
     """Delete one version (by number) and its artifact. 409 while deployed or aliased.
 
