@@ -325,6 +325,10 @@ class Row:
     rest: Provoke | None
     transport: bool = False  # refused by gRPC itself (message size), not by a handler
 
+    @property
+    def provoke_kind(self) -> str:
+        return "no-key" if self.rest is _no_key_rest else ""
+
 
 TABLE = [
     Row(
@@ -478,6 +482,8 @@ def _check_rest(world: World, row: Row, response: httpx.Response) -> None:
     assert body["request_id"] == response.headers["x-request-id"]
     assert body["request_id"] == response.request.headers["x-request-id"]
     assert body["detail"] and body["error"] == body["detail"]
+    if row.provoke_kind == "no-key":  # a REST client is told about headers, not gRPC metadata
+        assert "header" in body["detail"] and "metadata x-api-key" not in body["detail"]
     world.assert_safe_message(response.text)
     if want == 401:
         assert "www-authenticate" in response.headers

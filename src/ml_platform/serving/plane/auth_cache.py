@@ -23,7 +23,8 @@ class AuthCache:
     async def principal(self, api_key: str | None, bearer: str | None) -> Principal:
         if not api_key and not bearer:
             raise Unauthenticated(
-                "missing credentials: send metadata x-api-key or authorization: Bearer <token>"
+                "missing credentials: send an x-api-key or authorization: Bearer <token> "
+                "header (gRPC: metadata)"
             )
         key = (api_key, bearer)
         now = time.monotonic()
