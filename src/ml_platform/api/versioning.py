@@ -65,7 +65,13 @@ API_DATE_RESPONSE_HEADER = {
 def resolve_api_date(
     request: Request,
     api_date: Annotated[
-        str | None, Header(alias=API_DATE_HEADER, description=API_DATE_HELP, max_length=32)
+        str | None,
+        Header(
+            alias=API_DATE_HEADER,
+            description=API_DATE_HELP,
+            max_length=32,
+            json_schema_extra={"enum": list(API_DATES)},
+        ),
     ] = None,
 ) -> str:
     """The request's ``API-Date`` (400 when unknown); recorded for the response echo."""

@@ -37,7 +37,7 @@ from ml_platform.api.versioning import (
 )
 from ml_platform.core.errors import FieldViolation, InvalidArgument
 from ml_platform.core.jobs import JobStatus
-from ml_platform.schemas._types import SafeStr, unsafe_character
+from ml_platform.schemas._types import TAG_FILTER_PATTERN, SafeStr, unsafe_character
 from ml_platform.schemas.jobs import FrameworkType, JobListResponse, TrainingJob, TrainingJobSpec
 
 JobId = Annotated[
@@ -135,7 +135,7 @@ def jobs_router(version: ApiVersion) -> APIRouter:
         summary="Get a training job",
         response_model=job_model,
         responses={
-            **problems(404, *AUTHED),
+            **problems(*((400,) if v2 else ()), 404, *AUTHED),
             200: {"description": "The job", "headers": {**ETAG_HEADER, **version_headers}},
             **NOT_MODIFIED,
         },
@@ -175,7 +175,14 @@ def jobs_router(version: ApiVersion) -> APIRouter:
             framework: Annotated[
                 FrameworkType | None, Query(description="Filter by ML framework")
             ] = None,
-            tags: Annotated[SafeStr | None, Query(description=TAGS_HELP, max_length=2048)] = None,
+            tags: Annotated[
+                SafeStr | None,
+                Query(
+                    description=TAGS_HELP,
+                    max_length=2048,
+                    json_schema_extra={"pattern": TAG_FILTER_PATTERN},
+                ),
+            ] = None,
             page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
             page_token: Annotated[
                 str | None,
@@ -244,7 +251,14 @@ def jobs_router(version: ApiVersion) -> APIRouter:
             framework: Annotated[
                 FrameworkType | None, Query(description="Filter by ML framework")
             ] = None,
-            tags: Annotated[SafeStr | None, Query(description=TAGS_HELP, max_length=2048)] = None,
+            tags: Annotated[
+                SafeStr | None,
+                Query(
+                    description=TAGS_HELP,
+                    max_length=2048,
+                    json_schema_extra={"pattern": TAG_FILTER_PATTERN},
+                ),
+            ] = None,
             page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number")] = 1,
             page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
         ) -> JobListResponse:
@@ -268,7 +282,7 @@ def jobs_router(version: ApiVersion) -> APIRouter:
         name=f"cancel_training_job{suffix}",
         summary="Cancel a training job",
         response_class=Response,
-        responses=problems(404, 409, 412, *AUTHED),
+        responses=problems(*((400,) if v2 else ()), 404, 409, 412, *AUTHED),
     )
     async def cancel_training_job(
         job_id: JobId,
