@@ -47,6 +47,17 @@ JobId = Annotated[
 
 TAGS_HELP = "Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)"
 
+# The list filters every list route shares (jobs v1 and v2, models).
+TagsQuery = Annotated[
+    SafeStr | None,
+    Query(
+        description=TAGS_HELP, max_length=2048, json_schema_extra={"pattern": TAG_FILTER_PATTERN}
+    ),
+]
+FrameworkQuery = Annotated[FrameworkType | None, Query(description="Filter by ML framework")]
+StatusQuery = Annotated[JobStatus | None, Query(description="Filter by status")]
+PageSizeQuery = Annotated[int, Query(ge=1, le=500, description="Results per page")]
+
 
 def parse_tag_filter(raw: str | None) -> dict[str, str]:
     if raw is None or raw == "":
@@ -171,19 +182,10 @@ def jobs_router(version: ApiVersion) -> APIRouter:
             context: ContextDep,
             principal: PrincipalDep,
             api_date: ApiDateDep,
-            status: Annotated[JobStatus | None, Query(description="Filter by status")] = None,
-            framework: Annotated[
-                FrameworkType | None, Query(description="Filter by ML framework")
-            ] = None,
-            tags: Annotated[
-                SafeStr | None,
-                Query(
-                    description=TAGS_HELP,
-                    max_length=2048,
-                    json_schema_extra={"pattern": TAG_FILTER_PATTERN},
-                ),
-            ] = None,
-            page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
+            status: StatusQuery = None,
+            framework: FrameworkQuery = None,
+            tags: TagsQuery = None,
+            page_size: PageSizeQuery = 50,
             page_token: Annotated[
                 str | None,
                 Query(
@@ -247,20 +249,11 @@ def jobs_router(version: ApiVersion) -> APIRouter:
         async def list_training_jobs(
             context: ContextDep,
             principal: PrincipalDep,
-            status: Annotated[JobStatus | None, Query(description="Filter by status")] = None,
-            framework: Annotated[
-                FrameworkType | None, Query(description="Filter by ML framework")
-            ] = None,
-            tags: Annotated[
-                SafeStr | None,
-                Query(
-                    description=TAGS_HELP,
-                    max_length=2048,
-                    json_schema_extra={"pattern": TAG_FILTER_PATTERN},
-                ),
-            ] = None,
+            status: StatusQuery = None,
+            framework: FrameworkQuery = None,
+            tags: TagsQuery = None,
             page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number")] = 1,
-            page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
+            page_size: PageSizeQuery = 50,
         ) -> JobListResponse:
             """Your tenant's jobs, newest first (`created_at desc, id desc`), filtered and
             paginated."""

@@ -16,12 +16,10 @@ from ml_platform.api.etags import cached as _cached
 from ml_platform.api.etags import if_match_value as _if_match
 from ml_platform.api.etags import matches as _matches
 from ml_platform.api.responses import AUTHED, problems
-from ml_platform.api.v1.jobs import TAGS_HELP, parse_tag_filter
+from ml_platform.api.v1.jobs import FrameworkQuery, PageSizeQuery, TagsQuery, parse_tag_filter
 from ml_platform.api.v1.model_uploads import read_json_body, stage_multipart
 from ml_platform.core.errors import Unavailable, UnsupportedMediaType
 from ml_platform.registry.service import RegistryService
-from ml_platform.schemas._types import TAG_FILTER_PATTERN, SafeStr
-from ml_platform.schemas.jobs import FrameworkType
 from ml_platform.schemas.models import (
     ALIAS_PATTERN,
     ARTIFACT_FORMATS,
@@ -169,17 +167,10 @@ async def create_model(
 async def list_models(
     context: ContextDep,
     principal: PrincipalDep,
-    framework: Annotated[FrameworkType | None, Query(description="Filter by ML framework")] = None,
-    tags: Annotated[
-        SafeStr | None,
-        Query(
-            description=TAGS_HELP,
-            max_length=2048,
-            json_schema_extra={"pattern": TAG_FILTER_PATTERN},
-        ),
-    ] = None,
+    framework: FrameworkQuery = None,
+    tags: TagsQuery = None,
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number")] = 1,
-    page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
+    page_size: PageSizeQuery = 50,
 ) -> ModelListResponse:
     """Your tenant's models, newest first (`created_at desc, id desc`), filtered and paginated."""
     tag_filter = parse_tag_filter(tags)
@@ -348,7 +339,7 @@ async def list_model_versions(
     context: ContextDep,
     principal: PrincipalDep,
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number")] = 1,
-    page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
+    page_size: PageSizeQuery = 50,
 ) -> ModelVersionListResponse:
     """A model's versions, highest first."""
     registry = registry_of(context)
