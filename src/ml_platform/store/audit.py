@@ -12,15 +12,13 @@ trail of a deleted tenant outlives it.
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import BigInteger, Index, Integer, String, delete, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ml_platform.store.base import Base, UTCDateTime, utcnow
+from ml_platform.store.base import AtMostEvery, Base, UTCDateTime, utcnow
 from ml_platform.store.db import Database
 
 DEFAULT_RETENTION = timedelta(days=90)
@@ -115,9 +113,7 @@ class AuditStore:
     ) -> None:
         self._db = db
         self.retention = retention
-        self._purge_interval = purge_interval_seconds
-        self._next_purge = 0.0
-        self._purge_lock = threading.Lock()
+        self._purge = AtMostEvery(purge_interval_seconds)
 
     def record(self, event: AuditEvent) -> None:
         self._maybe_purge()
@@ -164,12 +160,8 @@ class AuditStore:
             return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
     def _maybe_purge(self) -> None:
-        clock = time.monotonic()
-        with self._purge_lock:
-            if clock < self._next_purge:
-                return
-            self._next_purge = clock + self._purge_interval
-        self.purge_expired()
+        if self._purge.due():
+            self.purge_expired()
 
 
 def _event(row: AuditEventRow) -> AuditEvent:

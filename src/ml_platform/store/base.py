@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,3 +58,20 @@ def is_foreign_key_violation(error: Exception) -> bool:
     if getattr(orig, "sqlstate", None) == "23503":  # psycopg: foreign_key_violation
         return True
     return "FOREIGN KEY constraint failed" in str(orig)
+
+
+class AtMostEvery:
+    """Lazy housekeeping: ``due()`` is true at most once per ``seconds`` (thread-safe)."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        clock = time.monotonic()
+        with self._lock:
+            if clock < self._next:
+                return False
+            self._next = clock + self._seconds
+            return True

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +36,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ml_platform.store.base import Base, JSONType, UTCDateTime, utcnow
+from ml_platform.store.base import AtMostEvery, Base, JSONType, UTCDateTime, utcnow
 from ml_platform.store.db import Database
 
 DEFAULT_TTL = timedelta(hours=24)
@@ -126,9 +124,7 @@ class IdempotencyStore:
         self._db = db
         self.ttl = ttl
         self.lease = lease
-        self._purge_interval = purge_interval_seconds
-        self._next_purge = 0.0
-        self._purge_lock = threading.Lock()
+        self._purge = AtMostEvery(purge_interval_seconds)
 
     # -- claiming ---------------------------------------------------------------------------
     def claim(self, tenant_id: str, method: str, path: str, key: str) -> ClaimOutcome:
@@ -269,12 +265,8 @@ class IdempotencyStore:
             return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
     def _maybe_purge(self) -> None:
-        clock = time.monotonic()
-        with self._purge_lock:
-            if clock < self._next_purge:
-                return
-            self._next_purge = clock + self._purge_interval
-        self.purge_expired()
+        if self._purge.due():
+            self.purge_expired()
 
 
 def _stored(row: IdempotencyKeyRow) -> StoredResponse:
