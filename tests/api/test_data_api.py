@@ -318,11 +318,8 @@ def test_hostile_paths_are_422_naming_path(
     before = _snapshot(platform, tenant)
     status, body = _raw(platform, tenant, "PUT", _target(path, encode_dots), b"evil")
     problem = json.loads(body)
-    if "\n" in path:  # the router's `{path:path}` never matches a newline: no such route
-        assert status == 404, (status, body)
-    else:
-        assert status == 422, (status, body)
-        assert problem["errors"][0]["path"] == "path", problem
+    assert status == 422, (status, body)
+    assert problem["errors"][0]["path"] == "path", problem
     assert str(Path(platform.settings.data_dir).resolve()) not in problem["detail"]
     for method in ("GET", "DELETE"):
         status, body = _raw(platform, tenant, method, _target(path, encode_dots))
@@ -347,6 +344,7 @@ def test_hostile_paths_are_422_naming_path(
 )
 @example(parts=["..", "..", "..", "tmp", "escape"], lead="")
 @example(parts=["x" * 300], lead="")
+@example(parts=["\n", ""], lead="")  # once a 307: a newline missed the route, the slash redirected
 def test_generated_paths_never_500_nor_escape(
     platform: Platform, tenant: Tenant, parts: list[str], lead: str
 ) -> None:
@@ -355,7 +353,7 @@ def test_generated_paths_never_500_nor_escape(
     target = "/v1/data/" + quote(raw, safe="/%")  # %xx sent as is: the server decodes them
     status, body = _raw(platform, tenant, "PUT", target, b"evil")
     assert status < 500, (raw, status, body)
-    assert status in (200, 201, 404, 409, 413, 422), (raw, status, body)
+    assert status in (200, 201, 404, 409, 413, 422), (raw, status, body)  # never a redirect
     if status in (200, 201):
         doc = json.loads(body)
         stored = _area(platform, tenant) / doc["path"].removeprefix("data/")

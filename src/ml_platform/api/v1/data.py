@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from ml_platform.api.deps import ContextDep, PrincipalDep
 from ml_platform.api.responses import AUTHED, problems
@@ -124,8 +125,19 @@ UPLOAD_BODY: dict[str, Any] = {
 }
 
 
+
+class AnyPathConvertor(PathConvertor):
+    """Starlette's ``path`` with newlines too: every path reaches the data area's own checks
+    (422 naming ``path``), instead of missing the route (404) or, with a trailing slash,
+    being redirected (307) to one that does not exist."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("anypath", AnyPathConvertor())
+
 @router.put(
-    "/{path:path}",
+    "/{path:anypath}",
     name="upload_data_file",
     summary="Upload a data file",
     status_code=status.HTTP_201_CREATED,
@@ -212,7 +224,7 @@ async def list_data_files(
 
 
 @router.get(
-    "/{path:path}",
+    "/{path:anypath}",
     name="download_data_file",
     summary="Download a data file",
     response_class=Response,
@@ -236,7 +248,7 @@ async def download_data_file(
 
 
 @router.delete(
-    "/{path:path}",
+    "/{path:anypath}",
     name="delete_data_file",
     summary="Delete a data file",
     status_code=status.HTTP_204_NO_CONTENT,
