@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck imports pytest bench protos clean
+.PHONY: install run test lint typecheck imports pytest bench protos clean node browser
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -14,12 +14,26 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)
 
+## npm projects the tests drive (dev tools, dashboard, generated TypeScript client): `npm ci`
+NODE_DIRS := $(patsubst %/package-lock.json,%,$(wildcard tools/node/package-lock.json web/package-lock.json clients/typescript/package-lock.json))
+NODE_STAMPS := $(addsuffix /node_modules/.ci-installed,$(NODE_DIRS))
+
+%/node_modules/.ci-installed: %/package-lock.json %/package.json
+	cd $* && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: $(NODE_STAMPS)
+
+## Debian's chromium for the browser tests (Playwright never downloads a browser here)
+browser:
+	bash scripts/ensure_chromium.sh
+
 ## start the platform on its embedded default (SQLite, local executor, no other service)
 run: install
 	$(BIN)/mlp server
 
 ## lint, types, architecture contracts, then the whole test suite
-test: install lint typecheck imports pytest
+test: install node browser lint typecheck imports pytest
 
 lint:
 	$(BIN)/ruff check .
