@@ -55,6 +55,22 @@ class Settings(BaseSettings):
         default=None,
         description="When /v1 stops answering: sent as its Sunset header (RFC 8594); unset, none",
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Server log lines: text, or one JSON object per line (json); both carry "
+        "the request id",
+    )
+    access_log: bool = Field(
+        default=True,
+        description="One ml_platform.access line per REST request (method, route template, "
+        "status, duration, request id, tenant) at INFO",
+    )
+    usage_flush_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often per-tenant API usage counts are added to the database (and at "
+        "shutdown)",
+    )
 
     # Auth
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
@@ -110,9 +126,22 @@ class Settings(BaseSettings):
         default=90, gt=0, description="Audit events older than this are purged (lazily)"
     )
 
+    # Storage: every blob (code packages, artifacts, job outputs) under one fsspec root
+    storage_uri: str | None = Field(
+        default=None,
+        description=(
+            "fsspec root of every blob (local directory or s3://bucket/prefix); default "
+            "<data_dir>. Several replicas need one shared root (an object store)"
+        ),
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options for storage_uri (e.g. S3 key, secret, client_kwargs)",
+    )
+
     # Registry
     artifact_root: str | None = Field(
-        default=None, description="fsspec URI; default <data_dir>/artifacts"
+        default=None, description="fsspec URI; default <storage_uri>/artifacts"
     )
     max_upload_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     allow_pickle: bool = True
@@ -160,6 +189,26 @@ class Settings(BaseSettings):
         default=None, description="Shared rate-limit budgets for every replica"
     )
     rate_limit_key_prefix: str = "mlp-ratelimit"
+
+    # Feature store
+    feature_online_store: Literal["auto", "sql", "redis"] = Field(
+        default="auto",
+        description="Where online feature values live: the platform's store (sql), Redis "
+        "(redis, needs redis_url), or auto (Redis when redis_url is set, else sql)",
+    )
+    feature_redis_key_prefix: str = Field(
+        default="mlp-features:", description="Prefix of every online feature key in Redis"
+    )
+    feature_definition_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a serving worker reuses a feature view definition it read",
+    )
+    feature_max_source_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024,
+        description="Largest source file a feature view reads (materialization, training data)",
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secret_in_production(self) -> Settings:
@@ -228,6 +277,23 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'mlp.db').resolve()}"
+
+    @property
+    def resolved_storage_uri(self) -> str:
+        return self.storage_uri or str(Path(self.data_dir).resolve())
+
+    @property
+    def resolved_artifact_root(self) -> str:
+        if self.artifact_root:
+            return self.artifact_root
+        return self.resolved_storage_uri.rstrip("/") + "/artifacts"
+
+    @property
+    def resolved_artifact_storage_options(self) -> dict[str, Any]:
+        """``artifact_storage_options``, else ``storage_options`` for a root under storage."""
+        if self.artifact_storage_options or self.artifact_root:
+            return self.artifact_storage_options
+        return self.storage_options
 
     @property
     def credentials_file(self) -> Path:

@@ -9,6 +9,12 @@ import pytest
 
 from ml_platform.core.errors import InvalidArgument, NotFound, PayloadTooLarge
 from ml_platform.jobs.code_packages import CodePackageLimits, CodePackageStore
+from ml_platform.storage import Storage
+
+
+def packages_in(root: Path, limits: CodePackageLimits | None = None) -> CodePackageStore:
+    """Archives in a local storage under ``root/storage``, unpacked trees cached in ``root``."""
+    return CodePackageStore(Storage(str(root / "storage")), root, limits)
 
 
 def make_zip(files: dict[str, bytes]) -> bytes:
@@ -35,7 +41,7 @@ def file_member(name: str, size: int) -> tarfile.TarInfo:
 
 
 def test_content_addressed_and_tenant_scoped(tmp_path: Path) -> None:
-    store = CodePackageStore(tmp_path)
+    store = packages_in(tmp_path)
     data = make_zip({"train.py": b"print('hi')\n", "pkg/util.py": b"X = 1\n"})
     first = store.save("t1", data)
     again = store.save("t1", data)
@@ -54,7 +60,7 @@ def test_content_addressed_and_tenant_scoped(tmp_path: Path) -> None:
 def test_tar_gz_is_accepted(tmp_path: Path) -> None:
     payload = b"print(1)\n"
     data = make_tar([file_member("src/train.py", len(payload))], {"src/train.py": payload})
-    package = CodePackageStore(tmp_path).save("t1", data)
+    package = packages_in(tmp_path).save("t1", data)
     assert (tmp_path / package.sha256 / "tree" / "src" / "train.py").read_bytes() == payload
 
 
@@ -97,7 +103,7 @@ def device(name: str) -> tarfile.TarInfo:
 )
 def test_malicious_archives_are_rejected(tmp_path: Path, archive) -> None:  # type: ignore[no-untyped-def]
     limits = CodePackageLimits(max_unpacked_bytes=2 * 1024 * 1024, max_files=50)
-    store = CodePackageStore(tmp_path / "packages", limits)
+    store = packages_in(tmp_path / "packages", limits)
     with pytest.raises(InvalidArgument):
         store.save("t1", archive())
     assert not (tmp_path / "evil.py").exists()
@@ -111,10 +117,10 @@ def test_zip_symlink_member_is_rejected(tmp_path: Path) -> None:
         info.external_attr = (0o120777 << 16)
         archive.writestr(info, "/etc/passwd")
     with pytest.raises(InvalidArgument, match="symlink"):
-        CodePackageStore(tmp_path).save("t1", buffer.getvalue())
+        packages_in(tmp_path).save("t1", buffer.getvalue())
 
 
 def test_archive_size_limit(tmp_path: Path) -> None:
-    store = CodePackageStore(tmp_path, CodePackageLimits(max_archive_bytes=1024))
+    store = packages_in(tmp_path, CodePackageLimits(max_archive_bytes=1024))
     with pytest.raises(PayloadTooLarge):
         store.save("t1", b"x" * 2048)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -27,10 +26,12 @@ from pathlib import Path
 
 from ml_platform.archives import ArchiveLimits, unpack_archive
 from ml_platform.core.errors import InvalidArgument, NotFound, PayloadTooLarge
+from ml_platform.storage import ObjectExists, Storage
 
 logger = logging.getLogger(__name__)
 
 PACKAGE_ID_PREFIX = "sha256:"
+PACKAGES_PREFIX = "code-packages/"
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,17 @@ class CodePackage:
 
 
 class CodePackageStore:
-    """Packages under ``root/<sha256>/``: ``archive``, ``tree/`` (unpacked), ``owners/``."""
+    """Packages in the platform's storage under ``code-packages/<sha256>/``: ``archive``,
+    ``meta`` (file count and unpacked size) and ``owners/<tenant_id>`` (that tenant's first
+    upload time). An owner record is written last, so it names a complete package: any
+    replica that sees it can fetch the archive (checked against its SHA-256, the package id)
+    and unpack it into its own scratch cache ``cache_dir/<sha256>/tree``."""
 
-    def __init__(self, root: Path, limits: CodePackageLimits | None = None) -> None:
-        self._root = root
+    def __init__(
+        self, storage: Storage, cache_dir: Path, limits: CodePackageLimits | None = None
+    ) -> None:
+        self._storage = storage
+        self._cache = cache_dir
         self._limits = limits or CodePackageLimits()
 
     @property
@@ -76,73 +84,103 @@ class CodePackageStore:
         if not data:
             raise InvalidArgument("code package is empty")
         digest = hashlib.sha256(data).hexdigest()
-        home = self._root / digest
+        owner = _owner_key(digest, tenant_id)
         # A tenant's first upload of these bytes does the whole work (unpack and check into a
         # staging directory) even when another tenant's blob exists, then drops its copy: the
         # answer and its cost do not tell whether someone else uploaded this code.
-        first_for_tenant = not (home / "owners" / _safe_name(tenant_id)).exists()
-        if first_for_tenant or not (home / "tree").is_dir():
-            self._root.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=self._root))
-            try:
-                tree = staging / "tree"
-                tree.mkdir()
-                unpacked = unpack_archive(
-                    data, tree, self._limits.archive, label="code package"
-                )
-                (staging / "archive").write_bytes(data)
-                (staging / "meta").write_text(f"{unpacked.files} {unpacked.unpacked_bytes}\n")
-                (staging / "owners").mkdir()
-                try:
-                    staging.rename(home)  # fails when the blob exists (or a racer won)
-                except OSError:
-                    shutil.rmtree(staging, ignore_errors=True)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
-        self._record_owner(home, tenant_id)
+        if not self._storage.exists(owner) or not self._storage.exists(_meta_key(digest)):
+            files, unpacked_bytes = self._unpack(digest, data)
+            if not self._storage.exists(_meta_key(digest)):
+                self._storage.put_bytes(_archive_key(digest), data)
+                self._storage.put_bytes(_meta_key(digest), f"{files} {unpacked_bytes}\n".encode())
+        self._record_owner(digest, tenant_id)
         return self._describe(digest, tenant_id)
 
-    @staticmethod
-    def _record_owner(home: Path, tenant_id: str) -> None:
-        """This tenant's record of the package: created once (O_EXCL), never touched again."""
-        owner = home / "owners" / _safe_name(tenant_id)
+    def _unpack(self, digest: str, data: bytes) -> tuple[int, int]:
+        """Unpack (and so validate) ``data`` into the local cache; (files, unpacked bytes)."""
+        self._cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=self._cache))
         try:
-            fd = os.open(owner, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return
-        with os.fdopen(fd, "w") as handle:
-            handle.write(datetime.now(UTC).isoformat() + "\n")
+            tree = staging / "tree"
+            tree.mkdir()
+            unpacked = unpack_archive(data, tree, self._limits.archive, label="code package")
+            try:
+                staging.rename(self._cache / digest)  # fails when cached (or a racer won)
+            except OSError:
+                shutil.rmtree(staging, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return unpacked.files, unpacked.unpacked_bytes
+
+    def _record_owner(self, digest: str, tenant_id: str) -> None:
+        """This tenant's record of the package: created once, never touched again."""
+        stamp = (datetime.now(UTC).isoformat() + "\n").encode()
+        with contextlib.suppress(ObjectExists):
+            self._storage.put_bytes(_owner_key(digest, tenant_id), stamp, exclusive=True)
 
     def exists(self, tenant_id: str, data: bytes) -> bool:
         """Whether ``tenant_id`` already uploaded exactly these bytes."""
         digest = hashlib.sha256(data).hexdigest()
-        return (self._root / digest / "owners" / _safe_name(tenant_id)).exists()
+        return self._storage.exists(_owner_key(digest, tenant_id))
 
     def get(self, tenant_id: str, package_id: str) -> CodePackage:
         digest = parse_package_id(package_id)
-        if not (self._root / digest / "owners" / _safe_name(tenant_id)).exists():
+        if not self._storage.exists(_owner_key(digest, tenant_id)):
             raise NotFound(f"code package {package_id} not found")
         return self._describe(digest, tenant_id)
 
     def tree(self, tenant_id: str, package_id: str) -> Path:
-        """The read-only unpacked directory of a package the tenant owns."""
+        """The read-only unpacked directory of a package the tenant owns, in this replica's
+        cache (fetched from storage and unpacked when missing)."""
         package = self.get(tenant_id, package_id)
-        return self._root / package.sha256 / "tree"
+        tree = self._cache / package.sha256 / "tree"
+        if not tree.is_dir():
+            try:
+                data = self._storage.get_bytes(_archive_key(package.sha256), package.sha256)
+            except FileNotFoundError as exc:
+                raise NotFound(f"code package {package_id} is missing from storage") from exc
+            self._unpack(package.sha256, data)
+        return tree
 
     def _describe(self, digest: str, tenant_id: str) -> CodePackage:
-        home = self._root / digest
-        files_text, _, unpacked_text = (home / "meta").read_text().strip().partition(" ")
-        archive = home / "archive"
-        created = _owner_created_at(home / "owners" / _safe_name(tenant_id))
+        try:
+            meta = self._storage.get_bytes(_meta_key(digest)).decode()
+            size = self._storage.size(_archive_key(digest))
+        except FileNotFoundError as exc:
+            raise NotFound(f"code package {PACKAGE_ID_PREFIX}{digest} not found") from exc
+        files_text, _, unpacked_text = meta.strip().partition(" ")
         return CodePackage(
             id=PACKAGE_ID_PREFIX + digest,
             sha256=digest,
-            size_bytes=archive.stat().st_size,
+            size_bytes=size,
             file_count=int(files_text),
             unpacked_bytes=int(unpacked_text),
-            created_at=created,
+            created_at=self._owner_created_at(digest, tenant_id),
         )
+
+    def _owner_created_at(self, digest: str, tenant_id: str) -> datetime:
+        """When this tenant first uploaded the package (records from before the timestamp was
+        written are empty: their own mtime, still this tenant's upload)."""
+        key = _owner_key(digest, tenant_id)
+        with contextlib.suppress(ValueError, OSError):
+            return datetime.fromisoformat(self._storage.get_bytes(key).decode().strip())
+        local = self._storage.local_path(key)
+        if local is not None:
+            return datetime.fromtimestamp(local.stat().st_mtime, UTC)
+        return datetime.now(UTC)
+
+
+def _archive_key(digest: str) -> str:
+    return f"{PACKAGES_PREFIX}{digest}/archive"
+
+
+def _meta_key(digest: str) -> str:
+    return f"{PACKAGES_PREFIX}{digest}/meta"
+
+
+def _owner_key(digest: str, tenant_id: str) -> str:
+    return f"{PACKAGES_PREFIX}{digest}/owners/{_safe_name(tenant_id)}"
 
 
 def parse_package_id(package_id: str) -> str:
@@ -153,14 +191,6 @@ def parse_package_id(package_id: str) -> str:
             f"invalid code package id {package_id!r}: expected 'sha256:' and 64 hex digits"
         )
     return value
-
-
-def _owner_created_at(owner: Path) -> datetime:
-    """When this tenant first uploaded the package (records from before the timestamp was
-    written are empty: their own mtime, still this tenant's upload)."""
-    with contextlib.suppress(ValueError, OSError):
-        return datetime.fromisoformat(owner.read_text().strip())
-    return datetime.fromtimestamp(owner.stat().st_mtime, UTC)
 
 
 def _safe_name(tenant_id: str) -> str:

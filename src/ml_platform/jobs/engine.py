@@ -27,6 +27,7 @@ from ml_platform.jobs.paths import PathPolicy
 from ml_platform.jobs.scheduler import Capacity, Scheduler
 from ml_platform.jobs.signals import JobSignals
 from ml_platform.schemas.jobs import StatusTransition, TrainingJob
+from ml_platform.storage import storage_from_settings
 from ml_platform.store.db import Database
 from ml_platform.store.job_runtime import (
     JobEventRecord,
@@ -61,8 +62,10 @@ class JobEngine:
         self.db = db
         data_dir = Path(settings.data_dir).resolve()
         self.logs = LogStore(data_dir / "jobs")
+        self.storage = storage_from_settings(settings)
         self.packages = CodePackageStore(
-            data_dir / "code-packages",
+            self.storage,
+            data_dir / "cache" / "code-packages",
             CodePackageLimits(max_archive_bytes=settings.max_code_package_bytes),
         )
         self.paths = PathPolicy.from_settings(settings, db)

@@ -158,7 +158,7 @@ class PathPolicy:
             Path(settings.data_dir).resolve(),
             list(settings.shared_read_roots),
             allowed_uri_prefixes=settings.allowed_uri_prefixes,
-            artifact_root=settings.artifact_root,
+            artifact_root=settings.resolved_artifact_root,
             tenant_name=_TenantNames(db) if db is not None else None,
         )
 

@@ -14,8 +14,9 @@ from ml_platform.store.db import Database
 
 
 def artifact_store(settings: Settings) -> ArtifactStore:
-    root = settings.artifact_root or str((settings.data_dir / "artifacts").resolve())
-    return ArtifactStore(root, settings.artifact_storage_options)
+    return ArtifactStore(
+        settings.resolved_artifact_root, settings.resolved_artifact_storage_options
+    )
 
 
 def build_registry(
@@ -32,7 +33,7 @@ def build_registry(
         staging=staging,
         paths=paths,
         max_bytes=settings.max_upload_bytes,
-        storage_options=settings.artifact_storage_options,
+        storage_options=settings.resolved_artifact_storage_options,
         # an archive may unpack to no more than a single upload may weigh
         archive_limits=ArchiveLimits(max_unpacked_bytes=settings.max_upload_bytes),
     )

@@ -1,0 +1,217 @@
+"""The platform's one blob store: every object under a single fsspec root URI.
+
+``ML_PLATFORM_STORAGE_URI`` names it: a local directory (the default is the data dir itself,
+so a single-machine install keeps its layout) or ``s3://bucket/prefix`` with the ``s3`` extra.
+Code packages, model artifacts (``<root>/artifacts``) and job outputs live here, so any replica
+reads what another one wrote, and a replica's own data dir is scratch space it can lose.
+
+Keys are relative, ``/``-separated and built by the platform (never a caller's path).
+
+Writes are published whole: the bytes stream into a temporary key under ``.tmp/`` and are
+moved onto the real key in one step (a local ``rename``/``link``; on S3 a server-side copy,
+which readers see complete or not at all), so no reader ever sees half an object. Reads that
+know the object's SHA-256 check it and raise ``CorruptObject`` on a mismatch.
+
+Domain-level: no web or RPC framework here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import fsspec  # type: ignore[import-untyped,unused-ignore]
+
+if TYPE_CHECKING:
+    from ml_platform.config import Settings
+
+CHUNK_BYTES = 1024 * 1024
+TEMPORARY_PREFIX = ".tmp/"
+
+
+class ObjectExists(Exception):
+    """``put(..., exclusive=True)`` found the key already published."""
+
+
+class CorruptObject(OSError):
+    """The bytes read do not match the SHA-256 the caller expected."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    sha256: str
+    size_bytes: int
+
+
+class Storage:
+    """Objects under one root URI (local directory or any fsspec protocol)."""
+
+    def __init__(self, root: str, options: Mapping[str, Any] | None = None) -> None:
+        if "://" not in root:
+            root = Path(root).resolve().as_uri()
+        self.root_uri = root.rstrip("/")
+        self.options: dict[str, Any] = dict(options or {})
+        self._fs, root_path = fsspec.core.url_to_fs(self.root_uri, **self.options)
+        self._root = str(root_path).rstrip("/")
+        protocol = self._fs.protocol
+        self.protocol = protocol if isinstance(protocol, str) else protocol[0]
+        self.is_local = self.protocol in ("file", "local")
+        if self.is_local:
+            Path(self._root).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def uri(self, key: str) -> str:
+        return f"{self.root_uri}/{check_key(key)}"
+
+    def child_uri(self, prefix: str) -> str:
+        """The URI of a sub-root (e.g. ``artifacts``), for stores layered on this one."""
+        return f"{self.root_uri}/{check_key(prefix)}"
+
+    def _path(self, key: str) -> str:
+        return f"{self._root}/{check_key(key)}"
+
+    def local_path(self, key: str) -> Path | None:
+        """The file itself when the storage is local, else None."""
+        return Path(self._path(key)) if self.is_local else None
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def exists(self, key: str) -> bool:
+        return bool(self._fs.exists(self._path(key)))
+
+    def size(self, key: str) -> int:
+        return int(self._fs.size(self._path(key)))
+
+    @contextlib.contextmanager
+    def open(self, key: str) -> Iterator[IO[bytes]]:
+        """Read an object; ``FileNotFoundError`` when it is missing."""
+        with self._fs.open(self._path(key), "rb") as handle:
+            yield handle
+
+    def get_bytes(self, key: str, sha256: str | None = None) -> bytes:
+        with self.open(key) as handle:
+            data = handle.read()
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            raise CorruptObject(f"object {key!r} does not match its recorded SHA-256")
+        return bytes(data)
+
+    def download(self, key: str, target: Path, sha256: str | None = None) -> StoredObject:
+        """Copy an object to a local file atomically (absent or whole), hashing on the way."""
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.partial")
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with self.open(key) as reader, open(temporary, "xb") as writer:
+                while chunk := reader.read(CHUNK_BYTES):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    writer.write(chunk)
+            if sha256 is not None and digest.hexdigest() != sha256:
+                raise CorruptObject(f"object {key!r} does not match its recorded SHA-256")
+            temporary.replace(target)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return StoredObject(key, digest.hexdigest(), size)
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys directly or indirectly under ``prefix`` (a key ending without ``/``)."""
+        base = self._path(prefix)
+        try:
+            found = self._fs.find(base)
+        except FileNotFoundError:
+            return []
+        root = self._root + "/"
+        keys = [str(p)[len(root) :] if str(p).startswith(root) else str(p) for p in found]
+        return sorted(k for k in keys if not k.startswith(TEMPORARY_PREFIX))
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def put(self, key: str, chunks: Iterable[bytes], *, exclusive: bool = False) -> StoredObject:
+        """Stream ``chunks`` to ``key``, published whole. ``exclusive``: refuse an existing key
+        (``ObjectExists``); atomic locally (``link``), check-then-publish on object stores."""
+        path = self._path(key)
+        temporary_key = f"{TEMPORARY_PREFIX}{secrets.token_hex(12)}"
+        temporary = self._path(temporary_key)
+        digest = hashlib.sha256()
+        size = 0
+        if self.is_local:
+            Path(temporary).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            with self._fs.open(temporary, "wb") as writer:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    size += len(chunk)
+                    writer.write(chunk)
+                if self.is_local:
+                    writer.flush()
+                    os.fsync(writer.fileno())
+            self._publish(temporary, path, exclusive=exclusive, key=key)
+        finally:
+            with contextlib.suppress(FileNotFoundError, OSError):
+                if self._fs.exists(temporary):
+                    self._fs.rm(temporary)
+        return StoredObject(key, digest.hexdigest(), size)
+
+    def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False) -> StoredObject:
+        return self.put(key, [data], exclusive=exclusive)
+
+    def put_file(self, key: str, source: Path, *, exclusive: bool = False) -> StoredObject:
+        def chunks() -> Iterator[bytes]:
+            with open(source, "rb") as reader:
+                while chunk := reader.read(CHUNK_BYTES):
+                    yield chunk
+
+        return self.put(key, chunks(), exclusive=exclusive)
+
+    def _publish(self, temporary: str, path: str, *, exclusive: bool, key: str) -> None:
+        if self.is_local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if exclusive:
+                try:
+                    os.link(temporary, path)  # fails when the key exists: never overwrite
+                except FileExistsError as exc:
+                    raise ObjectExists(key) from exc
+            else:
+                Path(temporary).replace(path)
+            return
+        if exclusive and self._fs.exists(path):
+            raise ObjectExists(key)
+        self._fs.mv(temporary, path)
+
+    def delete(self, key: str) -> None:
+        """Remove an object; a missing one is fine."""
+        with contextlib.suppress(FileNotFoundError):
+            self._fs.rm(self._path(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        for key in self.list(prefix):
+            self.delete(key)
+
+
+def check_key(key: str) -> str:
+    """A key must be relative and normalized: no leading ``/``, ``..``, ``.`` or ``//``."""
+    if (
+        not key
+        or "\x00" in key
+        or "\\" in key
+        or posixpath.normpath(key) != key
+        or key.startswith(("/", "../"))
+        or key == ".."
+    ):
+        raise ValueError(f"invalid storage key {key!r}")
+    return key
+
+
+def storage_from_settings(settings: Settings) -> Storage:
+    """The storage ``Settings`` describe (``storage_uri`` / ``storage_options``)."""
+    return Storage(settings.resolved_storage_uri, settings.storage_options)
