@@ -29,11 +29,12 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from fastapi.security.utils import get_authorization_scheme_param
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ml_platform.api.credentials import bearer_credential
+from ml_platform.auth.keys import KEY_PREFIX
 from ml_platform.auth.principal import CredentialKind, Principal
 from ml_platform.auth.service import AuthService
 from ml_platform.core.errors import PlatformError
@@ -60,14 +61,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 def credential_of(scope: Scope) -> str | None:
     """What identifies the presented credential without revealing it."""
-    api_key = _header(scope, b"x-api-key")
+    token = bearer_credential(_header(scope, b"authorization"))
+    api_key = _header(scope, b"x-api-key") or (
+        token if token and token.startswith(KEY_PREFIX) else None  # `Bearer mlp_...`
+    )
     if api_key:
         match = _ISSUED_KEY_PREFIX.match(api_key)
         return match.group(0) if match else "api_key"
-    scheme, token = get_authorization_scheme_param(_header(scope, b"authorization"))
-    if scheme.lower() == "bearer" and token:
-        return CredentialKind.JWT.value
-    return None
+    return CredentialKind.JWT.value if token else None
 
 
 def action_of(template: str, name: str) -> str:
@@ -212,8 +213,7 @@ class AuditMiddleware:
 
     async def _authenticate(self, scope: Scope) -> Principal | None:
         api_key = _header(scope, b"x-api-key")
-        scheme, token = get_authorization_scheme_param(_header(scope, b"authorization"))
-        bearer = token if scheme.lower() == "bearer" and token else None
+        bearer = bearer_credential(_header(scope, b"authorization"))
         if not api_key and not bearer:
             return None
         try:

@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ml_platform.api.context import ApiContext
+from ml_platform.api.credentials import BEARER_AUTH_DESCRIPTION, bearer_credential
 from ml_platform.api.ratelimit import enforce_rate_limit
 from ml_platform.auth.principal import Principal
 from ml_platform.core.errors import UnsupportedMediaType
@@ -16,7 +17,20 @@ from ml_platform.core.errors import UnsupportedMediaType
 api_key_scheme = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key (`mlp_...`)"
 )
-bearer_scheme = HTTPBearer(auto_error=False, description="A JWT (HS256, or RS256 via JWKS)")
+# Both read `Authorization`: BearerAuth (apiKey type) is what the seed's generated-client line
+# `config.api_key['BearerAuth'] = token` fills; HTTPBearer is for clients that speak http bearer
+# (Swagger UI, `accessToken` in typescript-axios). One parser, `bearer_credential`, reads it.
+bearer_auth_scheme = APIKeyHeader(
+    name="Authorization",
+    scheme_name="BearerAuth",
+    auto_error=False,
+    description=BEARER_AUTH_DESCRIPTION,
+)
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    bearerFormat="API key (mlp_...) or JWT",
+    description="`Authorization: Bearer <token>`: an API key (`mlp_...`) or a JWT",
+)
 
 
 def get_context(request: Request) -> ApiContext:
@@ -31,9 +45,10 @@ async def get_principal(
     request: Request,
     context: ContextDep,
     api_key: Annotated[str | None, Security(api_key_scheme)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+    authorization: Annotated[str | None, Security(bearer_auth_scheme)],
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
 ) -> Principal:
-    token = bearer.credentials if bearer is not None else None
+    token = bearer_credential(authorization)
     principal = await run_in_threadpool(context.auth.authenticate, api_key=api_key, bearer=token)
     request.state.principal = principal  # who the audit event names (ml_platform.api.audit)
     await enforce_rate_limit(request, principal)  # 429 over the control budget

@@ -35,11 +35,11 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-from fastapi.security.utils import get_authorization_scheme_param
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ml_platform.api.credentials import bearer_credential
 from ml_platform.auth.service import AuthService
 from ml_platform.core.errors import (
     Conflict,
@@ -219,9 +219,7 @@ class IdempotencyMiddleware:
         """The caller's tenant, resolved exactly as ``api.deps.get_principal`` does."""
         headers = Headers(scope=scope)
         api_key = headers.get("x-api-key") or None
-        authorization = headers.get("authorization")
-        scheme, credentials = get_authorization_scheme_param(authorization)
-        bearer = credentials if scheme.lower() == "bearer" and credentials else None
+        bearer = bearer_credential(headers.get("authorization"))
         try:
             principal = await run_in_threadpool(
                 self.auth.authenticate, api_key=api_key, bearer=bearer

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from ml_platform.auth.keys import (
+    KEY_PREFIX,
     digests_match,
     generate_key,
     hash_key,
@@ -41,6 +42,9 @@ class AuthService:
         if api_key:
             return self._authenticate_key(api_key)
         if bearer:
+            # `Authorization: Bearer mlp_...` is an API key (JWTs never start with `mlp_`)
+            if bearer.startswith(KEY_PREFIX):
+                return self._authenticate_key(bearer)
             return self._authenticate_token(bearer)
         raise Unauthenticated("missing credentials: send X-API-Key or Authorization: Bearer")
 

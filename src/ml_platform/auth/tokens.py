@@ -8,9 +8,11 @@ from typing import Any
 
 import jwt
 
+from ml_platform.auth.principal import Role
 from ml_platform.core.errors import Unauthenticated
 
 REQUIRED_CLAIMS = ("sub", "tenant_id", "exp", "iat")
+ROLE_CLAIM = "role"  # optional: "admin" or "user" (absent: user)
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,7 @@ class TokenClaims:
     subject: str
     tenant_id: str
     expires_at: datetime
+    role: Role = Role.USER
 
 
 class TokenCodec:
@@ -40,7 +43,7 @@ class TokenCodec:
         self._leeway = leeway_seconds
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
 
-    def issue(self, subject: str, tenant_id: str, ttl: timedelta) -> str:
+    def issue(self, subject: str, tenant_id: str, ttl: timedelta, *, role: Role = Role.USER) -> str:
         now = datetime.now(UTC)
         claims: dict[str, Any] = {
             "sub": subject,
@@ -48,6 +51,8 @@ class TokenCodec:
             "iat": now,
             "exp": now + ttl,
         }
+        if role is not Role.USER:
+            claims[ROLE_CLAIM] = role.value
         if self._audience:
             claims["aud"] = self._audience
         if self._issuer:
@@ -82,8 +87,13 @@ class TokenCodec:
             raise Unauthenticated("token 'sub' claim must be a non-empty string")
         if not isinstance(tenant_id, str) or not tenant_id:
             raise Unauthenticated("token 'tenant_id' claim must be a non-empty string")
+        role = claims.get(ROLE_CLAIM, Role.USER.value)
+        if not isinstance(role, str) or role not in {r.value for r in Role}:
+            allowed = ", ".join(repr(r.value) for r in Role)
+            raise Unauthenticated(f"token {ROLE_CLAIM!r} claim must be one of {allowed}")
         return TokenClaims(
             subject=subject,
             tenant_id=tenant_id,
             expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+            role=Role(role),
         )

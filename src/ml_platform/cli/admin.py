@@ -54,6 +54,9 @@ def create_tenant(
 def create_api_key(
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant name")],
     name: Annotated[str, typer.Option("--name", help="Key name (recorded as created_by)")] = "cli",
+    admin: Annotated[
+        bool, typer.Option("--admin", help="An administrator's key: may call /v1/admin/...")
+    ] = False,
     data_dir: DataDirOption = None,
     database_url: DatabaseUrlOption = None,
     output: OutputOption = Output.TEXT,
@@ -61,7 +64,7 @@ def create_api_key(
     """Create an API key. The key is printed once and never stored in clear."""
     auth, error = _auth(data_dir, database_url)
     try:
-        created = auth.create_api_key(tenant, name)
+        created = auth.create_api_key(tenant, name, admin=admin)
     except error as exc:
         fail(str(exc))
     record = created.record
@@ -74,11 +77,13 @@ def create_api_key(
                 "name": record.name,
                 "prefix": record.prefix,
                 "created_at": record.created_at,
+                "admin": record.is_admin,
                 "api_key": created.plaintext,
             }
         )
     else:
-        console.print(f"API key [bold]{record.name}[/] ({record.id}) for tenant {tenant}:")
+        role = " (administrator)" if record.is_admin else ""
+        console.print(f"API key [bold]{record.name}[/] ({record.id}){role} for tenant {tenant}:")
         console.print(created.plaintext, markup=False, highlight=False)
         console.print("[dim]Store it now: it is shown only once.[/]")
 
@@ -107,6 +112,9 @@ def issue_token(
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant name")],
     subject: Annotated[str, typer.Option("--subject", help="The token's sub claim")] = "cli",
     ttl_hours: Annotated[float, typer.Option("--ttl-hours", help="Lifetime in hours")] = 24.0,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="Carry the claim role=admin (/v1/admin/...)")
+    ] = False,
     data_dir: DataDirOption = None,
     database_url: DatabaseUrlOption = None,
     output: OutputOption = Output.TEXT,
@@ -114,7 +122,7 @@ def issue_token(
     """Issue an HS256 JWT for a tenant, signed with ML_PLATFORM_JWT_SECRET."""
     auth, error = _auth(data_dir, database_url)
     try:
-        token = auth.issue_token(tenant, subject, timedelta(hours=ttl_hours))
+        token = auth.issue_token(tenant, subject, timedelta(hours=ttl_hours), admin=admin)
     except error as exc:
         fail(str(exc))
     if output is Output.JSON:

@@ -49,7 +49,7 @@ Every error is an RFC 9457 problem document (`application/problem+json`) with a 
 """
 
 OPENAPI_TAGS = [
-    {"name": "Training jobs", "description": "Submit, list, inspect and cancel training jobs"},
+    {"name": "Training", "description": "Submit, list, inspect and cancel training jobs"},
     {"name": "Code packages", "description": "Upload training code to run in jobs"},
     {"name": "Models", "description": "Register models, versions and aliases; download artifacts"},
     {"name": "Deployments", "description": "Serve model versions over gRPC and V2 REST"},

@@ -25,6 +25,7 @@ class ApiKeyRecord:
     created_at: datetime
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    is_admin: bool = False
 
     @property
     def active(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, select, update
+from sqlalchemy import Boolean, ForeignKey, Index, String, false, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -37,6 +37,8 @@ class ApiKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # an administrator's key (migration 0008_quotas): may call /v1/admin/... for any tenant
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 def _tenant(row: TenantRow) -> TenantRecord:
@@ -52,6 +54,7 @@ def _key(row: ApiKeyRow) -> ApiKeyRecord:
         created_at=row.created_at,
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
+        is_admin=row.is_admin,
     )
 
 
@@ -93,7 +96,9 @@ class ApiKeyRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def create(self, tenant_id: str, name: str, prefix: str, key_hash: str) -> ApiKeyRecord:
+    def create(
+        self, tenant_id: str, name: str, prefix: str, key_hash: str, *, is_admin: bool = False
+    ) -> ApiKeyRecord:
         row = ApiKeyRow(
             id=new_id("key"),
             tenant_id=tenant_id,
@@ -101,6 +106,7 @@ class ApiKeyRepository:
             prefix=prefix,
             key_hash=key_hash,
             created_at=utcnow(),
+            is_admin=is_admin,
         )
         self._session.add(row)
         self._session.flush()

@@ -50,7 +50,7 @@ from ml_platform.schemas.job_runtime import (
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/jobs/training", tags=["Training jobs"])
+router = APIRouter(prefix="/v1/jobs/training", tags=["Training"])
 
 SSE_RETRY_MS = 2000
 HEARTBEAT_SECONDS = 15.0

@@ -95,7 +95,7 @@ def jobs_router(version: ApiVersion) -> APIRouter:
     version_headers: dict[str, Any] = API_DATE_RESPONSE_HEADER if v2 else {}
     router = APIRouter(
         prefix=prefix,
-        tags=["Training jobs"],
+        tags=["Training"],
         dependencies=[Depends(resolve_api_date)] if v2 else [],
     )
 
