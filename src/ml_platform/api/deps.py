@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Path, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ml_platform.api.context import ApiContext
 from ml_platform.api.credentials import BEARER_AUTH_DESCRIPTION, bearer_credential
 from ml_platform.api.ratelimit import enforce_rate_limit
-from ml_platform.auth.principal import Principal
+from ml_platform.auth.principal import Principal, ensure_admin
 from ml_platform.core.errors import UnsupportedMediaType
+from ml_platform.store.records import TenantRecord
 
 api_key_scheme = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key (`mlp_...`)"
@@ -56,6 +57,35 @@ async def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def require_admin(principal: PrincipalDep) -> Principal:
+    """The caller, if it holds the admin role; else 403 problem ``ADMIN_REQUIRED``."""
+    return ensure_admin(principal)
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]
+
+
+async def get_target_tenant(
+    _admin: AdminDep,
+    context: ContextDep,
+    tenant: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=63,
+            pattern=r"^[A-Za-z0-9_-]+$",
+            description="The tenant acted on: its name or its id (`ten_...`)",
+            examples=["team-a"],
+        ),
+    ],
+) -> TenantRecord:
+    """The ``{tenant}`` of an ``/v1/admin/tenants/{tenant}/...`` route (404 when unknown)."""
+    return await run_in_threadpool(context.auth.resolve_tenant, tenant)
+
+
+TargetTenantDep = Annotated[TenantRecord, Depends(get_target_tenant)]
 
 
 def require_json(request: Request) -> None:

@@ -14,7 +14,7 @@ from ml_platform.auth.keys import (
     looks_like_key,
     public_prefix,
 )
-from ml_platform.auth.principal import CredentialKind, Principal
+from ml_platform.auth.principal import CredentialKind, Principal, Role
 from ml_platform.auth.tokens import TokenCodec
 from ml_platform.core.errors import InvalidArgument, NotFound, Unauthenticated
 from ml_platform.store.db import Database
@@ -59,14 +59,24 @@ class AuthService:
             raise Unauthenticated("invalid API key")
         if not record.active:
             raise Unauthenticated("API key revoked")
-        return Principal(tenant_id=record.tenant_id, name=record.name, kind=CredentialKind.API_KEY)
+        return Principal(
+            tenant_id=record.tenant_id,
+            name=record.name,
+            kind=CredentialKind.API_KEY,
+            role=Role.ADMIN if record.is_admin else Role.USER,
+        )
 
     def _authenticate_token(self, token: str) -> Principal:
         claims = self._tokens.verify(token)
         with self._db.read() as session:
             if TenantRepository(session).get(claims.tenant_id) is None:
                 raise Unauthenticated("token names an unknown tenant")
-        return Principal(tenant_id=claims.tenant_id, name=claims.subject, kind=CredentialKind.JWT)
+        return Principal(
+            tenant_id=claims.tenant_id,
+            name=claims.subject,
+            kind=CredentialKind.JWT,
+            role=claims.role,
+        )
 
     # -- administration -------------------------------------------------------------------
     def create_tenant(self, name: str) -> TenantRecord:
@@ -90,13 +100,16 @@ class AuthService:
         with self._db.read() as session:
             return TenantRepository(session).all()
 
-    def create_api_key(self, tenant_name: str, key_name: str) -> CreatedKey:
+    def create_api_key(self, tenant_name: str, key_name: str, *, admin: bool = False) -> CreatedKey:
+        """A new key of ``tenant_name``; ``admin=True`` also opens the ``/v1/admin`` routes."""
         if not key_name or len(key_name) > 100:
             raise InvalidArgument("API key name must be 1..100 characters")
         new = generate_key()
         with self._db.transaction() as session:
             tenant = TenantRepository(session).require_by_name(tenant_name)
-            record = ApiKeyRepository(session).create(tenant.id, key_name, new.prefix, new.digest)
+            record = ApiKeyRepository(session).create(
+                tenant.id, key_name, new.prefix, new.digest, is_admin=admin
+            )
         return CreatedKey(record=record, plaintext=new.plaintext)
 
     def revoke_api_key(self, key: str) -> ApiKeyRecord:
@@ -115,8 +128,19 @@ class AuthService:
             tenant = TenantRepository(session).require_by_name(tenant_name)
             return ApiKeyRepository(session).for_tenant(tenant.id)
 
-    def issue_token(self, tenant_name: str, subject: str, ttl: timedelta) -> str:
+    def issue_token(
+        self, tenant_name: str, subject: str, ttl: timedelta, *, admin: bool = False
+    ) -> str:
         if ttl <= timedelta(0):
             raise InvalidArgument("token lifetime must be positive")
         tenant = self.tenant(tenant_name)
-        return self._tokens.issue(subject, tenant.id, ttl)
+        return self._tokens.issue(subject, tenant.id, ttl, role=Role.ADMIN if admin else Role.USER)
+
+    def resolve_tenant(self, ref: str) -> TenantRecord:
+        """A tenant named by its id (``ten_...``) or its name, as admin routes take it."""
+        with self._db.read() as session:
+            repo = TenantRepository(session)
+            tenant = repo.get(ref) or repo.by_name(ref)
+        if tenant is None:
+            raise NotFound(f"tenant {ref!r} not found (give its name or its id)")
+        return tenant
