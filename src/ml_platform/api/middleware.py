@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-import secrets
+import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -13,8 +14,11 @@ from ml_platform.core.problems import (
     problem_bytes,
     problem_document,
 )
+from ml_platform.logs_format import ACCESS_LOGGER, accept_request_id, bind_request_id
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger(ACCESS_LOGGER)
+UNMATCHED_ROUTE = "unmatched"
 
 
 def _problem(status: int, detail: str, request_id: str, path: str) -> bytes:
@@ -25,7 +29,12 @@ def _problem(status: int, detail: str, request_id: str, path: str) -> bytes:
 
 
 class RequestContextMiddleware:
-    """Gives every request an ``X-Request-ID`` and enforces ``max_body_bytes``.
+    """Gives every request an ``X-Request-ID``, logs it, and enforces ``max_body_bytes``.
+
+    The caller's ``X-Request-ID`` is kept when it is safe (``logs_format.accept_request_id``),
+    else replaced; it is bound to the request's log context (every line logged while serving
+    it names it) and, with ``access_log``, one ``ml_platform.access`` line per request records
+    method, route template, status, duration, request id and tenant.
 
     The limit is checked against ``Content-Length`` up front and against the bytes actually
     received for chunked bodies, so nothing larger is ever buffered. Routes that stream large
@@ -33,18 +42,42 @@ class RequestContextMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, large_body_prefixes: tuple[str, ...] = ()
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        large_body_prefixes: tuple[str, ...] = (),
+        access_log: bool = True,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.large_body_prefixes = large_body_prefixes
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or "req_" + secrets.token_hex(12)
+        request_id = accept_request_id(_incoming_request_id(scope))
         scope.setdefault("state", {})["request_id"] = request_id
+        if not (self.access_log and access_logger.isEnabledFor(logging.INFO)):
+            with bind_request_id(request_id):
+                await self._handle(scope, receive, send, request_id)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def observed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = int(message["status"])
+            await send(message)
+
+        with bind_request_id(request_id):
+            try:
+                await self._handle(scope, receive, observed_send, request_id)
+            finally:
+                _log_access(scope, status["code"], time.perf_counter() - started, request_id)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         path: str = scope["path"]
         limited = not any(path.startswith(p) for p in self.large_body_prefixes)
         limit = self.max_body_bytes
@@ -143,10 +176,36 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _incoming_request_id(scope: Scope) -> str | None:
+def _incoming_request_id(scope: Scope) -> bytes | None:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
-            candidate: str = value.decode("latin-1")
-            if 0 < len(candidate) <= 128 and candidate.isprintable():
-                return candidate
+            header: bytes = value
+            return header
     return None
+
+
+def _log_access(scope: Scope, status: int, seconds: float, request_id: str) -> None:
+    """One access line: the route template (never the raw path or query), no headers."""
+    route = getattr(scope.get("route"), "path", None)
+    state: dict[str, Any] = scope.get("state", {})
+    principal = state.get("principal")
+    tenant = getattr(principal, "tenant_id", None)
+    method = scope.get("method", "-")
+    template = route if isinstance(route, str) else UNMATCHED_ROUTE
+    duration_ms = round(seconds * 1000, 3)
+    access_logger.info(
+        "%s %s %s %.1fms tenant=%s",
+        method,
+        template,
+        status,
+        duration_ms,
+        tenant or "-",
+        extra={
+            "method": method,
+            "route": template,
+            "status": status,
+            "duration_ms": duration_ms,
+            "tenant": tenant,
+            "request_id": request_id,
+        },
+    )

@@ -39,6 +39,7 @@ def server(
     """Start the platform: REST API, job scheduler and executors, and the serving plane."""
     import uvicorn
 
+    from ml_platform import logs_format
     from ml_platform.server.app import create_app
     from ml_platform.server.bootstrap import ensure_default_tenant, local_grpc_target
     from ml_platform.store.db import ensure_private_dir
@@ -52,6 +53,7 @@ def server(
         grpc_port=grpc_port,
         serving_rest_port=serving_rest_port,
     )
+    logs_format.install(settings.log_format)  # from here on: JSON lines when configured
     # 0700 (0711 with a job user): it holds the database and keys
     ensure_private_dir(settings.data_dir, traversable=settings.job_user is not None)
     context = open_platform(settings)
@@ -91,8 +93,15 @@ def server(
         )
     console.print(f"REST API on {base_url}  (docs: {base_url}/docs)")
     try:
+        # log_config=None: uvicorn's own lines go through the root handlers setup_logging made
+        # (and create_app formatted: request ids, JSON with ML_PLATFORM_LOG_FORMAT=json)
         uvicorn.run(
-            app, host=settings.host, port=settings.port, log_level=log_level, access_log=False
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level,
+            access_log=False,
+            log_config=None,
         )
     finally:
         if plane is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -33,6 +32,7 @@ from ml_platform.core.problems import (
     problem_headers,
 )
 from ml_platform.governance.ratelimit import RateLimited, RateLimitUnavailable
+from ml_platform.logs_format import accept_request_id, bind_request_id, new_request_id
 from ml_platform.serving.adapters.grpc_errors import (
     MAX_FIELD_BYTES,
     MAX_MESSAGE_BYTES,
@@ -73,14 +73,15 @@ class RestV2App:
         if scope["type"] != "http":
             return
         request_id = _request_id(scope)
-        try:
-            status, headers, body = await self._route(scope, receive)
-            headers.append((b"x-request-id", request_id.encode()))
-        except PlatformError as exc:
-            status, headers, body = _problem(exc, scope, request_id)
-        except Exception:
-            logger.exception("unexpected error in V2 REST (request_id %s)", request_id)
-            status, headers, body = _problem(InternalError(), scope, request_id)
+        with bind_request_id(request_id):  # every log line of this request names it
+            try:
+                status, headers, body = await self._route(scope, receive)
+                headers.append((b"x-request-id", request_id.encode()))
+            except PlatformError as exc:
+                status, headers, body = _problem(exc, scope, request_id)
+            except Exception:
+                logger.exception("unexpected error in V2 REST (request_id %s)", request_id)
+                status, headers, body = _problem(InternalError(), scope, request_id)
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -312,13 +313,12 @@ def _header_length(value: bytes, body_size: int) -> int:
 
 
 def _request_id(scope: Scope) -> str:
-    """The caller's ``X-Request-ID`` when it is sane, else a new one (on every response)."""
+    """The caller's ``X-Request-ID`` when it is safe (bounded, safe characters: the REST
+    control plane's rule, ``logs_format.accept_request_id``), else a new one."""
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
-            candidate: str = value.decode("latin-1")
-            if 0 < len(candidate) <= 128 and candidate.isprintable():
-                return candidate
-    return "req_" + secrets.token_hex(12)
+            return accept_request_id(value)
+    return new_request_id()
 
 
 def _problem(exc: PlatformError, scope: Scope, request_id: str | None = None) -> Response:

@@ -10,6 +10,7 @@ import signal
 import sys
 from multiprocessing.connection import Connection
 
+from ml_platform import logs_format
 from ml_platform.config import Settings
 from ml_platform.core.errors import PlatformError, Unauthenticated, Unavailable
 from ml_platform.governance.ratelimit import build_rate_limiter
@@ -94,9 +95,13 @@ def worker_main(
     settings: Settings, conn: Connection, sandbox_dir: str, grpc_port: int, rest_port: int
 ) -> None:
     """Entry point of a front worker process (multiprocessing ``spawn`` target)."""
-    logging.basicConfig(
+    logs_format.install(  # the request id in every line; JSON with ML_PLATFORM_LOG_FORMAT=json
+        settings.log_format,
         level=logging.WARNING,
-        format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s %(message)s",
+        text_format=(
+            f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s [%(request_id)s] "
+            "%(message)s"
+        ),
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
     # The model thread and the event loop share one core: hand the GIL over quickly.
