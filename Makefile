@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck imports pytest bench protos clean node browser
+.PHONY: install run test lint typecheck imports pytest bench protos clean node browser clients
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -57,6 +57,13 @@ bench: install
 ## regenerate the committed protobuf modules from protos/ (a test fails when they are stale)
 protos: install
 	$(BIN)/python scripts/gen_protos.py
+
+## regenerate the committed API clients (clients/python, clients/typescript) from openapi.json
+## with OpenAPI Generator (a test fails when they are stale); the TypeScript lock follows
+## package.json (unchanged when its dependencies are)
+clients: install
+	$(BIN)/python scripts/gen_clients.py
+	cd clients/typescript && npm install --package-lock-only --no-audit --no-fund --loglevel=error
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
