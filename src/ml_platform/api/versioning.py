@@ -101,7 +101,8 @@ PAGE_TOKEN_SALT = "ml-platform.v2.page-token"  # noqa: S105 (a salt, not a secre
 
 
 class PageTokens:
-    """Opaque, signed keyset cursors: (created_at, id) of the last item + the query's digest."""
+    """Opaque, signed keyset cursors: the last item's position ((created_at, id), or a number)
+    + the query's digest."""
 
     def __init__(self, secret: str) -> None:
         self._serializer = URLSafeSerializer(secret, salt=PAGE_TOKEN_SALT)
@@ -114,24 +115,48 @@ class PageTokens:
     def issue(self, query: Mapping[str, Any], created_at: datetime, item_id: str) -> str:
         return str(self._serializer.dumps([self._digest(query), created_at.isoformat(), item_id]))
 
+    def issue_number(self, query: Mapping[str, Any], number: int) -> str:
+        """A cursor after ``number`` in a list ordered by a number (model versions, highest
+        first)."""
+        return str(self._serializer.dumps([self._digest(query), number]))
+
     def read(self, token: str, query: Mapping[str, Any]) -> tuple[datetime, str]:
         """The cursor in ``token``; 400 when it is not ours or belongs to other filters."""
         try:
             digest, created_at, item_id = self._serializer.loads(token)
             after = (datetime.fromisoformat(created_at), str(item_id))
         except (BadSignature, ValueError, TypeError):
-            raise MalformedRequest(
-                "page_token is not a token this server issued; pass the next_page_token of "
-                "the previous page unchanged",
-                [FieldViolation("query.page_token", "not a valid page token")],
-            ) from None
-        if digest != self._digest(query):
-            raise MalformedRequest(
-                "page_token was issued for other filters; repeat the query that returned it "
-                "(same status, framework and tags) or start again without page_token",
-                [FieldViolation("query.page_token", "issued for a different query")],
-            )
+            raise _not_a_token() from None
+        _check_digest(digest, self._digest(query))
         return after
+
+    def read_number(self, token: str, query: Mapping[str, Any]) -> int:
+        """The number in a token of :meth:`issue_number`; 400 as :meth:`read`."""
+        try:
+            digest, number = self._serializer.loads(token)
+        except (BadSignature, ValueError, TypeError):
+            raise _not_a_token() from None
+        if type(number) is not int:
+            raise _not_a_token()
+        _check_digest(digest, self._digest(query))
+        return number
+
+
+def _not_a_token() -> MalformedRequest:
+    return MalformedRequest(
+        "page_token is not a token this server issued; pass the next_page_token of "
+        "the previous page unchanged",
+        [FieldViolation("query.page_token", "not a valid page token")],
+    )
+
+
+def _check_digest(digest: object, expected: str) -> None:
+    if digest != expected:
+        raise MalformedRequest(
+            "page_token was issued for other filters; repeat the query that returned it "
+            "(the same path and filters) or start again without page_token",
+            [FieldViolation("query.page_token", "issued for a different query")],
+        )
 
 
 def next_link(request: Request, token: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -135,6 +136,22 @@ class DeploymentService:
             page_size=page_size,
             has_more=page * page_size < result.total,
         )
+
+    def search_after(
+        self,
+        principal: Principal,
+        *,
+        model: str | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[Deployment]:
+        """Keyset paging (v2 cursors): up to ``limit`` deployments after ``after`` =
+        (created_at, id), newest first."""
+        with self._db.read() as session:
+            records = DeploymentRepository(session, principal.tenant_id).search_after(
+                model=model, after=after, limit=limit
+            )
+            return [_wire(r, self._target(session, r)) for r in records]
 
     def update(self, principal: Principal, name: str, body: DeploymentUpdate) -> Deployment:
         changes: dict[str, Any] = {}

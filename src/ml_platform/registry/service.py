@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from ml_platform.auth.principal import CredentialKind, Principal
@@ -188,13 +189,7 @@ class RegistryService:
             result = repo.search(
                 framework=framework, tags=tags, offset=(page - 1) * page_size, limit=page_size
             )
-            ids = [m.id for m in result.items]
-            latest = repo.latest_versions(ids)
-            aliases = repo.aliases(ids)
-        models = [
-            _model_wire(m, latest.get(m.id), [a for a in aliases if a.model_id == m.id])
-            for m in result.items
-        ]
+            models = self._models_wire(repo, result.items)
         return ModelListResponse(
             models=models,
             total=result.total,
@@ -202,6 +197,32 @@ class RegistryService:
             page_size=page_size,
             has_more=page * page_size < result.total,
         )
+
+    def search_models_after(
+        self,
+        principal: Principal,
+        *,
+        framework: str | None,
+        tags: Mapping[str, str],
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[Model]:
+        """Keyset paging (v2 cursors): up to ``limit`` models after ``after`` = (created_at,
+        id), newest first."""
+        with self._db.read() as session:
+            repo = ModelRepository(session, principal.tenant_id)
+            records = repo.search_after(framework=framework, tags=tags, after=after, limit=limit)
+            return self._models_wire(repo, records)
+
+    @staticmethod
+    def _models_wire(repo: ModelRepository, records: list[ModelRecord]) -> list[Model]:
+        ids = [m.id for m in records]
+        latest = repo.latest_versions(ids)
+        aliases = repo.aliases(ids)
+        return [
+            _model_wire(m, latest.get(m.id), [a for a in aliases if a.model_id == m.id])
+            for m in records
+        ]
 
     def update_model(self, principal: Principal, name: str, body: ModelUpdate) -> Model:
         with self._db.transaction() as session:
@@ -429,14 +450,7 @@ class RegistryService:
             repo = ModelRepository(session, principal.tenant_id)
             model = self._require_model(repo, name)
             result = repo.list_versions(model.id, offset=(page - 1) * page_size, limit=page_size)
-            aliases = repo.aliases([model.id])
-            latest = repo.latest_version(model.id)
-        versions = []
-        for record in result.items:
-            names = [a.name for a in aliases if a.version == record.version]
-            if record.version == latest:
-                names.append(LATEST)
-            versions.append(_version_wire(model, record, names))
+            versions = self._versions_wire(repo, model, result.items)
         return ModelVersionListResponse(
             versions=versions,
             total=result.total,
@@ -444,6 +458,31 @@ class RegistryService:
             page_size=page_size,
             has_more=page * page_size < result.total,
         )
+
+    def list_versions_below(
+        self, principal: Principal, name: str, *, below: int | None, limit: int
+    ) -> list[ModelVersion]:
+        """Keyset paging (v2 cursors): up to ``limit`` versions numbered below ``below``,
+        highest first."""
+        with self._db.read() as session:
+            repo = ModelRepository(session, principal.tenant_id)
+            model = self._require_model(repo, name)
+            records = repo.list_versions_below(model.id, below=below, limit=limit)
+            return self._versions_wire(repo, model, records)
+
+    @staticmethod
+    def _versions_wire(
+        repo: ModelRepository, model: ModelRecord, records: list[ModelVersionRecord]
+    ) -> list[ModelVersion]:
+        aliases = repo.aliases([model.id])
+        latest = repo.latest_version(model.id)
+        versions = []
+        for record in records:
+            names = [a.name for a in aliases if a.version == record.version]
+            if record.version == latest:
+                names.append(LATEST)
+            versions.append(_version_wire(model, record, names))
+        return versions
 
     def open_artifact(
         self, principal: Principal, name: str, ref: str

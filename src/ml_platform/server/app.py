@@ -155,6 +155,8 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     app.include_router(v1_data.router)
     app.include_router(v1_me.router)
     app.include_router(v1_jobs.jobs_router("v2"))
+    app.include_router(v1_models.models_router("v2"))
+    app.include_router(v1_deployments.deployments_router("v2"))
     app.include_router(versioning.router)
     install_openapi(app)
     return app

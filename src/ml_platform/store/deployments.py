@@ -17,6 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     func,
+    or_,
     select,
     true,
     update,
@@ -181,6 +182,30 @@ class DeploymentRepository:
             .limit(limit)
         )
         return Page(items=[_record(r) for r in rows], total=total or 0)
+
+    def search_after(
+        self, *, model: str | None, after: tuple[datetime, str] | None, limit: int
+    ) -> list[DeploymentRecord]:
+        """Keyset page: up to ``limit`` deployments strictly after ``after`` = (created_at, id)
+        in ``created_at desc, id desc`` order; new ones never shift later pages."""
+        where: list[Any] = [DeploymentRow.tenant_id == self.tenant_id]
+        if model is not None:
+            where.append(DeploymentRow.model == model)
+        if after is not None:
+            created_at, deployment_id = after
+            where.append(
+                or_(
+                    DeploymentRow.created_at < created_at,
+                    and_(DeploymentRow.created_at == created_at, DeploymentRow.id < deployment_id),
+                )
+            )
+        rows = self._session.scalars(
+            select(DeploymentRow)
+            .where(*where)
+            .order_by(DeploymentRow.created_at.desc(), DeploymentRow.id.desc())
+            .limit(limit)
+        )
+        return [_record(r) for r in rows]
 
     def for_model(self, model: str) -> list[DeploymentRecord]:
         rows = self._session.scalars(

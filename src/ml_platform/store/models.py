@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     and_,
     delete,
     func,
+    or_,
     select,
     update,
 )
@@ -308,6 +310,48 @@ class ModelRepository:
         offset: int = 0,
         limit: int = 50,
     ) -> Page[ModelRecord]:
+        where = self._filters(framework, tags)
+        total = self._session.scalar(select(func.count()).select_from(ModelRow).where(where)) or 0
+        rows = self._session.scalars(
+            select(ModelRow)
+            .where(where)
+            .order_by(ModelRow.created_at.desc(), ModelRow.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        return Page(items=[_model(r) for r in rows], total=total)
+
+    def search_after(
+        self,
+        *,
+        framework: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> list[ModelRecord]:
+        """Keyset page: up to ``limit`` models strictly after ``after`` = (created_at, id) in
+        ``created_at desc, id desc`` order; models created meanwhile never shift later pages."""
+        where = self._filters(framework, tags)
+        if after is not None:
+            created_at, model_id = after
+            where = and_(
+                where,
+                or_(
+                    ModelRow.created_at < created_at,
+                    and_(ModelRow.created_at == created_at, ModelRow.id < model_id),
+                ),
+            )
+        rows = self._session.scalars(
+            select(ModelRow)
+            .where(where)
+            .order_by(ModelRow.created_at.desc(), ModelRow.id.desc())
+            .limit(limit)
+        )
+        return [_model(r) for r in rows]
+
+    def _filters(
+        self, framework: str | None, tags: Mapping[str, str] | None
+    ) -> ColumnElement[bool]:
         conditions = [ModelRow.tenant_id == self.tenant_id]
         if framework is not None:
             conditions.append(ModelRow.framework == framework)
@@ -321,16 +365,7 @@ class ModelRepository:
                     )
                 )
             )
-        where = and_(*conditions)
-        total = self._session.scalar(select(func.count()).select_from(ModelRow).where(where)) or 0
-        rows = self._session.scalars(
-            select(ModelRow)
-            .where(where)
-            .order_by(ModelRow.created_at.desc(), ModelRow.id.desc())
-            .offset(offset)
-            .limit(limit)
-        )
-        return Page(items=[_model(r) for r in rows], total=total)
+        return and_(*conditions)
 
     def update(
         self,
@@ -479,6 +514,24 @@ class ModelRepository:
             .limit(limit)
         )
         return Page(items=[_version(r) for r in rows], total=total)
+
+    def list_versions_below(
+        self, model_id: str, *, below: int | None = None, limit: int = 50
+    ) -> list[ModelVersionRecord]:
+        """Keyset page: up to ``limit`` versions numbered below ``below``, highest first.
+        New versions get higher numbers, so they never shift later pages."""
+        where = and_(
+            ModelVersionRow.model_id == model_id, ModelVersionRow.tenant_id == self.tenant_id
+        )
+        if below is not None:
+            where = and_(where, ModelVersionRow.version < below)
+        rows = self._session.scalars(
+            select(ModelVersionRow)
+            .where(where)
+            .order_by(ModelVersionRow.version.desc())
+            .limit(limit)
+        )
+        return [_version(r) for r in rows]
 
     def delete_version(self, model_id: str, version: int) -> bool:
         result = self._session.execute(
