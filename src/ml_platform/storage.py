@@ -22,8 +22,10 @@ import hashlib
 import os
 import posixpath
 import secrets
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -75,6 +77,21 @@ class Storage:
     def child_uri(self, prefix: str) -> str:
         """The URI of a sub-root (e.g. ``artifacts``), for stores layered on this one."""
         return f"{self.root_uri}/{check_key(prefix)}"
+
+    def key_for_uri(self, uri: str) -> str | None:
+        """The key a URI names inside this storage (or the key prefix of a directory), or
+        None when the URI points elsewhere. URIs are compared exactly: callers pass URIs the
+        location policy already normalized (no ``.``/``..``/empty segments)."""
+        root = self.root_uri + "/"
+        if self.is_local and "://" not in uri:
+            uri = Path(uri).resolve().as_uri()
+        if not uri.startswith(root):
+            return None
+        key = uri[len(root) :].rstrip("/")
+        try:
+            return check_key(key)
+        except ValueError:
+            return None
 
     def _path(self, key: str) -> str:
         return f"{self._root}/{check_key(key)}"
@@ -136,31 +153,28 @@ class Storage:
 
     # -- writing ------------------------------------------------------------------------------
 
+    def begin(self, key: str, *, exclusive: bool = False) -> PendingObject:
+        """Start writing ``key``: bytes go to a temporary key until ``commit`` publishes them.
+        ``exclusive``: refuse an existing key (``ObjectExists``); atomic locally (``link``),
+        check-then-publish on object stores."""
+        return PendingObject(self, check_key(key), exclusive=exclusive)
+
     def put(self, key: str, chunks: Iterable[bytes], *, exclusive: bool = False) -> StoredObject:
-        """Stream ``chunks`` to ``key``, published whole. ``exclusive``: refuse an existing key
-        (``ObjectExists``); atomic locally (``link``), check-then-publish on object stores."""
-        path = self._path(key)
-        temporary_key = f"{TEMPORARY_PREFIX}{secrets.token_hex(12)}"
-        temporary = self._path(temporary_key)
-        digest = hashlib.sha256()
-        size = 0
-        if self.is_local:
-            Path(temporary).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Stream ``chunks`` to ``key``, published whole (see ``begin``)."""
+        pending = self.begin(key, exclusive=exclusive)
         try:
-            with self._fs.open(temporary, "wb") as writer:
-                for chunk in chunks:
-                    digest.update(chunk)
-                    size += len(chunk)
-                    writer.write(chunk)
-                if self.is_local:
-                    writer.flush()
-                    os.fsync(writer.fileno())
-            self._publish(temporary, path, exclusive=exclusive, key=key)
+            for chunk in chunks:
+                pending.write(chunk)
+            return pending.commit()
         finally:
-            with contextlib.suppress(FileNotFoundError, OSError):
-                if self._fs.exists(temporary):
-                    self._fs.rm(temporary)
-        return StoredObject(key, digest.hexdigest(), size)
+            pending.abort()
+
+    def modified(self, key: str) -> datetime:
+        """When the object was last written (UTC)."""
+        value = self._fs.modified(self._path(key))
+        if not isinstance(value, datetime):  # pragma: no cover - every fsspec backend we use
+            raise TypeError(f"{self.protocol} reports no modification time")
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False) -> StoredObject:
         return self.put(key, [data], exclusive=exclusive)
@@ -193,9 +207,93 @@ class Storage:
         with contextlib.suppress(FileNotFoundError):
             self._fs.rm(self._path(key))
 
+    def download_tree(self, prefix: str, target: Path) -> int:
+        """Copy an object (``prefix`` is a key) or every object under ``prefix`` into
+        ``target`` (a file, or a directory keeping the relative names); returns the count."""
+        if self._fs.isfile(self._path(prefix)):
+            self.download(prefix, target)
+            return 1
+        copied = 0
+        for key in self.list(prefix):
+            relative = key[len(prefix) + 1 :]
+            self.download(key, target.joinpath(*relative.split("/")))
+            copied += 1
+        return copied
+
+    def upload_tree(self, source: Path, prefix: str) -> int:
+        """Publish every regular file under ``source`` below ``prefix`` (symlinks, devices and
+        FIFOs are skipped: a job's link must not point the platform at other files)."""
+        copied = 0
+        for dirpath, _dirnames, filenames in os.walk(source, followlinks=False):
+            relative = Path(dirpath).relative_to(source)
+            for name in filenames:
+                path = Path(dirpath) / name
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    continue
+                key = "/".join((prefix, *relative.parts, name))
+                self.put_file(key, path)
+                copied += 1
+        return copied
+
     def delete_prefix(self, prefix: str) -> None:
         for key in self.list(prefix):
             self.delete(key)
+
+
+class PendingObject:
+    """An object being written: ``write`` chunks, then ``commit`` (or ``abort``)."""
+
+    def __init__(self, storage: Storage, key: str, *, exclusive: bool) -> None:
+        self.key = key
+        self._storage = storage
+        self._exclusive = exclusive
+        self._temporary = storage._path(f"{TEMPORARY_PREFIX}{secrets.token_hex(12)}")
+        if storage.is_local:
+            Path(self._temporary).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._writer: IO[bytes] | None = storage._fs.open(self._temporary, "wb")
+        self._digest = hashlib.sha256()
+        self.size = 0
+        self._done = False
+
+    def write(self, chunk: bytes) -> None:
+        if self._writer is None:
+            raise ValueError(f"the write of {self.key!r} is already finished")
+        self._digest.update(chunk)
+        self.size += len(chunk)
+        self._writer.write(chunk)
+
+    def commit(self) -> StoredObject:
+        writer = self._writer
+        if writer is None:
+            raise ValueError(f"the write of {self.key!r} is already finished")
+        try:
+            if self._storage.is_local:
+                writer.flush()
+                os.fsync(writer.fileno())
+            writer.close()  # an object store completes the (multipart) upload here
+            self._writer = None
+            self._storage._publish(
+                self._temporary,
+                self._storage._path(self.key),
+                exclusive=self._exclusive,
+                key=self.key,
+            )
+            self._done = True
+        finally:
+            self.abort()
+        return StoredObject(self.key, self._digest.hexdigest(), self.size)
+
+    def abort(self) -> None:
+        """Drop the temporary object (a no-op after a commit)."""
+        if self._writer is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._writer.close()
+            self._writer = None
+        if not self._done:
+            self._done = True
+            with contextlib.suppress(OSError):
+                if self._storage._fs.exists(self._temporary):
+                    self._storage._fs.rm(self._temporary)
 
 
 def check_key(key: str) -> str:

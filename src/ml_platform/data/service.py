@@ -22,6 +22,14 @@ is hashed again when listed. Listing shows regular files only, ordered by path.
 
 Deleting a directory is not supported (409): delete its files; directories left empty by a
 delete are removed.
+
+With a remote storage (``ML_PLATFORM_STORAGE_URI=s3://...``) the area is
+``<storage>/tenants/<tenant_id>/data/`` instead, the same objects every replica and every job
+reads (``PathPolicy`` resolves ``data/...`` there). Uploads stream into a temporary object
+published whole on commit (``ml_platform.storage``); each file's SHA-256 and size are kept
+beside it in ``<storage>/tenants/<tenant_id>/.mlp-data-meta/<path>`` (a file whose size no
+longer matches is hashed again). Object stores have no directories: a path is free unless a
+file has that exact name.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from ml_platform.core.errors import (
     Unavailable,
 )
 from ml_platform.jobs.paths import PathPolicy
+from ml_platform.storage import PendingObject, Storage
 
 __all__ = [
     "DATA_PREFIX",
@@ -322,12 +331,127 @@ class DataFileReader:
             self._fd = None
 
 
+class _StoredUpload(DataUpload):
+    """An upload into a remote storage: a pending object, published on commit."""
+
+    def __init__(
+        self, parts: tuple[str, ...], area: _StoredArea, pending: PendingObject, limit: int
+    ) -> None:
+        self._parts = parts
+        self._area = area
+        self._pending: PendingObject | None = pending
+        self._limit = limit
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        if self._pending is None:
+            raise Conflict(f"{self.path}: the upload is already finished")
+        if self.size + len(chunk) > self._limit:
+            self.abort()
+            raise self.too_large()
+        self._pending.write(chunk)
+        self.size += len(chunk)
+
+    def commit(self) -> tuple[DataFileInfo, bool]:
+        if self._pending is None:
+            raise Conflict(f"{self.path}: the upload is already finished")
+        pending, self._pending = self._pending, None
+        try:
+            created = not self._area.storage.exists(pending.key)
+            stored = pending.commit()
+        finally:
+            pending.abort()
+        self._area.record(self._parts, stored.sha256, stored.size_bytes)
+        return self._area.info(self._parts, stored.sha256, stored.size_bytes), created
+
+    def abort(self) -> None:
+        if self._pending is not None:
+            self._pending.abort()
+            self._pending = None
+
+
+class _StoredReader(DataFileReader):
+    """A file of a remote data area, streamed from the storage."""
+
+    def __init__(self, info: DataFileInfo, storage: Storage, key: str) -> None:
+        self.info = info
+        self._storage = storage
+        self._key = key
+        self._closed = False
+
+    def chunks(self) -> Iterator[bytes]:
+        try:
+            if self._closed:
+                return
+            with self._storage.open(self._key) as handle:
+                while not self._closed and (chunk := handle.read(READ_CHUNK)):
+                    yield chunk
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._closed = True
+
+
+@dataclass(frozen=True)
+class _StoredArea:
+    """One tenant's data area in a remote storage."""
+
+    storage: Storage
+    tenant_id: str
+
+    def key(self, parts: tuple[str, ...] | list[str]) -> str:
+        return f"tenants/{self.tenant_id}/{DATA_DIR}/{'/'.join(parts)}"
+
+    def meta_key(self, parts: tuple[str, ...] | list[str]) -> str:
+        return f"tenants/{self.tenant_id}/{RESERVED_PREFIX}data-meta/{'/'.join(parts)}"
+
+    def record(self, parts: tuple[str, ...], sha256: str, size: int) -> None:
+        self.storage.put_bytes(self.meta_key(parts), f"{sha256} {size}\n".encode())
+
+    def info(self, parts: tuple[str, ...], sha256: str, size: int) -> DataFileInfo:
+        modified = self.storage.modified(self.key(parts))
+        return DataFileInfo(_shown_path(parts), size, sha256, modified)
+
+    def describe(self, parts: tuple[str, ...]) -> DataFileInfo:
+        key = self.key(parts)
+        try:
+            size = self.storage.size(key)
+        except FileNotFoundError:
+            raise NotFound(f"{_shown_path(parts)} not found in your data area") from None
+        sha256 = ""
+        with contextlib.suppress(OSError, ValueError):
+            meta = self.storage.get_bytes(self.meta_key(parts)).decode()
+            recorded, _, recorded_size = meta.strip().partition(" ")
+            if recorded_size == str(size):
+                sha256 = recorded
+        if not sha256:  # written by a job, or changed since: hash it (and remember)
+            hasher = hashlib.sha256()
+            with self.storage.open(key) as handle:
+                while chunk := handle.read(READ_CHUNK):
+                    hasher.update(chunk)
+            sha256 = hasher.hexdigest()
+            self.record(parts, sha256, size)
+        return self.info(parts, sha256, size)
+
+
 class DataArea:
     """Upload, list, read and delete the files of each tenant's ``data/`` directory."""
 
-    def __init__(self, paths: PathPolicy, max_upload_bytes: int) -> None:
+    def __init__(
+        self, paths: PathPolicy, max_upload_bytes: int, storage: Storage | None = None
+    ) -> None:
+        """``storage``: the platform's storage; used when the tenant area is remote in it."""
         self._paths = paths
         self.max_upload_bytes = max_upload_bytes
+        self._storage = storage
+
+    def _stored(self, tenant_id: str) -> _StoredArea | None:
+        if self._storage is None or self._storage.is_local:
+            return None
+        if self._paths.tenant_area_uri(tenant_id) is None:
+            return None
+        return _StoredArea(self._storage, tenant_id)
 
     # -- walking the disk without following links ----------------------------------------------
 
@@ -404,6 +528,10 @@ class DataArea:
                 f"{_shown_path(parts)}: the upload is larger than the "
                 f"{self.max_upload_bytes}-byte limit (ML_PLATFORM_MAX_DATA_UPLOAD_BYTES)"
             )
+        stored = self._stored(tenant_id)
+        if stored is not None:
+            pending = stored.storage.begin(stored.key(parts))
+            return _StoredUpload(parts, stored, pending, self.max_upload_bytes)
         for attempt in range(3):  # a concurrent delete may prune a directory we just made
             fds = self._open_dirs(tenant_id, parts[:-1], create=True)
             assert fds is not None
@@ -429,6 +557,9 @@ class DataArea:
     def open_file(self, tenant_id: str, path: str) -> DataFileReader:
         """The file's description and an open descriptor; ``NotFound`` unless a regular file."""
         parts = parse_path(path)
+        stored = self._stored(tenant_id)
+        if stored is not None:
+            return _StoredReader(stored.describe(parts), stored.storage, stored.key(parts))
         missing = NotFound(f"{_shown_path(parts)} not found in your data area")
         fds = self._open_dirs(tenant_id, parts[:-1], create=False)
         if fds is None:
@@ -458,6 +589,13 @@ class DataArea:
         """Remove one file; directories it leaves empty go too. A directory itself: 409."""
         parts = parse_path(path)
         shown = _shown_path(parts)
+        stored = self._stored(tenant_id)
+        if stored is not None:
+            if not stored.storage.exists(stored.key(parts)):
+                raise NotFound(f"{shown} not found in your data area")
+            stored.storage.delete(stored.key(parts))
+            stored.storage.delete(stored.meta_key(parts))
+            return
         fds = self._open_dirs(tenant_id, parts[:-1], create=False)
         if fds is None:
             raise NotFound(f"{shown} not found in your data area")
@@ -490,6 +628,9 @@ class DataArea:
     ) -> DataFilePage:
         """Regular files whose path (below ``data/``) starts with ``prefix``, ordered by path."""
         dirs, partial = parse_prefix(prefix)
+        stored = self._stored(tenant_id)
+        if stored is not None:
+            return self._list_stored(stored, dirs, partial, page, page_size)
         fds = self._open_dirs(tenant_id, dirs, create=False)
         if fds is None:
             return DataFilePage([], page, page_size, 0)
@@ -506,6 +647,29 @@ class DataArea:
         for rel in window:
             with contextlib.suppress(NotFound):  # deleted since the walk
                 infos.append(self.describe(tenant_id, rel))
+        return DataFilePage(infos, page, page_size, len(found))
+
+    def _list_stored(
+        self, stored: _StoredArea, dirs: tuple[str, ...], partial: str, page: int, page_size: int
+    ) -> DataFilePage:
+        area = stored.key(()).rstrip("/") + "/"
+        base = "/".join(dirs) + "/" if dirs else ""
+        found: list[str] = []
+        for key in stored.storage.list(area + base.rstrip("/") if base else area.rstrip("/")):
+            rel = key[len(area) :]
+            if not rel.startswith(base + partial):
+                continue
+            try:
+                parse_path(rel)
+            except InvalidArgument:  # not nameable through the API (e.g. written by a job)
+                continue
+            found.append(rel)
+        found.sort()
+        start = (page - 1) * page_size
+        infos = []
+        for rel in found[start : start + page_size]:
+            with contextlib.suppress(NotFound):  # deleted since the listing
+                infos.append(stored.describe(parse_path(rel)))
         return DataFilePage(infos, page, page_size, len(found))
 
     def _walk(self, dir_fd: int, base: str, partial: str, out: list[str], depth: int) -> None:

@@ -19,6 +19,7 @@ import psutil
 from ml_platform.config import ExecutorKind, Settings
 from ml_platform.core.errors import FieldViolation, InvalidArgument, NotFound
 from ml_platform.core.jobs import JobStatus
+from ml_platform.governance.quotas import QuotaService, defaults_from_settings
 from ml_platform.jobs.code_packages import CodePackageLimits, CodePackageStore
 from ml_platform.jobs.executors.base import Executor
 from ml_platform.jobs.logs import LogStore
@@ -61,7 +62,9 @@ class JobEngine:
         self.settings = settings
         self.db = db
         data_dir = Path(settings.data_dir).resolve()
-        self.logs = LogStore(data_dir / "jobs")
+        # Log lines in the database where replicas share one (PostgreSQL); SQLite is one
+        # machine's store, so its lines stay in files (and its single writer stays free).
+        self.logs = LogStore(data_dir / "jobs", db=None if db.dialect == "sqlite" else db)
         self.storage = storage_from_settings(settings)
         self.packages = CodePackageStore(
             self.storage,
@@ -71,6 +74,8 @@ class JobEngine:
         self.paths = PathPolicy.from_settings(settings, db)
         self.signals = JobSignals()
         self.executor = self._build_executor(data_dir)
+        # tenant quotas: the scheduler's delay limits, the services' hard ones (one instance)
+        self.quotas = QuotaService(db, defaults_from_settings(settings))
         self.scheduler: Scheduler | None = None
         if settings.scheduler_enabled:
             self.scheduler = Scheduler(
@@ -86,6 +91,7 @@ class JobEngine:
                 lease_seconds=settings.scheduler_lease_seconds,
                 on_change=self.signals.fire,
                 fit_to_node=settings.fit_to_node and settings.executor is ExecutorKind.LOCAL,
+                quotas=self.quotas,
             )
 
     def _build_executor(self, data_dir: Path) -> Executor:
@@ -111,6 +117,7 @@ class JobEngine:
             job_user=settings.job_user,
             cancel_grace_seconds=settings.cancel_grace_seconds,
             tenant_root=self.paths.tenant_root,
+            storage=None if self.storage.is_local else self.storage,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------

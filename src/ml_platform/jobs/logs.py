@@ -10,6 +10,14 @@ complete lines (a trailing partial line is ignored until its newline arrives).
 
 Followers in the same process are woken as soon as a line is written; writers in another
 process (a separate scheduler) are picked up by polling at ``poll_interval``.
+
+With a database (``LogStore(root, db=...)``, what the server uses) the lines are rows of
+``job_log_lines`` instead of a file: every replica reads the lines of a job that another
+replica's scheduler runs, while it runs and after, with the same ids (line numbers), so
+``Last-Event-ID`` resumes work across replicas too. The server does so on PostgreSQL; on
+SQLite (one machine by definition) it keeps the file form, as do tools and tests without a
+store. Lines may be appended inside another open transaction (the scheduler does): on
+PostgreSQL that is a second connection writing another table, never a lock wait.
 """
 
 from __future__ import annotations
@@ -24,11 +32,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import IntegrityError
+
+from ml_platform.store.job_runtime import JobLogRepository, LogLineRecord
+
+if TYPE_CHECKING:
+    from ml_platform.store.db import Database
 
 MAX_LINE_CHARS = 16 * 1024
 """Longer lines are split: a job that prints megabytes without a newline stays readable."""
 
 _MAX_CACHED_INDEXES = 512
+_APPEND_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -67,9 +84,13 @@ class _Index:
 class LogStore:
     """Files under ``root/<job_id>/job.log``; safe to share between threads."""
 
-    def __init__(self, root: Path, *, poll_interval: float = 0.25) -> None:
+    def __init__(
+        self, root: Path, *, poll_interval: float = 0.25, db: Database | None = None
+    ) -> None:
         self._root = root
         self._poll_interval = poll_interval
+        self._db = db
+        self._write_lock = threading.Lock()
         self._lock = threading.Lock()
         self._indexes: OrderedDict[str, _Index] = OrderedDict()
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
@@ -93,12 +114,18 @@ class LogStore:
         """Append ``lines`` (without newlines) in one write; wake the job's followers."""
         if not lines:
             return
-        stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-        records: list[str] = []
+        now = datetime.now(UTC)
+        pieces: list[str] = []
         for raw in lines:
             clean = raw.replace("\r", "").replace("\n", " ")
             for start in range(0, max(len(clean), 1), MAX_LINE_CHARS):
-                records.append(f"{stamp} {stream} {clean[start:start + MAX_LINE_CHARS]}\n")
+                pieces.append(clean[start : start + MAX_LINE_CHARS])
+        if self._db is not None:
+            self._append_rows(job_id, [(now, stream, piece) for piece in pieces])
+            self._notify(job_id)
+            return
+        stamp = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        records = [f"{stamp} {stream} {piece}\n" for piece in pieces]
         data = "".join(records).encode("utf-8", errors="replace")
         path = self.path(job_id)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,15 +136,40 @@ class LogStore:
             os.close(fd)
         self._notify(job_id)
 
+    def _append_rows(self, job_id: str, rows: list[tuple[datetime, str, str]]) -> None:
+        """Number the lines after the job's last one and insert them in one transaction; a
+        writer elsewhere that took the same numbers first makes us renumber and retry."""
+        assert self._db is not None
+        self.path(job_id)  # the same job id check as the file form
+        with self._write_lock:
+            for attempt in range(_APPEND_ATTEMPTS):
+                try:
+                    with self._db.transaction() as session:
+                        repo = JobLogRepository(session)
+                        repo.append(job_id, repo.last_line_id(job_id) + 1, rows)
+                    return
+                except IntegrityError:
+                    if attempt == _APPEND_ATTEMPTS - 1:
+                        raise
+
     # -- reading -------------------------------------------------------------------------
 
     def count(self, job_id: str) -> int:
         """Number of complete lines stored for the job."""
+        if self._db is not None:
+            with self._db.read() as session:
+                return JobLogRepository(session).last_line_id(job_id)
         with self._lock:
             return len(self._refresh(job_id).offsets)
 
     def read_after(self, job_id: str, after_id: int = 0, limit: int | None = None) -> list[LogLine]:
         """Lines with ``id > after_id`` in order, at most ``limit`` of them."""
+        if self._db is not None:
+            if limit is not None and limit <= 0:
+                return []
+            with self._db.read() as session:
+                records = JobLogRepository(session).after(job_id, max(after_id, 0), limit)
+            return [_from_record(record) for record in records]
         with self._lock:
             index = self._refresh(job_id)
             total = len(index.offsets)
@@ -158,9 +210,7 @@ class LogStore:
             future: asyncio.Future[None] = loop.create_future()
             self._add_waiter(job_id, loop, future)
             try:
-                # New lines are a few KB in the page cache: reading them inline is cheaper
-                # than a thread hop, and keeps delivery latency low with many followers.
-                lines = self.read_after(job_id, cursor, batch)
+                lines = await self._read_for_follower(job_id, cursor, batch)
                 if lines:
                     for line in lines:
                         yield line
@@ -168,7 +218,7 @@ class LogStore:
                     continue
                 if await is_finished():
                     # The job is over: drain whatever landed between the read and the check.
-                    while rest := self.read_after(job_id, cursor, batch):
+                    while rest := await self._read_for_follower(job_id, cursor, batch):
                         for line in rest:
                             yield line
                         cursor = rest[-1].id
@@ -177,6 +227,13 @@ class LogStore:
                     await asyncio.wait_for(asyncio.shield(future), self._poll_interval)
             finally:
                 self._remove_waiter(job_id, loop, future)
+
+    async def _read_for_follower(self, job_id: str, after_id: int, batch: int) -> list[LogLine]:
+        if self._db is not None:  # a database round trip: off the event loop
+            return await asyncio.to_thread(self.read_after, job_id, after_id, batch)
+        # New lines are a few KB in the page cache: reading them inline is cheaper than a
+        # thread hop, and keeps delivery latency low with many followers.
+        return self.read_after(job_id, after_id, batch)
 
     def forget(self, job_id: str) -> None:
         """Drop the cached index of a job (e.g. after its files were deleted)."""
@@ -266,3 +323,9 @@ def _parse(line_id: int, raw: bytes) -> LogLine:
     except ValueError:
         timestamp = datetime.fromtimestamp(0, tz=UTC)
     return LogLine(id=line_id, timestamp=timestamp, stream=stream or "system", text=body)
+
+
+def _from_record(record: LogLineRecord) -> LogLine:
+    return LogLine(
+        id=record.line_id, timestamp=record.created_at, stream=record.stream, text=record.text
+    )

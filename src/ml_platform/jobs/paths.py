@@ -4,7 +4,9 @@ One object decides, per tenant, what a job's ``data_path`` / ``output_path`` and
 version's ``artifact_uri`` may point at, before anything is read or written:
 
 - **Local paths** (plain or ``file://``) must resolve, after following every symlink, under
-  one of the tenant's roots: read and write, the tenant's own area
+  one of the tenant's roots (with a remote storage, ``ML_PLATFORM_STORAGE_URI=s3://...``,
+  relative paths name ``<storage>/tenants/<tenant_id>/<path>`` instead, so every replica
+  and every Ray worker sees the same files): read and write, the tenant's own area
   ``<data_dir>/tenants/<tenant_id>/``; read only, each of ``settings.shared_read_roots``.
   Relative paths are taken relative to the tenant's area.
 - **Every other scheme fsspec knows** (``s3``, ``gs``, ``http``, ``memory``, ...) is allowed
@@ -137,10 +139,13 @@ class PathPolicy:
         allowed_uri_prefixes: Mapping[str, Sequence[str]] | None = None,
         artifact_root: str | None = None,
         tenant_name: Callable[[str], str | None] | None = None,
+        storage_uri: str | None = None,
     ) -> None:
         """``allowed_uri_prefixes`` maps a tenant's name or id to remote prefixes;
         ``tenant_name`` resolves an id to its name (needed only for name keys);
-        ``artifact_root`` is the registry's root URI (its tenant subtree is allowed)."""
+        ``artifact_root`` is the registry's root URI (its tenant subtree is allowed);
+        ``storage_uri``, when remote, moves the tenant's area to ``<storage>/tenants/<id>/``
+        (relative paths resolve there, so every replica sees the same files)."""
         self._data_dir = data_dir
         self._shared = [Path(os.path.realpath(root)) for root in shared_read_roots or []]
         self._prefixes: dict[str, tuple[RemoteLocation, ...]] = {}
@@ -150,6 +155,10 @@ class PathPolicy:
         if artifact_root and "://" in artifact_root:
             self._artifact_root = parse_prefix(artifact_root, "artifact_root")
         self._tenant_name = tenant_name
+        self._tenant_areas: RemoteLocation | None = None
+        if storage_uri and "://" in storage_uri:
+            base = parse_prefix(storage_uri, "storage_uri")
+            self._tenant_areas = RemoteLocation(base.scheme, (*base.segments, "tenants"))
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database | None = None) -> PathPolicy:
@@ -160,12 +169,22 @@ class PathPolicy:
             allowed_uri_prefixes=settings.allowed_uri_prefixes,
             artifact_root=settings.resolved_artifact_root,
             tenant_name=_TenantNames(db) if db is not None else None,
+            storage_uri=settings.storage_uri,
         )
 
     def tenant_root(self, tenant_id: str) -> Path:
         if not tenant_id or "/" in tenant_id or tenant_id.startswith(".") or "\x00" in tenant_id:
             raise InvalidArgument(f"invalid tenant id {_echo(tenant_id)!r}")
         return Path(os.path.realpath(self._data_dir)) / "tenants" / tenant_id
+
+    def tenant_area_uri(self, tenant_id: str) -> str | None:
+        """The tenant's area in a remote storage (``<storage>/tenants/<id>``), else None."""
+        if self._tenant_areas is None:
+            return None
+        self.tenant_root(tenant_id)  # the same tenant id check
+        return RemoteLocation(
+            self._tenant_areas.scheme, (*self._tenant_areas.segments, tenant_id)
+        ).uri
 
     def ensure_tenant_root(self, tenant_id: str) -> Path:
         root = self.tenant_root(tenant_id)
@@ -205,6 +224,9 @@ class PathPolicy:
             if name is not None and name != tenant_id:
                 allowed.extend(self._prefixes.get(name, ()))
         denied: list[RemoteLocation] = []
+        if self._tenant_areas is not None:
+            segments = (*self._tenant_areas.segments, tenant_id)
+            allowed.append(RemoteLocation(self._tenant_areas.scheme, segments))
         if self._artifact_root is not None:
             own = RemoteLocation(
                 self._artifact_root.scheme,
@@ -238,6 +260,15 @@ class PathPolicy:
                 f"({'write to' if write else 'read'}); ask the platform administrator to "
                 "allow its prefix for your tenant (ML_PLATFORM_ALLOWED_URI_PREFIXES)"
             )
+        area = self.tenant_area_uri(tenant_id)
+        if area is not None and "://" not in value and not value.startswith("/"):
+            # the tenant's area is in the shared storage: relative paths name objects there
+            try:
+                remote = parse_remote(f"{area}/{value}")
+            except LocationError as exc:
+                raise reject(f"{_echo(value)!r}: {exc}") from None
+            assert remote is not None
+            return ResolvedPath(uri=remote.uri, local=None)
         parsed = urlparse(value)
         if parsed.scheme.lower() == "file":
             if parsed.netloc not in ("", "localhost"):

@@ -88,6 +88,67 @@ class JobMetricRow(Base):
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class JobLogLineRow(Base):
+    """One log line of a job; ``line_id`` is its 1-based number (the SSE event id)."""
+
+    __tablename__ = "job_log_lines"
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    line_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    stream: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+
+
+@dataclass(frozen=True)
+class LogLineRecord:
+    line_id: int
+    created_at: datetime
+    stream: str
+    text: str
+
+
+class JobLogRepository:
+    """A job's log lines. Not tenant-scoped: the API checks the job's tenant first."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def last_line_id(self, job_id: str) -> int:
+        query = select(func.max(JobLogLineRow.line_id)).where(JobLogLineRow.job_id == job_id)
+        return int(self._session.scalar(query) or 0)
+
+    def append(self, job_id: str, first_id: int, rows: Sequence[tuple[datetime, str, str]]) -> None:
+        """Insert lines numbered from ``first_id``; a racing writer makes this raise
+        ``IntegrityError`` (the caller renumbers and retries)."""
+        self._session.execute(
+            insert(JobLogLineRow),
+            [
+                {
+                    "job_id": job_id,
+                    "line_id": first_id + offset,
+                    "created_at": created_at,
+                    "stream": stream,
+                    "text": text,
+                }
+                for offset, (created_at, stream, text) in enumerate(rows)
+            ],
+        )
+
+    def after(self, job_id: str, after_id: int, limit: int | None) -> list[LogLineRecord]:
+        query = (
+            select(JobLogLineRow)
+            .where(JobLogLineRow.job_id == job_id, JobLogLineRow.line_id > after_id)
+            .order_by(JobLogLineRow.line_id)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        return [
+            LogLineRecord(row.line_id, row.created_at, row.stream, row.text)
+            for row in self._session.scalars(query)
+        ]
+
+
 class SchedulerLeaseRow(Base):
     """Who runs the scheduler: one row per lease name, renewed while the holder lives."""
 

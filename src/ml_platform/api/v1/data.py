@@ -98,8 +98,8 @@ def _area(context: ContextDep) -> DataArea:
     settings = context.settings
     if context.engine is not None:
         paths = context.engine.paths  # the very policy jobs' data_path is checked against
-    else:
-        paths = PathPolicy(settings.data_dir, settings.shared_read_roots)
+        return DataArea(paths, settings.max_data_upload_bytes, context.engine.storage)
+    paths = PathPolicy(settings.data_dir, settings.shared_read_roots)
     return DataArea(paths, settings.max_data_upload_bytes)
 
 

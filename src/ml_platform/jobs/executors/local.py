@@ -59,6 +59,7 @@ from ml_platform.jobs.executors._files import chown_tree, copy_outputs
 from ml_platform.jobs.executors.base import JobLaunch, JobOutcome
 from ml_platform.jobs.logs import LogStore
 from ml_platform.jobs.metrics import MetricPoint, MetricsSink, parse_metric_record
+from ml_platform.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,12 @@ class LocalExecutor:
         sample_interval: float = 0.25,
         max_log_bytes: int = MAX_LOG_BYTES,
         tenant_root: Callable[[str], Path] | None = None,
+        storage: Storage | None = None,
     ) -> None:
+        """``storage``: the platform's storage; a ``data_path`` in it is staged into the job's
+        work directory and an ``output_path`` in it is published there, with the platform's
+        credentials (jobs need none)."""
+        self._storage = storage
         self._max_log_bytes = max_log_bytes
         self._tenant_root = tenant_root
         self._jobs_dir = jobs_dir
@@ -350,6 +356,8 @@ class LocalExecutor:
             (lib / "ml_platform" / "__init__.py").write_text("")
             pythonpath = str(lib)
         data_path = launch.data_path
+        if self._storage is not None and self._storage.key_for_uri(data_path) is not None:
+            data_path = self._stage_from_storage(run, data_path)
         if self._user is not None:
             data_path = self._stage_input(run, data_path)
             chown_tree(run.work, self._user.pw_uid, self._user.pw_gid)
@@ -385,6 +393,20 @@ class LocalExecutor:
                 "executor: the job runs in the interpreter above",
             )
         return argv, env
+
+    def _stage_from_storage(self, run: _Run, data_path: str) -> str:
+        assert self._storage is not None
+        key = self._storage.key_for_uri(data_path)
+        assert key is not None
+        staged = run.work / "input" / key.rsplit("/", 1)[-1]
+        try:
+            count = self._storage.download_tree(key, staged)
+        except FileNotFoundError:
+            return data_path  # the script will report the missing path itself
+        if count == 0:
+            return data_path
+        self._log(run.launch.job_id, f"staged data_path ({count} file(s)) from the storage")
+        return str(staged)
 
     def _stage_input(self, run: _Run, data_path: str) -> str:
         if "://" in data_path and not data_path.startswith("file://"):
@@ -593,12 +615,18 @@ class LocalExecutor:
             message = f"the job {what}" + (f"; last stderr lines:\n{tail}" if tail else "")
             return JobOutcome(JobStatus.FAILED, message, code, usage)
         try:
-            copied = await asyncio.to_thread(copy_outputs, run.work / "output", launch.output_path)
+            copied = await asyncio.to_thread(self._publish_outputs, run, launch.output_path)
         except Exception as exc:
             message = f"the job succeeded but copying its outputs to output_path failed: {exc}"
             return JobOutcome(JobStatus.FAILED, message, code, usage)
         self._log(launch.job_id, f"copied {copied} output file(s) to {launch.output_path}")
         return JobOutcome(JobStatus.SUCCEEDED, None, code, usage)
+
+    def _publish_outputs(self, run: _Run, output_path: str) -> int:
+        key = self._storage.key_for_uri(output_path) if self._storage is not None else None
+        if self._storage is not None and key is not None:
+            return self._storage.upload_tree(run.work / "output", key)
+        return copy_outputs(run.work / "output", output_path)
 
     def _usage(self, run: _Run) -> dict[str, float]:
         usage = {"wall_seconds": round(time.monotonic() - run.started_monotonic, 3)}
