@@ -153,7 +153,7 @@ def rotate_secrets(
         console.print(f"re-encrypted the env vars of {changed} job(s) with the newest key")
 
 
-def _since(value: str) -> datetime:
+def _since(value: str, option: str = "--since") -> datetime:
     """``30m`` / ``12h`` / ``7d`` ago, or an ISO 8601 instant (UTC when it names no zone)."""
     from ml_platform.store.base import utcnow
 
@@ -166,9 +166,23 @@ def _since(value: str) -> datetime:
     except ValueError:
         raise typer.BadParameter(
             f"expected a duration (30m, 12h, 7d) or an ISO 8601 time, got {value!r}",
-            param_hint="--since",
+            param_hint=option,
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _tenant_id(context: object, tenant: str | None) -> str | None:
+    """A tenant name or id as the stored id; an unknown one is taken as the id of a deleted
+    tenant (audit events and usage outlive their tenant)."""
+    from ml_platform.core.errors import NotFound
+
+    if tenant is None:
+        return None
+    try:
+        tenant_id: str = context.auth.resolve_tenant(tenant).id  # type: ignore[attr-defined]
+    except NotFound:
+        return tenant
+    return tenant_id
 
 
 @app.command("audit")
@@ -176,12 +190,21 @@ def audit(
     tenant: Annotated[
         str | None, typer.Option("--tenant", help="Tenant name (or id, for a deleted tenant)")
     ] = None,
+    principal: Annotated[
+        str | None, typer.Option("--principal", help="API key name or JWT subject")
+    ] = None,
     action: Annotated[
         str | None,
         typer.Option("--action", help="e.g. jobs.create, auth.failed; jobs.* for a prefix"),
     ] = None,
+    outcome: Annotated[
+        int | None, typer.Option("--outcome", min=100, max=599, help="HTTP status, e.g. 403")
+    ] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="30m, 12h, 7d, or an ISO 8601 time")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Before this: 30m, 12h, 7d ago, or ISO 8601")
     ] = None,
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=1000, help="At most this many, newest first")
@@ -190,20 +213,22 @@ def audit(
     database_url: DatabaseUrlOption = None,
     output: OutputOption = Output.TEXT,
 ) -> None:
-    """Audit events (who did what), newest first: every mutating request and auth failure."""
-    from ml_platform.core.errors import NotFound
+    """Audit events (who did what), newest first: every mutating request and auth failure.
+    The same query as GET /v1/admin/audit."""
     from ml_platform.store.audit import AuditStore
 
     moment = _since(since) if since is not None else None
+    before = _since(until, "--until") if until is not None else None
     context = open_platform(load_settings(data_dir=data_dir, database_url=database_url))
-    tenant_id: str | None = None
-    if tenant is not None:
-        try:
-            tenant_id = context.auth.tenant(tenant).id
-        except NotFound:
-            tenant_id = tenant  # events outlive their tenant: filter by the id given
-    store = AuditStore(context.db)
-    events = store.events(tenant_id=tenant_id, action=action, since=moment, limit=limit)
+    events = AuditStore(context.db).events(
+        tenant_id=_tenant_id(context, tenant),
+        principal=principal,
+        action=action,
+        outcome=outcome,
+        since=moment,
+        until=before,
+        limit=limit,
+    )
     if output is Output.JSON:
         emit_json([event.as_dict() for event in events])
         return
@@ -224,4 +249,55 @@ def audit(
             for e in events
         ],
         keep=("time",),
+    )
+
+
+@app.command("usage")
+def usage(
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Tenant name (or id, for a deleted tenant)")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this UTC day: 7d, or YYYY-MM-DD")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Only this API version, e.g. v1")
+    ] = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    output: OutputOption = Output.TEXT,
+) -> None:
+    """REST requests per UTC day, tenant, API version and route (whom to help off v1).
+
+    Counts reach the store every ML_PLATFORM_USAGE_FLUSH_SECONDS and at server shutdown.
+    The same query as GET /v1/admin/usage."""
+    from ml_platform.store.usage import UsageStore
+
+    day = _since(since).date() if since is not None else None
+    context = open_platform(load_settings(data_dir=data_dir, database_url=database_url))
+    rows = UsageStore(context.db).counts(
+        tenant_id=_tenant_id(context, tenant), since=day, api_version=version
+    )
+    names = {t.id: t.name for t in context.auth.tenants()}
+    if output is Output.JSON:
+        emit_json(
+            [{**r.as_dict(), "tenant": names.get(r.key.tenant_id)} for r in rows]
+        )
+        return
+    show_table(
+        None,
+        ["day", "tenant", "version", "method", "route", "requests", "last seen"],
+        [
+            [
+                r.key.day.isoformat(),
+                names.get(r.key.tenant_id, r.key.tenant_id or "(unauthenticated)"),
+                r.key.api_version,
+                r.key.method,
+                r.key.route,
+                r.count,
+                r.last_seen_at,
+            ]
+            for r in rows
+        ],
+        keep=("day",),
     )

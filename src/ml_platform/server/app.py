@@ -10,7 +10,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from ml_platform import __version__
-from ml_platform.api import health, ui, versioning
+from ml_platform.api import health, versioning
 from ml_platform.api.audit import AuditMiddleware
 from ml_platform.api.context import ApiContext
 from ml_platform.api.docs import install_docs
@@ -20,6 +20,8 @@ from ml_platform.api.middleware import RequestContextMiddleware
 from ml_platform.api.openapi import install_openapi, operation_id
 from ml_platform.api.problems import install_problem_handlers
 from ml_platform.api.ratelimit import install_rate_limits
+from ml_platform.api.usage import UsageMiddleware
+from ml_platform.api.v1 import admin as v1_admin
 from ml_platform.api.v1 import code_packages as v1_code_packages
 from ml_platform.api.v1 import data as v1_data
 from ml_platform.api.v1 import deployments as v1_deployments
@@ -31,6 +33,7 @@ from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
 from ml_platform.config import Mode, Settings
 from ml_platform.deployments.service import DeploymentService
+from ml_platform.governance.usage import UsageRecorder
 from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.service import JobService
 from ml_platform.registry.factory import build_registry
@@ -38,6 +41,7 @@ from ml_platform.store.audit import AuditStore
 from ml_platform.store.crypto import load_secret_box
 from ml_platform.store.db import Database, ensure_private_dir
 from ml_platform.store.idempotency import IdempotencyStore
+from ml_platform.store.usage import UsageStore
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +60,7 @@ OPENAPI_TAGS = [
     {"name": "Data", "description": "Upload the files jobs read (`data_path: data/<path>`)"},
     {"name": "Identity", "description": "Who the credentials belong to"},
     {"name": "Health", "description": "Liveness and readiness probes"},
+    {"name": "Administration", "description": "Administrators only: usage, audit"},
 ]
 
 # Routes that accept uploads larger than the JSON body limit enforce their own limits.
@@ -100,6 +105,7 @@ def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
 def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI:
     """The REST app. Migrations are applied by the caller (``mlp server`` or ``mlp db upgrade``)."""
     context = context or build_context(settings)
+    usage = UsageRecorder(UsageStore(context.db), interval=settings.usage_flush_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -110,9 +116,11 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
             )
         if context.engine is not None:
             await context.engine.start()
+        usage.start()
         try:
             yield
         finally:
+            await usage.stop()  # the last counts reach the store before the process ends
             if context.engine is not None:
                 await context.engine.stop()
 
@@ -129,16 +137,19 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
         responses={},
     )
     app.state.context = context
+    app.state.usage = usage  # read by api.v1.admin (flushed before each read)
     # inside RequestContextMiddleware (added after it): request ids and body limits apply first
     app.add_middleware(IdempotencyMiddleware, auth=context.auth, store=IdempotencyStore(context.db))
     install_rate_limits(app, settings)  # RateLimit headers; counted in get_principal
     # between the two: sees the request id and every response, replays included
     audit = AuditStore(context.db, retention=timedelta(days=settings.audit_retention_days))
     app.add_middleware(AuditMiddleware, auth=context.auth, store=audit)
+    app.add_middleware(UsageMiddleware, recorder=usage)  # per-tenant API usage, no I/O
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
         large_body_prefixes=LARGE_BODY_PREFIXES,
+        access_log=settings.access_log,
     )
     # v1's Deprecation/Sunset/Link and v2's API-Date echo, on every response of each
     app.add_middleware(versioning.VersionHeadersMiddleware, sunset=settings.v1_sunset)
@@ -154,10 +165,10 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     app.include_router(v1_deployments.router)
     app.include_router(v1_data.router)
     app.include_router(v1_me.router)
+    app.include_router(v1_admin.router)  # administrators: usage and audit
     app.include_router(v1_jobs.jobs_router("v2"))
     app.include_router(v1_models.models_router("v2"))
     app.include_router(v1_deployments.deployments_router("v2"))
     app.include_router(versioning.router)
-    app.include_router(ui.router)  # the dashboard at /ui and its same-origin V2 REST door
     install_openapi(app)
     return app

@@ -128,17 +128,27 @@ class AuditStore:
         self,
         *,
         tenant_id: str | None = None,
+        principal: str | None = None,
         action: str | None = None,
+        outcome: int | None = None,
         since: datetime | None = None,
+        until: datetime | None = None,
         before_id: int | None = None,
         limit: int = DEFAULT_LIMIT,
     ) -> list[AuditEvent]:
-        """Newest first. ``action`` ending in ``.*`` matches a prefix (``jobs.*``);
-        ``before_id`` continues a listing after its last event's id."""
+        """Newest first (by id). ``action`` ending in ``.*`` matches a prefix (``jobs.*``);
+        ``since`` is inclusive, ``until`` exclusive; ``before_id`` continues a listing after
+        its last event's id. The one query of ``mlp admin audit`` and ``GET /v1/admin/audit``."""
         limit = max(1, min(limit, MAX_LIMIT))
         query = select(AuditEventRow)
         if tenant_id is not None:
             query = query.where(AuditEventRow.tenant_id == tenant_id)
+        if principal is not None:
+            query = query.where(AuditEventRow.principal == principal)
+        if outcome is not None:
+            query = query.where(AuditEventRow.outcome == outcome)
+        if until is not None:
+            query = query.where(AuditEventRow.occurred_at < until)
         if action is not None:
             if action.endswith(".*"):
                 prefix = action[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
