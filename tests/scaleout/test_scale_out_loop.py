@@ -185,15 +185,61 @@ def _blobs(data_dir: Path) -> list[str]:
     )
 
 
-@pytest.mark.timeout(600)
+@pytest.fixture
+def executor_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The executor settings of the replicas; for Ray, a head of this test's own (stopped by
+    its pid, so other tests' Ray clusters are left alone)."""
+    if request.param == "local":
+        yield {"ML_PLATFORM_EXECUTOR": "local"}
+        return
+    ray = Path(sys.executable).parent / "ray"
+    dashboard = _free_port()
+    temp_dir = Path("/tmp") / f"ray-loop-{os.getpid()}"  # Ray's socket paths must stay short
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    head = subprocess.Popen(
+        [str(ray), "start", "--head", "--block", "--num-cpus", "2",
+         "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+         "--include-dashboard", "true", "--disable-usage-stats", "--temp-dir", str(temp_dir)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        _wait("the Ray head", lambda: _answers(f"{address}/api/version") or head.poll(), 180)
+        assert head.poll() is None, "ray start --head exited"
+        yield {"ML_PLATFORM_EXECUTOR": "ray", "ML_PLATFORM_RAY_ADDRESS": address}
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("executor_env", ["local", "ray"], indirect=True)
 def test_two_replicas_and_a_serving_host_share_nothing_but_the_services(
-    tmp_path: Path, s3: S3, database_url_factory: Any
+    tmp_path: Path, s3: S3, database_url_factory: Any, executor_env: dict[str, str]
 ) -> None:
     database_url = database_url_factory("postgres")
     storage_uri = f"s3://{BUCKET}/loop-{tmp_path.name}"
     secrets_key = Fernet.generate_key().decode()
     dirs = [tmp_path / name for name in ("replica-1", "replica-2", "serving")]
     envs = [_env(database_url, storage_uri, s3, secrets_key, d) for d in dirs]
+    for env in envs:
+        env.update(executor_env)
 
     settings = Settings(
         data_dir=tmp_path / "admin", database_url=database_url, jwt_secret=TEST_JWT_SECRET

@@ -106,6 +106,7 @@ class JobEngine:
                 jobs_dir=data_dir / "jobs",
                 logs=self.logs,
                 on_metrics=self.record_metrics,
+                storage=None if self.storage.is_local else self.storage,
             )
         from ml_platform.jobs.executors.local import LocalExecutor
 

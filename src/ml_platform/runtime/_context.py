@@ -17,6 +17,9 @@ ENV_DATA_PATH = "ML_PLATFORM_DATA_PATH"
 ENV_OUTPUT_DIR = "ML_PLATFORM_OUTPUT_DIR"
 ENV_HYPERPARAMETERS = "ML_PLATFORM_HYPERPARAMETERS"
 ENV_METRICS_FILE = "ML_PLATFORM_METRICS_FILE"
+ENV_STORAGE_OPTIONS = "ML_PLATFORM_STORAGE_OPTIONS"
+"""JSON fsspec options for remote paths (set by executors whose workers reach the platform's
+object store directly, e.g. an S3 endpoint); unset: fsspec's defaults (the environment)."""
 ENV_METRICS_TAG = "ML_PLATFORM_METRICS_TAG"
 """Fallback channel for clusters without a shared filesystem (Ray): a per-job secret tag.
 
@@ -81,7 +84,18 @@ def open_data(mode: str = "rb", path: str | None = None) -> IO[Any]:
         raise RuntimeError(
             f"reading {target!r} needs fsspec: install ml-platform[s3]"
         ) from exc
-    return fsspec.open(target, mode).open()  # type: ignore[no-any-return]
+    return fsspec.open(target, mode, **storage_options()).open()  # type: ignore[no-any-return]
+
+
+def storage_options() -> dict[str, Any]:
+    """The fsspec options the platform gave this job for remote paths (may be empty)."""
+    raw = os.environ.get(ENV_STORAGE_OPTIONS)
+    if not raw:
+        return {}
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise TypeError(f"{ENV_STORAGE_OPTIONS} must be a JSON object")
+    return value
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:

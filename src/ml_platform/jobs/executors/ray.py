@@ -15,9 +15,16 @@
   Metrics travel in that same stream as lines prefixed by a per-job secret tag
   (``ML_PLATFORM_METRICS_TAG``): they are removed from the log and parsed as metrics, and a
   script cannot forge one by accident.
-- Outputs: ``ML_PLATFORM_OUTPUT_DIR`` is a directory under the platform's data dir, copied to
-  ``output_path`` on success. That needs a filesystem shared with the Ray workers (true for a
-  local head); on a remote cluster use a shared mount.
+- Outputs: with a remote storage (``ML_PLATFORM_STORAGE_URI=s3://...``) and an
+  ``output_path`` in it, the entrypoint runs under ``ml_platform.runtime._publish``, which
+  gives it a local ``ML_PLATFORM_OUTPUT_DIR`` on the worker and puts the files under
+  ``output_path`` when it exits 0; the data is read from the storage through
+  ``runtime.open_data``; the workers need network access to the object store only (its
+  fsspec options travel in ``ML_PLATFORM_STORAGE_OPTIONS``: prefer credentials from the
+  workers' environment, e.g. an instance role, since Ray shows a job's runtime_env to anyone
+  with dashboard access). Otherwise ``ML_PLATFORM_OUTPUT_DIR`` is a directory under the
+  platform's data dir, copied to ``output_path`` on success, which needs a filesystem shared
+  with the Ray workers (true for a local head).
 - Status: PENDING/RUNNING -> running; SUCCEEDED -> succeeded; FAILED -> failed (Ray's message
   plus the last output lines); STOPPED -> cancelled when we stopped it.
 """
@@ -29,6 +36,7 @@ import contextlib
 import json
 import logging
 import secrets
+import shlex
 import shutil
 import time
 from collections import deque
@@ -42,6 +50,7 @@ from ml_platform.jobs.executors._files import copy_outputs
 from ml_platform.jobs.executors.base import JobLaunch, JobOutcome
 from ml_platform.jobs.logs import LogStore
 from ml_platform.jobs.metrics import MetricsSink, parse_metric_record
+from ml_platform.storage import Storage
 
 try:
     from ray.job_submission import JobStatus as RayStatus
@@ -90,7 +99,12 @@ class RayExecutor:
         on_metrics: MetricsSink,
         poll_interval: float = 0.5,
         use_image_uri: bool = False,
+        storage: Storage | None = None,
     ) -> None:
+        """``storage``: the platform's remote storage. A job whose ``output_path`` is in it
+        publishes its outputs there itself (``ml_platform.runtime._publish``) and reads its
+        ``data_path`` from it: the Ray workers need the object store, no shared disk."""
+        self._storage = storage
         self._address = address
         self._jobs_dir = jobs_dir
         self._logs = logs
@@ -149,7 +163,7 @@ class RayExecutor:
             try:
                 await asyncio.to_thread(
                     client.submit_job,
-                    entrypoint=launch.entrypoint,
+                    entrypoint=self._entrypoint(launch),
                     submission_id=submission_id,
                     runtime_env=runtime_env,
                     metadata={"ml_platform_job_id": launch.job_id, "tenant_id": launch.tenant_id},
@@ -265,6 +279,15 @@ class RayExecutor:
             )
             (lib / "__init__.py").write_text("")
 
+    def _publishes_itself(self, launch: JobLaunch) -> bool:
+        storage = self._storage
+        return storage is not None and storage.key_for_uri(launch.output_path) is not None
+
+    def _entrypoint(self, launch: JobLaunch) -> str:
+        if not self._publishes_itself(launch):
+            return launch.entrypoint
+        return f"python -m ml_platform.runtime._publish {shlex.quote(launch.entrypoint)}"
+
     def _runtime_env(self, launch: JobLaunch, run: _RayRun) -> dict[str, Any]:
         env_vars = {str(k): str(v) for k, v in launch.env_vars.items()}
         env_vars.update(
@@ -277,6 +300,12 @@ class RayExecutor:
                 "ML_PLATFORM_METRICS_TAG": run.tag,
             }
         )
+        if self._publishes_itself(launch):
+            assert self._storage is not None
+            env_vars.pop("ML_PLATFORM_OUTPUT_DIR")  # the publisher makes one on the worker
+            env_vars["ML_PLATFORM_OUTPUT_URI"] = launch.output_path
+            if self._storage.options:
+                env_vars["ML_PLATFORM_STORAGE_OPTIONS"] = json.dumps(self._storage.options)
         runtime_env: dict[str, Any] = {
             "env_vars": env_vars,
             "py_modules": [str(run.output_dir.parent / "ray-lib" / "ml_platform")],
