@@ -160,6 +160,13 @@ class Settings(BaseSettings):
     serving_rest_port: int = Field(
         default=8081, ge=0, le=65535, description="V2 REST on serving workers"
     )
+    serving_metrics_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "GET /metrics on the serving REST port (per-tenant, per-deployment samples) then "
+            "needs Authorization: Bearer <token>; unset, it answers loopback clients only"
+        ),
+    )
     serving_source_poll_seconds: float = Field(default=1.0, gt=0)
     serving_auth_cache_seconds: float = Field(default=10.0, ge=0)
     serving_model_load_timeout_seconds: float = Field(default=120.0, gt=0)

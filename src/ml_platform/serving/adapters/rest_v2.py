@@ -10,6 +10,8 @@ works unmodified. Errors are RFC 9457 problem documents from ``core.problems`` (
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -23,7 +25,9 @@ from ml_platform.core.errors import (
     InternalError,
     InvalidArgument,
     PayloadTooLarge,
+    PermissionDenied,
     PlatformError,
+    Unauthenticated,
 )
 from ml_platform.core.problems import (
     PROBLEM_JSON,
@@ -62,9 +66,16 @@ class _NotFoundRoute(PlatformError):
 
 
 class RestV2App:
-    def __init__(self, plane: DataPlane, max_body_bytes: int) -> None:
+    """``metrics_token``: what ``GET /metrics`` needs as ``Authorization: Bearer``; without
+    one, ``/metrics`` answers loopback clients only (its labels name tenants and
+    deployments, which data-plane callers of other tenants must not read)."""
+
+    def __init__(
+        self, plane: DataPlane, max_body_bytes: int, metrics_token: str | None = None
+    ) -> None:
         self._plane = plane
         self._max_body = max_body_bytes
+        self._metrics_token = metrics_token.encode() if metrics_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -90,6 +101,7 @@ class RestV2App:
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
         if parts == ["metrics"] and method == "GET":  # every worker's samples (multi-process)
+            self._check_scraper(scope)
             text = await asyncio.to_thread(metrics.render)
             return 200, [(b"content-type", metrics.METRICS_CONTENT_TYPE.encode())], text
         if not parts or parts[0] != "v2":
@@ -135,6 +147,26 @@ class RestV2App:
                 )
                 return result
         raise _NotFoundRoute(scope["path"])
+
+    def _check_scraper(self, scope: Scope) -> None:
+        """The bearer token when one is configured, else a loopback client."""
+        if self._metrics_token is not None:
+            sent = b""
+            for key, value in scope["headers"]:
+                if key == b"authorization" and value[:7].lower() == b"bearer ":
+                    sent = value[7:].strip()
+            if not hmac.compare_digest(sent, self._metrics_token):
+                raise Unauthenticated(
+                    "GET /metrics needs Authorization: Bearer <ML_PLATFORM_SERVING_METRICS_TOKEN>"
+                )
+            return
+        client = scope.get("client")
+        if not (client and _is_loopback(str(client[0]))):
+            raise PermissionDenied(
+                "/metrics on the serving port answers loopback clients only; set "
+                "ML_PLATFORM_SERVING_METRICS_TOKEN to let remote scrapers in with "
+                "Authorization: Bearer <token>"
+            )
 
     async def _principal(self, scope: Scope) -> Principal:
         api_key = bearer = None
@@ -298,6 +330,13 @@ def _parameters(obj: dict[str, Any], where: str, name: str = "") -> dict[str, An
             [FieldViolation(f"{path}.parameters", "not an object")],
         )
     return params
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _header_length(value: bytes, body_size: int) -> int:

@@ -58,8 +58,10 @@ class ServingNode:
         reuse_port: bool,
         compile_forests: bool = True,
         rate_limiter: RateLimiter | None = None,
+        metrics_token: str | None = None,
     ) -> None:
         self._host = host
+        self._metrics_token = metrics_token  # what GET /metrics needs (else loopback only)
         self._max_message_bytes = max_message_bytes
         self._reuse_port = reuse_port
         self.repository = ModelRepository(
@@ -99,7 +101,7 @@ class ServingNode:
         sock = listen_socket(self._host, rest_port, reuse_port=self._reuse_port)
         self.rest_port = sock.getsockname()[1]
         config = uvicorn.Config(
-            RestV2App(self.plane, self._max_message_bytes),
+            RestV2App(self.plane, self._max_message_bytes, self._metrics_token),
             http="httptools",
             loop="none",
             lifespan="off",

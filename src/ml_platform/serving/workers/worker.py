@@ -82,6 +82,11 @@ async def _run(
         reuse_port=True,
         compile_forests=settings.serving_compile_forests,
         rate_limiter=build_rate_limiter(settings),  # the data plane's budgets
+        metrics_token=(
+            settings.serving_metrics_token.get_secret_value()
+            if settings.serving_metrics_token is not None
+            else None
+        ),
     )
     channel.start()
     await node.start(grpc_port, rest_port)
