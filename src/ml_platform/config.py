@@ -97,7 +97,41 @@ class Settings(BaseSettings):
     fit_to_node: bool = Field(
         default=True, description="Local executor: fit CPU/memory requests beyond the node to it"
     )
-    tenant_max_concurrent_jobs: int = Field(default=4, ge=1)
+    tenant_max_concurrent_jobs: int = Field(
+        default=4,
+        ge=1,
+        description="Default quota: concurrent running jobs per tenant (more wait, pending)",
+    )
+    tenant_max_gpus: int | None = Field(
+        default=None,
+        ge=0,
+        description="Default quota: GPUs a tenant's running jobs hold; unset: no limit",
+    )
+    tenant_max_cpu_cores: float | None = Field(
+        default=None,
+        ge=0,
+        description="Default quota: CPU cores a tenant's running jobs hold; unset: no limit",
+    )
+    tenant_max_memory_gb: float | None = Field(
+        default=None,
+        ge=0,
+        description="Default quota: memory (GB) a tenant's running jobs hold; unset: no limit",
+    )
+    tenant_max_queued_jobs: int | None = Field(
+        default=None,
+        ge=0,
+        description="Default quota: pending jobs per tenant (more: 429); unset: no limit",
+    )
+    tenant_max_deployments: int | None = Field(
+        default=None,
+        ge=0,
+        description="Default quota: deployments per tenant (more: 429); unset: no limit",
+    )
+    tenant_max_storage_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Default quota: model artifact bytes per tenant (more: 429); unset: no limit",
+    )
     scheduler_interval_seconds: float = Field(default=0.5, gt=0)
     cancel_grace_seconds: float = Field(default=10.0, ge=0)
     job_user: str | None = Field(default=None, description="Unprivileged OS user for job code")

@@ -8,6 +8,8 @@
   (``RESOURCE_EXHAUSTED``: rate-limit rejections; ``QUOTA_EXCEEDED``: quota rejections).
 - ``mlp_jobs{state}``: jobs per state over every tenant, read at scrape time with one
   GROUP BY on the trigger-kept ``job_counts`` table.
+- ``mlp_quota_rejections_total{limit}``: creations refused by a tenant quota (429
+  ``QUOTA_EXCEEDED``), by quota name (``max_queued_jobs``, ``max_deployments``, ...).
 - ``mlp_scheduler_cycles_total`` and ``mlp_job_queue_wait_seconds`` (submission to first
   start) when this process runs the scheduler.
 
@@ -34,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ml_platform.core.errors import ErrorCode
 from ml_platform.core.jobs import JobStatus
 from ml_platform.core.problems import PROBLEM_JSON
+from ml_platform.governance.quotas import Limit, QuotaService
 from ml_platform.jobs.scheduler import Scheduler
 from ml_platform.store.db import Database
 from ml_platform.store.jobs import count_jobs_by_status
@@ -111,11 +114,23 @@ class ControlPlaneMetrics:
             buckets=QUEUE_WAIT_BUCKETS,
             registry=self.registry,
         )
+        self.quota_rejections = Counter(
+            "mlp_quota_rejections",
+            "Creations refused by a tenant quota (429 QUOTA_EXCEEDED), by quota name",
+            ["limit"],
+            registry=self.registry,
+        )
+        for limit in Limit:  # every quota's series exists from the start, at zero
+            if limit.is_hard:
+                self.quota_rejections.labels(limit.value)
         self.registry.register(JobsByStateCollector(db))
 
     def observe_scheduler(self, scheduler: Scheduler) -> None:
         scheduler.on_cycle = self.scheduler_cycles.inc
         scheduler.on_job_started = self.queue_wait.observe
+
+    def observe_quotas(self, quotas: QuotaService) -> None:
+        quotas.on_rejection = lambda limit: self.quota_rejections.labels(limit).inc()
 
     def observe_request(
         self, method: str, route: str, status: int, api_version: str, seconds: float
@@ -199,11 +214,15 @@ def problem_code(body: bytes) -> str:
     return code if code in _KNOWN_CODES else OTHER_CODE
 
 
-def install_metrics(app: FastAPI, db: Database, scheduler: Scheduler | None) -> None:
+def install_metrics(
+    app: FastAPI, db: Database, scheduler: Scheduler | None, quotas: QuotaService | None = None
+) -> None:
     """``GET /metrics`` and the request middleware (call after the other middleware)."""
     metrics = ControlPlaneMetrics(db)
     if scheduler is not None:
         metrics.observe_scheduler(scheduler)
+    if quotas is not None:
+        metrics.observe_quotas(quotas)
     app.state.metrics = metrics
 
     @app.get(METRICS_PATH, include_in_schema=False)

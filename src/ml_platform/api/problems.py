@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ml_platform.core.errors import ErrorCode, MalformedRequest, PlatformError
+from ml_platform.core.errors import ErrorCode, MalformedRequest, PlatformError, QuotaExceeded
 from ml_platform.core.problems import (
     INTERNAL_DETAIL,
     PROBLEM_BASE,
@@ -35,8 +35,10 @@ def problem_response(
     code: ErrorCode | str | None = None,
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> Response:
-    """A problem rendered by ``core.problems`` (the one renderer of every HTTP edge)."""
+    """A problem rendered by ``core.problems`` (the one renderer of every HTTP edge);
+    ``extensions`` are extra members (RFC 9457 section 3.2), as a quota's ``limit``."""
     document = problem_document(
         status=status,
         code=code,
@@ -45,6 +47,7 @@ def problem_response(
         request_id=getattr(request.state, "request_id", None),
         errors=errors or [],
     )
+    document.update(extensions or {})
     all_headers = problem_headers(status, document["code"])
     all_headers.update(headers or {})
     return Response(
@@ -68,8 +71,16 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 async def _on_platform_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PlatformError)
     status = 400 if isinstance(exc, MalformedRequest) else http_status(exc.code)
+    extensions = None
+    if isinstance(exc, QuotaExceeded) and exc.limit is not None:
+        extensions = {"limit": exc.limit, "limit_value": exc.limit_value, "usage": exc.usage}
     return problem_response(
-        request, status, exc.message, code=exc.code, errors=field_errors(exc.violations)
+        request,
+        status,
+        exc.message,
+        code=exc.code,
+        errors=field_errors(exc.violations),
+        extensions=extensions,
     )
 
 

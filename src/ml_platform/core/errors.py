@@ -106,8 +106,22 @@ class UnsupportedMediaType(PlatformError):
 
 
 class QuotaExceeded(PlatformError):
-    def __init__(self, message: str) -> None:
+    """A tenant quota refuses a creation; ``limit`` names it (``max_queued_jobs``), with its
+    value and the usage it was checked against (problem members ``limit``, ``limit_value``,
+    ``usage``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str | None = None,
+        limit_value: float | None = None,
+        usage: float | None = None,
+    ) -> None:
         super().__init__(message, ErrorCode.QUOTA_EXCEEDED)
+        self.limit = limit
+        self.limit_value = limit_value
+        self.usage = usage
 
 
 class ResourceExhausted(PlatformError):

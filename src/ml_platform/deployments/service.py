@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ml_platform.auth.principal import Principal
 from ml_platform.core.errors import FieldViolation, InvalidArgument, NotFound
+from ml_platform.governance.quotas import Limit, QuotaService
 from ml_platform.schemas.deployments import (
     Deployment,
     DeploymentCreate,
@@ -95,13 +96,16 @@ def _wire(record: DeploymentRecord, target: int | None) -> Deployment:
 
 
 class DeploymentService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, quotas: QuotaService | None = None) -> None:
         self._db = db
+        self._quotas = quotas  # max_deployments, checked in the creating transaction
 
     # -- REST ---------------------------------------------------------------------------------
     def create(self, principal: Principal, body: DeploymentCreate) -> Deployment:
         reference = str(body.version) if body.version is not None else (body.alias or LATEST)
         with self._db.transaction() as session:
+            if self._quotas is not None:
+                self._quotas.admit(session, principal.tenant_id, Limit.DEPLOYMENTS)
             target = self._require_target(session, principal.tenant_id, body.model, reference)
             record = DeploymentRepository(session, principal.tenant_id).add(
                 name=body.name,

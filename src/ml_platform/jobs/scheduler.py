@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from ml_platform.core.errors import Conflict, NotFound, PlatformError
 from ml_platform.core.ids import new_id
 from ml_platform.core.jobs import JobStatus
+from ml_platform.governance.quotas import QuotaLimits, QuotaService
 from ml_platform.jobs.code_packages import CodePackageStore
 from ml_platform.jobs.executors.base import Executor, JobLaunch, JobOutcome
 from ml_platform.jobs.logs import LogStore
@@ -70,6 +71,12 @@ class Capacity:
             other.cpu_cores <= self.cpu_cores
             and other.memory_gb <= self.memory_gb
             and other.gpus <= self.gpus
+        )
+
+    def plus(self, other: Capacity) -> Capacity:
+        return Capacity(
+            self.cpu_cores + other.cpu_cores, self.memory_gb + other.memory_gb,
+            self.gpus + other.gpus,
         )
 
     def minus(self, other: Capacity) -> Capacity:
@@ -142,6 +149,37 @@ def unschedulable_reason(request: Capacity, node: Capacity) -> str | None:
     return None
 
 
+def quota_never_fits(request: Capacity, quota: QuotaLimits) -> str | None:
+    """Why a job can never start under its tenant's quota (it waits and blocks no one)."""
+    asks = (
+        (quota.max_gpus, request.gpus, "GPUs", "max_gpus"),
+        (quota.max_cpu_cores, request.cpu_cores, "CPU cores", "max_cpu_cores"),
+        (quota.max_memory_gb, request.memory_gb, "GB memory", "max_memory_gb"),
+    )
+    for limit, need, noun, name in asks:
+        if limit is not None and need > limit:
+            return (
+                f"tenant quota: needs {need:g} {noun}, more than the tenant's {name} of "
+                f"{limit:g}; waits until an administrator raises it"
+            )
+    return None
+
+
+def quota_reason(request: Capacity, holding: Capacity, quota: QuotaLimits) -> str | None:
+    """Why a job waits for its tenant's running jobs to release GPUs, CPU or memory."""
+    asks = (
+        (quota.max_gpus, holding.gpus, request.gpus, "GPUs"),
+        (quota.max_cpu_cores, holding.cpu_cores, request.cpu_cores, "CPU cores"),
+        (quota.max_memory_gb, holding.memory_gb, request.memory_gb, "GB memory"),
+    )
+    for limit, used, need, noun in asks:
+        if limit is not None and need > 0 and used + need > limit:
+            return (
+                f"tenant quota: {used:g} of {limit:g} {noun} in use (this job needs {need:g})"
+            )
+    return None
+
+
 def capacity_reason(request: Capacity, free: Capacity) -> str:
     parts = []
     if request.cpu_cores > free.cpu_cores:
@@ -179,6 +217,7 @@ class Scheduler:
         lease_seconds: float = 15.0,
         on_change: Callable[[str], None] | None = None,
         fit_to_node: bool = False,
+        quotas: QuotaService | None = None,
     ) -> None:
         self._db = db
         self._executor = executor
@@ -187,7 +226,8 @@ class Scheduler:
         self._paths = paths
         self._capacity = capacity
         self._fit_to_node = fit_to_node
-        self._tenant_limit = tenant_max_concurrent_jobs
+        self._tenant_limit = tenant_max_concurrent_jobs  # without ``quotas``: every tenant's
+        self._quotas = quotas  # per-tenant delay limits (running jobs, GPUs, CPU, memory)
         self._interval = interval_seconds
         self._backoff = retry_backoff_seconds
         self._lease_seconds = lease_seconds
@@ -375,9 +415,14 @@ class Scheduler:
         now = utcnow()
         free = self._capacity
         running_per_tenant: dict[str, int] = {}
+        held: dict[str, Capacity] = {}  # what each tenant's running jobs hold
         for job, _ in running:
-            free = free.minus(self.request_of(job.spec))
+            request = self.request_of(job.spec)
+            free = free.minus(request)
             running_per_tenant[job.tenant_id] = running_per_tenant.get(job.tenant_id, 0) + 1
+            held[job.tenant_id] = held.get(job.tenant_id, Capacity(0, 0, 0)).plus(request)
+        # each waiting tenant's quota, read once for this pass
+        limits = await asyncio.to_thread(self._tenant_limits, {j.tenant_id for j, _ in pending})
 
         queues: dict[str, list[tuple[JobRecord, RuntimeRecord | None]]] = {}
         info: dict[str, tuple[str, str | None, int | None]] = {}
@@ -411,10 +456,21 @@ class Scheduler:
                 info[job.id] = (tenant, reason, None)
                 continue
             count = running_per_tenant.get(tenant, 0)
-            if count >= self._tenant_limit:
+            quota = limits[tenant]
+            holding = held.get(tenant, Capacity(0, 0, 0))
+            never = quota_never_fits(request, quota)
+            if never is not None:
+                queues[tenant].pop(0)
+                info[job.id] = (tenant, never, None)
+                continue
+            if quota.max_concurrent_jobs is not None and count >= quota.max_concurrent_jobs:
                 blocked[tenant] = (
-                    f"tenant quota: {count} of {self._tenant_limit} concurrent jobs running"
+                    f"tenant quota: {count} of {quota.max_concurrent_jobs} concurrent jobs running"
                 )
+                continue
+            over = quota_reason(request, holding, quota)
+            if over is not None:
+                blocked[tenant] = over
                 continue
             if not free.fits(request):
                 blocked[tenant] = capacity_reason(request, free)
@@ -425,6 +481,7 @@ class Scheduler:
             queues[tenant].pop(0)
             free = free.minus(request)
             running_per_tenant[tenant] = count + 1
+            held[tenant] = holding.plus(request)
             to_start.append((job, runtime))
 
         # Queue positions: the remaining jobs in round-robin order across tenants.
@@ -450,6 +507,11 @@ class Scheduler:
         self._pending_info = info
         for job, runtime in to_start:
             await self._start(job, runtime)
+
+    def _tenant_limits(self, tenants: set[str]) -> dict[str, QuotaLimits]:
+        if self._quotas is None:
+            return {t: QuotaLimits(max_concurrent_jobs=self._tenant_limit) for t in tenants}
+        return self._quotas.limits_for(tenants)
 
     def _write_pending_info(self, info: dict[str, tuple[str, str | None, int | None]]) -> None:
         with self._db.transaction() as session:

@@ -9,6 +9,7 @@ from ml_platform.auth.principal import Principal
 from ml_platform.core.errors import Conflict, NotFound, PermissionDenied
 from ml_platform.core.ids import is_well_formed, new_id
 from ml_platform.core.jobs import TERMINAL_STATUSES, JobStatus
+from ml_platform.governance.quotas import Limit, QuotaService
 from ml_platform.jobs.engine import JobEngine
 from ml_platform.schemas.jobs import JobListResponse, TrainingJob, TrainingJobSpec
 from ml_platform.store.base import utcnow
@@ -40,9 +41,12 @@ def job_not_found(job_id: str) -> NotFound:
 
 
 class JobService:
-    def __init__(self, db: Database, engine: JobEngine | None = None) -> None:
+    def __init__(
+        self, db: Database, engine: JobEngine | None = None, quotas: QuotaService | None = None
+    ) -> None:
         self._db = db
         self._engine = engine  # the job runtime: submit-time checks, scheduling, extras
+        self._quotas = quotas  # max_queued_jobs, checked in the submitting transaction
 
     def submit(self, principal: Principal, spec: TrainingJobSpec) -> TrainingJob:
         if spec.tenant_id is not None and spec.tenant_id != principal.tenant_id:
@@ -60,6 +64,8 @@ class JobService:
         stored = spec.model_dump(mode="json")  # env_vars is excluded; stored apart below
         stored["tenant_id"] = principal.tenant_id
         with self._db.transaction() as session:
+            if self._quotas is not None:
+                self._quotas.admit(session, principal.tenant_id, Limit.QUEUED_JOBS)
             record = JobRepository(session, principal.tenant_id).add(
                 job_id=new_id("job"),
                 name=spec.name,

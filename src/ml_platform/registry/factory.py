@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ml_platform.archives import ArchiveLimits
 from ml_platform.config import Settings
+from ml_platform.governance.quotas import QuotaService
 from ml_platform.registry.artifacts import ArtifactStore
 from ml_platform.registry.deployments import DeploymentLookup
 from ml_platform.registry.service import RegistryService
@@ -24,6 +25,7 @@ def build_registry(
     db: Database,
     paths: PathChecker,
     deployments: DeploymentLookup | None = None,
+    quotas: QuotaService | None = None,
 ) -> RegistryService:
     """``paths`` is the jobs' ``PathPolicy``: which local paths a tenant may read."""
     store = artifact_store(settings)
@@ -52,4 +54,5 @@ def build_registry(
         inspector,
         max_upload_bytes=settings.max_upload_bytes,
         deployments=deployments,
+        quotas=quotas,
     )

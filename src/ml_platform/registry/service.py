@@ -19,6 +19,7 @@ from ml_platform.core.errors import (
 )
 from ml_platform.core.ids import new_id
 from ml_platform.core.jobs import JobStatus
+from ml_platform.governance.quotas import Limit, QuotaService
 from ml_platform.registry.artifacts import ArtifactStore, StagedFile
 from ml_platform.registry.deployments import DeploymentLookup, NoDeployments
 from ml_platform.registry.formats import detect_format
@@ -146,8 +147,10 @@ class RegistryService:
         *,
         max_upload_bytes: int,
         deployments: DeploymentLookup | None = None,
+        quotas: QuotaService | None = None,
     ) -> None:
         self._db = db
+        self._quotas = quotas  # max_storage_bytes, checked in the registering transaction
         self.store = store
         self.staging = staging
         self._sources = sources
@@ -352,6 +355,8 @@ class RegistryService:
         job_id: str | None = None,
         lineage: dict[str, Any] | None = None,
     ) -> ModelVersion:
+        if self._quotas is not None:  # before inspecting and copying; admit() below decides
+            self._quotas.precheck(principal.tenant_id, Limit.STORAGE_BYTES, staged.size_bytes)
         fmt = draft.format or detect_format(staged.path, staged.filename)
         if fmt is None:
             message = (
@@ -411,6 +416,10 @@ class RegistryService:
         )
         try:
             with self._db.transaction() as session:
+                if self._quotas is not None:
+                    self._quotas.admit(
+                        session, principal.tenant_id, Limit.STORAGE_BYTES, staged.size_bytes
+                    )
                 repo = ModelRepository(session, principal.tenant_id)
                 number = repo.allocate_version(model.id)
                 if number is None:

@@ -36,3 +36,16 @@ class Problem(BaseModel):
     code: str
     request_id: str | None = None
     errors: list[FieldError] = Field(default_factory=list)
+    limit: str | None = Field(
+        default=None,
+        description="`QUOTA_EXCEEDED` only: the tenant quota that refused the request",
+        examples=["max_queued_jobs"],
+    )
+    limit_value: float | None = Field(
+        default=None, description="`QUOTA_EXCEEDED` only: the quota's value", examples=[10]
+    )
+    usage: float | None = Field(
+        default=None,
+        description="`QUOTA_EXCEEDED` only: what the tenant held when it was checked",
+        examples=[10],
+    )

@@ -29,6 +29,7 @@ from ml_platform.api.v1 import job_runtime as v1_job_runtime
 from ml_platform.api.v1 import jobs as v1_jobs
 from ml_platform.api.v1 import me as v1_me
 from ml_platform.api.v1 import models as v1_models
+from ml_platform.api.v1 import quotas as v1_quotas
 from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
 from ml_platform.config import Mode, Settings
@@ -59,6 +60,7 @@ OPENAPI_TAGS = [
     {"name": "Deployments", "description": "Serve model versions over gRPC and V2 REST"},
     {"name": "Data", "description": "Upload the files jobs read (`data_path: data/<path>`)"},
     {"name": "Identity", "description": "Who the credentials belong to"},
+    {"name": "Quotas", "description": "Tenant quotas beside usage; administrators set them"},
     {"name": "Health", "description": "Liveness and readiness probes"},
     {"name": "Administration", "description": "Administrators only: usage, audit"},
 ]
@@ -85,20 +87,23 @@ def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
         leeway_seconds=settings.jwt_leeway_seconds,
     )
     engine = JobEngine(settings, db)
-    deployments = DeploymentService(db)
+    quotas = engine.quotas
+    deployments = DeploymentService(db, quotas)
     return ApiContext(
         settings=settings,
         db=db,
         auth=AuthService(db, tokens),
-        jobs=JobService(db, engine),
+        jobs=JobService(db, engine, quotas),
         registry=build_registry(
             settings,
             db,
             engine.paths,
             deployments=deployments,
+            quotas=quotas,
         ),
         deployments=deployments,
         engine=engine,
+        quotas=quotas,
     )
 
 
@@ -154,7 +159,9 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     # v1's Deprecation/Sunset/Link and v2's API-Date echo, on every response of each
     app.add_middleware(versioning.VersionHeadersMiddleware, sunset=settings.v1_sunset)
     # outermost: counts every response, the 413s and catch-all 500s above included
-    install_metrics(app, context.db, context.engine.scheduler if context.engine else None)
+    install_metrics(
+        app, context.db, context.engine.scheduler if context.engine else None, context.quotas
+    )
     install_problem_handlers(app)
     install_docs(app)
     app.include_router(health.router)
@@ -165,6 +172,7 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     app.include_router(v1_deployments.router)
     app.include_router(v1_data.router)
     app.include_router(v1_me.router)
+    app.include_router(v1_quotas.router)
     app.include_router(v1_admin.router)  # administrators: usage and audit
     app.include_router(v1_jobs.jobs_router("v2"))
     app.include_router(v1_models.models_router("v2"))

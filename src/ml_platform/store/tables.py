@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from ml_platform.store import audit, deployments, idempotency, job_runtime, jobs, tenants
+from ml_platform.store import (
+    audit,
+    deployments,
+    idempotency,
+    job_runtime,
+    jobs,
+    quotas,
+    tenants,
+)
 from ml_platform.store import models as registry_models
 from ml_platform.store.base import Base
 
@@ -13,6 +21,7 @@ __all__ = [
     "idempotency",
     "job_runtime",
     "jobs",
+    "quotas",
     "registry_models",
     "tenants",
 ]
