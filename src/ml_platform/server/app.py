@@ -10,7 +10,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from ml_platform import __version__
-from ml_platform.api import health, versioning
+from ml_platform.api import health, ui, versioning
 from ml_platform.api.audit import AuditMiddleware
 from ml_platform.api.context import ApiContext
 from ml_platform.api.docs import install_docs
@@ -178,5 +178,6 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     app.include_router(v1_models.models_router("v2"))
     app.include_router(v1_deployments.deployments_router("v2"))
     app.include_router(versioning.router)
+    app.include_router(ui.router)  # the dashboard at /ui and its same-origin V2 REST door
     install_openapi(app)
     return app
