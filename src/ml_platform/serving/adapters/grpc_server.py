@@ -3,16 +3,67 @@
 from __future__ import annotations
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from ml_platform.serving.adapters.batch_wire import parse_batch_request, serialize_batch_response
 from ml_platform.serving.adapters.grpc_serving import ModelServingService
+from ml_platform.serving.adapters.grpc_v2 import SERVICE_NAME as V2_SERVICE
 from ml_platform.serving.adapters.grpc_v2 import generic_handler, unary
 from ml_platform.serving.plane.dataplane import DataPlane
-from ml_platform.serving.proto import serving_pb2
+from ml_platform.serving.proto import inference_pb2, serving_pb2
 
 MODEL_SERVING = serving_pb2.DESCRIPTOR.services_by_name["ModelServing"].full_name
+# the synthetic file that declares the V2 service under the name it is served as
+V2_ALIAS_FILE = "inference/grpc_service.proto"
+
+
+def _file_proto(file: FileDescriptor) -> descriptor_pb2.FileDescriptorProto:
+    proto = descriptor_pb2.FileDescriptorProto()
+    file.CopyToProto(proto)
+    return proto
+
+
+def _add_with_dependencies(
+    pool: descriptor_pool.DescriptorPool, file: FileDescriptor, added: set[str]
+) -> None:
+    for dependency in file.dependencies:
+        _add_with_dependencies(pool, dependency, added)
+    if file.name not in added:
+        added.add(file.name)
+        pool.Add(_file_proto(file))
+
+
+def reflection_pool() -> descriptor_pool.DescriptorPool:
+    """The descriptors reflection answers from: every served service under its served name.
+
+    The V2 messages live in ``ml_platform.serving.v2`` (see inference.proto for why) but the
+    service is served as ``inference.GRPCInferenceService``; a small file in package
+    ``inference`` declares that service over our messages, so a reflection client can resolve
+    it and call it. It goes into a pool of its own: the default pool may hold tritonclient's
+    ``inference.*``.
+    """
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+    for file in (serving_pb2.DESCRIPTOR, inference_pb2.DESCRIPTOR):
+        _add_with_dependencies(pool, file, added)
+    for file in (health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
+        _add_with_dependencies(pool, file, added)
+    package, _, name = V2_SERVICE.rpartition(".")
+    alias = descriptor_pb2.FileDescriptorProto(
+        name=V2_ALIAS_FILE,
+        package=package,
+        syntax="proto3",
+        dependency=[inference_pb2.DESCRIPTOR.name],
+    )
+    inference_pb2.DESCRIPTOR.services_by_name[name].CopyToProto(alias.service.add())
+    pool.Add(alias)
+    return pool
+
+
+SERVED_SERVICES = (MODEL_SERVING, V2_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
 
 
 def add_model_serving(service: ModelServingService, server: grpc.aio.Server) -> None:
@@ -57,9 +108,7 @@ def build_grpc_server(
     server.add_generic_rpc_handlers((generic_handler(plane),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (MODEL_SERVING, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    reflection.enable_server_reflection(SERVED_SERVICES, server, pool=reflection_pool())
     return server, health_servicer
 
 
