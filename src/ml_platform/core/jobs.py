@@ -6,6 +6,8 @@ from enum import Enum
 
 
 class JobStatus(str, Enum):
+    """A job's state: `pending` -> `running` -> `succeeded` / `failed`, or `cancelled`."""
+
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"

@@ -23,6 +23,8 @@ REF_PATTERN = r"^[a-z][a-z0-9-]*$"
 
 
 class DeploymentState(str, Enum):
+    """Where a deployment is: `pending` -> `loading` -> `ready`, or `failed`."""
+
     PENDING = "pending"
     LOADING = "loading"
     READY = "ready"
@@ -99,6 +101,8 @@ class DeploymentUpdate(RequestModel):
 
 
 class Deployment(BaseModel):
+    """A model version served over gRPC and V2 REST under a stable name."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "example": {
@@ -143,6 +147,8 @@ class Deployment(BaseModel):
 
 
 class DeploymentListResponse(BaseModel):
+    """A page of the tenant's deployments (`page`, `page_size`, `total`)."""
+
     deployments: list[Deployment]
     total: int
     page: int

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ml_platform.core.jobs import JobStatus
 
 __all__ = [
+    "WEBSOCKET_MESSAGES",
     "CodePackage",
     "JobLogLine",
     "JobLogsResponse",
@@ -32,12 +33,43 @@ class JobLogLine(BaseModel):
     )
     line: str
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 1,
+                    "timestamp": "2026-06-01T12:00:00Z",
+                    "stream": "stdout",
+                    "line": "epoch 1",
+                }
+            ]
+        }
+    )
+
 
 class JobLogsResponse(BaseModel):
+    """The last lines of a job's log, oldest first."""
+
     logs: list[JobLogLine]
 
 
 class MetricPointOut(BaseModel):
+    """One recorded metric value of a job (`step` is the training step, if the job gave one)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 7,
+                    "name": "loss",
+                    "step": 100,
+                    "value": 0.25,
+                    "timestamp": "2026-06-01T12:00:00Z",
+                }
+            ]
+        }
+    )
+
     id: int = Field(description="Monotonic per platform; pass as `after_id` to page")
     name: str
     step: int | None = None
@@ -46,12 +78,31 @@ class MetricPointOut(BaseModel):
 
 
 class MetricHistoryResponse(BaseModel):
+    """A page of a job's metric history, oldest first; follow `next_after_id` for more."""
+
     metrics: list[MetricPointOut]
     has_more: bool
     next_after_id: int | None = Field(None, description="Pass as `after_id` for the next page")
 
 
 class CodePackage(BaseModel):
+    """An uploaded training-code archive, addressed by its content hash."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "sha256:" + "ab" * 32,
+                    "sha256": "ab" * 32,
+                    "size_bytes": 2048,
+                    "file_count": 3,
+                    "unpacked_bytes": 6144,
+                    "created_at": "2026-06-01T12:00:00Z",
+                }
+            ]
+        }
+    )
+
     id: str = Field(description="`sha256:` + the archive's SHA-256: name it in a job's `source`")
     sha256: str
     size_bytes: int
@@ -61,6 +112,8 @@ class CodePackage(BaseModel):
 
 
 class StreamStatus(BaseModel):
+    """WebSocket message: the job's status changed (sent first, then on every change)."""
+
     type: Literal["status"] = "status"
     status: JobStatus
     reason: str | None = None
@@ -70,6 +123,8 @@ class StreamStatus(BaseModel):
 
 
 class StreamLog(BaseModel):
+    """WebSocket message: one log line (`id` as in `JobLogLine`)."""
+
     type: Literal["log"] = "log"
     id: int
     timestamp: datetime
@@ -78,6 +133,8 @@ class StreamLog(BaseModel):
 
 
 class StreamMetric(BaseModel):
+    """WebSocket message: one recorded metric value (as in `MetricPointOut`)."""
+
     type: Literal["metric"] = "metric"
     id: int
     name: str
@@ -87,6 +144,12 @@ class StreamMetric(BaseModel):
 
 
 class StreamEnd(BaseModel):
+    """WebSocket message: the job reached a final status; the server then closes (1000)."""
+
     type: Literal["end"] = "end"
     status: JobStatus
     error_message: str | None = None
+
+
+WEBSOCKET_MESSAGES: tuple[type[BaseModel], ...] = (StreamStatus, StreamLog, StreamMetric, StreamEnd)
+"""The typed messages of ``/v1/jobs/training/{id}/stream``, told apart by ``type``."""

@@ -46,12 +46,16 @@ JOB_NAME_PATTERN = r"^[a-z0-9-]+$"
 
 
 class ComputeType(str, Enum):
+    """The kind of machine a job asks for."""
+
     CPU = "cpu"
     GPU = "gpu"
     TPU = "tpu"
 
 
 class FrameworkType(str, Enum):
+    """The ML framework a job's code uses (it picks the runtime image)."""
+
     PYTORCH = "pytorch"
     TENSORFLOW = "tensorflow"
     SKLEARN = "sklearn"
@@ -227,6 +231,8 @@ class TrainingJob(BaseModel):
 
 
 class JobListResponse(BaseModel):
+    """A page of the tenant's training jobs, newest first (`page`, `page_size`, `total`)."""
+
     jobs: list[TrainingJob]
     total: int
     page: int

@@ -68,6 +68,8 @@ ARTIFACT_FORMATS = tuple(f.value for f in ModelFormat)
 
 
 class FeatureDType(str, Enum):
+    """The data type of one model input column."""
+
     FLOAT32 = "float32"
     FLOAT64 = "float64"
     INT32 = "int32"
@@ -78,6 +80,10 @@ class FeatureDType(str, Enum):
 
 class InputFeature(RequestModel):
     """One model input column, in the order the model expects it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "tenure_months", "dtype": "float64"}]}
+    )
 
     name: SafeStr = Field(..., min_length=1, max_length=255)
     dtype: FeatureDType = FeatureDType.FLOAT64
@@ -114,12 +120,16 @@ class ModelSignature(RequestModel):
 
 
 class SignatureSource(str, Enum):
+    """Where a version's signature came from: given, inferred from the file, or none."""
+
     GIVEN = "given"
     INFERRED = "inferred"
     NONE = "none"
 
 
 class VersionSourceKind(str, Enum):
+    """How a version's artifact arrived: from a training job, an upload, or a URI."""
+
     JOB = "job"
     UPLOAD = "upload"
     URI = "uri"
@@ -167,6 +177,8 @@ class ModelUpdate(RequestModel):
 
 
 class Model(BaseModel):
+    """A registered model: a name that groups numbered versions and aliases."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "example": {
@@ -202,6 +214,8 @@ class Model(BaseModel):
 
 
 class ModelListResponse(BaseModel):
+    """A page of the tenant's models (`page`, `page_size`, `total`)."""
+
     models: list[Model]
     total: int
     page: int
@@ -261,6 +275,8 @@ class ModelVersionCreate(RequestModel):
 
 
 class VersionSource(BaseModel):
+    """Where a version's artifact came from (`job_id`, `uri` or the uploaded `filename`)."""
+
     kind: VersionSourceKind
     job_id: str | None = None
     uri: str | None = None
@@ -278,6 +294,8 @@ class Lineage(BaseModel):
 
 
 class ModelVersion(BaseModel):
+    """One immutable version of a model: its artifact, format, signature and lineage."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "example": {
@@ -330,6 +348,8 @@ class ModelVersion(BaseModel):
 
 
 class ModelVersionListResponse(BaseModel):
+    """A page of a model's versions (`page`, `page_size`, `total`)."""
+
     versions: list[ModelVersion]
     total: int
     page: int
@@ -338,12 +358,16 @@ class ModelVersionListResponse(BaseModel):
 
 
 class ModelAliasUpdate(RequestModel):
+    """Point an alias (e.g. `production`) at a version of the model."""
+
     model_config = ConfigDict(json_schema_extra={"example": {"version": 3}})
 
     version: PositiveInt32 = Field(..., description="The version the alias points to")
 
 
 class ModelAlias(BaseModel):
+    """A named pointer (e.g. `production`) to one version of a model."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "example": {

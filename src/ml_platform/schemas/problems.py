@@ -6,6 +6,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class FieldError(BaseModel):
+    """One offending field of a rejected request: where it is and what is wrong with it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"path": "body.compute.cpu_cores", "message": "must be >= 1"}]
+        }
+    )
+
     path: str = Field(description="Where the bad value is, e.g. `body.compute.cpu_cores`")
     message: str
 

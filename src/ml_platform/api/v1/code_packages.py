@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from ml_platform.api.deps import ContextDep, PrincipalDep
-from ml_platform.api.responses import AUTHED, problems
+from ml_platform.api.responses import AUTHED, problems, rejected_when
 from ml_platform.core.errors import (
+    FieldViolation,
     InvalidArgument,
     PayloadTooLarge,
     Unavailable,
@@ -42,6 +43,7 @@ UPLOAD_BODY = {
                     "type": "object",
                     "required": ["file"],
                     "properties": {"file": {"type": "string", "format": "binary"}},
+                    "additionalProperties": False,  # other fields: 422 (or 400 past 5 fields)
                 }
             },
         },
@@ -71,6 +73,12 @@ async def _read_archive(request: Request, limit: int) -> bytes:
     if media.startswith("multipart/form-data"):
         form = await request.form(max_files=1, max_fields=5, max_part_size=limit)
         try:
+            unknown = sorted(set(form.keys()) - {"file"})
+            if unknown:
+                raise InvalidArgument(
+                    f"unknown form field {unknown[0][:64]!r}: send only the field 'file'",
+                    [FieldViolation(f"body.{unknown[0][:64]}", "unknown form field")],
+                )
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
                 raise InvalidArgument("send the archive in a form field named 'file'")
@@ -109,6 +117,9 @@ async def _read_archive(request: Request, limit: int) -> bytes:
     openapi_extra=UPLOAD_BODY,
     responses={
         **problems(400, 413, 415, 422, *AUTHED),
+        **rejected_when(
+            422, "the body is not a readable `.zip` / `.tar.gz` or holds unsafe or too many files"
+        ),
         200: {"description": "The same archive was uploaded before", "model": CodePackage},
     },
 )

@@ -23,7 +23,7 @@ from ml_platform.api.etags import (
     etag_of,
     require_current,
 )
-from ml_platform.api.responses import AUTHED, problems
+from ml_platform.api.responses import AUTHED, problems, rejected_when
 from ml_platform.api.v2.pages import PageTokenQuery, page_by_time, page_response, page_tokens
 from ml_platform.api.v2.schemas import DeploymentPage, DeploymentV2
 from ml_platform.api.versioning import (
@@ -86,6 +86,9 @@ def deployments_router(version: ApiVersion) -> APIRouter:
         dependencies=[JsonBody],
         responses={
             **problems(400, 409, 413, 415, 422, *AUTHED),
+            **rejected_when(
+                422, "`model` names no model of your tenant, or `version` / `alias` none of its"
+            ),
             201: {
                 "description": "The deployment, `pending` until the serving plane has loaded it",
                 **({"headers": {**ETAG_HEADER, **dated}} if v2 else {}),

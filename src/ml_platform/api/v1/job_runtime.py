@@ -101,6 +101,34 @@ SSE_DOC = {
         "text/event-stream": {
             "schema": {"type": "string"},
             "example": 'event: log\nid: 1\ndata: {"id": 1, "line": "epoch 1"}\n\n',
+            # each event's name, id and the JSON Schema of its `data`
+            "x-sse-events": {
+                "log": {
+                    "id": "the line id: send it back as Last-Event-ID to resume",
+                    "data": {"$ref": "#/components/schemas/JobLogLine"},
+                },
+                "end": {
+                    "data": {
+                        "type": "object",
+                        "properties": {
+                            "status": {
+                                "anyOf": [
+                                    {"$ref": "#/components/schemas/JobStatus"},
+                                    {"type": "null"},
+                                ]
+                            }
+                        },
+                        "required": ["status"],
+                    }
+                },
+                "error": {
+                    "data": {
+                        "type": "object",
+                        "properties": {"code": {"type": "string"}, "detail": {"type": "string"}},
+                        "required": ["code", "detail"],
+                    }
+                },
+            },
         }
     },
 }

@@ -22,7 +22,7 @@ from ml_platform.api.etags import (
     etag_of,
     require_current,
 )
-from ml_platform.api.responses import AUTHED, problems
+from ml_platform.api.responses import AUTHED, problems, rejected_when
 from ml_platform.api.v2.schemas import TrainingJobPage, TrainingJobV2
 from ml_platform.api.versioning import (
     API_DATE_LEAN_LISTS,
@@ -111,6 +111,11 @@ def jobs_router(version: ApiVersion) -> APIRouter:
         dependencies=[JsonBody],
         responses={
             **problems(400, 403, 413, 415, 422, *AUTHED),
+            **rejected_when(
+                422,
+                "`source` names a code package your tenant does not have, or `data_path` / "
+                "`output_path` is outside your tenant's areas",
+            ),
             201: {
                 "description": "The job, queued as `pending`",
                 "headers": {**ETAG_HEADER, **version_headers},

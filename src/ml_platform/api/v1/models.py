@@ -21,7 +21,7 @@ from ml_platform.api.etags import ETAG_HEADER, NOT_MODIFIED, IfNoneMatch, etag_o
 from ml_platform.api.etags import cached as _cached
 from ml_platform.api.etags import if_match_value as _if_match
 from ml_platform.api.etags import matches as _matches
-from ml_platform.api.responses import AUTHED, problems
+from ml_platform.api.responses import AUTHED, problems, rejected_when
 from ml_platform.api.v1.jobs import FrameworkQuery, PageSizeQuery, TagsQuery, parse_tag_filter
 from ml_platform.api.v1.model_uploads import read_json_body, stage_multipart
 from ml_platform.api.v2.pages import (
@@ -358,6 +358,12 @@ def models_router(version: ApiVersion) -> APIRouter:
         openapi_extra=_VERSION_BODY,
         responses={
             **problems(400, 404, 409, 413, 415, 422, *AUTHED),
+            **rejected_when(400, "a multipart `signature` or `metadata` part is not JSON"),
+            **rejected_when(
+                422,
+                "the file is not a model of a supported format, or `job_id` / `uri` names "
+                "no job output or readable artifact",
+            ),
             201: {
                 "description": "The new version (numbers are consecutive per model)",
                 "headers": {**ETAG_HEADER, **dated},
@@ -615,6 +621,7 @@ def models_router(version: ApiVersion) -> APIRouter:
         dependencies=[JsonBody],
         responses={
             **problems(400, 404, 412, 415, 422, *AUTHED),
+            **rejected_when(422, "`version` names no version of the model"),
             200: {"description": "The alias, moved", "headers": {**ETAG_HEADER, **dated}},
             201: {"description": "The alias, created", "headers": {**ETAG_HEADER, **dated}},
         },
