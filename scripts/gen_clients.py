@@ -45,7 +45,11 @@ class Target:
 
 
 TARGETS = (
-    Target("python", "python", "packageName=ml_platform_client,projectName=ml-platform-client"),
+    Target(
+        "python",
+        "python",
+        "packageName=ml_platform_client,projectName=ml-platform-client,packageVersion=0.1.0",
+    ),
     Target(
         "typescript",
         "typescript-axios",

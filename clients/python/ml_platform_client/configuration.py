@@ -602,7 +602,7 @@ conf = ml_platform_client.Configuration(
                "OS: {env}\n"\
                "Python Version: {pyversion}\n"\
                "Version of the API: 0.1.0\n"\
-               "SDK Package Version: 1.0.0".\
+               "SDK Package Version: 0.1.0".\
                format(env=sys.platform, pyversion=sys.version)
 
     def get_host_settings(self) -> List[HostSetting]:
@@ -613,7 +613,7 @@ conf = ml_platform_client.Configuration(
         return [
             {
                 'url': "",
-                'description': "The server of this document",
+                'description': "No description provided",
             }
         ]
 

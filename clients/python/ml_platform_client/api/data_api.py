@@ -962,9 +962,7 @@ class DataApi:
         _response_types_map: Dict[str, Optional[str]] = {
             '200': "DataFile",
             '201': "DataFile",
-            '400': "Problem",
             '401': "Problem",
-            '404': "Problem",
             '409': "Problem",
             '413': "Problem",
             '415': "Problem",
@@ -1042,9 +1040,7 @@ class DataApi:
         _response_types_map: Dict[str, Optional[str]] = {
             '200': "DataFile",
             '201': "DataFile",
-            '400': "Problem",
             '401': "Problem",
-            '404': "Problem",
             '409': "Problem",
             '413': "Problem",
             '415': "Problem",
@@ -1122,9 +1118,7 @@ class DataApi:
         _response_types_map: Dict[str, Optional[str]] = {
             '200': "DataFile",
             '201': "DataFile",
-            '400': "Problem",
             '401': "Problem",
-            '404': "Problem",
             '409': "Problem",
             '413': "Problem",
             '415': "Problem",

@@ -2563,7 +2563,6 @@ class DeploymentsApi:
 
         _response_types_map: Dict[str, Optional[str]] = {
             '200': "Deployment",
-            '400': "Problem",
             '401': "Problem",
             '404': "Problem",
             '412': "Problem",
@@ -2646,7 +2645,6 @@ class DeploymentsApi:
 
         _response_types_map: Dict[str, Optional[str]] = {
             '200': "Deployment",
-            '400': "Problem",
             '401': "Problem",
             '404': "Problem",
             '412': "Problem",
@@ -2729,7 +2727,6 @@ class DeploymentsApi:
 
         _response_types_map: Dict[str, Optional[str]] = {
             '200': "Deployment",
-            '400': "Problem",
             '401': "Problem",
             '404': "Problem",
             '412': "Problem",
