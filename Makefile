@@ -53,6 +53,7 @@ bench: install
 	@if [ -f bench/jobs.py ]; then $(BIN)/python bench/jobs.py; fi
 	@if [ -f bench/serving.py ]; then $(BIN)/python bench/serving.py; fi
 	$(BIN)/python bench/sdk.py
+	$(BIN)/python bench/governance.py
 
 ## regenerate the committed protobuf modules from protos/ (a test fails when they are stale)
 protos: install

@@ -10,6 +10,7 @@ from ml_platform.store import (
     jobs,
     quotas,
     tenants,
+    usage,
 )
 from ml_platform.store import models as registry_models
 from ml_platform.store.base import Base
@@ -24,4 +25,5 @@ __all__ = [
     "quotas",
     "registry_models",
     "tenants",
+    "usage",
 ]
