@@ -341,3 +341,25 @@ def test_rejections_are_counted_by_limit(
     for _ in range(2):
         assert client.post("/v1/jobs/training", json=spec()).status_code == 429
     assert rejected() == before + 2
+
+
+def test_the_sdk_reads_the_same_quotas_sync_and_async(
+    platform: Platform, admin: Admin, tenant: Tenant, client: httpx.Client
+) -> None:
+    import asyncio
+
+    from ml_platform.client import AsyncClient, Client
+
+    admin.set(tenant, max_queued_jobs=7)
+    assert client.post("/v1/jobs/training", json=spec()).status_code == 201
+    with Client(base_url=platform.base_url, api_key=tenant.api_key) as sdk:
+        found = sdk.quotas()
+    assert found.tenant_id == tenant.id
+    assert found["max_queued_jobs"].limit == 7 and found["max_queued_jobs"].usage == 1
+    assert found["max_queued_jobs"].kind == "hard" and found.request_id
+
+    async def read() -> Any:
+        async with AsyncClient(base_url=platform.base_url, api_key=tenant.api_key) as sdk:
+            return await sdk.quotas()
+
+    assert asyncio.run(read()).raw == found.raw

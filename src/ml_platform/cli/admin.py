@@ -301,3 +301,93 @@ def usage(
         ],
         keep=("day",),
     )
+
+
+quota_app = new_app(help="Show and set a tenant's quotas (acting on the store).")
+app.add_typer(quota_app, name="quota")
+
+_LIMIT = "Quota override (unset: keep; see --reset)"
+
+
+@quota_app.command("show")
+def quota_show(
+    tenant: Annotated[str, typer.Argument(help="Tenant name or id")],
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    output: OutputOption = Output.TEXT,
+) -> None:
+    """A tenant's quotas beside its usage (the same document as GET /v1/quotas)."""
+    from ml_platform.cli.quotas import show_quotas
+    from ml_platform.core.errors import PlatformError
+    from ml_platform.governance.quotas import quota_view
+
+    context = open_platform(load_settings(data_dir=data_dir, database_url=database_url))
+    assert context.quotas is not None
+    try:
+        target = context.auth.resolve_tenant(tenant)
+    except PlatformError as exc:
+        fail(str(exc))
+    view = quota_view(context.quotas.report(target.id), target.name)
+    show_quotas(view.model_dump(mode="json"), output)
+
+
+@quota_app.command("set")
+def quota_set(
+    tenant: Annotated[str, typer.Argument(help="Tenant name or id")],
+    max_concurrent_jobs: Annotated[
+        int | None, typer.Option("--max-concurrent-jobs", min=0, help=_LIMIT)
+    ] = None,
+    max_gpus: Annotated[int | None, typer.Option("--max-gpus", min=0, help=_LIMIT)] = None,
+    max_cpu_cores: Annotated[
+        float | None, typer.Option("--max-cpu-cores", min=0, help=_LIMIT)
+    ] = None,
+    max_memory_gb: Annotated[
+        float | None, typer.Option("--max-memory-gb", min=0, help=_LIMIT)
+    ] = None,
+    max_queued_jobs: Annotated[
+        int | None, typer.Option("--max-queued-jobs", min=0, help=_LIMIT)
+    ] = None,
+    max_deployments: Annotated[
+        int | None, typer.Option("--max-deployments", min=0, help=_LIMIT)
+    ] = None,
+    max_storage_bytes: Annotated[
+        int | None, typer.Option("--max-storage-bytes", min=0, help=_LIMIT)
+    ] = None,
+    reset: Annotated[
+        list[str] | None,
+        typer.Option("--reset", help="Back to the platform default: a quota name (repeatable)"),
+    ] = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+    output: OutputOption = Output.TEXT,
+) -> None:
+    """Change a tenant's quota overrides; quotas not named keep theirs (like PATCH
+    /v1/admin/tenants/{tenant}/quotas). Takes effect at once."""
+    from ml_platform.cli.quotas import show_quotas
+    from ml_platform.core.errors import PlatformError
+    from ml_platform.governance.quotas import quota_view
+
+    given = {
+        "max_concurrent_jobs": max_concurrent_jobs,
+        "max_gpus": max_gpus,
+        "max_cpu_cores": max_cpu_cores,
+        "max_memory_gb": max_memory_gb,
+        "max_queued_jobs": max_queued_jobs,
+        "max_deployments": max_deployments,
+        "max_storage_bytes": max_storage_bytes,
+    }
+    changes: dict[str, float | None] = {k: v for k, v in given.items() if v is not None}
+    for name in reset or []:
+        if name in changes:
+            fail(f"{name} is both set and reset")
+        changes[name] = None
+    if not changes:
+        fail("nothing to change: give --max-... values or --reset NAME")
+    context = open_platform(load_settings(data_dir=data_dir, database_url=database_url))
+    assert context.quotas is not None
+    try:
+        target = context.auth.resolve_tenant(tenant)
+        report = context.quotas.update_overrides(target.id, changes)
+    except PlatformError as exc:
+        fail(str(exc))
+    show_quotas(quota_view(report, target.name).model_dump(mode="json"), output)

@@ -6,7 +6,18 @@ from typing import Annotated
 
 import typer
 
-from ml_platform.cli import admin, data, db, deployments, jobs, login, models, predict, train
+from ml_platform.cli import (
+    admin,
+    data,
+    db,
+    deployments,
+    jobs,
+    login,
+    models,
+    predict,
+    quotas,
+    train,
+)
 from ml_platform.cli._common import new_app
 from ml_platform.cli._sdk import EXIT_CODES_HELP, Connection, set_connection
 from ml_platform.cli.serve import serve
@@ -57,6 +68,7 @@ app.command("predict")(predict.predict)
 app.add_typer(data.app, name="data")
 app.command("login")(login.login)
 app.command("whoami")(login.whoami)
+app.command("quotas")(quotas.quotas)
 app.add_typer(admin.app, name="admin")
 app.add_typer(db.app, name="db")
 app.command("server")(server)

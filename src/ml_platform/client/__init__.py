@@ -41,6 +41,8 @@ from ml_platform.client._models import (
     ModelAlias,
     ModelVersion,
     Prediction,
+    Quota,
+    Quotas,
 )
 from ml_platform.client._pagination import AsyncPager, SyncPager
 from ml_platform.client._sync import (
@@ -85,6 +87,8 @@ __all__ = [
     "Models",
     "PermissionDeniedError",
     "Prediction",
+    "Quota",
+    "Quotas",
     "RateLimitError",
     "ResourceNotFoundError",
     "ServerError",

@@ -45,6 +45,7 @@ from ml_platform.client._models import (
     ModelAlias,
     ModelVersion,
     Prediction,
+    Quotas,
 )
 from ml_platform.client._packaging import pack_directory
 from ml_platform.client._pagination import AsyncPager
@@ -639,3 +640,7 @@ class AsyncClient(BaseClient):
     async def me(self) -> Me:
         """Who this client is authenticated as (principal, tenant, data area)."""
         return await self._fetch(Me, Req("GET", "/v1/me"))
+
+    async def quotas(self) -> Quotas:
+        """This tenant's quotas, each limit beside the current usage (``GET /v1/quotas``)."""
+        return await self._fetch(Quotas, Req("GET", "/v1/quotas"))

@@ -27,6 +27,8 @@ __all__ = [
     "ModelAlias",
     "ModelVersion",
     "Prediction",
+    "Quota",
+    "Quotas",
 ]
 
 TERMINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
@@ -182,6 +184,32 @@ class Me(APIObject):
     tenant_id: str = ""
     tenant_name: str = ""
     data_prefix: str = "data/"
+
+
+class Quota(APIObject):
+    """One tenant quota: ``limit`` (None: no limit) beside the tenant's current ``usage``."""
+
+    name: str = ""
+    limit: int | float | None = None
+    usage: int | float = 0
+    unit: str = ""
+    kind: str = ""  # "delay" (jobs wait) or "hard" (creations refused with 429)
+    source: str = ""  # "default" or "override"
+    description: str = ""
+
+
+class Quotas(APIObject):
+    """The tenant's quotas (``client.quotas()``); ``quotas["max_gpus"]`` finds one by name."""
+
+    tenant_id: str = ""
+    tenant_name: str = ""
+    quotas: list[Quota] = Field(default_factory=list)
+
+    def __getitem__(self, name: str) -> Quota:
+        for quota in self.quotas:
+            if quota.name == name:
+                return quota
+        raise KeyError(name)
 
 
 class DataFile(APIObject):

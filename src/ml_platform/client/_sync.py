@@ -44,6 +44,7 @@ from ml_platform.client._models import (
     ModelAlias,
     ModelVersion,
     Prediction,
+    Quotas,
 )
 from ml_platform.client._packaging import pack_directory
 from ml_platform.client._pagination import SyncPager
@@ -592,3 +593,7 @@ class Client(BaseClient):
     def me(self) -> Me:
         """Who this client is authenticated as (principal, tenant, data area)."""
         return self._fetch(Me, Req("GET", "/v1/me"))
+
+    def quotas(self) -> Quotas:
+        """This tenant's quotas, each limit beside the current usage (``GET /v1/quotas``)."""
+        return self._fetch(Quotas, Req("GET", "/v1/quotas"))
