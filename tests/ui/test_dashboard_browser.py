@@ -81,17 +81,6 @@ def _dataset(platform: Platform, tenant: Tenant) -> str:
     return "data/churn/train.csv"
 
 
-def _until(check: Any, what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout  # a safety net against hangs, not an assertion
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 @dataclass
 class Live:
     platform: Platform
@@ -161,11 +150,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, database_url_factory: Any) ->
         assert alias.status_code in (200, 201), alias.text
         deployed = client.post("/v1/deployments", json={"name": "fraud-api", "model": "fraud"})
         assert deployed.status_code == 201, deployed.text
-        _until(
-            lambda: client.get("/v1/deployments/fraud-api").json()["status"] == "ready",
-            "the deployment to load",
-        )
-        timings["deploy"] = time.monotonic() - began
+        # it loads while the browser works through the jobs pages (the page shows it ready)
         assert wait_for(client, streamed["id"], {"succeeded", "failed"})["status"] == "succeeded"
         _add_points(platform, owner, streamed["id"], STREAM_POINTS)
         timings["points"] = time.monotonic() - began

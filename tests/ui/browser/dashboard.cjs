@@ -192,6 +192,11 @@ async function main() {
     // -- a deployment, and a prediction from its form -----------------------------------------
     await page.click("nav a[href='/ui/deployments']");
     await page.waitForSelector("[data-testid=deployments-table]");
+    // the list refreshes by itself until the serving plane has loaded the model
+    await page.waitForSelector(
+      `tr[data-deployment="${config.deployment}"] .badge[data-status=ready]`,
+      { timeout: 120000 },
+    );
     await shot(page, "deployments");
     await page.click(`tr[data-deployment="${config.deployment}"] a`);
     await page.waitForSelector("form.predict");

@@ -283,8 +283,29 @@ export function jobView(root: HTMLElement, params: Record<string, string>) {
     }
   };
 
+  // a finished job has nothing left to stream: its logs and points come from REST alone
+  const loadFinished = async () => {
+    const { logs: lines } = await call<{ logs: { id: number; line: string; stream: string }[] }>(
+      `/v1/jobs/training/${enc(jobId)}/logs${query({ tail: 10000 })}`,
+    );
+    for (const line of lines) {
+      onMessage({ type: "log", id: line.id, line: line.line, stream: line.stream, timestamp: "" });
+    }
+    await loadHistory();
+  };
+
   void refresh().then(() => {
-    if (stopped) return;
+    if (stopped || !job) return;
+    void findVersions(jobId, models);
+    if (TERMINAL.has(job.status)) {
+      onState("connecting");
+      loadFinished()
+        .then(() => onState("ended"))
+        .catch((error: unknown) => {
+          if (!stopped) notice.append(errorBox(error));
+        });
+      return;
+    }
     // both deliver points in id order from the first; MetricSeries keeps each id once
     void loadHistory().catch((error: unknown) => {
       if (!stopped) notice.append(errorBox(error));
@@ -297,7 +318,6 @@ export function jobView(root: HTMLElement, params: Record<string, string>) {
     });
     (window as unknown as { __mlpStream?: JobStream }).__mlpStream = stream;
     stream.start();
-    void findVersions(jobId, models);
   });
 
   return () => {

@@ -175,7 +175,7 @@ export function jobsView(root: HTMLElement, _params: Record<string, string>, sea
           : empty(
               "No training jobs yet",
               "Submit one with ",
-              h("code", null, "mlp jobs submit"),
+              h("code", null, "mlp train"),
               " or ",
               h("code", null, 'client.train(entrypoint="train.py", source_dir=".")'),
               "; it appears here as soon as it is queued.",

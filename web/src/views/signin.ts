@@ -26,8 +26,10 @@ export function signInView(root: HTMLElement, search: URLSearchParams, signedIn:
     h(
       "p",
       { id: "key-help", class: "help" },
-      "`mlp server` prints the first key and saves it to your credentials file; ",
-      "`mlp admin keys create` makes more. The key stays in this tab only (session storage).",
+      h("code", null, "mlp server"),
+      " prints the first key and saves it to your credentials file; ",
+      h("code", null, "mlp admin create-api-key"),
+      " makes more. The key stays in this tab only (session storage).",
     ),
     message,
     button,
