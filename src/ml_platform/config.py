@@ -227,7 +227,8 @@ class Settings(BaseSettings):
         default=True, description="Redis unreachable: admit (true) or answer 503 (false)"
     )
     redis_url: str | None = Field(
-        default=None, description="Shared rate-limit budgets for every replica"
+        default=None,
+        description="Shared rate-limit budgets and live job-log fan-out for every replica",
     )
     rate_limit_key_prefix: str = "mlp-ratelimit"
 

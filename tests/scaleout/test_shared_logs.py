@@ -7,8 +7,12 @@ import asyncio
 import secrets
 from pathlib import Path
 
+import pytest
+
 from ml_platform.jobs.logs import LogLine, LogStore
 from tests.conftest import Platform
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def _job_id() -> str:
@@ -82,3 +86,48 @@ def test_a_follower_on_another_replica_gets_live_lines_and_resumes(
     received, resumed = asyncio.run(scenario())
     assert [line.text for line in received] == ["live 1", "live 2", "live 3", "last words"]
     assert [line.id for line in resumed] == [3, 4]  # Last-Event-ID: 2 -> nothing lost or repeated
+
+
+def test_redis_wakes_a_follower_on_another_replica_at_once(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """The follower polls only once a minute: the line reaches it by the Redis wake-up."""
+    from ml_platform.jobs.log_fanout import RedisLogFanout
+
+    if platform.db.dialect == "sqlite":
+        pytest.skip("one machine: no fan-out needed")
+    prefix = f"mlp-logs-test-{secrets.token_hex(4)}"
+    writer_fanout = RedisLogFanout(REDIS_URL, prefix=prefix)
+    follower_fanout = RedisLogFanout(REDIS_URL, prefix=prefix)
+    writer = LogStore(tmp_path / "a", db=platform.db, fanout=writer_fanout)
+    follower = LogStore(tmp_path / "b", db=platform.db, poll_interval=60, fanout=follower_fanout)
+    job = _job_id()
+    done = False
+
+    async def is_finished() -> bool:
+        return done
+
+    async def scenario() -> list[str]:
+        nonlocal done
+        received: list[str] = []
+
+        async def follow() -> None:
+            async for line in follower.follow(job, 0, is_finished):
+                received.append(line.text)
+                if line.text == "second":
+                    return
+
+        task = asyncio.create_task(follow())
+        await asyncio.sleep(0.5)  # the follower is parked in its minute-long poll
+        for text in ("first", "second"):
+            await asyncio.to_thread(writer.append, job, text, "stdout")
+            await asyncio.sleep(0.2)  # each line is its own wake-up (the listener subscribed)
+        await asyncio.wait_for(task, 20)  # far below the poll: only Redis can have woken it
+        done = True
+        return received
+
+    try:
+        assert asyncio.run(scenario()) == ["first", "second"]
+    finally:
+        writer_fanout.close()
+        follower_fanout.close()

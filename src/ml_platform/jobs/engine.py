@@ -64,7 +64,15 @@ class JobEngine:
         data_dir = Path(settings.data_dir).resolve()
         # Log lines in the database where replicas share one (PostgreSQL); SQLite is one
         # machine's store, so its lines stay in files (and its single writer stays free).
-        self.logs = LogStore(data_dir / "jobs", db=None if db.dialect == "sqlite" else db)
+        shared_logs = db.dialect != "sqlite"
+        fanout = None
+        if shared_logs and settings.redis_url:
+            from ml_platform.jobs.log_fanout import RedisLogFanout
+
+            fanout = RedisLogFanout(settings.redis_url)
+        self.logs = LogStore(
+            data_dir / "jobs", db=db if shared_logs else None, fanout=fanout
+        )
         self.storage = storage_from_settings(settings)
         self.packages = CodePackageStore(
             self.storage,

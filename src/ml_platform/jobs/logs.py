@@ -16,7 +16,8 @@ With a database (``LogStore(root, db=...)``, what the server uses) the lines are
 replica's scheduler runs, while it runs and after, with the same ids (line numbers), so
 ``Last-Event-ID`` resumes work across replicas too. The server does so on PostgreSQL; on
 SQLite (one machine by definition) it keeps the file form, as do tools and tests without a
-store. Lines may be appended inside another open transaction (the scheduler does): on
+store. With Redis (``fanout``) an append wakes the followers on every replica at once;
+without it they poll. Lines may be appended inside another open transaction (the scheduler does): on
 PostgreSQL that is a second connection writing another table, never a lock wait.
 """
 
@@ -26,6 +27,7 @@ import asyncio
 import contextlib
 import os
 import threading
+import time
 from array import array
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from ml_platform.store.job_runtime import JobLogRepository, LogLineRecord
 
 if TYPE_CHECKING:
+    from ml_platform.jobs.log_fanout import RedisLogFanout
     from ml_platform.store.db import Database
 
 MAX_LINE_CHARS = 16 * 1024
@@ -46,6 +49,11 @@ MAX_LINE_CHARS = 16 * 1024
 
 _MAX_CACHED_INDEXES = 512
 _APPEND_ATTEMPTS = 8
+_RECENT_LINES = 4096
+_RECENT_JOBS = 256
+_SHARED_READ_SECONDS = 0.05
+"""A follower woken by its poll (not by a notification) reuses another follower's read of
+the job's last line when it is at most this old."""
 
 
 @dataclass(frozen=True)
@@ -81,17 +89,61 @@ class _Index:
         self.scanned_to = 0
 
 
+class _Recent:
+    """The latest lines of one job this process saw (a contiguous run of ids), so that many
+    followers of one job cost one database read per new batch, not one each."""
+
+    __slots__ = ("generation", "lines", "verified_at")
+
+    def __init__(self) -> None:
+        self.lines: list[LogLine] = []
+        self.generation = -1
+        """The wake-up generation at which ``last_id`` was known to be the job's last line."""
+        self.verified_at = 0.0
+
+    @property
+    def last_id(self) -> int:
+        return self.lines[-1].id if self.lines else 0
+
+    def slice(self, after_id: int, limit: int | None) -> list[LogLine]:
+        if not self.lines or after_id >= self.last_id or after_id + 1 < self.lines[0].id:
+            return []
+        start = after_id + 1 - self.lines[0].id
+        return self.lines[start : None if limit is None else start + limit]
+
+    def add(self, new: list[LogLine]) -> None:
+        if not new:
+            return
+        if self.lines and new[0].id <= self.last_id + 1 <= new[-1].id:
+            self.lines.extend(new[self.last_id + 1 - new[0].id :])
+        elif not self.lines or new[0].id > self.last_id + 1:
+            self.lines = list(new)
+        if len(self.lines) > _RECENT_LINES:
+            del self.lines[: len(self.lines) - _RECENT_LINES]
+
+
 class LogStore:
     """Files under ``root/<job_id>/job.log``; safe to share between threads."""
 
     def __init__(
-        self, root: Path, *, poll_interval: float = 0.25, db: Database | None = None
+        self,
+        root: Path,
+        *,
+        poll_interval: float = 0.25,
+        db: Database | None = None,
+        fanout: RedisLogFanout | None = None,
     ) -> None:
+        """``fanout`` (with ``db``): wake followers on every replica through Redis the moment
+        any replica appends, instead of at their next poll."""
         self._root = root
         self._poll_interval = poll_interval
         self._db = db
+        self._fanout = fanout if db is not None else None
         self._write_lock = threading.Lock()
         self._lock = threading.Lock()
+        self._recent: OrderedDict[str, _Recent] = OrderedDict()
+        self._read_locks: dict[str, threading.Lock] = {}
+        self._generations: dict[str, int] = {}
         self._indexes: OrderedDict[str, _Index] = OrderedDict()
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
 
@@ -122,7 +174,9 @@ class LogStore:
                 pieces.append(clean[start : start + MAX_LINE_CHARS])
         if self._db is not None:
             self._append_rows(job_id, [(now, stream, piece) for piece in pieces])
-            self._notify(job_id)
+            self._notify(job_id, appended=True)
+            if self._fanout is not None:
+                self._fanout.publish(job_id)
             return
         stamp = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
         records = [f"{stamp} {stream} {piece}\n" for piece in pieces]
@@ -146,7 +200,24 @@ class LogStore:
                 try:
                     with self._db.transaction() as session:
                         repo = JobLogRepository(session)
-                        repo.append(job_id, repo.last_line_id(job_id) + 1, rows)
+                        first = repo.last_line_id(job_id) + 1
+                        repo.append(job_id, first, rows)
+                    lines = [
+                        LogLine(first + i, created_at, stream, text)
+                        for i, (created_at, stream, text) in enumerate(rows)
+                    ]
+                    with self._lock:
+                        recent = self._recent_for(job_id)
+                        verified = first == 1 or (
+                            recent.last_id == first - 1
+                            and recent.generation == self._generations.get(job_id, 0)
+                        )
+                        recent.add(lines)
+                        generation = self._generations[job_id] = (
+                            self._generations.get(job_id, 0) + 1
+                        )
+                        if verified:  # this process writes the job: its cache is whole
+                            recent.generation = generation
                     return
                 except IntegrityError:
                     if attempt == _APPEND_ATTEMPTS - 1:
@@ -165,11 +236,7 @@ class LogStore:
     def read_after(self, job_id: str, after_id: int = 0, limit: int | None = None) -> list[LogLine]:
         """Lines with ``id > after_id`` in order, at most ``limit`` of them."""
         if self._db is not None:
-            if limit is not None and limit <= 0:
-                return []
-            with self._db.read() as session:
-                records = JobLogRepository(session).after(job_id, max(after_id, 0), limit)
-            return [_from_record(record) for record in records]
+            return self._read_rows(job_id, max(after_id, 0), limit, fresh=True)
         with self._lock:
             index = self._refresh(job_id)
             total = len(index.offsets)
@@ -206,15 +273,19 @@ class LogStore:
         """
         cursor = after_id
         loop = asyncio.get_running_loop()
+        if self._fanout is not None:
+            self._fanout.listen(self._notify)
+        fresh = True  # the first read, and every read after a poll timeout, asks the store
         while True:
             future: asyncio.Future[None] = loop.create_future()
             self._add_waiter(job_id, loop, future)
             try:
-                lines = await self._read_for_follower(job_id, cursor, batch)
+                lines = await self._read_for_follower(job_id, cursor, batch, fresh=fresh)
                 if lines:
                     for line in lines:
                         yield line
                     cursor = lines[-1].id
+                    fresh = False
                     continue
                 if await is_finished():
                     # The job is over: drain whatever landed between the read and the check.
@@ -223,14 +294,86 @@ class LogStore:
                             yield line
                         cursor = rest[-1].id
                     return
+                fresh = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(future), self._poll_interval)
+                    fresh = False  # woken by a notification: the cache knows what it brought
             finally:
                 self._remove_waiter(job_id, loop, future)
 
-    async def _read_for_follower(self, job_id: str, after_id: int, batch: int) -> list[LogLine]:
-        if self._db is not None:  # a database round trip: off the event loop
-            return await asyncio.to_thread(self.read_after, job_id, after_id, batch)
+    def _read_rows(
+        self, job_id: str, after_id: int, limit: int | None, *, fresh: bool
+    ) -> list[LogLine]:
+        """Lines from the database, through the per-job cache. ``fresh=False`` (a follower
+        woken by a notification) trusts the cache while no newer notification came."""
+        if limit is not None and limit <= 0:
+            return []
+        with self._lock:
+            hit = self._cached(job_id, after_id, limit, fresh=fresh)
+            if hit is not None:
+                return hit
+            read_lock = self._read_locks.setdefault(job_id, threading.Lock())
+        with read_lock:  # one database read per job at a time; the others reuse it
+            with self._lock:
+                hit = self._cached(job_id, after_id, limit, fresh=fresh, shared=True)
+                if hit is not None:
+                    return hit
+                generation = self._generations.get(job_id, 0)
+            with self._db.read() as session:  # type: ignore[union-attr]
+                records = JobLogRepository(session).after(job_id, after_id, limit)
+            lines = [_from_record(record) for record in records]
+            with self._lock:
+                recent = self._recent_for(job_id)
+                recent.add(lines)
+                reached_end = limit is None or len(lines) < limit
+                if reached_end and recent.last_id == (lines[-1].id if lines else after_id):
+                    recent.generation = generation
+                    recent.verified_at = time.monotonic()
+        return lines
+
+    def _cached(
+        self, job_id: str, after_id: int, limit: int | None, *, fresh: bool, shared: bool = False
+    ) -> list[LogLine] | None:
+        """The answer the cache holds, or None when the database must be asked (under lock)."""
+        recent = self._recent.get(job_id)
+        if recent is None:
+            return None
+        hit = recent.slice(after_id, limit)
+        if hit:
+            return hit
+        if after_id != recent.last_id:
+            return None
+        if recent.generation != self._generations.get(job_id, 0):
+            return None  # woken since the cache was known to be whole
+        if not fresh:
+            return []
+        if shared and time.monotonic() - recent.verified_at <= _SHARED_READ_SECONDS:
+            return []  # another follower just read the end
+        return None
+
+    def _recent_for(self, job_id: str) -> _Recent:
+        recent = self._recent.get(job_id)
+        if recent is None:
+            recent = self._recent[job_id] = _Recent()
+            while len(self._recent) > _RECENT_JOBS:
+                evicted, _ = self._recent.popitem(last=False)
+                self._read_locks.pop(evicted, None)
+                self._generations.pop(evicted, None)
+        else:
+            self._recent.move_to_end(job_id)
+        return recent
+
+    async def _read_for_follower(
+        self, job_id: str, after_id: int, batch: int, *, fresh: bool = True
+    ) -> list[LogLine]:
+        if self._db is not None:  # a database round trip (unless cached): off the event loop
+            with self._lock:
+                hit = self._cached(job_id, after_id, batch, fresh=fresh)
+            if hit is not None:
+                return hit
+            return await asyncio.to_thread(
+                self._read_rows, job_id, max(after_id, 0), batch, fresh=fresh
+            )
         # New lines are a few KB in the page cache: reading them inline is cheaper than a
         # thread hop, and keeps delivery latency low with many followers.
         return self.read_after(job_id, after_id, batch)
@@ -295,8 +438,12 @@ class LogStore:
         if not future.done():
             future.cancel()
 
-    def _notify(self, job_id: str) -> None:
+    def _notify(self, job_id: str, *, appended: bool = False) -> None:
+        """Wake the job's followers here. Any wake-up but our own append (whose lines the
+        cache already holds) may mean lines the cache does not know: a new generation."""
         with self._lock:
+            if self._db is not None and job_id in self._recent and not appended:
+                self._generations[job_id] = self._generations.get(job_id, 0) + 1
             waiters = list(self._waiters.get(job_id, ()))
         for loop, future in waiters:
             try:
