@@ -210,11 +210,14 @@ class Storage:
     def download_tree(self, prefix: str, target: Path) -> int:
         """Copy an object (``prefix`` is a key) or every object under ``prefix`` into
         ``target`` (a file, or a directory keeping the relative names); returns the count."""
-        if self._fs.isfile(self._path(prefix)):
+        keys = self.list(prefix)  # one listing: a file lists as itself
+        if keys == [prefix]:
             self.download(prefix, target)
             return 1
         copied = 0
-        for key in self.list(prefix):
+        for key in keys:
+            if not key.startswith(prefix + "/"):
+                continue
             relative = key[len(prefix) + 1 :]
             self.download(key, target.joinpath(*relative.split("/")))
             copied += 1

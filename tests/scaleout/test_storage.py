@@ -114,3 +114,25 @@ def test_settings_put_artifacts_under_the_storage_root(tmp_path: Path) -> None:
     pinned = Settings(data_dir=tmp_path, storage_uri="s3://b/p", artifact_root="s3://art/r")
     assert pinned.resolved_artifact_root == "s3://art/r"
     assert pinned.resolved_artifact_storage_options == {}
+
+
+def test_trees_go_up_and_come_down_whole(storage: Storage, tmp_path: Path) -> None:
+    source = tmp_path / "out"
+    (source / "sub").mkdir(parents=True)
+    (source / "model.bin").write_bytes(b"m")
+    (source / "sub" / "notes.txt").write_bytes(b"n")
+    (source / "link").symlink_to(source / "model.bin")  # never followed or published
+    assert storage.upload_tree(source, "tenants/t1/models/run-1") == 2
+    assert storage.list("tenants/t1/models/run-1") == [
+        "tenants/t1/models/run-1/model.bin",
+        "tenants/t1/models/run-1/sub/notes.txt",
+    ]
+    assert storage.download_tree("tenants/t1/models/run-1", tmp_path / "back") == 2
+    assert (tmp_path / "back" / "sub" / "notes.txt").read_bytes() == b"n"
+    assert storage.download_tree("tenants/t1/models/run-1/model.bin", tmp_path / "one") == 1
+    assert (tmp_path / "one").read_bytes() == b"m"
+    assert storage.download_tree("tenants/t1/missing", tmp_path / "none") == 0
+    uri = storage.uri("tenants/t1/models/run-1")
+    assert storage.key_for_uri(uri) == "tenants/t1/models/run-1"
+    assert storage.key_for_uri(uri + "/") == "tenants/t1/models/run-1"
+    assert storage.key_for_uri("s3://elsewhere/tenants/t1") is None
