@@ -1,10 +1,11 @@
 """Live fan-out of new log lines across replicas through Redis pub/sub.
 
 The lines themselves are in the database (``LogStore`` with a ``db``); this only carries the
-wake-up: after a replica appends lines of a job it publishes the job id on
+wake-up: after a replica appends lines of a job it publishes the job's last line id on
 ``<prefix>:<job id>``, and every replica's one listener thread wakes its local followers of
-that job at once, so a follower on replica B sees a line of a job run by replica A's
-scheduler without waiting for its poll. Losing a message (Redis restarting) only falls back
+that job at once (unless it already holds that line: the writer's own replica), so a
+follower on replica B sees a line of a job run by replica A's scheduler without waiting for
+its poll. Losing a message (Redis restarting) only falls back
 to the poll: no line is ever carried by Redis alone.
 """
 
@@ -31,15 +32,16 @@ class RedisLogFanout:
         self._listener: threading.Thread | None = None
         self._stopped = threading.Event()
 
-    def publish(self, job_id: str) -> None:
-        """Tell every replica that ``job_id`` has new lines (best effort)."""
+    def publish(self, job_id: str, last_line_id: int) -> None:
+        """Tell every replica that ``job_id`` has lines up to ``last_line_id`` (best effort)."""
         try:
-            self._client.publish(f"{self._prefix}:{job_id}", b"")
+            self._client.publish(f"{self._prefix}:{job_id}", str(last_line_id).encode())
         except redis.RedisError as exc:
             logger.debug("log fan-out publish failed (followers fall back to polling): %s", exc)
 
-    def listen(self, on_lines: Callable[[str], None]) -> None:
-        """Start (once) the thread that calls ``on_lines(job_id)`` for every publication."""
+    def listen(self, on_lines: Callable[[str, int], None]) -> None:
+        """Start (once) the thread that calls ``on_lines(job_id, last_line_id)`` for every
+        publication (``last_line_id`` 0 when a message does not say)."""
         with self._lock:
             if self._listener is not None:
                 return
@@ -48,7 +50,7 @@ class RedisLogFanout:
             )
             self._listener.start()
 
-    def _run(self, on_lines: Callable[[str], None]) -> None:
+    def _run(self, on_lines: Callable[[str, int], None]) -> None:
         start = len(self._prefix) + 1
         while not self._stopped.is_set():
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
@@ -58,9 +60,10 @@ class RedisLogFanout:
                     message = pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue
-                    channel = message.get("channel")
+                    channel, data = message.get("channel"), message.get("data")
                     if isinstance(channel, bytes):
-                        on_lines(channel[start:].decode("utf-8", errors="replace"))
+                        last = int(data) if isinstance(data, bytes) and data.isdigit() else 0
+                        on_lines(channel[start:].decode("utf-8", errors="replace"), last)
             except (redis.RedisError, OSError, ValueError) as exc:
                 if self._stopped.is_set():
                     return

@@ -173,10 +173,10 @@ class LogStore:
             for start in range(0, max(len(clean), 1), MAX_LINE_CHARS):
                 pieces.append(clean[start : start + MAX_LINE_CHARS])
         if self._db is not None:
-            self._append_rows(job_id, [(now, stream, piece) for piece in pieces])
+            last = self._append_rows(job_id, [(now, stream, piece) for piece in pieces])
             self._notify(job_id, appended=True)
             if self._fanout is not None:
-                self._fanout.publish(job_id)
+                self._fanout.publish(job_id, last)
             return
         stamp = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
         records = [f"{stamp} {stream} {piece}\n" for piece in pieces]
@@ -190,7 +190,7 @@ class LogStore:
             os.close(fd)
         self._notify(job_id)
 
-    def _append_rows(self, job_id: str, rows: list[tuple[datetime, str, str]]) -> None:
+    def _append_rows(self, job_id: str, rows: list[tuple[datetime, str, str]]) -> int:
         """Number the lines after the job's last one and insert them in one transaction; a
         writer elsewhere that took the same numbers first makes us renumber and retry."""
         assert self._db is not None
@@ -218,10 +218,11 @@ class LogStore:
                         )
                         if verified:  # this process writes the job: its cache is whole
                             recent.generation = generation
-                    return
+                    return lines[-1].id
                 except IntegrityError:
                     if attempt == _APPEND_ATTEMPTS - 1:
                         raise
+        raise AssertionError("unreachable")
 
     # -- reading -------------------------------------------------------------------------
 
@@ -274,7 +275,7 @@ class LogStore:
         cursor = after_id
         loop = asyncio.get_running_loop()
         if self._fanout is not None:
-            self._fanout.listen(self._notify)
+            self._fanout.listen(self._remote_lines)
         fresh = True  # the first read, and every read after a poll timeout, asks the store
         while True:
             future: asyncio.Future[None] = loop.create_future()
@@ -450,6 +451,15 @@ class LogStore:
                 loop.call_soon_threadsafe(_resolve, future)
             except RuntimeError:  # the follower's loop has closed
                 continue
+
+    def _remote_lines(self, job_id: str, last_line_id: int) -> None:
+        """A replica appended lines of ``job_id`` up to ``last_line_id``: wake our followers
+        unless our cache already holds that line (we wrote it ourselves)."""
+        with self._lock:
+            recent = self._recent.get(job_id)
+            if recent is not None and last_line_id and recent.last_id >= last_line_id:
+                return
+        self._notify(job_id)
 
     def notify(self, job_id: str) -> None:
         """Wake followers of ``job_id`` (e.g. when the job reached a terminal state)."""
