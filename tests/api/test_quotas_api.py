@@ -322,25 +322,42 @@ def test_concurrent_submits_at_the_limit_admit_exactly_the_limit(
     assert listed.json()["total"] == limit
 
 
+def _rejected(platform: Platform, limit: str) -> float:
+    """``mlp_quota_rejections_total{limit=...}`` as /metrics shows it now."""
+    text = httpx.get(platform.base_url + "/metrics").text
+    for family in text_string_to_metric_families(text):
+        if family.name == "mlp_quota_rejections":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels == {"limit": limit}:
+                    return sample.value
+    raise AssertionError(f"mlp_quota_rejections_total{{limit={limit}}} missing")
+
+
 def test_rejections_are_counted_by_limit(
     platform: Platform, admin: Admin, tenant: Tenant, client: httpx.Client
 ) -> None:
-    def rejected() -> float:
-        text = httpx.get(platform.base_url + "/metrics").text
-        for family in text_string_to_metric_families(text):
-            if family.name == "mlp_quota_rejections":
-                for sample in family.samples:
-                    if sample.name.endswith("_total") and sample.labels == {
-                        "limit": "max_queued_jobs"
-                    }:
-                        return sample.value
-        raise AssertionError("mlp_quota_rejections_total{limit=max_queued_jobs} missing")
-
-    before = rejected()
+    before = _rejected(platform, "max_queued_jobs")
+    assert _rejected(platform, "max_deployments") >= 0  # every hard quota's series exists
     admin.set(tenant, max_queued_jobs=0)
     for _ in range(2):
         assert client.post("/v1/jobs/training", json=spec()).status_code == 429
-    assert rejected() == before + 2
+    assert _rejected(platform, "max_queued_jobs") == before + 2
+
+
+def test_the_sdk_does_not_retry_an_exhausted_quota(
+    platform: Platform, admin: Admin, tenant: Tenant
+) -> None:
+    from ml_platform.client import Client, RateLimitError
+
+    admin.set(tenant, max_queued_jobs=0)
+    before = _rejected(platform, "max_queued_jobs")
+    sdk = Client(base_url=platform.base_url, api_key=tenant.api_key, max_retries=2)
+    with sdk, pytest.raises(RateLimitError) as raised:
+        sdk.train(**spec())
+    assert raised.value.status_code == 429 and raised.value.code == "QUOTA_EXCEEDED"
+    assert raised.value.body["limit"] == "max_queued_jobs"
+    # x-should-retry: false -> one attempt, not three
+    assert _rejected(platform, "max_queued_jobs") == before + 1
 
 
 def test_the_sdk_reads_the_same_quotas_sync_and_async(
