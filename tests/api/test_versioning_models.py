@@ -317,3 +317,10 @@ def test_an_unknown_api_date_is_400_on_every_v2_model_route(client: httpx.Client
         "2026-12-01"
     )
     assert "api-date" not in client.get("/v1/models").headers
+
+
+def test_the_migration_page_names_the_v2_models_and_deployments(platform: Platform) -> None:
+    page = platform.client().get("/docs/migrating-to-v2")
+    assert page.status_code == 200
+    for path in ("/v2/models", "/v2/deployments", 'api_version="v2"'):
+        assert path in page.text

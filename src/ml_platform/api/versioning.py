@@ -231,14 +231,20 @@ MIGRATION_HTML = f"""<!doctype html>
 <code>Sunset</code> date (sent on every v1 response once an administrator sets one).</p>
 <h2>What changes</h2>
 <ul>
-<li>Paths: <code>/v1/jobs/training</code> becomes <code>/v2/jobs/training</code>; bodies you send
-are the same.</li>
+<li>Paths: <code>/v1/jobs/training</code>, <code>/v1/models</code> (versions, aliases,
+artifacts) and <code>/v1/deployments</code> become <code>/v2/jobs/training</code>,
+<code>/v2/models</code> and <code>/v2/deployments</code>; bodies you send are the same. A job's
+logs and metrics, data, code packages and <code>/v1/me</code> stay on v1 (v2 objects link
+to them). With the Python SDK: <code>Client(api_version="v2")</code> or
+<code>ML_PLATFORM_API_VERSION=v2</code>.</li>
 <li>Lists page with cursors: send <code>page_size</code>, then pass each response's
 <code>next_page_token</code> back as <code>page_token</code> (also in the
 <code>Link: rel="next"</code> header) until it is <code>null</code>. <code>page</code>,
 <code>total</code> and <code>has_more</code> are gone. A token only works with the filters it
-was issued for (else 400). Pages never repeat or skip a job, even while jobs are created.</li>
-<li>Each resource carries <code>links</code> to itself and what belongs to it.</li>
+was issued for (else 400). Pages never repeat or skip an item, even while items are created.
+Model versions page highest first; everything else newest first.</li>
+<li>Each resource carries <code>links</code> to itself and what belongs to it (a model version
+to its model, artifact and training job; a deployment to its model and model version).</li>
 <li>Minor changes are dated: send <code>API-Date</code> to choose them (default
 <code>{DEFAULT_API_DATE}</code>).</li>
 </ul>

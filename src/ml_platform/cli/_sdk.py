@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -156,7 +156,7 @@ def connect(ctx: typer.Context, *, max_retries: int | None = None) -> Iterator[C
 
     options = current_connection(ctx)
     with handle_errors(ctx):
-        extra = {} if max_retries is None else {"max_retries": max_retries}
+        extra: dict[str, Any] = {} if max_retries is None else {"max_retries": max_retries}
         with Client(
             base_url=options.url,
             api_key=options.api_key,

@@ -4,6 +4,10 @@ Both resolve the platform's URL and key from their arguments, then ``ML_PLATFORM
 ``ML_PLATFORM_API_KEY``, then the credentials file the server wrote; retry what is safe
 (idempotency keys on every POST); raise one exception tree for HTTP and gRPC; and parse
 into tolerant models. Importing this package pulls no server code and no grpc.
+
+``api_version="v2"`` (or ``ML_PLATFORM_API_VERSION=v2``) sends jobs, models and deployments
+to their v2 routes (``links`` on every object, lists paged by cursor behind the same
+iterators); v1 stays the default until every route has a v2.
 """
 
 from __future__ import annotations

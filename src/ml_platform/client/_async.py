@@ -60,14 +60,12 @@ from ml_platform.client._shared import (
     ReadyWait,
     TrainCall,
     alias_body,
-    alias_path,
     artifact_request,
     data_files,
     data_listing,
     data_path_url,
     data_remote_path,
     deployment_body,
-    deployment_path,
     deployments_listing,
     directory_upload,
     existing_file,
@@ -79,14 +77,12 @@ from ml_platform.client._shared import (
     metrics_from,
     metrics_listing,
     model_body,
-    model_path,
     models_listing,
     package_upload_request,
     register_request,
     rollout_body,
     strip_data_prefix,
     upload_version_request,
-    version_path,
     versions_listing,
 )
 from ml_platform.client._views import DeploymentView, JobView, log_text
@@ -219,12 +215,13 @@ class AsyncJobs:
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
+        self._routes = client._routes
 
     def _job(self, data: Any, request_id: str | None = None) -> AsyncTrainingJob:
         return AsyncTrainingJob(self._client, JobData.parse(data, request_id))
 
     async def get(self, job_id: str) -> AsyncTrainingJob:
-        data = await self._client._fetch(JobData, Req("GET", job_path(job_id)))
+        data = await self._client._fetch(JobData, Req("GET", self._routes.job(job_id)))
         return AsyncTrainingJob(self._client, data)
 
     def list(
@@ -234,10 +231,11 @@ class AsyncJobs:
         tags: Mapping[str, str] | None = None,
         page_size: int = 50,
     ) -> AsyncPager[AsyncTrainingJob]:
-        return self._client._pager(jobs_listing(status, framework, tags, page_size, self._job))
+        listing = jobs_listing(self._routes, status, framework, tags, page_size, self._job)
+        return self._client._pager(listing)
 
     async def cancel(self, job_id: str) -> None:
-        await self._client._call(Req("DELETE", job_path(job_id)))
+        await self._client._call(Req("DELETE", self._routes.job(job_id)))
 
     def logs(
         self, job_id: str, follow: bool = False, tail: int | None = None
@@ -277,21 +275,22 @@ class AsyncModels:
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
+        self._routes = client._routes
 
     async def create(
         self, name: str, framework: str = DEFAULT_FRAMEWORK, description: str | None = None
     ) -> Model:
         body = model_body(name, framework, description)
-        return await self._client._fetch(Model, Req("POST", "/v1/models", json=body))
+        return await self._client._fetch(Model, Req("POST", self._routes.models, json=body))
 
     async def get(self, name: str) -> Model:
-        return await self._client._fetch(Model, Req("GET", model_path(name)))
+        return await self._client._fetch(Model, Req("GET", self._routes.model(name)))
 
     def list(self) -> AsyncPager[Model]:
-        return self._client._pager(models_listing())
+        return self._client._pager(models_listing(self._routes))
 
     async def delete(self, name: str) -> None:
-        await self._client._call(Req("DELETE", model_path(name)))
+        await self._client._call(Req("DELETE", self._routes.model(name)))
 
     async def _ensure(self, name: str, framework: str) -> None:
         try:
@@ -305,7 +304,7 @@ class AsyncModels:
         job_id = job if isinstance(job, str) else job.id
         framework = DEFAULT_FRAMEWORK if isinstance(job, str) else job.framework
         await self._ensure(name, framework or DEFAULT_FRAMEWORK)
-        return await self._client._fetch(ModelVersion, register_request(name, job_id))
+        return await self._client._fetch(ModelVersion, register_request(self._routes, name, job_id))
 
     async def upload(
         self,
@@ -322,18 +321,19 @@ class AsyncModels:
         """
         local = await asyncio.to_thread(existing_file, path, "model file")
         await self._ensure(name, framework)
-        req = upload_version_request(name, local, format, description, metadata)
+        req = upload_version_request(self._routes, name, local, format, description, metadata)
         return await self._client._fetch(ModelVersion, req)
 
     def versions(self, name: str) -> AsyncPager[ModelVersion]:
-        return self._client._pager(versions_listing(name))
+        return self._client._pager(versions_listing(self._routes, name))
 
     async def get_version(self, name: str, version: int | str) -> ModelVersion:
-        return await self._client._fetch(ModelVersion, Req("GET", version_path(name, version)))
+        req = Req("GET", self._routes.model_version(name, version))
+        return await self._client._fetch(ModelVersion, req)
 
     async def set_alias(self, name: str, alias: str, version: int) -> ModelAlias:
         """Point ``alias`` at ``version``: reads the alias's ETag, then PUTs with If-Match."""
-        path = alias_path(name, alias)
+        path = self._routes.alias(name, alias)
         try:
             headers = if_match(await self._client._call(Req("GET", path)))
         except ResourceNotFoundError:
@@ -345,7 +345,7 @@ class AsyncModels:
         self, name: str, version: int | str = "latest", dest: str | Path = "."
     ) -> Path:
         """Stream a version's artifact to ``dest`` (a file, or a directory to put it in)."""
-        async with self._client._stream(artifact_request(name, version)) as response:
+        async with self._client._stream(artifact_request(self._routes, name, version)) as response:
             download = ArtifactDownload(name, version, dest, response)
             handle = await asyncio.to_thread(download.partial.open, "wb")
             try:
@@ -361,6 +361,7 @@ class AsyncDeployments:
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
+        self._routes = client._routes
 
     def _deployment(self, data: Any, request_id: str | None = None) -> AsyncDeployment:
         return AsyncDeployment(self._client, DeploymentData.parse(data, request_id))
@@ -375,24 +376,25 @@ class AsyncDeployments:
         max_batch_delay_ms: float | None = None,
     ) -> AsyncDeployment:
         body = deployment_body(name, model, version, alias, max_batch_size, max_batch_delay_ms)
-        data = await self._client._fetch(DeploymentData, Req("POST", "/v1/deployments", json=body))
+        req = Req("POST", self._routes.deployments, json=body)
+        data = await self._client._fetch(DeploymentData, req)
         return AsyncDeployment(self._client, data)
 
     async def get(self, name: str) -> AsyncDeployment:
-        data = await self._client._fetch(DeploymentData, Req("GET", deployment_path(name)))
+        data = await self._client._fetch(DeploymentData, Req("GET", self._routes.deployment(name)))
         return AsyncDeployment(self._client, data)
 
     def list(self) -> AsyncPager[AsyncDeployment]:
-        return self._client._pager(deployments_listing(self._deployment))
+        return self._client._pager(deployments_listing(self._routes, self._deployment))
 
     async def rollout(
         self, name: str, version: int | None = None, alias: str | None = None
     ) -> AsyncDeployment:
-        req = Req("PATCH", deployment_path(name), json=rollout_body(version, alias))
+        req = Req("PATCH", self._routes.deployment(name), json=rollout_body(version, alias))
         return AsyncDeployment(self._client, await self._client._fetch(DeploymentData, req))
 
     async def delete(self, name: str) -> None:
-        await self._client._call(Req("DELETE", deployment_path(name)))
+        await self._client._call(Req("DELETE", self._routes.deployment(name)))
 
 
 class AsyncData:
@@ -460,8 +462,9 @@ class AsyncClient(BaseClient):
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
         grpc_target: str | None = None,
+        api_version: str | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, timeout, max_retries, grpc_target)
+        super().__init__(base_url, api_key, timeout, max_retries, grpc_target, api_version)
         self._http = httpx.AsyncClient(base_url=self.base_url, follow_redirects=False)
         self._channel = _AsyncChannel(self.grpc_target, self.base_url.startswith("https://"))
         self._owner = True
@@ -595,7 +598,8 @@ class AsyncClient(BaseClient):
         remote_data = call.remote_data
         if (local := call.local_data()) is not None:
             remote_data = (await self.data.upload(local)).path
-        return AsyncTrainingJob(self, await self._fetch(JobData, call.request(source, remote_data)))
+        req = call.request(self._routes, source, remote_data)
+        return AsyncTrainingJob(self, await self._fetch(JobData, req))
 
     async def _upload_package(self, source_dir: Path) -> str:
         package = await asyncio.to_thread(pack_directory, source_dir)

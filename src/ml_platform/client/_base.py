@@ -32,7 +32,7 @@ import httpx
 
 from ml_platform import __version__
 from ml_platform.client import _grpc
-from ml_platform.client._config import resolve_connection
+from ml_platform.client._config import resolve_api_version, resolve_connection
 from ml_platform.client._errors import (
     APIConnectionError,
     APIStatusError,
@@ -41,6 +41,7 @@ from ml_platform.client._errors import (
     status_error_from_response,
 )
 from ml_platform.client._models import APIObject
+from ml_platform.client._routes import Routes
 
 __all__ = ["DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT", "BaseClient", "Req"]
 
@@ -124,6 +125,7 @@ class BaseClient:
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
         grpc_target: str | None = None,
+        api_version: str | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
@@ -135,6 +137,8 @@ class BaseClient:
         self.grpc_target = connection.grpc_target
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
+        self.api_version = resolve_api_version(api_version)
+        self._routes = Routes(self.api_version)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"  # never the key

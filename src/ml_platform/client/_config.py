@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_GRPC_PORT = 50051
+API_VERSIONS = ("v1", "v2")
+DEFAULT_API_VERSION = "v1"
+"""v1 until the seed's whole surface has v2 routes (jobs, models and deployments do)."""
 
 
 def config_dir() -> Path:
@@ -92,3 +95,16 @@ def resolve_connection(
         or grpc_target_for(url)
     )
     return Connection(base_url=url, api_key=key, grpc_target=target)
+
+
+def resolve_api_version(api_version: str | None) -> str:
+    """The REST API version to use: the argument, else ``ML_PLATFORM_API_VERSION``, else v1."""
+    from_env = os.environ.get("ML_PLATFORM_API_VERSION")
+    given = api_version if api_version is not None else from_env
+    version = (given or DEFAULT_API_VERSION).strip().lower()
+    if version not in API_VERSIONS:
+        source = "api_version" if api_version is not None else "ML_PLATFORM_API_VERSION"
+        raise ValueError(
+            f"{source} must be one of {', '.join(API_VERSIONS)} (got {(given or '')[:32]!r})"
+        )
+    return version

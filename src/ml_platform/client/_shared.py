@@ -33,6 +33,7 @@ from ml_platform.client._models import DataFile, LogLine, MetricPoint, Model, Mo
 from ml_platform.client._packaging import ALWAYS_SKIPPED_DIRS, Package
 from ml_platform.client._pagination import next_page
 from ml_platform.client._progress import WaitProgress
+from ml_platform.client._routes import Routes, path_segment
 from ml_platform.client._views import POLL_FLOOR_SECONDS, DeploymentView, JobView
 
 logger = logging.getLogger("ml_platform.client")
@@ -50,7 +51,6 @@ __all__ = [
     "ReadyWait",
     "TrainCall",
     "alias_body",
-    "alias_path",
     "artifact_filename",
     "artifact_request",
     "build_training_spec",
@@ -60,7 +60,6 @@ __all__ = [
     "data_remote_path",
     "default_job_name",
     "deployment_body",
-    "deployment_path",
     "deployments_listing",
     "directory_upload",
     "end_of_stream_error",
@@ -74,7 +73,6 @@ __all__ = [
     "metrics_from",
     "metrics_listing",
     "model_body",
-    "model_path",
     "models_listing",
     "normalize_entrypoint",
     "package_upload_request",
@@ -84,7 +82,6 @@ __all__ = [
     "rollout_body",
     "strip_data_prefix",
     "upload_version_request",
-    "version_path",
     "versions_listing",
 ]
 
@@ -93,11 +90,6 @@ SSE_READ_TIMEOUT = 60.0  # > the server's 15 s heartbeats: a silent minute is a 
 DEFAULT_IMAGE = "python:3.11"
 DEFAULT_FRAMEWORK = "sklearn"
 _NAME_CHARS = re.compile(r"[^a-z0-9-]+")
-
-
-def path_segment(value: str | int) -> str:
-    """One URL path segment (ids and names are opaque: quote anything unusual)."""
-    return quote(str(value), safe="")
 
 
 def data_path_url(remote: str) -> str:
@@ -301,23 +293,8 @@ _STATUS_FOR_CODE = {
 
 
 def job_path(job_id: str) -> str:
+    """A job under v1, where its logs and metrics live whatever the client's API version."""
     return f"/v1/jobs/training/{path_segment(job_id)}"
-
-
-def model_path(name: str) -> str:
-    return f"/v1/models/{path_segment(name)}"
-
-
-def deployment_path(name: str) -> str:
-    return f"/v1/deployments/{path_segment(name)}"
-
-
-def version_path(name: str, version: int | str) -> str:
-    return f"{model_path(name)}/versions/{path_segment(version)}"
-
-
-def alias_path(name: str, alias: str) -> str:
-    return f"{model_path(name)}/aliases/{path_segment(alias)}"
 
 
 def logs_request(job_id: str, tail: int | None) -> Req:
@@ -333,6 +310,7 @@ def model_body(name: str, framework: str, description: str | None) -> dict[str, 
 
 
 def upload_version_request(
+    routes: Routes,
     name: str,
     local: Path,
     format: str | None,
@@ -348,15 +326,15 @@ def upload_version_request(
     form = {k: v for k, v in fields.items() if v is not None}
     return Req(
         "POST",
-        f"{model_path(name)}/versions",
+        routes.versions(name),
         upload=local,
         multipart_field="file",
         form=form or None,
     )
 
 
-def register_request(name: str, job_id: str) -> Req:
-    return Req("POST", f"{model_path(name)}/versions", json={"job_id": job_id})
+def register_request(routes: Routes, name: str, job_id: str) -> Req:
+    return Req("POST", routes.versions(name), json={"job_id": job_id})
 
 
 def if_match(response: httpx.Response) -> dict[str, str]:
@@ -390,8 +368,10 @@ T = TypeVar("T")
 class Listing(Generic[T]):
     """One paginated list: the request for a cursor, and the page parsed from its answer.
 
-    ``cursor`` is ``page`` (v1 lists: ``page``/``has_more``) or ``after_id`` (metric history:
-    ``next_after_id``/``has_more``); ``item`` turns one listed document into the result.
+    ``cursor`` is ``page`` (v1 lists: ``page``/``has_more``), ``page_token`` (v2 lists:
+    ``next_page_token`` until null; the first page sends none) or ``after_id`` (metric
+    history: ``next_after_id``/``has_more``); ``item`` turns one listed document into the
+    result.
     """
 
     def __init__(
@@ -407,10 +387,11 @@ class Listing(Generic[T]):
         self.item = item
         self.params = dict(params or {})
         self.cursor = cursor
-        self.first: int = 0 if cursor == "after_id" else 1
+        self.first: int | str = "" if cursor == "page_token" else 0 if cursor == "after_id" else 1
 
     def request(self, cursor: Any) -> Req:
-        return Req("GET", self.path, params={**self.params, self.cursor: cursor})
+        value = cursor if cursor != "" else None  # the first v2 page has no token
+        return Req("GET", self.path, params={**self.params, self.cursor: value})
 
     def page(self, response: httpx.Response, cursor: Any) -> tuple[list[T], Any]:
         body = BaseClient._json(response)
@@ -420,10 +401,14 @@ class Listing(Generic[T]):
         if self.cursor == "after_id":
             more = isinstance(body, dict) and body.get("has_more")
             return items, body.get("next_after_id") if more else None
+        if self.cursor == "page_token":
+            token = body.get("next_page_token") if isinstance(body, dict) else None
+            return items, token or None
         return items, next_page(body, cursor)
 
 
 def jobs_listing(
+    routes: Routes,
     status: str | None,
     framework: str | None,
     tags: Mapping[str, str] | None,
@@ -431,7 +416,7 @@ def jobs_listing(
     item: Callable[[Any, str | None], T],
 ) -> Listing[T]:
     params = {"status": status, "framework": framework, "tags": tags, "page_size": page_size}
-    return Listing("/v1/jobs/training", "jobs", item, params)
+    return Listing(routes.jobs, "jobs", item, params, cursor=routes.list_cursor)
 
 
 def metrics_listing(job_id: str, name: str | None) -> Listing[MetricPoint]:
@@ -439,17 +424,20 @@ def metrics_listing(job_id: str, name: str | None) -> Listing[MetricPoint]:
     return Listing(path, "metrics", MetricPoint.parse, {"name": name}, cursor="after_id")
 
 
-def models_listing() -> Listing[Model]:
-    return Listing("/v1/models", "models", Model.parse, {"page_size": 100})
+def models_listing(routes: Routes) -> Listing[Model]:
+    params = {"page_size": 100}
+    return Listing(routes.models, "models", Model.parse, params, cursor=routes.list_cursor)
 
 
-def versions_listing(name: str) -> Listing[ModelVersion]:
-    path = f"{model_path(name)}/versions"
-    return Listing(path, "versions", ModelVersion.parse, {"page_size": 100})
+def versions_listing(routes: Routes, name: str) -> Listing[ModelVersion]:
+    path = routes.versions(name)
+    params = {"page_size": 100}
+    return Listing(path, "versions", ModelVersion.parse, params, cursor=routes.list_cursor)
 
 
-def deployments_listing(item: Callable[[Any, str | None], T]) -> Listing[T]:
-    return Listing("/v1/deployments", "deployments", item, {"page_size": 100})
+def deployments_listing(routes: Routes, item: Callable[[Any, str | None], T]) -> Listing[T]:
+    params = {"page_size": 100}
+    return Listing(routes.deployments, "deployments", item, params, cursor=routes.list_cursor)
 
 
 def data_listing(prefix: str | None) -> Listing[DataFile]:
@@ -597,8 +585,8 @@ class ArtifactDownload:
         return self.target
 
 
-def artifact_request(name: str, version: int | str) -> Req:
-    return Req("GET", f"{version_path(name, version)}/artifact", stream=True)
+def artifact_request(routes: Routes, name: str, version: int | str) -> Req:
+    return Req("GET", f"{routes.model_version(name, version)}/artifact", stream=True)
 
 
 @dataclass
@@ -639,7 +627,7 @@ class TrainCall:
         """The local file or directory to upload first, if ``data``/``data_path`` names one."""
         return local_data(self.remote_data)
 
-    def request(self, source: str | None, data_path: str | None) -> Req:
+    def request(self, routes: Routes, source: str | None, data_path: str | None) -> Req:
         name = self.name or default_job_name(self.entrypoint, self.source_dir)
         spec = build_training_spec(
             name=name,
@@ -659,7 +647,7 @@ class TrainCall:
             job_max_retries=self.job_max_retries,
             tenant_id=self.tenant_id,
         )
-        return Req("POST", "/v1/jobs/training", json=spec)
+        return Req("POST", routes.jobs, json=spec)
 
 
 def log_lines(response: httpx.Response) -> list[LogLine]:

@@ -59,14 +59,12 @@ from ml_platform.client._shared import (
     ReadyWait,
     TrainCall,
     alias_body,
-    alias_path,
     artifact_request,
     data_files,
     data_listing,
     data_path_url,
     data_remote_path,
     deployment_body,
-    deployment_path,
     deployments_listing,
     directory_upload,
     existing_file,
@@ -78,14 +76,12 @@ from ml_platform.client._shared import (
     metrics_from,
     metrics_listing,
     model_body,
-    model_path,
     models_listing,
     package_upload_request,
     register_request,
     rollout_body,
     strip_data_prefix,
     upload_version_request,
-    version_path,
     versions_listing,
 )
 from ml_platform.client._views import DeploymentView, JobView, log_text
@@ -189,12 +185,14 @@ class Jobs:
 
     def __init__(self, client: Client) -> None:
         self._client = client
+        self._routes = client._routes
 
     def _job(self, data: Any, request_id: str | None = None) -> TrainingJob:
         return TrainingJob(self._client, JobData.parse(data, request_id))
 
     def get(self, job_id: str) -> TrainingJob:
-        return TrainingJob(self._client, self._client._fetch(JobData, Req("GET", job_path(job_id))))
+        data = self._client._fetch(JobData, Req("GET", self._routes.job(job_id)))
+        return TrainingJob(self._client, data)
 
     def list(
         self,
@@ -203,10 +201,11 @@ class Jobs:
         tags: Mapping[str, str] | None = None,
         page_size: int = 50,
     ) -> SyncPager[TrainingJob]:
-        return self._client._pager(jobs_listing(status, framework, tags, page_size, self._job))
+        listing = jobs_listing(self._routes, status, framework, tags, page_size, self._job)
+        return self._client._pager(listing)
 
     def cancel(self, job_id: str) -> None:
-        self._client._call(Req("DELETE", job_path(job_id)))
+        self._client._call(Req("DELETE", self._routes.job(job_id)))
 
     def logs(self, job_id: str, follow: bool = False, tail: int | None = None) -> Iterator[LogLine]:
         if follow:
@@ -240,21 +239,22 @@ class Models:
 
     def __init__(self, client: Client) -> None:
         self._client = client
+        self._routes = client._routes
 
     def create(
         self, name: str, framework: str = DEFAULT_FRAMEWORK, description: str | None = None
     ) -> Model:
         body = model_body(name, framework, description)
-        return self._client._fetch(Model, Req("POST", "/v1/models", json=body))
+        return self._client._fetch(Model, Req("POST", self._routes.models, json=body))
 
     def get(self, name: str) -> Model:
-        return self._client._fetch(Model, Req("GET", model_path(name)))
+        return self._client._fetch(Model, Req("GET", self._routes.model(name)))
 
     def list(self) -> SyncPager[Model]:
-        return self._client._pager(models_listing())
+        return self._client._pager(models_listing(self._routes))
 
     def delete(self, name: str) -> None:
-        self._client._call(Req("DELETE", model_path(name)))
+        self._client._call(Req("DELETE", self._routes.model(name)))
 
     def _ensure(self, name: str, framework: str) -> None:
         try:
@@ -268,7 +268,7 @@ class Models:
         job_id = job if isinstance(job, str) else job.id
         framework = DEFAULT_FRAMEWORK if isinstance(job, str) else job.framework
         self._ensure(name, framework or DEFAULT_FRAMEWORK)
-        return self._client._fetch(ModelVersion, register_request(name, job_id))
+        return self._client._fetch(ModelVersion, register_request(self._routes, name, job_id))
 
     def upload(
         self,
@@ -285,18 +285,19 @@ class Models:
         """
         local = existing_file(path, "model file")
         self._ensure(name, framework)
-        req = upload_version_request(name, local, format, description, metadata)
+        req = upload_version_request(self._routes, name, local, format, description, metadata)
         return self._client._fetch(ModelVersion, req)
 
     def versions(self, name: str) -> SyncPager[ModelVersion]:
-        return self._client._pager(versions_listing(name))
+        return self._client._pager(versions_listing(self._routes, name))
 
     def get_version(self, name: str, version: int | str) -> ModelVersion:
-        return self._client._fetch(ModelVersion, Req("GET", version_path(name, version)))
+        req = Req("GET", self._routes.model_version(name, version))
+        return self._client._fetch(ModelVersion, req)
 
     def set_alias(self, name: str, alias: str, version: int) -> ModelAlias:
         """Point ``alias`` at ``version``: reads the alias's ETag, then PUTs with If-Match."""
-        path = alias_path(name, alias)
+        path = self._routes.alias(name, alias)
         try:
             headers = if_match(self._client._call(Req("GET", path)))
         except ResourceNotFoundError:
@@ -306,7 +307,7 @@ class Models:
 
     def download(self, name: str, version: int | str = "latest", dest: str | Path = ".") -> Path:
         """Stream a version's artifact to ``dest`` (a file, or a directory to put it in)."""
-        with self._client._stream(artifact_request(name, version)) as response:
+        with self._client._stream(artifact_request(self._routes, name, version)) as response:
             download = ArtifactDownload(name, version, dest, response)
             with download.partial.open("wb") as handle:
                 for chunk in response.iter_bytes():
@@ -319,6 +320,7 @@ class Deployments:
 
     def __init__(self, client: Client) -> None:
         self._client = client
+        self._routes = client._routes
 
     def _deployment(self, data: Any, request_id: str | None = None) -> Deployment:
         return Deployment(self._client, DeploymentData.parse(data, request_id))
@@ -333,24 +335,24 @@ class Deployments:
         max_batch_delay_ms: float | None = None,
     ) -> Deployment:
         body = deployment_body(name, model, version, alias, max_batch_size, max_batch_delay_ms)
-        data = self._client._fetch(DeploymentData, Req("POST", "/v1/deployments", json=body))
+        data = self._client._fetch(DeploymentData, Req("POST", self._routes.deployments, json=body))
         return Deployment(self._client, data)
 
     def get(self, name: str) -> Deployment:
-        data = self._client._fetch(DeploymentData, Req("GET", deployment_path(name)))
+        data = self._client._fetch(DeploymentData, Req("GET", self._routes.deployment(name)))
         return Deployment(self._client, data)
 
     def list(self) -> SyncPager[Deployment]:
-        return self._client._pager(deployments_listing(self._deployment))
+        return self._client._pager(deployments_listing(self._routes, self._deployment))
 
     def rollout(
         self, name: str, version: int | None = None, alias: str | None = None
     ) -> Deployment:
-        req = Req("PATCH", deployment_path(name), json=rollout_body(version, alias))
+        req = Req("PATCH", self._routes.deployment(name), json=rollout_body(version, alias))
         return Deployment(self._client, self._client._fetch(DeploymentData, req))
 
     def delete(self, name: str) -> None:
-        self._client._call(Req("DELETE", deployment_path(name)))
+        self._client._call(Req("DELETE", self._routes.deployment(name)))
 
 
 class Data:
@@ -419,8 +421,9 @@ class Client(BaseClient):
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
         grpc_target: str | None = None,
+        api_version: str | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, timeout, max_retries, grpc_target)
+        super().__init__(base_url, api_key, timeout, max_retries, grpc_target, api_version)
         self._http = httpx.Client(base_url=self.base_url, follow_redirects=False)
         self._channel = _Channel(self.grpc_target, self.base_url.startswith("https://"))
         self._owner = True
@@ -550,7 +553,8 @@ class Client(BaseClient):
         remote_data = call.remote_data
         if (local := call.local_data()) is not None:
             remote_data = self.data.upload(local).path
-        return TrainingJob(self, self._fetch(JobData, call.request(source, remote_data)))
+        req = call.request(self._routes, source, remote_data)
+        return TrainingJob(self, self._fetch(JobData, req))
 
     def _upload_package(self, source_dir: Path) -> str:
         package = pack_directory(source_dir)
