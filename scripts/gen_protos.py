@@ -2,8 +2,8 @@
 
 Usage: ``python scripts/gen_protos.py`` (write) or ``python scripts/gen_protos.py --check``.
 Outputs ``*_pb2.py`` + ``.pyi`` (mypy-protobuf) for every proto, and ``*_pb2_grpc.py`` + ``.pyi``
-for ``serving.proto`` only: the V2 service is registered by hand under its canonical name
-``inference.GRPCInferenceService`` (see ``protos/.../inference.proto`` for why).
+for ``serving.proto`` and ``features.proto``: the V2 service is registered by hand under its
+canonical name ``inference.GRPCInferenceService`` (see ``protos/.../inference.proto`` for why).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 OUT_ROOT = ROOT / "src"
 PROTO_DIR = Path("ml_platform/serving/proto")
-PROTOS_WITH_SERVICES = ("serving.proto",)
+PROTOS_WITH_SERVICES = ("serving.proto", "features.proto")
 
 
 def _generate(out_root: Path) -> list[Path]:

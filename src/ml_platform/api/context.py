@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ml_platform.auth.service import AuthService
 from ml_platform.config import Settings
 from ml_platform.deployments.service import DeploymentService
+from ml_platform.features.service import FeatureService
 from ml_platform.governance.quotas import QuotaService
 from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.service import JobService
@@ -23,4 +24,5 @@ class ApiContext:
     engine: JobEngine | None = None  # the job runtime (scheduler, executors, logs, metrics)
     registry: RegistryService | None = None  # the model registry
     deployments: DeploymentService | None = None  # deployments (the serving plane's desired set)
+    features: FeatureService | None = None  # the feature store (definitions, online, historical)
     quotas: QuotaService | None = None  # tenant quotas (limits, overrides, usage)

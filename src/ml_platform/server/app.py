@@ -25,6 +25,7 @@ from ml_platform.api.v1 import admin as v1_admin
 from ml_platform.api.v1 import code_packages as v1_code_packages
 from ml_platform.api.v1 import data as v1_data
 from ml_platform.api.v1 import deployments as v1_deployments
+from ml_platform.api.v1 import features as v1_features
 from ml_platform.api.v1 import job_runtime as v1_job_runtime
 from ml_platform.api.v1 import jobs as v1_jobs
 from ml_platform.api.v1 import me as v1_me
@@ -33,7 +34,9 @@ from ml_platform.api.v1 import quotas as v1_quotas
 from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
 from ml_platform.config import Mode, Settings
+from ml_platform.data.service import DataArea
 from ml_platform.deployments.service import DeploymentService
+from ml_platform.features.service import build_feature_service
 from ml_platform.governance.usage import UsageRecorder
 from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.service import JobService
@@ -59,6 +62,10 @@ OPENAPI_TAGS = [
     {"name": "Models", "description": "Register models, versions and aliases; download artifacts"},
     {"name": "Deployments", "description": "Serve model versions over gRPC and V2 REST"},
     {"name": "Data", "description": "Upload the files jobs read (`data_path: data/<path>`)"},
+    {
+        "name": "Features",
+        "description": "Entities, feature views, materialization, online and point-in-time reads",
+    },
     {"name": "Identity", "description": "Who the credentials belong to"},
     {"name": "Quotas", "description": "Tenant quotas beside usage; administrators set them"},
     {"name": "Health", "description": "Liveness and readiness probes"},
@@ -89,6 +96,9 @@ def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
     engine = JobEngine(settings, db)
     quotas = engine.quotas
     deployments = DeploymentService(db, quotas)
+    features = build_feature_service(
+        settings, db, DataArea(engine.paths, settings.max_data_upload_bytes)
+    )
     return ApiContext(
         settings=settings,
         db=db,
@@ -103,6 +113,7 @@ def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
         ),
         deployments=deployments,
         engine=engine,
+        features=features,
         quotas=quotas,
     )
 
@@ -171,6 +182,7 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     app.include_router(v1_code_packages.router)
     app.include_router(v1_deployments.router)
     app.include_router(v1_data.router)
+    app.include_router(v1_features.router)
     app.include_router(v1_me.router)
     app.include_router(v1_quotas.router)
     app.include_router(v1_admin.router)  # administrators: usage and audit

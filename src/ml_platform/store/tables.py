@@ -12,6 +12,7 @@ from ml_platform.store import (
     tenants,
     usage,
 )
+from ml_platform.store import features as feature_store
 from ml_platform.store import models as registry_models
 from ml_platform.store.base import Base
 
@@ -19,6 +20,7 @@ __all__ = [
     "Base",
     "audit",
     "deployments",
+    "feature_store",
     "idempotency",
     "job_runtime",
     "jobs",

@@ -8,12 +8,14 @@ from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from ml_platform.features.lookup import OnlineFeatures
 from ml_platform.serving.adapters.batch_wire import parse_batch_request, serialize_batch_response
+from ml_platform.serving.adapters.grpc_features import FEATURE_SERVING, FeatureServingService
 from ml_platform.serving.adapters.grpc_serving import ModelServingService
 from ml_platform.serving.adapters.grpc_v2 import SERVICE_NAME as V2_SERVICE
 from ml_platform.serving.adapters.grpc_v2 import generic_handler, unary
 from ml_platform.serving.plane.dataplane import DataPlane
-from ml_platform.serving.proto import inference_pb2, serving_pb2
+from ml_platform.serving.proto import features_pb2, features_pb2_grpc, inference_pb2, serving_pb2
 
 MODEL_SERVING = serving_pb2.DESCRIPTOR.services_by_name["ModelServing"].full_name
 # the synthetic file that declares the V2 service under the name it is served as
@@ -47,7 +49,7 @@ def reflection_pool() -> descriptor_pool.DescriptorPool:
     """
     pool = descriptor_pool.DescriptorPool()
     added: set[str] = set()
-    for file in (serving_pb2.DESCRIPTOR, inference_pb2.DESCRIPTOR):
+    for file in (serving_pb2.DESCRIPTOR, inference_pb2.DESCRIPTOR, features_pb2.DESCRIPTOR):
         _add_with_dependencies(pool, file, added)
     for file in (health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
         _add_with_dependencies(pool, file, added)
@@ -63,7 +65,13 @@ def reflection_pool() -> descriptor_pool.DescriptorPool:
     return pool
 
 
-SERVED_SERVICES = (MODEL_SERVING, V2_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
+SERVED_SERVICES = (
+    MODEL_SERVING,
+    V2_SERVICE,
+    FEATURE_SERVING,
+    health.SERVICE_NAME,
+    reflection.SERVICE_NAME,
+)
 
 
 def add_model_serving(service: ModelServingService, server: grpc.aio.Server) -> None:
@@ -92,7 +100,11 @@ def add_model_serving(service: ModelServingService, server: grpc.aio.Server) -> 
 
 
 def build_grpc_server(
-    plane: DataPlane, *, max_message_bytes: int, reuse_port: bool
+    plane: DataPlane,
+    *,
+    max_message_bytes: int,
+    reuse_port: bool,
+    features: OnlineFeatures | None = None,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -106,6 +118,9 @@ def build_grpc_server(
     server = grpc.aio.server(options=options)
     add_model_serving(ModelServingService(plane), server)
     server.add_generic_rpc_handlers((generic_handler(plane),))
+    features_pb2_grpc.add_FeatureServingServicer_to_server(
+        FeatureServingService(plane, features), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVED_SERVICES, server, pool=reflection_pool())
@@ -118,5 +133,5 @@ async def set_serving(health_servicer: health.aio.HealthServicer, serving: bool)
         if serving
         else health_pb2.HealthCheckResponse.NOT_SERVING
     )
-    for name in ("", MODEL_SERVING, "inference.GRPCInferenceService"):
+    for name in ("", MODEL_SERVING, "inference.GRPCInferenceService", FEATURE_SERVING):
         await health_servicer.set(name, status)

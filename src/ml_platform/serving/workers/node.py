@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from ml_platform.features.lookup import OnlineFeatures
 from ml_platform.governance.ratelimit import RateLimiter
 from ml_platform.serving.adapters.grpc_server import build_grpc_server, set_serving
 from ml_platform.serving.adapters.ratelimit import RateLimitedAuthCache
@@ -59,9 +60,11 @@ class ServingNode:
         compile_forests: bool = True,
         rate_limiter: RateLimiter | None = None,
         metrics_token: str | None = None,
+        features: OnlineFeatures | None = None,
     ) -> None:
         self._host = host
         self._metrics_token = metrics_token  # what GET /metrics needs (else loopback only)
+        self._features = features  # FeatureServing's lookups (None: the RPC answers UNAVAILABLE)
         self._max_message_bytes = max_message_bytes
         self._reuse_port = reuse_port
         self.repository = ModelRepository(
@@ -88,7 +91,10 @@ class ServingNode:
     async def start(self, grpc_port: int, rest_port: int) -> None:
         self.repository.start()
         self._grpc, self._health = build_grpc_server(
-            self.plane, max_message_bytes=self._max_message_bytes, reuse_port=self._reuse_port
+            self.plane,
+            max_message_bytes=self._max_message_bytes,
+            reuse_port=self._reuse_port,
+            features=self._features,
         )
         bound = self._grpc.add_insecure_port(f"{self._host}:{grpc_port}")
         if bound == 0:

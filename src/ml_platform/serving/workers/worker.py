@@ -13,6 +13,7 @@ from multiprocessing.connection import Connection
 from ml_platform import logs_format
 from ml_platform.config import Settings
 from ml_platform.core.errors import PlatformError, Unauthenticated, Unavailable
+from ml_platform.features.factory import build_online_features
 from ml_platform.governance.ratelimit import build_rate_limiter
 from ml_platform.serving.control import ControlChannel, Message
 from ml_platform.serving.models import LoadState, Principal, ServedModel
@@ -70,6 +71,7 @@ async def _run(
             {"op": "status", "key": m.key, "state": state.value, "reason": reason, "pid": pid}
         )
 
+    features = build_online_features(settings)  # FeatureServing reads the store itself
     node = ServingNode(
         host=settings.grpc_host,
         max_message_bytes=settings.grpc_max_message_bytes,
@@ -87,12 +89,14 @@ async def _run(
             if settings.serving_metrics_token is not None
             else None
         ),
+        features=features,
     )
     channel.start()
     await node.start(grpc_port, rest_port)
     channel.send({"op": "hello", "pid": os.getpid()})
     await stopped.wait()
     await node.stop()
+    features.close()
     channel.close()
 
 

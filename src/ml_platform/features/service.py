@@ -1,0 +1,469 @@
+"""The feature store service: definitions (REST), materialization, push, online lookups and
+point-in-time training data, all scoped to the caller's tenant."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from ml_platform.auth.principal import Principal
+from ml_platform.config import Settings
+from ml_platform.core.errors import (
+    Conflict,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PlatformError,
+)
+from ml_platform.data.service import DataArea
+from ml_platform.features.historical import ViewJoin, point_in_time_join
+from ml_platform.features.lookup import (
+    LookupValue,
+    OnlineFeatures,
+    ViewCatalog,
+    check_refs,
+    view_not_found,
+)
+from ml_platform.features.materialize import latest_values, plain
+from ml_platform.features.online import OnlineStore, build_online_store
+from ml_platform.features.sources import SourceReader, SourceSpec, check_columns, source_spec
+from ml_platform.features.types import ValueType, coerce_value, entity_key, parse_refs
+from ml_platform.schemas.features import (
+    Entity,
+    EntityCreate,
+    EntityListResponse,
+    FeatureSource,
+    FeatureView,
+    FeatureViewCreate,
+    FeatureViewListResponse,
+    FeatureViewUpdate,
+    HistoricalFeaturesRequest,
+    HistoricalFeaturesResponse,
+    MaterializationList,
+    MaterializationRun,
+    MaterializationState,
+    PushRequest,
+    PushResponse,
+)
+from ml_platform.schemas.features import ValueType as WireValueType
+from ml_platform.store.db import Database
+from ml_platform.store.features import (
+    EntityRecord,
+    FeatureRepository,
+    FeatureViewRecord,
+    MaterializationRecord,
+    OnlineRowRecord,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FeatureService", "build_feature_service"]
+
+
+def entity_not_found(name: str) -> NotFound:
+    return NotFound(f"entity {name!r} not found")
+
+
+def _entity_wire(record: EntityRecord) -> Entity:
+    return Entity(
+        name=record.name,
+        join_keys={n: WireValueType(t) for n, t in record.join_keys},
+        description=record.description,
+        created_by=record.created_by,
+        created_at=record.created_at,
+    )
+
+
+def _view_wire(record: FeatureViewRecord) -> FeatureView:
+    return FeatureView(
+        name=record.name,
+        version=record.version,
+        entity=record.entity,
+        features={n: WireValueType(t) for n, t in record.features},
+        source=FeatureSource(path=str(record.source["path"]), format=str(record.source["format"])),
+        timestamp_field=record.timestamp_field,
+        ttl_seconds=record.ttl_seconds,
+        description=record.description,
+        created_by=record.created_by,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+def _run_wire(record: MaterializationRecord) -> MaterializationRun:
+    return MaterializationRun(
+        id=record.id,
+        feature_view=record.view,
+        view_version=record.view_version,
+        status=MaterializationState(record.status),
+        rows_read=record.rows_read,
+        keys_written=record.keys_written,
+        watermark_from=record.watermark_from,
+        watermark_to=record.watermark_to,
+        error=record.error,
+        created_by=record.created_by,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+    )
+
+
+def _parse_time(value: Any, field: str) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidArgument(
+            f"{field}: give the event time as an RFC 3339 string",
+            [FieldViolation(field, "must be an RFC 3339 timestamp")],
+        )
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError:
+        ts = None
+    if ts is None or ts is pd.NaT:
+        raise InvalidArgument(
+            f"{field}: {value[:40]!r} is not an RFC 3339 timestamp",
+            [FieldViolation(field, "must be an RFC 3339 timestamp")],
+        )
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    result: datetime = ts.to_pydatetime()
+    return result
+
+
+class FeatureService:
+    def __init__(self, db: Database, sources: SourceReader, store: OnlineStore) -> None:
+        self._db = db
+        self._sources = sources
+        self.store = store
+        self.catalog = ViewCatalog(db)
+        self.online = OnlineFeatures(self.catalog, store)
+
+    # -- entities ------------------------------------------------------------------------------
+    def create_entity(self, principal: Principal, body: EntityCreate) -> Entity:
+        with self._db.transaction() as session:
+            record = FeatureRepository(session, principal.tenant_id).add_entity(
+                name=body.name,
+                join_keys=[(k, t.value) for k, t in body.join_keys.items()],
+                description=body.description,
+                created_by=principal.name,
+            )
+        return _entity_wire(record)
+
+    def get_entity(self, principal: Principal, name: str) -> Entity:
+        with self._db.read() as session:
+            record = FeatureRepository(session, principal.tenant_id).get_entity(name)
+        if record is None:
+            raise entity_not_found(name)
+        return _entity_wire(record)
+
+    def list_entities(self, principal: Principal, page: int, page_size: int) -> EntityListResponse:
+        with self._db.read() as session:
+            found = FeatureRepository(session, principal.tenant_id).entities(
+                (page - 1) * page_size, page_size
+            )
+        return EntityListResponse(
+            entities=[_entity_wire(r) for r in found.items],
+            total=found.total,
+            page=page,
+            page_size=page_size,
+            has_more=page * page_size < found.total,
+        )
+
+    def delete_entity(self, principal: Principal, name: str) -> None:
+        with self._db.transaction() as session:
+            repo = FeatureRepository(session, principal.tenant_id)
+            if repo.get_entity(name) is None:
+                raise entity_not_found(name)
+            users = repo.views_of_entity(name)
+            if users:
+                raise Conflict(
+                    f"entity {name!r} is used by feature views {', '.join(users[:10])}; "
+                    "delete them first"
+                )
+            repo.delete_entity(name)
+
+    # -- feature views -------------------------------------------------------------------------
+    def _checked_spec(
+        self,
+        tenant_id: str,
+        entity: EntityRecord | None,
+        body: FeatureViewCreate | FeatureViewUpdate,
+    ) -> SourceSpec:
+        if entity is None:
+            raise NotFound(
+                f"entity {body.entity!r} not found; create it first (POST /v1/features/entities)"
+            )
+        reserved = {k for k, _ in entity.join_keys} | {body.timestamp_field}
+        clash = sorted(set(body.features) & reserved)
+        if clash:
+            why = f"{clash[0]!r} is a join key or the timestamp field, not a feature"
+            raise InvalidArgument(
+                f"body.features.{clash[0]}: {why}",
+                [FieldViolation(f"body.features.{clash[0]}", why)],
+            )
+        spec = source_spec(body.source.path, body.source.format)
+        frame = self._sources.read(tenant_id, spec)
+        check_columns(
+            frame,
+            spec.path,
+            entity.join_keys,
+            [(f, t.value) for f, t in body.features.items()],
+            body.timestamp_field,
+        )
+        return spec
+
+    def create_view(self, principal: Principal, body: FeatureViewCreate) -> FeatureView:
+        return self._add_version(principal, body.name, body, creating=True)
+
+    def update_view(self, principal: Principal, name: str, body: FeatureViewUpdate) -> FeatureView:
+        return self._add_version(principal, name, body, creating=False)
+
+    def _add_version(
+        self,
+        principal: Principal,
+        name: str,
+        body: FeatureViewCreate | FeatureViewUpdate,
+        *,
+        creating: bool,
+    ) -> FeatureView:
+        tenant = principal.tenant_id
+        with self._db.read() as session:
+            repo = FeatureRepository(session, tenant)
+            entity = repo.get_entity(body.entity)
+            current = repo.get_view(name)
+        if creating and current is not None:
+            raise Conflict(f"feature view {name!r} already exists; PUT it to add a version")
+        if not creating and current is None:
+            raise view_not_found(name)
+        spec = self._checked_spec(tenant, entity, body)  # reads the file: outside a transaction
+        with self._db.transaction() as session:
+            record = FeatureRepository(session, tenant).add_view_version(
+                name=name,
+                version=1 if current is None else current.version + 1,
+                entity=body.entity,
+                features=[(f, t.value) for f, t in body.features.items()],
+                source=spec.to_dict(),
+                timestamp_field=body.timestamp_field,
+                ttl_seconds=body.ttl_seconds,
+                description=body.description,
+                created_by=principal.name,
+            )
+        return _view_wire(record)
+
+    def get_view(self, principal: Principal, name: str, version: int | None = None) -> FeatureView:
+        with self._db.read() as session:
+            record = FeatureRepository(session, principal.tenant_id).get_view(name, version)
+        if record is None:
+            if version is not None:
+                raise NotFound(f"feature view {name!r} has no version {version}")
+            raise view_not_found(name)
+        return _view_wire(record)
+
+    def list_views(
+        self, principal: Principal, page: int, page_size: int
+    ) -> FeatureViewListResponse:
+        with self._db.read() as session:
+            found = FeatureRepository(session, principal.tenant_id).views(
+                (page - 1) * page_size, page_size
+            )
+        return FeatureViewListResponse(
+            feature_views=[_view_wire(r) for r in found.items],
+            total=found.total,
+            page=page,
+            page_size=page_size,
+            has_more=page * page_size < found.total,
+        )
+
+    def delete_view(self, principal: Principal, name: str) -> None:
+        with self._db.transaction() as session:
+            if not FeatureRepository(session, principal.tenant_id).delete_view(name):
+                raise view_not_found(name)
+        self.store.clear(principal.tenant_id, name)
+
+    # -- materialization -----------------------------------------------------------------------
+    def start_materialization(self, principal: Principal, name: str) -> MaterializationRun:
+        """Record a running materialization (``run_materialization`` does the work)."""
+        with self._db.transaction() as session:
+            repo = FeatureRepository(session, principal.tenant_id)
+            view = repo.get_view(name)
+            if view is None:
+                raise view_not_found(name)
+            run = repo.start_run(
+                view=name,
+                view_version=view.version,
+                watermark_from=repo.watermark(name),
+                created_by=principal.name,
+            )
+        return _run_wire(run)
+
+    def run_materialization(self, tenant_id: str, run_id: str, name: str) -> MaterializationRun:
+        """Load the source rows after the watermark; the run ends succeeded or failed."""
+        rows_read = keys = 0
+        watermark: datetime | None = None
+        with self._db.read() as session:
+            repo = FeatureRepository(session, tenant_id)
+            run = repo.get_run(name, run_id)
+            view = repo.get_view(name, run.view_version) if run else None
+            entity = repo.get_entity(view.entity) if view else None
+        if run is None:
+            raise NotFound(f"materialization {run_id!r} not found")
+        try:
+            if view is None or entity is None:
+                raise NotFound(f"feature view {name!r} or its entity was deleted")
+            frame = self._sources.read(tenant_id, SourceSpec.of(view.source))
+            latest = latest_values(
+                frame,
+                join_keys=entity.join_keys,
+                features=view.features,
+                timestamp_field=view.timestamp_field,
+                after=run.watermark_from,
+            )
+            rows_read = latest.rows_read
+            keys = self.store.write(tenant_id, name, latest.rows)
+            watermark = latest.newest or run.watermark_from
+            status, error = MaterializationState.SUCCEEDED, None
+        except PlatformError as exc:
+            status, error = MaterializationState.FAILED, exc.message
+        except Exception:
+            logger.exception("materialization %s of %s failed", run_id, name)
+            status, error = MaterializationState.FAILED, "internal error; it has been logged"
+        with self._db.transaction() as session:
+            repo = FeatureRepository(session, tenant_id)
+            repo.finish_run(
+                run_id,
+                status=status.value,
+                rows_read=rows_read,
+                keys_written=keys,
+                watermark_to=watermark,
+                error=error,
+            )
+            finished = repo.get_run(name, run_id)
+        assert finished is not None
+        return _run_wire(finished)
+
+    def get_materialization(
+        self, principal: Principal, name: str, run_id: str
+    ) -> MaterializationRun:
+        with self._db.read() as session:
+            repo = FeatureRepository(session, principal.tenant_id)
+            if repo.get_view(name) is None:
+                raise view_not_found(name)
+            run = repo.get_run(name, run_id)
+        if run is None:
+            raise NotFound(f"materialization {run_id!r} of feature view {name!r} not found")
+        return _run_wire(run)
+
+    def list_materializations(
+        self, principal: Principal, name: str, page: int, page_size: int
+    ) -> MaterializationList:
+        with self._db.read() as session:
+            repo = FeatureRepository(session, principal.tenant_id)
+            if repo.get_view(name) is None:
+                raise view_not_found(name)
+            found = repo.runs(name, (page - 1) * page_size, page_size)
+        return MaterializationList(
+            materializations=[_run_wire(r) for r in found.items],
+            total=found.total,
+            page=page,
+            page_size=page_size,
+            has_more=page * page_size < found.total,
+        )
+
+    # -- push ----------------------------------------------------------------------------------
+    def push(self, principal: Principal, name: str, body: PushRequest) -> PushResponse:
+        resolved = self.catalog.resolve(principal.tenant_id, [name])[name]
+        view, entity = resolved.view, resolved.entity
+        types = {f: ValueType(t) for f, t in view.features}
+        allowed = set(types) | {k for k, _ in entity.join_keys} | {view.timestamp_field}
+        rows: dict[str, OnlineRowRecord] = {}
+        for i, row in enumerate(body.rows):
+            where = f"body.rows[{i}]"
+            unknown = sorted(set(row) - allowed)
+            if unknown:
+                why = f"{unknown[0]!r} is not a feature, join key or the timestamp of {name!r}"
+                raise InvalidArgument(f"{where}: {why}", [FieldViolation(where, why)])
+            key = entity_key(row, entity.join_keys, where)
+            ts = _parse_time(row.get(view.timestamp_field), f"{where}.{view.timestamp_field}")
+            values = {
+                f: coerce_value(row.get(f), kind, f"{where}.{f}") for f, kind in types.items()
+            }
+            previous = rows.get(key)
+            if previous is None or previous.event_ts <= ts:
+                rows[key] = OnlineRowRecord(key, values, ts)
+        self.store.write(principal.tenant_id, name, list(rows.values()))
+        return PushResponse(feature_view=name, rows_written=len(rows))
+
+    # -- reads ---------------------------------------------------------------------------------
+    def online_features(
+        self,
+        principal: Principal,
+        features: Sequence[str],
+        entity_rows: Sequence[Mapping[str, Any]],
+    ) -> list[list[LookupValue]]:
+        return self.online.lookup(principal.tenant_id, features, entity_rows)
+
+    def historical_features(
+        self, principal: Principal, body: HistoricalFeaturesRequest
+    ) -> HistoricalFeaturesResponse:
+        frame = pd.DataFrame.from_records(list(body.entity_rows))
+        joined = self.historical_frame(
+            principal.tenant_id,
+            frame,
+            list(body.features),
+            timestamp_field=body.timestamp_field,
+            full_feature_names=body.full_feature_names,
+        )
+        columns = [str(c) for c in joined.columns]
+        data = {c: joined[c].tolist() for c in columns}
+        rows = [{c: plain(data[c][i]) for c in columns} for i in range(len(joined))]
+        for row, original in zip(rows, body.entity_rows, strict=True):
+            row.update(original)  # the caller's values exactly as sent (no pandas coercion)
+        return HistoricalFeaturesResponse(columns=columns, rows=rows)
+
+    def historical_frame(
+        self,
+        tenant_id: str,
+        entity_df: pd.DataFrame,
+        features: Sequence[str],
+        *,
+        timestamp_field: str = "event_timestamp",
+        full_feature_names: bool = False,
+    ) -> pd.DataFrame:
+        refs = list(dict.fromkeys(parse_refs(features)))  # one column per feature
+        names = list(dict.fromkeys(ref.view for ref in refs))
+        views = self.catalog.resolve(tenant_id, names)
+        check_refs(refs, views)
+        joins: list[ViewJoin] = []
+        taken: dict[str, str] = {}
+        for name in names:
+            resolved = views[name]
+            wanted = [ref.feature for ref in refs if ref.view == name]
+            columns = [f"{name}__{f}" if full_feature_names else f for f in wanted]
+            for column, ref in zip(columns, wanted, strict=True):
+                if column in taken or column in entity_df.columns:
+                    raise InvalidArgument(
+                        f"features: two columns would be named {column!r}; set full_feature_names",
+                        [FieldViolation("features", f"{name}:{ref} clashes on {column!r}")],
+                    )
+                taken[column] = name
+            joins.append(
+                ViewJoin(
+                    view=name,
+                    frame=self._sources.read(tenant_id, SourceSpec.of(resolved.view.source)),
+                    join_keys=resolved.entity.join_keys,
+                    timestamp_field=resolved.view.timestamp_field,
+                    ttl_seconds=resolved.view.ttl_seconds,
+                    features=wanted,
+                    columns=columns,
+                )
+            )
+        return point_in_time_join(entity_df, timestamp_field, joins)
+
+
+def build_feature_service(settings: Settings, db: Database, area: DataArea) -> FeatureService:
+    """The service as the composition root wires it: sources from ``area``, the online store
+    chosen by settings."""
+    return FeatureService(
+        db, SourceReader(area, settings.feature_max_source_bytes), build_online_store(settings, db)
+    )
