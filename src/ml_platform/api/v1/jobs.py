@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 
 from ml_platform.api.deps import ContextDep, JsonBody, PrincipalDep
 from ml_platform.api.etags import (
@@ -23,6 +22,7 @@ from ml_platform.api.etags import (
     require_current,
 )
 from ml_platform.api.responses import AUTHED, problems, rejected_when
+from ml_platform.api.v2.pages import PageTokenQuery, page_by_time, page_response, page_tokens
 from ml_platform.api.v2.schemas import TrainingJobPage, TrainingJobV2
 from ml_platform.api.versioning import (
     API_DATE_LEAN_LISTS,
@@ -30,9 +30,7 @@ from ml_platform.api.versioning import (
     LINK_NEXT_HEADER,
     ApiDateDep,
     ApiVersion,
-    PageTokens,
     at_least,
-    next_link,
     resolve_api_date,
 )
 from ml_platform.core.errors import FieldViolation, InvalidArgument
@@ -191,13 +189,7 @@ def jobs_router(version: ApiVersion) -> APIRouter:
             framework: FrameworkQuery = None,
             tags: TagsQuery = None,
             page_size: PageSizeQuery = 50,
-            page_token: Annotated[
-                str | None,
-                Query(
-                    max_length=1024,
-                    description="`next_page_token` of the previous page, with the same filters",
-                ),
-            ] = None,
+            page_token: PageTokenQuery = None,
             include: Annotated[
                 Literal["status_history"] | None,
                 Query(
@@ -215,32 +207,24 @@ def jobs_router(version: ApiVersion) -> APIRouter:
                 "framework": framework.value if framework else None,
                 "tags": sorted(tag_filter.items()),
             }
-            cursors = PageTokens(context.settings.jwt_secret.get_secret_value())
-            after = cursors.read(page_token, query) if page_token is not None else None
-            jobs = await run_in_threadpool(
-                lambda: context.jobs.search_after(
+            jobs, token = await page_by_time(
+                page_tokens(context),
+                query,
+                page_token,
+                page_size,
+                lambda after, limit: context.jobs.search_after(
                     principal,
                     status=status,
                     framework=framework.value if framework else None,
                     tags=tag_filter,
                     after=after,
-                    limit=page_size + 1,
-                )
+                    limit=limit,
+                ),
             )
-            token = None
-            if len(jobs) > page_size:
-                jobs = jobs[:page_size]
-                token = cursors.issue(query, jobs[-1].created_at, jobs[-1].id)
             lean = at_least(api_date, API_DATE_LEAN_LISTS) and include != "status_history"
             exclude = {"status_history"} if lean else None
-            body = {
-                "jobs": [
-                    TrainingJobV2.of(job).model_dump(mode="json", exclude=exclude) for job in jobs
-                ],
-                "next_page_token": token,
-            }
-            headers = {"Link": next_link(request, token)} if token is not None else {}
-            return JSONResponse(body, headers=headers)
+            items = [TrainingJobV2.of(job).model_dump(mode="json", exclude=exclude) for job in jobs]
+            return page_response(request, "jobs", items, token)
 
     else:
 
