@@ -220,6 +220,7 @@ def test_the_dashboard_end_to_end_in_chromium(live: Live) -> None:
 
     # cancelled from its page, after the confirmation dialog
     cancelled = live.owner.get(f"/v1/jobs/training/{report['cancelled']['id']}").json()
+    assert report["cancelled"]["escapeKept"]  # Escape on the dialog: nothing cancelled
     assert report["cancelled"]["dialogShown"] and cancelled["status"] == "cancelled"
     assert report["cancelled"]["badge"] == "cancelled"
 

@@ -154,9 +154,20 @@ async function main() {
     log("live job watched", JSON.stringify({ first, later }));
 
     // -- cancel a second job from its page ----------------------------------------------------
-    await page.goto(`${base}/ui/jobs/${long.id}`);
+    // keyboard only: focus the job's link in the table, Enter opens its page
+    await page.goto(`${base}/ui/jobs`);
+    await page.focus(`tr[data-job="${long.id}"] a`);
+    await page.keyboard.press("Enter");
+    await page.waitForURL(new RegExp(`/ui/jobs/${long.id}$`));
     await page.waitForSelector("[data-action=cancel]");
     await page.waitForSelector("h1 .badge[data-status=running]", { timeout: 60000 });
+    // Escape closes the confirmation and leaves the job running
+    await page.click("[data-action=cancel]");
+    await page.waitForSelector("dialog[open] [data-action=keep]:focus");
+    await page.keyboard.press("Escape");
+    await page.waitForSelector("dialog[open]", { state: "detached" }).catch(() => undefined);
+    const escapeKept = !(await page.isVisible("dialog[open]")) &&
+      (await api(config.owner, "GET", `/v1/jobs/training/${long.id}`)).status === "running";
     await page.click("[data-action=cancel]");
     await page.waitForSelector("dialog[open] [data-action=confirm-cancel]");
     const dialogShown = await page.isVisible("dialog[open]");
@@ -166,6 +177,7 @@ async function main() {
     report.cancelled = {
       id: long.id,
       dialogShown,
+      escapeKept,
       badge: await page.getAttribute("h1 .badge", "data-status"),
     };
     await shot(page, "job-cancelled");
@@ -245,12 +257,12 @@ async function main() {
     await collect();
     await shot(other, "other-deployments");
     await other.goto(`${base}/ui/jobs/${live.id}`);
-    isolation.directJob = await (await other.waitForSelector("main .empty h3")).textContent();
+    isolation.directJob = await (await other.waitForSelector("main .empty h3 >> text=/not found/")).textContent();
     await shot(other, "other-direct-job");
     await other.goto(`${base}/ui/models/${config.model}`);
-    isolation.directModel = await (await other.waitForSelector("main .empty h3")).textContent();
+    isolation.directModel = await (await other.waitForSelector("main .empty h3 >> text=/not found/")).textContent();
     await other.goto(`${base}/ui/deployments/${config.deployment}`);
-    isolation.directDeployment = await (await other.waitForSelector("main .empty h3")).textContent();
+    isolation.directDeployment = await (await other.waitForSelector("main .empty h3 >> text=/not found/")).textContent();
     isolation.ownerIdsInPages = ownerIds.filter((id) =>
       seen.some((text) => text.includes(id) && !(id === config.model && false)),
     );

@@ -200,6 +200,7 @@ export function jobsView(root: HTMLElement, _params: Record<string, string>, sea
     const first = list.total === 0 ? 0 : (list.page - 1) * list.page_size + 1;
     const last = (list.page - 1) * list.page_size + list.jobs.length;
     summary.textContent = `${first.toLocaleString()}–${last.toLocaleString()} of ${list.total.toLocaleString()} jobs`;
+    pager.hidden = list.total === 0;
     (prev as HTMLButtonElement).disabled = list.page <= 1;
     (next as HTMLButtonElement).disabled = !list.has_more;
     root.dataset.rendered = String(list.jobs.length);
