@@ -108,6 +108,17 @@ class Storage:
     def size(self, key: str) -> int:
         return int(self._fs.size(self._path(key)))
 
+    def file_size(self, key: str) -> int | None:
+        """The size of the object ``key``; None when there is none (a missing key, or only a
+        prefix of other keys: object stores report those as empty "directories")."""
+        try:
+            info = self._fs.info(self._path(key))
+        except FileNotFoundError:
+            return None
+        if info.get("type") != "file":
+            return None
+        return int(info.get("size") or 0)
+
     @contextlib.contextmanager
     def open(self, key: str) -> Iterator[IO[bytes]]:
         """Read an object; ``FileNotFoundError`` when it is missing."""

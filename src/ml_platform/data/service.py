@@ -415,10 +415,9 @@ class _StoredArea:
 
     def describe(self, parts: tuple[str, ...]) -> DataFileInfo:
         key = self.key(parts)
-        try:
-            size = self.storage.size(key)
-        except FileNotFoundError:
-            raise NotFound(f"{_shown_path(parts)} not found in your data area") from None
+        size = self.storage.file_size(key)
+        if size is None:  # missing, or a "directory" (a prefix of other files)
+            raise NotFound(f"{_shown_path(parts)} not found in your data area")
         sha256 = ""
         with contextlib.suppress(OSError, ValueError):
             meta = self.storage.get_bytes(self.meta_key(parts)).decode()
@@ -591,7 +590,12 @@ class DataArea:
         shown = _shown_path(parts)
         stored = self._stored(tenant_id)
         if stored is not None:
-            if not stored.storage.exists(stored.key(parts)):
+            if stored.storage.file_size(stored.key(parts)) is None:
+                if stored.storage.list(stored.key(parts)):
+                    raise Conflict(
+                        f"{shown} is a directory; delete its files one by one (list them with "
+                        f"GET /v1/data?prefix={'/'.join(parts)}/)"
+                    )
                 raise NotFound(f"{shown} not found in your data area")
             stored.storage.delete(stored.key(parts))
             stored.storage.delete(stored.meta_key(parts))
