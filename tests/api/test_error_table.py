@@ -124,6 +124,17 @@ def _xml_body(w: World) -> httpx.Response:
     return w.client.post("/v1/models", content=b"<m/>", headers={"content-type": "text/xml"})
 
 
+def _zero_job_quota(w: World) -> httpx.Response:
+    """An administrator sets the tenant's max_queued_jobs to 0: the next submit is refused."""
+    name = f"ops-{secrets.token_hex(4)}"
+    w.platform.context.auth.create_tenant(name)
+    key = w.platform.context.auth.create_api_key(name, "ops", admin=True).plaintext
+    admin = w.platform.client(Tenant(id="", name=name, api_key=key))
+    quota = admin.patch(f"/v1/admin/tenants/{w.tenant.name}/quotas", json={"max_queued_jobs": 0})
+    assert quota.status_code == 200, quota.text
+    return w.client.post("/v1/jobs/training", json=spec())
+
+
 def _database_down(w: World) -> httpx.Response:
     with httpx.Client(base_url=w.unreachable_db_url, timeout=30) as client:
         return client.get("/readyz")
@@ -150,12 +161,12 @@ TABLE = [
     Row(errors.PreconditionFailed, _stale_if_match, 412, ErrorCode.PRECONDITION_FAILED),
     Row(errors.PayloadTooLarge, _oversized_body, 413, ErrorCode.PAYLOAD_TOO_LARGE),
     Row(errors.UnsupportedMediaType, _xml_body, 415, ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+    Row(errors.QuotaExceeded, _zero_job_quota, 429, ErrorCode.QUOTA_EXCEEDED),
     Row(errors.Unavailable, _database_down, 503, ErrorCode.UNAVAILABLE),
 ]
 
 NOT_RAISED_BY_V1_REST = {
     # no v1 route raises these today; core's renderer maps them (tests/api/test_problem_renderer)
-    errors.QuotaExceeded: "tenant quotas make jobs wait (pending_reason), they are not refused",
     errors.ResourceExhausted: "no REST rate limit raises it yet",
     errors.DeadlineExceeded: "raised by the serving batcher (gRPC / V2), not the control plane",
     errors.InternalError: "only the catch-all answers it (tests/api/test_catch_all.py)",
