@@ -121,6 +121,15 @@ async def _read_archive(request: Request, limit: int) -> bytes:
             422, "the body is not a readable `.zip` / `.tar.gz` or holds unsafe or too many files"
         ),
         200: {"description": "The same archive was uploaded before", "model": CodePackage},
+        201: {
+            "description": "The package, stored",
+            "links": {
+                "GetCodePackage": {
+                    "operationId": "get_code_package",
+                    "parameters": {"package_id": "$response.body#/id"},
+                }
+            },
+        },
     },
 )
 async def create_code_package(

@@ -15,7 +15,7 @@ from starlette.background import BackgroundTask
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from ml_platform.api.deps import ContextDep, PrincipalDep
-from ml_platform.api.responses import AUTHED, problems
+from ml_platform.api.responses import AUTHED, problems, rejected_when
 from ml_platform.core.errors import UnsupportedMediaType
 from ml_platform.data.service import (
     _BIDI_CONTROLS,
@@ -58,6 +58,9 @@ _SEGMENT = "|".join(
 )
 assert RESERVED_PREFIX == ".mlp-"
 DATA_PATH_PATTERN = f"^(?:{_SEGMENT})(?:/(?:{_SEGMENT})){{0,{MAX_SEGMENTS - 1}}}$"
+# A list prefix: whole directory names as above, then any start of a name but '.' or '..'.
+_PARTIAL = f"(?:[^{_BANNED}.]{_C}*|\\.[^{_BANNED}.]{_C}*|\\.\\.{_C}+)"
+DATA_PREFIX_PATTERN = f"^(?:(?:{_SEGMENT})/){{0,{MAX_SEGMENTS - 1}}}{_PARTIAL}?$"
 FilePath = Annotated[
     str, PathParam(description=PATH_HELP, json_schema_extra={"pattern": DATA_PATH_PATTERN})
 ]
@@ -197,14 +200,23 @@ async def upload_data_file(
     name="list_data_files",
     summary="List data files",
     response_model=DataFileList,
-    responses=problems(422, *AUTHED),
+    responses={
+        **problems(422, *AUTHED),
+        **rejected_when(
+            422, "`prefix` is over 1024 bytes, or names a directory over 255 bytes, in UTF-8"
+        ),
+    },
 )
 async def list_data_files(
     context: ContextDep,
     principal: PrincipalDep,
     prefix: Annotated[
         str | None,
-        Query(max_length=1024, description="Only paths starting with this (e.g. `churn/`)"),
+        Query(
+            max_length=1024,
+            description="Only paths starting with this (e.g. `churn/`)",
+            json_schema_extra={"pattern": DATA_PREFIX_PATTERN},
+        ),
     ] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number")] = 1,
     page_size: Annotated[int, Query(ge=1, le=500, description="Results per page")] = 50,
