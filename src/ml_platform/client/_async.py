@@ -33,6 +33,7 @@ from ml_platform.client._errors import (
     MLPlatformError,
     ResourceNotFoundError,
 )
+from ml_platform.client._features import AsyncFeatures
 from ml_platform.client._models import (
     APIObject,
     DataFile,
@@ -475,6 +476,7 @@ class AsyncClient(BaseClient):
         self.models = AsyncModels(self)
         self.deployments = AsyncDeployments(self)
         self.data = AsyncData(self)
+        self.features = AsyncFeatures(self)
 
     def with_options(
         self, timeout: float | None = None, max_retries: int | None = None

@@ -32,6 +32,7 @@ from ml_platform.client._errors import (
     MLPlatformError,
     ResourceNotFoundError,
 )
+from ml_platform.client._features import Features
 from ml_platform.client._models import (
     APIObject,
     DataFile,
@@ -434,6 +435,7 @@ class Client(BaseClient):
         self.models = Models(self)
         self.deployments = Deployments(self)
         self.data = Data(self)
+        self.features = Features(self)
 
     def with_options(self, timeout: float | None = None, max_retries: int | None = None) -> Client:
         """A copy with other defaults, sharing this client's connections."""

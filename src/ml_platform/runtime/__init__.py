@@ -25,9 +25,11 @@ from ml_platform.runtime._context import (
     open_data,
     output_dir,
 )
+from ml_platform.runtime._features import get_historical_features
 
 __all__ = [
     "data_path",
+    "get_historical_features",
     "hyperparameters",
     "job_id",
     "log_metrics",
