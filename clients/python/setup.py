@@ -39,6 +39,7 @@ setup(
     install_requires=REQUIRES,
     packages=find_packages(exclude=["test", "tests"]),
     include_package_data=True,
+    license="Apache-2.0",
     long_description_content_type='text/markdown',
     long_description="""\
     The ml-platform control plane: submit and follow training jobs, register models, deploy them.  Authenticate with an API key (&#x60;X-API-Key: mlp_...&#x60;) or a JWT (&#x60;Authorization: Bearer ...&#x60;). Every error is an RFC 9457 problem document (&#x60;application/problem+json&#x60;) with a stable &#x60;code&#x60;. 

@@ -74,6 +74,9 @@ export interface AuditEventPage {
      */
     'next_page_token': string | null;
 }
+/**
+ * An uploaded training-code archive, addressed by its content hash.
+ */
 export interface CodePackage {
     'created_at': string;
     'file_count': number;
@@ -85,6 +88,9 @@ export interface CodePackage {
     'size_bytes': number;
     'unpacked_bytes': number;
 }
+/**
+ * The kind of machine a job asks for.
+ */
 
 export const ComputeType = {
     Cpu: 'cpu',
@@ -117,6 +123,9 @@ export interface DataFileList {
     'page_size': number;
     'total': number;
 }
+/**
+ * A model version served over gRPC and V2 REST under a stable name.
+ */
 export interface Deployment {
     /**
      * The alias followed, if any
@@ -194,6 +203,9 @@ export interface DeploymentLinks {
      */
     'self': string;
 }
+/**
+ * A page of the tenant\'s deployments (`page`, `page_size`, `total`).
+ */
 export interface DeploymentListResponse {
     'deployments': Array<Deployment>;
     'has_more': boolean;
@@ -211,6 +223,9 @@ export interface DeploymentPage {
      */
     'next_page_token': string | null;
 }
+/**
+ * Where a deployment is: `pending` -> `loading` -> `ready`, or `failed`.
+ */
 
 export const DeploymentState = {
     Pending: 'pending',
@@ -265,6 +280,39 @@ export interface DeploymentV2 {
 }
 
 
+export interface Entity {
+    'created_at': string;
+    'created_by': string;
+    'description': string;
+    /**
+     * Source column -> value type of each join key, in key order
+     */
+    'join_keys': { [key: string]: ValueType; };
+    'name': string;
+}
+/**
+ * What feature values are about (a customer, a driver): a name and its join keys.
+ */
+export interface EntityCreate {
+    'description'?: string;
+    /**
+     * Source column -> value type of each join key, in key order
+     */
+    'join_keys': { [key: string]: ValueType; };
+    'name': string;
+}
+export interface EntityListResponse {
+    'entities': Array<Entity>;
+    'has_more': boolean;
+    'page': number;
+    'page_size': number;
+    'total': number;
+}
+export interface EntityRowsInnerValue {
+}
+/**
+ * The data type of one model input column.
+ */
 
 export const FeatureDType = {
     Float32: 'float32',
@@ -278,6 +326,103 @@ export const FeatureDType = {
 export type FeatureDType = typeof FeatureDType[keyof typeof FeatureDType];
 
 
+export interface FeatureSource {
+    /**
+     * `csv` or `parquet`; by default from the file\'s extension
+     */
+    'format'?: string | null;
+    /**
+     * A file of your data area (`data/<path>` or `<path>`), CSV or Parquet; segments start with a letter, digit or `_` and hold letters, digits, `_.- `
+     */
+    'path': string;
+}
+export interface FeatureValue {
+    /**
+     * When the value was observed
+     */
+    'event_timestamp': string | null;
+    /**
+     * `<feature view>:<feature>`
+     */
+    'feature': string;
+    'status': ValueStatus;
+    'value': Value | null;
+}
+
+
+export interface FeatureView {
+    'created_at': string;
+    'created_by': string;
+    'description': string;
+    'entity': string;
+    /**
+     * Source column -> value type of each feature
+     */
+    'features': { [key: string]: ValueType; };
+    'name': string;
+    'source': FeatureSource;
+    'timestamp_field': string;
+    'ttl_seconds': number;
+    'updated_at': string;
+    'version': number;
+}
+/**
+ * Typed features of an entity, read from a file; checked against the file\'s columns.
+ */
+export interface FeatureViewCreate {
+    'description'?: string;
+    /**
+     * The entity the rows are about
+     */
+    'entity': string;
+    /**
+     * Source column -> value type of each feature
+     */
+    'features': { [key: string]: ValueType; };
+    'name': string;
+    'source': FeatureSource;
+    /**
+     * Column with each row\'s event time
+     */
+    'timestamp_field': string;
+    /**
+     * How long a value stays valid after its event time (0: forever)
+     */
+    'ttl_seconds'?: number;
+}
+export interface FeatureViewListResponse {
+    'feature_views': Array<FeatureView>;
+    'has_more': boolean;
+    'page': number;
+    'page_size': number;
+    'total': number;
+}
+/**
+ * A new version of the view (the previous versions stay readable).
+ */
+export interface FeatureViewUpdate {
+    'description'?: string;
+    /**
+     * The entity the rows are about
+     */
+    'entity': string;
+    /**
+     * Source column -> value type of each feature
+     */
+    'features': { [key: string]: ValueType; };
+    'source': FeatureSource;
+    /**
+     * Column with each row\'s event time
+     */
+    'timestamp_field': string;
+    /**
+     * How long a value stays valid after its event time (0: forever)
+     */
+    'ttl_seconds'?: number;
+}
+/**
+ * One offending field of a rejected request: where it is and what is wrong with it.
+ */
 export interface FieldError {
     'message': string;
     /**
@@ -285,6 +430,9 @@ export interface FieldError {
      */
     'path': string;
 }
+/**
+ * The ML framework a job\'s code uses (it picks the runtime image).
+ */
 
 export const FrameworkType = {
     Pytorch: 'pytorch',
@@ -298,6 +446,28 @@ export type FrameworkType = typeof FrameworkType[keyof typeof FrameworkType];
 
 export interface HealthStatus {
     'status': string;
+}
+/**
+ * Training data: each entity row joined with the feature values as of its timestamp.
+ */
+export interface HistoricalFeaturesRequest {
+    'entity_rows': Array<{ [key: string]: EntityRowsInnerValue; }>;
+    'features': Array<string>;
+    /**
+     * Name output columns `<view>__<feature>` instead of `<feature>`
+     */
+    'full_feature_names'?: boolean;
+    /**
+     * The entity rows\' column with the as-of time (RFC 3339)
+     */
+    'timestamp_field'?: string;
+}
+export interface HistoricalFeaturesResponse {
+    'columns': Array<string>;
+    /**
+     * The entity rows in request order
+     */
+    'rows': Array<{ [key: string]: EntityRowsInnerValue; }>;
 }
 /**
  * One model input column, in the order the model expects it.
@@ -332,6 +502,9 @@ export interface InstanceConfig {
 }
 
 
+/**
+ * A page of the tenant\'s training jobs, newest first (`page`, `page_size`, `total`).
+ */
 export interface JobListResponse {
     'has_more': boolean;
     'jobs': Array<TrainingJob>;
@@ -348,9 +521,15 @@ export interface JobLogLine {
     'stream': Stream;
     'timestamp': string;
 }
+/**
+ * The last lines of a job\'s log, oldest first.
+ */
 export interface JobLogsResponse {
     'logs': Array<JobLogLine>;
 }
+/**
+ * A job\'s state: `pending` -> `running` -> `succeeded` / `failed`, or `cancelled`.
+ */
 
 export const JobStatus = {
     Pending: 'pending',
@@ -378,6 +557,54 @@ export interface Lineage {
     'job_name': string;
     'metrics'?: { [key: string]: number; };
 }
+export interface MaterializationList {
+    'has_more': boolean;
+    'materializations': Array<MaterializationRun>;
+    'page': number;
+    'page_size': number;
+    'total': number;
+}
+/**
+ * One load of a view\'s source into the online store, after the previous watermark.
+ */
+export interface MaterializationRun {
+    'created_by': string;
+    'error': string | null;
+    'feature_view': string;
+    'finished_at': string | null;
+    'id': string;
+    /**
+     * Entity keys whose latest value was written
+     */
+    'keys_written': number;
+    /**
+     * Source rows newer than `watermark_from`
+     */
+    'rows_read': number;
+    'started_at': string;
+    'status': MaterializationState;
+    'view_version': number;
+    /**
+     * Rows at or before it were skipped
+     */
+    'watermark_from': string | null;
+    /**
+     * The newest event time loaded
+     */
+    'watermark_to': string | null;
+}
+
+
+
+export const MaterializationState = {
+    Running: 'running',
+    Succeeded: 'succeeded',
+    Failed: 'failed',
+} as const;
+
+export type MaterializationState = typeof MaterializationState[keyof typeof MaterializationState];
+
+
 /**
  * Who the credentials sent with this request belong to.
  */
@@ -402,6 +629,9 @@ export const MeAuthMethodEnum = {
 
 export type MeAuthMethodEnum = typeof MeAuthMethodEnum[keyof typeof MeAuthMethodEnum];
 
+/**
+ * A page of a job\'s metric history, oldest first; follow `next_after_id` for more.
+ */
 export interface MetricHistoryResponse {
     'has_more': boolean;
     'metrics': Array<MetricPointOut>;
@@ -410,6 +640,9 @@ export interface MetricHistoryResponse {
      */
     'next_after_id'?: number | null;
 }
+/**
+ * One recorded metric value of a job (`step` is the training step, if the job gave one).
+ */
 export interface MetricPointOut {
     /**
      * Monotonic per platform; pass as `after_id` to page
@@ -420,6 +653,9 @@ export interface MetricPointOut {
     'timestamp': string;
     'value': number;
 }
+/**
+ * A registered model: a name that groups numbered versions and aliases.
+ */
 export interface Model {
     /**
      * Alias -> version, `latest` included when a version exists
@@ -441,6 +677,9 @@ export interface Model {
 }
 
 
+/**
+ * A named pointer (e.g. `production`) to one version of a model.
+ */
 export interface ModelAlias {
     'alias': string;
     'model': string;
@@ -468,6 +707,9 @@ export interface ModelAliasLinks {
      */
     'version': string;
 }
+/**
+ * Point an alias (e.g. `production`) at a version of the model.
+ */
 export interface ModelAliasUpdate {
     /**
      * The version the alias points to
@@ -532,6 +774,9 @@ export interface ModelLinks {
      */
     'versions': string;
 }
+/**
+ * A page of the tenant\'s models (`page`, `page_size`, `total`).
+ */
 export interface ModelListResponse {
     'has_more': boolean;
     'models': Array<Model>;
@@ -591,6 +836,9 @@ export interface ModelV2 {
 }
 
 
+/**
+ * One immutable version of a model: its artifact, format, signature and lineage.
+ */
 export interface ModelVersion {
     'aliases'?: Array<string>;
     'artifact_uri': string;
@@ -721,6 +969,9 @@ export interface ModelVersionLinks {
      */
     'self': string;
 }
+/**
+ * A page of a model\'s versions (`page`, `page_size`, `total`).
+ */
 export interface ModelVersionListResponse {
     'has_more': boolean;
     'page': number;
@@ -763,6 +1014,23 @@ export interface ModelVersionV2 {
 }
 
 
+export interface OnlineFeaturesRequest {
+    /**
+     * Join key values, one object per row
+     */
+    'entity_rows': Array<{ [key: string]: EntityRowsInnerValue; }>;
+    'features': Array<string>;
+}
+export interface OnlineFeaturesResponse {
+    'results': Array<OnlineFeaturesRow>;
+}
+export interface OnlineFeaturesRow {
+    'entity': { [key: string]: EntityRowsInnerValue; };
+    /**
+     * In the order of the request\'s features
+     */
+    'values': Array<FeatureValue>;
+}
 /**
  * An error response (`application/problem+json`).
  */
@@ -787,6 +1055,19 @@ export interface Problem {
      * `QUOTA_EXCEEDED` only: what the tenant held when it was checked
      */
     'usage'?: number | null;
+}
+/**
+ * Rows to write straight to the online store (streaming updates).
+ */
+export interface PushRequest {
+    /**
+     * Each row: the join keys, the timestamp field (RFC 3339), and any features
+     */
+    'rows': Array<{ [key: string]: EntityRowsInnerValue; }>;
+}
+export interface PushResponse {
+    'feature_view': string;
+    'rows_written': number;
 }
 /**
  * One quota: its limit (``null``: no limit) beside the tenant\'s current usage.
@@ -832,6 +1113,9 @@ export const QuotaSource = {
 export type QuotaSource = typeof QuotaSource[keyof typeof QuotaSource];
 
 
+/**
+ * Where a version\'s signature came from: given, inferred from the file, or none.
+ */
 
 export const SignatureSource = {
     Given: 'given',
@@ -858,6 +1142,83 @@ export interface StatusTransition {
  */
 export interface Stream {
 }
+/**
+ * WebSocket message: the job reached a final status; the server then closes (1000).
+ */
+export interface StreamEnd {
+    /**
+     * An ETag from an earlier GET: 304 when it still matches
+     */
+    'error_message'?: string | null;
+    'status': JobStatus;
+    'type'?: StreamEndTypeEnum;
+}
+
+export const StreamEndTypeEnum = {
+    End: 'end',
+} as const;
+
+export type StreamEndTypeEnum = typeof StreamEndTypeEnum[keyof typeof StreamEndTypeEnum];
+
+/**
+ * WebSocket message: one log line (`id` as in `JobLogLine`).
+ */
+export interface StreamLog {
+    'id': number;
+    'line': string;
+    'stream': string;
+    'timestamp': string;
+    'type'?: StreamLogTypeEnum;
+}
+
+export const StreamLogTypeEnum = {
+    Log: 'log',
+} as const;
+
+export type StreamLogTypeEnum = typeof StreamLogTypeEnum[keyof typeof StreamLogTypeEnum];
+
+/**
+ * WebSocket message: one recorded metric value (as in `MetricPointOut`).
+ */
+export interface StreamMetric {
+    'id': number;
+    'name': string;
+    'step'?: number | null;
+    'timestamp': string;
+    'type'?: StreamMetricTypeEnum;
+    'value': number;
+}
+
+export const StreamMetricTypeEnum = {
+    Metric: 'metric',
+} as const;
+
+export type StreamMetricTypeEnum = typeof StreamMetricTypeEnum[keyof typeof StreamMetricTypeEnum];
+
+/**
+ * WebSocket message: the job\'s status changed (sent first, then on every change).
+ */
+export interface StreamStatus {
+    'attempt'?: number | null;
+    /**
+     * An ETag from an earlier GET: 304 when it still matches
+     */
+    'pending_reason'?: string | null;
+    'queue_position'?: number | null;
+    /**
+     * An ETag from an earlier GET: 304 when it still matches
+     */
+    'reason'?: string | null;
+    'status': JobStatus;
+    'type'?: StreamStatusTypeEnum;
+}
+
+export const StreamStatusTypeEnum = {
+    Status: 'status',
+} as const;
+
+export type StreamStatusTypeEnum = typeof StreamStatusTypeEnum[keyof typeof StreamStatusTypeEnum];
+
 /**
  * A tenant\'s quota overrides. PUT sets them all (an absent or `null` field: the platform default); PATCH changes only the fields given (`null`: back to the platform default).
  */
@@ -1099,6 +1460,32 @@ export interface UsagePage {
     'total': number;
     'usage': Array<UsageCountOut>;
 }
+export interface Value {
+}
+
+export const ValueStatus = {
+    Present: 'PRESENT',
+    Missing: 'MISSING',
+    OutsideTtl: 'OUTSIDE_TTL',
+} as const;
+
+export type ValueStatus = typeof ValueStatus[keyof typeof ValueStatus];
+
+
+
+export const ValueType = {
+    Int64: 'int64',
+    Float64: 'float64',
+    String: 'string',
+    Bool: 'bool',
+} as const;
+
+export type ValueType = typeof ValueType[keyof typeof ValueType];
+
+
+/**
+ * Where a version\'s artifact came from (`job_id`, `uri` or the uploaded `filename`).
+ */
 export interface VersionSource {
     'filename'?: string | null;
     'job_id'?: string | null;
@@ -1107,6 +1494,9 @@ export interface VersionSource {
 }
 
 
+/**
+ * How a version\'s artifact arrived: from a training job, an upload, or a URI.
+ */
 
 export const VersionSourceKind = {
     Job: 'job',
@@ -2898,6 +3288,1278 @@ export class DeploymentsApi extends BaseAPI {
      */
     public updateDeploymentV2(name: string, deploymentUpdate: DeploymentUpdate, ifMatch?: string | null, aPIDate?: string | null, options?: RawAxiosRequestConfig) {
         return DeploymentsApiFp(this.configuration).updateDeploymentV2(name, deploymentUpdate, ifMatch, aPIDate, options).then((request) => request(this.axios, this.basePath));
+    }
+}
+
+
+
+/**
+ * FeaturesApi - axios parameter creator
+ */
+export const FeaturesApiAxiosParamCreator = function (configuration?: Configuration) {
+    return {
+        /**
+         * What feature values are about, and the typed join keys that identify one of them.
+         * @summary Create an entity
+         * @param {EntityCreate} entityCreate 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        createEntity: async (entityCreate: EntityCreate, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            // verify required parameter 'entityCreate' is not null or undefined
+            assertParamExists('createEntity', 'entityCreate', entityCreate)
+            const localVarPath = `/v1/features/entities`;
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'POST', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            localVarHeaderParameter['Content-Type'] = 'application/json';
+            localVarHeaderParameter['Accept'] = 'application/json,application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+            localVarRequestOptions.data = serializeDataIfNeeded(entityCreate, localVarRequestOptions, configuration)
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+        /**
+         * Typed features of an entity, read from a CSV or Parquet file of your data area.  The file is read now: a missing file is 404, and a join key, feature or timestamp column the file lacks (or holds values of another type) is 422 naming the field and the column.
+         * @summary Create a feature view
+         * @param {FeatureViewCreate} featureViewCreate 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        createFeatureView: async (featureViewCreate: FeatureViewCreate, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            // verify required parameter 'featureViewCreate' is not null or undefined
+            assertParamExists('createFeatureView', 'featureViewCreate', featureViewCreate)
+            const localVarPath = `/v1/features/views`;
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'POST', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            localVarHeaderParameter['Content-Type'] = 'application/json';
+            localVarHeaderParameter['Accept'] = 'application/json,application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+            localVarRequestOptions.data = serializeDataIfNeeded(featureViewCreate, localVarRequestOptions, configuration)
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+        /**
+         * Delete an entity no feature view uses (409 names the views that do).
+         * @summary Delete an entity
+         * @param {string} name Entity name
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        deleteEntity: async (name: string, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            // verify required parameter 'name' is not null or undefined
+            assertParamExists('deleteEntity', 'name', name)
+            const localVarPath = `/v1/features/entities/{name}`
+                .replace('{name}', encodeURIComponent(String(name)));
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'DELETE', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            localVarHeaderParameter['Accept'] = 'application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+        /**
+         * Every version, its materialization history and its online values.
+         * @summary Delete a feature view
+         * @param {string} name Feature view name
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        deleteFeatureView: async (name: string, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            // verify required parameter 'name' is not null or undefined
+            assertParamExists('deleteFeatureView', 'name', name)
+            const localVarPath = `/v1/features/views/{name}`
+                .replace('{name}', encodeURIComponent(String(name)));
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'DELETE', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            localVarHeaderParameter['Accept'] = 'application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+        /**
+         * One entity.
+         * @summary Get an entity
+         * @param {string} name Entity name
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        getEntity: async (name: string, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            // verify required parameter 'name' is not null or undefined
+            assertParamExists('getEntity', 'name', name)
+            const localVarPath = `/v1/features/entities/{name}`
+                .replace('{name}', encodeURIComponent(String(name)));
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'GET', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            localVarHeaderParameter['Accept'] = 'application/json,application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+        /**
+         * The current definition, or a past `version`.
+         * @summary Get a feature view
+         * @param {string} name Feature view name
+         * @param {number | null} [version] A past version (default: current)
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        getFeatureView: async (name: string, version?: number | null, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            // verify required parameter 'name' is not null or undefined
+            assertParamExists('getFeatureView', 'name', name)
+            const localVarPath = `/v1/features/views/{name}`
+                .replace('{name}', encodeURIComponent(String(name)));
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'GET', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            if (version !== undefined) {
+                localVarQueryParameter['version'] = version;
+            }
+
+            localVarHeaderParameter['Accept'] = 'application/json,application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+        /**
+         * Each entity row plus, per feature, the newest source value of its entity key at or before the row\'s `timestamp_field` and within the view\'s TTL (null otherwise).
+         * @summary Get point-in-time training data
+         * @param {HistoricalFeaturesRequest} historicalFeaturesRequest 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        getHistoricalFeatures: async (historicalFeaturesRequest: HistoricalFeaturesRequest, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            // verify required parameter 'historicalFeaturesRequest' is not null or undefined
+            assertParamExists('getHistoricalFeatures', 'historicalFeaturesRequest', historicalFeaturesRequest)
+            const localVarPath = `/v1/features/historical`;
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'POST', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            localVarHeaderParameter['Content-Type'] = 'application/json';
+            localVarHeaderParameter['Accept'] = 'application/json,application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+            localVarRequestOptions.data = serializeDataIfNeeded(historicalFeaturesRequest, localVarRequestOptions, configuration)
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+        /**
+         * One run: `running`, `succeeded` or `failed` (with `error`).
+         * @summary Get a materialization
+         * @param {string} name Feature view name
+         * @param {string} runId Run id
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        getMaterialization: async (name: string, runId: string, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            // verify required parameter 'name' is not null or undefined
+            assertParamExists('getMaterialization', 'name', name)
+            // verify required parameter 'runId' is not null or undefined
+            assertParamExists('getMaterialization', 'runId', runId)
+            const localVarPath = `/v1/features/views/{name}/materializations/{run_id}`
+                .replace('{name}', encodeURIComponent(String(name)))
+                .replace('{run_id}', encodeURIComponent(String(runId)));
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'GET', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            localVarHeaderParameter['Accept'] = 'application/json,application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+        /**
+         * The latest values for each entity row (as gRPC `FeatureServing.GetOnlineFeatures`): `PRESENT`, `MISSING` (no value) or `OUTSIDE_TTL` (older than the view\'s TTL; not served).
+         * @summary Get online features
+         * @param {OnlineFeaturesRequest} onlineFeaturesRequest 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        getOnlineFeatures: async (onlineFeaturesRequest: OnlineFeaturesRequest, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            // verify required parameter 'onlineFeaturesRequest' is not null or undefined
+            assertParamExists('getOnlineFeatures', 'onlineFeaturesRequest', onlineFeaturesRequest)
+            const localVarPath = `/v1/features/online`;
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'POST', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            localVarHeaderParameter['Content-Type'] = 'application/json';
+            localVarHeaderParameter['Accept'] = 'application/json,application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+            localVarRequestOptions.data = serializeDataIfNeeded(onlineFeaturesRequest, localVarRequestOptions, configuration)
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+        /**
+         * Your tenant\'s entities, newest first.
+         * @summary List entities
+         * @param {number} [page] 
+         * @param {number} [pageSize] 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        listEntities: async (page?: number, pageSize?: number, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            const localVarPath = `/v1/features/entities`;
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'GET', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            if (page !== undefined) {
+                localVarQueryParameter['page'] = page;
+            }
+
+            if (pageSize !== undefined) {
+                localVarQueryParameter['page_size'] = pageSize;
+            }
+
+            localVarHeaderParameter['Accept'] = 'application/json,application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+        /**
+         * Your tenant\'s feature views (their current versions), newest first.
+         * @summary List feature views
+         * @param {number} [page] 
+         * @param {number} [pageSize] 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        listFeatureViews: async (page?: number, pageSize?: number, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            const localVarPath = `/v1/features/views`;
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'GET', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            if (page !== undefined) {
+                localVarQueryParameter['page'] = page;
+            }
+
+            if (pageSize !== undefined) {
+                localVarQueryParameter['page_size'] = pageSize;
+            }
+
+            localVarHeaderParameter['Accept'] = 'application/json,application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+        /**
+         * The view\'s runs, newest first, with counts, watermarks and errors.
+         * @summary List a feature view\'s materializations
+         * @param {string} name Feature view name
+         * @param {number} [page] 
+         * @param {number} [pageSize] 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        listMaterializations: async (name: string, page?: number, pageSize?: number, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            // verify required parameter 'name' is not null or undefined
+            assertParamExists('listMaterializations', 'name', name)
+            const localVarPath = `/v1/features/views/{name}/materializations`
+                .replace('{name}', encodeURIComponent(String(name)));
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'GET', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            if (page !== undefined) {
+                localVarQueryParameter['page'] = page;
+            }
+
+            if (pageSize !== undefined) {
+                localVarQueryParameter['page_size'] = pageSize;
+            }
+
+            localVarHeaderParameter['Accept'] = 'application/json,application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+        /**
+         * Load the latest value of every entity key from the source rows newer than the last succeeded run\'s watermark into the online store. Answers at once with the run.
+         * @summary Materialize a feature view
+         * @param {string} name Feature view name
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        materializeFeatureView: async (name: string, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            // verify required parameter 'name' is not null or undefined
+            assertParamExists('materializeFeatureView', 'name', name)
+            const localVarPath = `/v1/features/views/{name}/materializations`
+                .replace('{name}', encodeURIComponent(String(name)));
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'POST', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            localVarHeaderParameter['Accept'] = 'application/json,application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+        /**
+         * Write rows straight to the online store; the next lookup sees them. Each row replaces its entity key\'s stored row unless that one is newer (features a row leaves out become `MISSING`).
+         * @summary Push feature rows
+         * @param {string} name Feature view name
+         * @param {PushRequest} pushRequest 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        pushFeatures: async (name: string, pushRequest: PushRequest, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            // verify required parameter 'name' is not null or undefined
+            assertParamExists('pushFeatures', 'name', name)
+            // verify required parameter 'pushRequest' is not null or undefined
+            assertParamExists('pushFeatures', 'pushRequest', pushRequest)
+            const localVarPath = `/v1/features/views/{name}/push`
+                .replace('{name}', encodeURIComponent(String(name)));
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'POST', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            localVarHeaderParameter['Content-Type'] = 'application/json';
+            localVarHeaderParameter['Accept'] = 'application/json,application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+            localVarRequestOptions.data = serializeDataIfNeeded(pushRequest, localVarRequestOptions, configuration)
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+        /**
+         * A new version, checked against its source like a new view. Online values stay; the next materialization loads rows after the last watermark with the new definition.
+         * @summary Add a version of a feature view
+         * @param {string} name Feature view name
+         * @param {FeatureViewUpdate} featureViewUpdate 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        updateFeatureView: async (name: string, featureViewUpdate: FeatureViewUpdate, options: RawAxiosRequestConfig = {}): Promise<RequestArgs> => {
+            // verify required parameter 'name' is not null or undefined
+            assertParamExists('updateFeatureView', 'name', name)
+            // verify required parameter 'featureViewUpdate' is not null or undefined
+            assertParamExists('updateFeatureView', 'featureViewUpdate', featureViewUpdate)
+            const localVarPath = `/v1/features/views/{name}`
+                .replace('{name}', encodeURIComponent(String(name)));
+            // use dummy base URL string because the URL constructor only accepts absolute URLs.
+            const localVarUrlObj = new URL(localVarPath, DUMMY_BASE_URL);
+            let baseOptions;
+            if (configuration) {
+                baseOptions = configuration.baseOptions;
+            }
+
+            const localVarRequestOptions = { method: 'PUT', ...baseOptions, ...options};
+            const localVarHeaderParameter = {} as any;
+            const localVarQueryParameter = {} as any;
+
+            // authentication APIKeyHeader required
+            await setApiKeyToObject(localVarHeaderParameter, "X-API-Key", configuration)
+
+            // authentication HTTPBearer required
+            // http bearer authentication required
+            await setBearerAuthToObject(localVarHeaderParameter, configuration)
+
+            // authentication BearerAuth required
+            await setApiKeyToObject(localVarHeaderParameter, "Authorization", configuration)
+
+            localVarHeaderParameter['Content-Type'] = 'application/json';
+            localVarHeaderParameter['Accept'] = 'application/json,application/problem+json';
+
+            setSearchParams(localVarUrlObj, localVarQueryParameter);
+            let headersFromBaseOptions = baseOptions && baseOptions.headers ? baseOptions.headers : {};
+            localVarRequestOptions.headers = {...localVarHeaderParameter, ...headersFromBaseOptions, ...options.headers};
+            localVarRequestOptions.data = serializeDataIfNeeded(featureViewUpdate, localVarRequestOptions, configuration)
+
+            return {
+                url: toPathString(localVarUrlObj),
+                options: localVarRequestOptions,
+            };
+        },
+    }
+};
+
+/**
+ * FeaturesApi - functional programming interface
+ */
+export const FeaturesApiFp = function(configuration?: Configuration) {
+    const localVarAxiosParamCreator = FeaturesApiAxiosParamCreator(configuration)
+    return {
+        /**
+         * What feature values are about, and the typed join keys that identify one of them.
+         * @summary Create an entity
+         * @param {EntityCreate} entityCreate 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async createEntity(entityCreate: EntityCreate, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<Entity>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.createEntity(entityCreate, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.createEntity']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+        /**
+         * Typed features of an entity, read from a CSV or Parquet file of your data area.  The file is read now: a missing file is 404, and a join key, feature or timestamp column the file lacks (or holds values of another type) is 422 naming the field and the column.
+         * @summary Create a feature view
+         * @param {FeatureViewCreate} featureViewCreate 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async createFeatureView(featureViewCreate: FeatureViewCreate, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<FeatureView>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.createFeatureView(featureViewCreate, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.createFeatureView']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+        /**
+         * Delete an entity no feature view uses (409 names the views that do).
+         * @summary Delete an entity
+         * @param {string} name Entity name
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async deleteEntity(name: string, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<void>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.deleteEntity(name, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.deleteEntity']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+        /**
+         * Every version, its materialization history and its online values.
+         * @summary Delete a feature view
+         * @param {string} name Feature view name
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async deleteFeatureView(name: string, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<void>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.deleteFeatureView(name, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.deleteFeatureView']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+        /**
+         * One entity.
+         * @summary Get an entity
+         * @param {string} name Entity name
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async getEntity(name: string, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<Entity>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.getEntity(name, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.getEntity']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+        /**
+         * The current definition, or a past `version`.
+         * @summary Get a feature view
+         * @param {string} name Feature view name
+         * @param {number | null} [version] A past version (default: current)
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async getFeatureView(name: string, version?: number | null, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<FeatureView>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.getFeatureView(name, version, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.getFeatureView']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+        /**
+         * Each entity row plus, per feature, the newest source value of its entity key at or before the row\'s `timestamp_field` and within the view\'s TTL (null otherwise).
+         * @summary Get point-in-time training data
+         * @param {HistoricalFeaturesRequest} historicalFeaturesRequest 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async getHistoricalFeatures(historicalFeaturesRequest: HistoricalFeaturesRequest, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<HistoricalFeaturesResponse>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.getHistoricalFeatures(historicalFeaturesRequest, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.getHistoricalFeatures']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+        /**
+         * One run: `running`, `succeeded` or `failed` (with `error`).
+         * @summary Get a materialization
+         * @param {string} name Feature view name
+         * @param {string} runId Run id
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async getMaterialization(name: string, runId: string, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<MaterializationRun>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.getMaterialization(name, runId, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.getMaterialization']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+        /**
+         * The latest values for each entity row (as gRPC `FeatureServing.GetOnlineFeatures`): `PRESENT`, `MISSING` (no value) or `OUTSIDE_TTL` (older than the view\'s TTL; not served).
+         * @summary Get online features
+         * @param {OnlineFeaturesRequest} onlineFeaturesRequest 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async getOnlineFeatures(onlineFeaturesRequest: OnlineFeaturesRequest, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<OnlineFeaturesResponse>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.getOnlineFeatures(onlineFeaturesRequest, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.getOnlineFeatures']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+        /**
+         * Your tenant\'s entities, newest first.
+         * @summary List entities
+         * @param {number} [page] 
+         * @param {number} [pageSize] 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async listEntities(page?: number, pageSize?: number, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<EntityListResponse>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.listEntities(page, pageSize, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.listEntities']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+        /**
+         * Your tenant\'s feature views (their current versions), newest first.
+         * @summary List feature views
+         * @param {number} [page] 
+         * @param {number} [pageSize] 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async listFeatureViews(page?: number, pageSize?: number, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<FeatureViewListResponse>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.listFeatureViews(page, pageSize, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.listFeatureViews']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+        /**
+         * The view\'s runs, newest first, with counts, watermarks and errors.
+         * @summary List a feature view\'s materializations
+         * @param {string} name Feature view name
+         * @param {number} [page] 
+         * @param {number} [pageSize] 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async listMaterializations(name: string, page?: number, pageSize?: number, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<MaterializationList>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.listMaterializations(name, page, pageSize, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.listMaterializations']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+        /**
+         * Load the latest value of every entity key from the source rows newer than the last succeeded run\'s watermark into the online store. Answers at once with the run.
+         * @summary Materialize a feature view
+         * @param {string} name Feature view name
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async materializeFeatureView(name: string, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<MaterializationRun>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.materializeFeatureView(name, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.materializeFeatureView']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+        /**
+         * Write rows straight to the online store; the next lookup sees them. Each row replaces its entity key\'s stored row unless that one is newer (features a row leaves out become `MISSING`).
+         * @summary Push feature rows
+         * @param {string} name Feature view name
+         * @param {PushRequest} pushRequest 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async pushFeatures(name: string, pushRequest: PushRequest, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<PushResponse>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.pushFeatures(name, pushRequest, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.pushFeatures']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+        /**
+         * A new version, checked against its source like a new view. Online values stay; the next materialization loads rows after the last watermark with the new definition.
+         * @summary Add a version of a feature view
+         * @param {string} name Feature view name
+         * @param {FeatureViewUpdate} featureViewUpdate 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        async updateFeatureView(name: string, featureViewUpdate: FeatureViewUpdate, options?: RawAxiosRequestConfig): Promise<(axios?: AxiosInstance, basePath?: string) => AxiosPromise<FeatureView>> {
+            const localVarAxiosArgs = await localVarAxiosParamCreator.updateFeatureView(name, featureViewUpdate, options);
+            const localVarOperationServerIndex = configuration?.serverIndex ?? 0;
+            const localVarOperationServerBasePath = operationServerMap['FeaturesApi.updateFeatureView']?.[localVarOperationServerIndex]?.url;
+            return (axios, basePath) => createRequestFunction(localVarAxiosArgs, globalAxios, BASE_PATH, configuration)(axios, localVarOperationServerBasePath || basePath);
+        },
+    }
+};
+
+/**
+ * FeaturesApi - factory interface
+ */
+export const FeaturesApiFactory = function (configuration?: Configuration, basePath?: string, axios?: AxiosInstance) {
+    const localVarFp = FeaturesApiFp(configuration)
+    return {
+        /**
+         * What feature values are about, and the typed join keys that identify one of them.
+         * @summary Create an entity
+         * @param {EntityCreate} entityCreate 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        createEntity(entityCreate: EntityCreate, options?: RawAxiosRequestConfig): AxiosPromise<Entity> {
+            return localVarFp.createEntity(entityCreate, options).then((request) => request(axios, basePath));
+        },
+        /**
+         * Typed features of an entity, read from a CSV or Parquet file of your data area.  The file is read now: a missing file is 404, and a join key, feature or timestamp column the file lacks (or holds values of another type) is 422 naming the field and the column.
+         * @summary Create a feature view
+         * @param {FeatureViewCreate} featureViewCreate 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        createFeatureView(featureViewCreate: FeatureViewCreate, options?: RawAxiosRequestConfig): AxiosPromise<FeatureView> {
+            return localVarFp.createFeatureView(featureViewCreate, options).then((request) => request(axios, basePath));
+        },
+        /**
+         * Delete an entity no feature view uses (409 names the views that do).
+         * @summary Delete an entity
+         * @param {string} name Entity name
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        deleteEntity(name: string, options?: RawAxiosRequestConfig): AxiosPromise<void> {
+            return localVarFp.deleteEntity(name, options).then((request) => request(axios, basePath));
+        },
+        /**
+         * Every version, its materialization history and its online values.
+         * @summary Delete a feature view
+         * @param {string} name Feature view name
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        deleteFeatureView(name: string, options?: RawAxiosRequestConfig): AxiosPromise<void> {
+            return localVarFp.deleteFeatureView(name, options).then((request) => request(axios, basePath));
+        },
+        /**
+         * One entity.
+         * @summary Get an entity
+         * @param {string} name Entity name
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        getEntity(name: string, options?: RawAxiosRequestConfig): AxiosPromise<Entity> {
+            return localVarFp.getEntity(name, options).then((request) => request(axios, basePath));
+        },
+        /**
+         * The current definition, or a past `version`.
+         * @summary Get a feature view
+         * @param {string} name Feature view name
+         * @param {number | null} [version] A past version (default: current)
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        getFeatureView(name: string, version?: number | null, options?: RawAxiosRequestConfig): AxiosPromise<FeatureView> {
+            return localVarFp.getFeatureView(name, version, options).then((request) => request(axios, basePath));
+        },
+        /**
+         * Each entity row plus, per feature, the newest source value of its entity key at or before the row\'s `timestamp_field` and within the view\'s TTL (null otherwise).
+         * @summary Get point-in-time training data
+         * @param {HistoricalFeaturesRequest} historicalFeaturesRequest 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        getHistoricalFeatures(historicalFeaturesRequest: HistoricalFeaturesRequest, options?: RawAxiosRequestConfig): AxiosPromise<HistoricalFeaturesResponse> {
+            return localVarFp.getHistoricalFeatures(historicalFeaturesRequest, options).then((request) => request(axios, basePath));
+        },
+        /**
+         * One run: `running`, `succeeded` or `failed` (with `error`).
+         * @summary Get a materialization
+         * @param {string} name Feature view name
+         * @param {string} runId Run id
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        getMaterialization(name: string, runId: string, options?: RawAxiosRequestConfig): AxiosPromise<MaterializationRun> {
+            return localVarFp.getMaterialization(name, runId, options).then((request) => request(axios, basePath));
+        },
+        /**
+         * The latest values for each entity row (as gRPC `FeatureServing.GetOnlineFeatures`): `PRESENT`, `MISSING` (no value) or `OUTSIDE_TTL` (older than the view\'s TTL; not served).
+         * @summary Get online features
+         * @param {OnlineFeaturesRequest} onlineFeaturesRequest 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        getOnlineFeatures(onlineFeaturesRequest: OnlineFeaturesRequest, options?: RawAxiosRequestConfig): AxiosPromise<OnlineFeaturesResponse> {
+            return localVarFp.getOnlineFeatures(onlineFeaturesRequest, options).then((request) => request(axios, basePath));
+        },
+        /**
+         * Your tenant\'s entities, newest first.
+         * @summary List entities
+         * @param {number} [page] 
+         * @param {number} [pageSize] 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        listEntities(page?: number, pageSize?: number, options?: RawAxiosRequestConfig): AxiosPromise<EntityListResponse> {
+            return localVarFp.listEntities(page, pageSize, options).then((request) => request(axios, basePath));
+        },
+        /**
+         * Your tenant\'s feature views (their current versions), newest first.
+         * @summary List feature views
+         * @param {number} [page] 
+         * @param {number} [pageSize] 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        listFeatureViews(page?: number, pageSize?: number, options?: RawAxiosRequestConfig): AxiosPromise<FeatureViewListResponse> {
+            return localVarFp.listFeatureViews(page, pageSize, options).then((request) => request(axios, basePath));
+        },
+        /**
+         * The view\'s runs, newest first, with counts, watermarks and errors.
+         * @summary List a feature view\'s materializations
+         * @param {string} name Feature view name
+         * @param {number} [page] 
+         * @param {number} [pageSize] 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        listMaterializations(name: string, page?: number, pageSize?: number, options?: RawAxiosRequestConfig): AxiosPromise<MaterializationList> {
+            return localVarFp.listMaterializations(name, page, pageSize, options).then((request) => request(axios, basePath));
+        },
+        /**
+         * Load the latest value of every entity key from the source rows newer than the last succeeded run\'s watermark into the online store. Answers at once with the run.
+         * @summary Materialize a feature view
+         * @param {string} name Feature view name
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        materializeFeatureView(name: string, options?: RawAxiosRequestConfig): AxiosPromise<MaterializationRun> {
+            return localVarFp.materializeFeatureView(name, options).then((request) => request(axios, basePath));
+        },
+        /**
+         * Write rows straight to the online store; the next lookup sees them. Each row replaces its entity key\'s stored row unless that one is newer (features a row leaves out become `MISSING`).
+         * @summary Push feature rows
+         * @param {string} name Feature view name
+         * @param {PushRequest} pushRequest 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        pushFeatures(name: string, pushRequest: PushRequest, options?: RawAxiosRequestConfig): AxiosPromise<PushResponse> {
+            return localVarFp.pushFeatures(name, pushRequest, options).then((request) => request(axios, basePath));
+        },
+        /**
+         * A new version, checked against its source like a new view. Online values stay; the next materialization loads rows after the last watermark with the new definition.
+         * @summary Add a version of a feature view
+         * @param {string} name Feature view name
+         * @param {FeatureViewUpdate} featureViewUpdate 
+         * @param {*} [options] Override http request option.
+         * @throws {RequiredError}
+         */
+        updateFeatureView(name: string, featureViewUpdate: FeatureViewUpdate, options?: RawAxiosRequestConfig): AxiosPromise<FeatureView> {
+            return localVarFp.updateFeatureView(name, featureViewUpdate, options).then((request) => request(axios, basePath));
+        },
+    };
+};
+
+/**
+ * FeaturesApi - object-oriented interface
+ */
+export class FeaturesApi extends BaseAPI {
+    /**
+     * What feature values are about, and the typed join keys that identify one of them.
+     * @summary Create an entity
+     * @param {EntityCreate} entityCreate 
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public createEntity(entityCreate: EntityCreate, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).createEntity(entityCreate, options).then((request) => request(this.axios, this.basePath));
+    }
+
+    /**
+     * Typed features of an entity, read from a CSV or Parquet file of your data area.  The file is read now: a missing file is 404, and a join key, feature or timestamp column the file lacks (or holds values of another type) is 422 naming the field and the column.
+     * @summary Create a feature view
+     * @param {FeatureViewCreate} featureViewCreate 
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public createFeatureView(featureViewCreate: FeatureViewCreate, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).createFeatureView(featureViewCreate, options).then((request) => request(this.axios, this.basePath));
+    }
+
+    /**
+     * Delete an entity no feature view uses (409 names the views that do).
+     * @summary Delete an entity
+     * @param {string} name Entity name
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public deleteEntity(name: string, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).deleteEntity(name, options).then((request) => request(this.axios, this.basePath));
+    }
+
+    /**
+     * Every version, its materialization history and its online values.
+     * @summary Delete a feature view
+     * @param {string} name Feature view name
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public deleteFeatureView(name: string, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).deleteFeatureView(name, options).then((request) => request(this.axios, this.basePath));
+    }
+
+    /**
+     * One entity.
+     * @summary Get an entity
+     * @param {string} name Entity name
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public getEntity(name: string, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).getEntity(name, options).then((request) => request(this.axios, this.basePath));
+    }
+
+    /**
+     * The current definition, or a past `version`.
+     * @summary Get a feature view
+     * @param {string} name Feature view name
+     * @param {number | null} [version] A past version (default: current)
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public getFeatureView(name: string, version?: number | null, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).getFeatureView(name, version, options).then((request) => request(this.axios, this.basePath));
+    }
+
+    /**
+     * Each entity row plus, per feature, the newest source value of its entity key at or before the row\'s `timestamp_field` and within the view\'s TTL (null otherwise).
+     * @summary Get point-in-time training data
+     * @param {HistoricalFeaturesRequest} historicalFeaturesRequest 
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public getHistoricalFeatures(historicalFeaturesRequest: HistoricalFeaturesRequest, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).getHistoricalFeatures(historicalFeaturesRequest, options).then((request) => request(this.axios, this.basePath));
+    }
+
+    /**
+     * One run: `running`, `succeeded` or `failed` (with `error`).
+     * @summary Get a materialization
+     * @param {string} name Feature view name
+     * @param {string} runId Run id
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public getMaterialization(name: string, runId: string, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).getMaterialization(name, runId, options).then((request) => request(this.axios, this.basePath));
+    }
+
+    /**
+     * The latest values for each entity row (as gRPC `FeatureServing.GetOnlineFeatures`): `PRESENT`, `MISSING` (no value) or `OUTSIDE_TTL` (older than the view\'s TTL; not served).
+     * @summary Get online features
+     * @param {OnlineFeaturesRequest} onlineFeaturesRequest 
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public getOnlineFeatures(onlineFeaturesRequest: OnlineFeaturesRequest, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).getOnlineFeatures(onlineFeaturesRequest, options).then((request) => request(this.axios, this.basePath));
+    }
+
+    /**
+     * Your tenant\'s entities, newest first.
+     * @summary List entities
+     * @param {number} [page] 
+     * @param {number} [pageSize] 
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public listEntities(page?: number, pageSize?: number, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).listEntities(page, pageSize, options).then((request) => request(this.axios, this.basePath));
+    }
+
+    /**
+     * Your tenant\'s feature views (their current versions), newest first.
+     * @summary List feature views
+     * @param {number} [page] 
+     * @param {number} [pageSize] 
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public listFeatureViews(page?: number, pageSize?: number, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).listFeatureViews(page, pageSize, options).then((request) => request(this.axios, this.basePath));
+    }
+
+    /**
+     * The view\'s runs, newest first, with counts, watermarks and errors.
+     * @summary List a feature view\'s materializations
+     * @param {string} name Feature view name
+     * @param {number} [page] 
+     * @param {number} [pageSize] 
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public listMaterializations(name: string, page?: number, pageSize?: number, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).listMaterializations(name, page, pageSize, options).then((request) => request(this.axios, this.basePath));
+    }
+
+    /**
+     * Load the latest value of every entity key from the source rows newer than the last succeeded run\'s watermark into the online store. Answers at once with the run.
+     * @summary Materialize a feature view
+     * @param {string} name Feature view name
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public materializeFeatureView(name: string, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).materializeFeatureView(name, options).then((request) => request(this.axios, this.basePath));
+    }
+
+    /**
+     * Write rows straight to the online store; the next lookup sees them. Each row replaces its entity key\'s stored row unless that one is newer (features a row leaves out become `MISSING`).
+     * @summary Push feature rows
+     * @param {string} name Feature view name
+     * @param {PushRequest} pushRequest 
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public pushFeatures(name: string, pushRequest: PushRequest, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).pushFeatures(name, pushRequest, options).then((request) => request(this.axios, this.basePath));
+    }
+
+    /**
+     * A new version, checked against its source like a new view. Online values stay; the next materialization loads rows after the last watermark with the new definition.
+     * @summary Add a version of a feature view
+     * @param {string} name Feature view name
+     * @param {FeatureViewUpdate} featureViewUpdate 
+     * @param {*} [options] Override http request option.
+     * @throws {RequiredError}
+     */
+    public updateFeatureView(name: string, featureViewUpdate: FeatureViewUpdate, options?: RawAxiosRequestConfig) {
+        return FeaturesApiFp(this.configuration).updateFeatureView(name, featureViewUpdate, options).then((request) => request(this.axios, this.basePath));
     }
 }
 

@@ -22,6 +22,7 @@ __all__ = [
     "CodePackagesApi",
     "DataApi",
     "DeploymentsApi",
+    "FeaturesApi",
     "HealthApi",
     "IdentityApi",
     "ModelsApi",
@@ -51,10 +52,22 @@ __all__ = [
     "DeploymentState",
     "DeploymentUpdate",
     "DeploymentV2",
+    "Entity",
+    "EntityCreate",
+    "EntityListResponse",
+    "EntityRowsInnerValue",
     "FeatureDType",
+    "FeatureSource",
+    "FeatureValue",
+    "FeatureView",
+    "FeatureViewCreate",
+    "FeatureViewListResponse",
+    "FeatureViewUpdate",
     "FieldError",
     "FrameworkType",
     "HealthStatus",
+    "HistoricalFeaturesRequest",
+    "HistoricalFeaturesResponse",
     "InputFeature",
     "InstanceConfig",
     "JobListResponse",
@@ -63,6 +76,9 @@ __all__ = [
     "JobStatus",
     "Limit",
     "Lineage",
+    "MaterializationList",
+    "MaterializationRun",
+    "MaterializationState",
     "Me",
     "MetricHistoryResponse",
     "MetricPointOut",
@@ -93,13 +109,22 @@ __all__ = [
     "ModelVersionListResponse",
     "ModelVersionPage",
     "ModelVersionV2",
+    "OnlineFeaturesRequest",
+    "OnlineFeaturesResponse",
+    "OnlineFeaturesRow",
     "Problem",
+    "PushRequest",
+    "PushResponse",
     "QuotaItem",
     "QuotaKind",
     "QuotaSource",
     "SignatureSource",
     "StatusTransition",
     "Stream",
+    "StreamEnd",
+    "StreamLog",
+    "StreamMetric",
+    "StreamStatus",
     "TenantQuotaOverrides",
     "TenantQuotas",
     "TrainingJob",
@@ -110,6 +135,9 @@ __all__ = [
     "Usage",
     "UsageCountOut",
     "UsagePage",
+    "Value",
+    "ValueStatus",
+    "ValueType",
     "VersionSource",
     "VersionSourceKind",
 ]
@@ -119,6 +147,7 @@ from ml_platform_client.api.administration_api import AdministrationApi as Admin
 from ml_platform_client.api.code_packages_api import CodePackagesApi as CodePackagesApi
 from ml_platform_client.api.data_api import DataApi as DataApi
 from ml_platform_client.api.deployments_api import DeploymentsApi as DeploymentsApi
+from ml_platform_client.api.features_api import FeaturesApi as FeaturesApi
 from ml_platform_client.api.health_api import HealthApi as HealthApi
 from ml_platform_client.api.identity_api import IdentityApi as IdentityApi
 from ml_platform_client.api.models_api import ModelsApi as ModelsApi
@@ -152,10 +181,22 @@ from ml_platform_client.models.deployment_page import DeploymentPage as Deployme
 from ml_platform_client.models.deployment_state import DeploymentState as DeploymentState
 from ml_platform_client.models.deployment_update import DeploymentUpdate as DeploymentUpdate
 from ml_platform_client.models.deployment_v2 import DeploymentV2 as DeploymentV2
+from ml_platform_client.models.entity import Entity as Entity
+from ml_platform_client.models.entity_create import EntityCreate as EntityCreate
+from ml_platform_client.models.entity_list_response import EntityListResponse as EntityListResponse
+from ml_platform_client.models.entity_rows_inner_value import EntityRowsInnerValue as EntityRowsInnerValue
 from ml_platform_client.models.feature_d_type import FeatureDType as FeatureDType
+from ml_platform_client.models.feature_source import FeatureSource as FeatureSource
+from ml_platform_client.models.feature_value import FeatureValue as FeatureValue
+from ml_platform_client.models.feature_view import FeatureView as FeatureView
+from ml_platform_client.models.feature_view_create import FeatureViewCreate as FeatureViewCreate
+from ml_platform_client.models.feature_view_list_response import FeatureViewListResponse as FeatureViewListResponse
+from ml_platform_client.models.feature_view_update import FeatureViewUpdate as FeatureViewUpdate
 from ml_platform_client.models.field_error import FieldError as FieldError
 from ml_platform_client.models.framework_type import FrameworkType as FrameworkType
 from ml_platform_client.models.health_status import HealthStatus as HealthStatus
+from ml_platform_client.models.historical_features_request import HistoricalFeaturesRequest as HistoricalFeaturesRequest
+from ml_platform_client.models.historical_features_response import HistoricalFeaturesResponse as HistoricalFeaturesResponse
 from ml_platform_client.models.input_feature import InputFeature as InputFeature
 from ml_platform_client.models.instance_config import InstanceConfig as InstanceConfig
 from ml_platform_client.models.job_list_response import JobListResponse as JobListResponse
@@ -164,6 +205,9 @@ from ml_platform_client.models.job_logs_response import JobLogsResponse as JobLo
 from ml_platform_client.models.job_status import JobStatus as JobStatus
 from ml_platform_client.models.limit import Limit as Limit
 from ml_platform_client.models.lineage import Lineage as Lineage
+from ml_platform_client.models.materialization_list import MaterializationList as MaterializationList
+from ml_platform_client.models.materialization_run import MaterializationRun as MaterializationRun
+from ml_platform_client.models.materialization_state import MaterializationState as MaterializationState
 from ml_platform_client.models.me import Me as Me
 from ml_platform_client.models.metric_history_response import MetricHistoryResponse as MetricHistoryResponse
 from ml_platform_client.models.metric_point_out import MetricPointOut as MetricPointOut
@@ -194,13 +238,22 @@ from ml_platform_client.models.model_version_links import ModelVersionLinks as M
 from ml_platform_client.models.model_version_list_response import ModelVersionListResponse as ModelVersionListResponse
 from ml_platform_client.models.model_version_page import ModelVersionPage as ModelVersionPage
 from ml_platform_client.models.model_version_v2 import ModelVersionV2 as ModelVersionV2
+from ml_platform_client.models.online_features_request import OnlineFeaturesRequest as OnlineFeaturesRequest
+from ml_platform_client.models.online_features_response import OnlineFeaturesResponse as OnlineFeaturesResponse
+from ml_platform_client.models.online_features_row import OnlineFeaturesRow as OnlineFeaturesRow
 from ml_platform_client.models.problem import Problem as Problem
+from ml_platform_client.models.push_request import PushRequest as PushRequest
+from ml_platform_client.models.push_response import PushResponse as PushResponse
 from ml_platform_client.models.quota_item import QuotaItem as QuotaItem
 from ml_platform_client.models.quota_kind import QuotaKind as QuotaKind
 from ml_platform_client.models.quota_source import QuotaSource as QuotaSource
 from ml_platform_client.models.signature_source import SignatureSource as SignatureSource
 from ml_platform_client.models.status_transition import StatusTransition as StatusTransition
 from ml_platform_client.models.stream import Stream as Stream
+from ml_platform_client.models.stream_end import StreamEnd as StreamEnd
+from ml_platform_client.models.stream_log import StreamLog as StreamLog
+from ml_platform_client.models.stream_metric import StreamMetric as StreamMetric
+from ml_platform_client.models.stream_status import StreamStatus as StreamStatus
 from ml_platform_client.models.tenant_quota_overrides import TenantQuotaOverrides as TenantQuotaOverrides
 from ml_platform_client.models.tenant_quotas import TenantQuotas as TenantQuotas
 from ml_platform_client.models.training_job import TrainingJob as TrainingJob
@@ -211,6 +264,9 @@ from ml_platform_client.models.training_job_v2 import TrainingJobV2 as TrainingJ
 from ml_platform_client.models.usage import Usage as Usage
 from ml_platform_client.models.usage_count_out import UsageCountOut as UsageCountOut
 from ml_platform_client.models.usage_page import UsagePage as UsagePage
+from ml_platform_client.models.value import Value as Value
+from ml_platform_client.models.value_status import ValueStatus as ValueStatus
+from ml_platform_client.models.value_type import ValueType as ValueType
 from ml_platform_client.models.version_source import VersionSource as VersionSource
 from ml_platform_client.models.version_source_kind import VersionSourceKind as VersionSourceKind
 

@@ -613,7 +613,7 @@ conf = ml_platform_client.Configuration(
         return [
             {
                 'url': "",
-                'description': "No description provided",
+                'description': "The server of this document",
             }
         ]
 

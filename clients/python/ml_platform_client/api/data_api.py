@@ -962,7 +962,9 @@ class DataApi:
         _response_types_map: Dict[str, Optional[str]] = {
             '200': "DataFile",
             '201': "DataFile",
+            '400': "Problem",
             '401': "Problem",
+            '404': "Problem",
             '409': "Problem",
             '413': "Problem",
             '415': "Problem",
@@ -1040,7 +1042,9 @@ class DataApi:
         _response_types_map: Dict[str, Optional[str]] = {
             '200': "DataFile",
             '201': "DataFile",
+            '400': "Problem",
             '401': "Problem",
+            '404': "Problem",
             '409': "Problem",
             '413': "Problem",
             '415': "Problem",
@@ -1118,7 +1122,9 @@ class DataApi:
         _response_types_map: Dict[str, Optional[str]] = {
             '200': "DataFile",
             '201': "DataFile",
+            '400': "Problem",
             '401': "Problem",
+            '404': "Problem",
             '409': "Problem",
             '413': "Problem",
             '415': "Problem",

@@ -2563,6 +2563,7 @@ class DeploymentsApi:
 
         _response_types_map: Dict[str, Optional[str]] = {
             '200': "Deployment",
+            '400': "Problem",
             '401': "Problem",
             '404': "Problem",
             '412': "Problem",
@@ -2645,6 +2646,7 @@ class DeploymentsApi:
 
         _response_types_map: Dict[str, Optional[str]] = {
             '200': "Deployment",
+            '400': "Problem",
             '401': "Problem",
             '404': "Problem",
             '412': "Problem",
@@ -2727,6 +2729,7 @@ class DeploymentsApi:
 
         _response_types_map: Dict[str, Optional[str]] = {
             '200': "Deployment",
+            '400': "Problem",
             '401': "Problem",
             '404': "Problem",
             '412': "Problem",

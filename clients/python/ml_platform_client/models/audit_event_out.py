@@ -18,8 +18,9 @@ import re  # noqa: F401
 import json
 
 from datetime import datetime
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from typing import Any, ClassVar, Dict, List, Optional
+from typing_extensions import Annotated
 from typing import Optional, Set
 from typing_extensions import Self
 from pydantic_core import to_jsonable_python
@@ -31,10 +32,10 @@ class AuditEventOut(BaseModel):
     action: StrictStr = Field(description="`<collection>.<verb>` or `auth.failed`")
     client: Optional[StrictStr] = Field(description="The client's address")
     credential: Optional[StrictStr] = Field(description="Public key prefix, `api_key`, or `jwt`")
-    id: StrictInt = Field(description="Increasing event number (the listing order, newest first)")
+    id: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)] = Field(description="Increasing event number (the listing order, newest first)")
     method: StrictStr
     occurred_at: datetime
-    outcome: StrictInt = Field(description="HTTP status answered")
+    outcome: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)] = Field(description="HTTP status answered")
     principal: Optional[StrictStr] = Field(description="API key name or JWT subject")
     request_id: Optional[StrictStr]
     resource: Optional[StrictStr] = Field(description="The resource acted on (its path parameters)")

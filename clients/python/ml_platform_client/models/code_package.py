@@ -18,22 +18,23 @@ import re  # noqa: F401
 import json
 
 from datetime import datetime
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from typing import Any, ClassVar, Dict, List
+from typing_extensions import Annotated
 from typing import Optional, Set
 from typing_extensions import Self
 from pydantic_core import to_jsonable_python
 
 class CodePackage(BaseModel):
     """
-    CodePackage
+    An uploaded training-code archive, addressed by its content hash.
     """ # noqa: E501
     created_at: datetime
-    file_count: StrictInt
+    file_count: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
     id: StrictStr = Field(description="`sha256:` + the archive's SHA-256: name it in a job's `source`")
     sha256: StrictStr
-    size_bytes: StrictInt
-    unpacked_bytes: StrictInt
+    size_bytes: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
+    unpacked_bytes: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
     __properties: ClassVar[List[str]] = ["created_at", "file_count", "id", "sha256", "size_bytes", "unpacked_bytes"]
 
     model_config = ConfigDict(

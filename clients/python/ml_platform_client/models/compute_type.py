@@ -20,7 +20,7 @@ from typing_extensions import Self
 
 class ComputeType(str, Enum):
     """
-    ComputeType
+    The kind of machine a job asks for.
     """
 
     """

@@ -32,7 +32,7 @@ class DataFile(BaseModel):
     modified_at: datetime
     path: StrictStr = Field(description="`data/<path>`: name it as a job's `data_path`")
     sha256: StrictStr = Field(description="Hex SHA-256 of the content")
-    size_bytes: Annotated[int, Field(strict=True, ge=0)]
+    size_bytes: Annotated[int, Field(le=9223372036854775807, strict=True, ge=0)]
     __properties: ClassVar[List[str]] = ["modified_at", "path", "sha256", "size_bytes"]
 
     model_config = ConfigDict(

@@ -17,8 +17,9 @@ import pprint
 import re  # noqa: F401
 import json
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from typing import Any, ClassVar, Dict, List
+from typing_extensions import Annotated
 from ml_platform_client.models.data_file import DataFile
 from typing import Optional, Set
 from typing_extensions import Self
@@ -30,9 +31,9 @@ class DataFileList(BaseModel):
     """ # noqa: E501
     files: List[DataFile]
     has_more: StrictBool
-    page: StrictInt
-    page_size: StrictInt
-    total: StrictInt
+    page: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
+    page_size: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
+    total: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
     __properties: ClassVar[List[str]] = ["files", "has_more", "page", "page_size", "total"]
 
     model_config = ConfigDict(

@@ -20,7 +20,7 @@ from typing_extensions import Self
 
 class DeploymentState(str, Enum):
     """
-    DeploymentState
+    Where a deployment is: `pending` -> `loading` -> `ready`, or `failed`.
     """
 
     """

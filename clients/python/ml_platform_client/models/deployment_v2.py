@@ -20,6 +20,7 @@ import json
 from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from typing import Any, ClassVar, Dict, List, Optional, Union
+from typing_extensions import Annotated
 from ml_platform_client.models.deployment_links import DeploymentLinks
 from ml_platform_client.models.deployment_state import DeploymentState
 from typing import Optional, Set
@@ -36,15 +37,15 @@ class DeploymentV2(BaseModel):
     id: StrictStr
     links: DeploymentLinks
     max_batch_delay_ms: Union[StrictFloat, StrictInt]
-    max_batch_size: StrictInt
+    max_batch_size: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
     model: StrictStr
     name: StrictStr
-    serving_version: Optional[StrictInt] = Field(default=None, description="The version answering requests now")
+    serving_version: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = Field(default=None, description="The version answering requests now")
     status: DeploymentState
     status_message: Optional[StrictStr] = ''
-    target_version: Optional[StrictInt] = Field(default=None, description="The version the deployment should serve now")
+    target_version: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = Field(default=None, description="The version the deployment should serve now")
     updated_at: datetime
-    version: Optional[StrictInt] = Field(default=None, description="The pinned version, if any")
+    version: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = Field(default=None, description="The pinned version, if any")
     __properties: ClassVar[List[str]] = ["alias", "created_at", "created_by", "id", "links", "max_batch_delay_ms", "max_batch_size", "model", "name", "serving_version", "status", "status_message", "target_version", "updated_at", "version"]
 
     model_config = ConfigDict(

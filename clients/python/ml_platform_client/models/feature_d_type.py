@@ -20,7 +20,7 @@ from typing_extensions import Self
 
 class FeatureDType(str, Enum):
     """
-    FeatureDType
+    The data type of one model input column.
     """
 
     """

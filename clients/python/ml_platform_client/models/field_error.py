@@ -25,7 +25,7 @@ from pydantic_core import to_jsonable_python
 
 class FieldError(BaseModel):
     """
-    FieldError
+    One offending field of a rejected request: where it is and what is wrong with it.
     """ # noqa: E501
     message: StrictStr
     path: StrictStr = Field(description="Where the bad value is, e.g. `body.compute.cpu_cores`")

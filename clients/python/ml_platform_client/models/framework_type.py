@@ -20,7 +20,7 @@ from typing_extensions import Self
 
 class FrameworkType(str, Enum):
     """
-    FrameworkType
+    The ML framework a job's code uses (it picks the runtime image).
     """
 
     """

@@ -18,8 +18,9 @@ import re  # noqa: F401
 import json
 
 from datetime import datetime
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from typing import Any, ClassVar, Dict, List
+from typing_extensions import Annotated
 from ml_platform_client.models.stream import Stream
 from typing import Optional, Set
 from typing_extensions import Self
@@ -29,7 +30,7 @@ class JobLogLine(BaseModel):
     """
     One line of a job's log. `id` is its 1-based line number (the SSE event id).
     """ # noqa: E501
-    id: StrictInt
+    id: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
     line: StrictStr
     stream: Stream
     timestamp: datetime

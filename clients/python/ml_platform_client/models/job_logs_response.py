@@ -26,7 +26,7 @@ from pydantic_core import to_jsonable_python
 
 class JobLogsResponse(BaseModel):
     """
-    JobLogsResponse
+    The last lines of a job's log, oldest first.
     """ # noqa: E501
     logs: List[JobLogLine]
     __properties: ClassVar[List[str]] = ["logs"]

@@ -20,7 +20,7 @@ from typing_extensions import Self
 
 class JobStatus(str, Enum):
     """
-    JobStatus
+    A job's state: `pending` -> `running` -> `succeeded` / `failed`, or `cancelled`.
     """
 
     """

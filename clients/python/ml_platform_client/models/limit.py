@@ -19,6 +19,7 @@ import pprint
 import re  # noqa: F401
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError, field_validator
 from typing import Optional, Union
+from typing_extensions import Annotated
 from typing import Union, Any, List, Set, TYPE_CHECKING, Optional, Dict
 from typing_extensions import Literal, Self
 from pydantic import Field
@@ -31,7 +32,7 @@ class Limit(BaseModel):
     """
 
     # data type: int
-    anyof_schema_1_validator: Optional[StrictInt] = None
+    anyof_schema_1_validator: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = None
     # data type: float
     anyof_schema_2_validator: Optional[Union[StrictFloat, StrictInt]] = None
     if TYPE_CHECKING:

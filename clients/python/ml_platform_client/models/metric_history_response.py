@@ -17,8 +17,9 @@ import pprint
 import re  # noqa: F401
 import json
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from typing import Any, ClassVar, Dict, List, Optional
+from typing_extensions import Annotated
 from ml_platform_client.models.metric_point_out import MetricPointOut
 from typing import Optional, Set
 from typing_extensions import Self
@@ -26,11 +27,11 @@ from pydantic_core import to_jsonable_python
 
 class MetricHistoryResponse(BaseModel):
     """
-    MetricHistoryResponse
+    A page of a job's metric history, oldest first; follow `next_after_id` for more.
     """ # noqa: E501
     has_more: StrictBool
     metrics: List[MetricPointOut]
-    next_after_id: Optional[StrictInt] = Field(default=None, description="Pass as `after_id` for the next page")
+    next_after_id: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = Field(default=None, description="Pass as `after_id` for the next page")
     __properties: ClassVar[List[str]] = ["has_more", "metrics", "next_after_id"]
 
     model_config = ConfigDict(

@@ -20,17 +20,18 @@ import json
 from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from typing import Any, ClassVar, Dict, List, Optional, Union
+from typing_extensions import Annotated
 from typing import Optional, Set
 from typing_extensions import Self
 from pydantic_core import to_jsonable_python
 
 class MetricPointOut(BaseModel):
     """
-    MetricPointOut
+    One recorded metric value of a job (`step` is the training step, if the job gave one).
     """ # noqa: E501
-    id: StrictInt = Field(description="Monotonic per platform; pass as `after_id` to page")
+    id: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)] = Field(description="Monotonic per platform; pass as `after_id` to page")
     name: StrictStr
-    step: Optional[StrictInt] = None
+    step: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = None
     timestamp: datetime
     value: Union[StrictFloat, StrictInt]
     __properties: ClassVar[List[str]] = ["id", "name", "step", "timestamp", "value"]

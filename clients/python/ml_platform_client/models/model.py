@@ -18,8 +18,9 @@ import re  # noqa: F401
 import json
 
 from datetime import datetime
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from typing import Any, ClassVar, Dict, List, Optional
+from typing_extensions import Annotated
 from ml_platform_client.models.framework_type import FrameworkType
 from typing import Optional, Set
 from typing_extensions import Self
@@ -27,15 +28,15 @@ from pydantic_core import to_jsonable_python
 
 class Model(BaseModel):
     """
-    Model
+    A registered model: a name that groups numbered versions and aliases.
     """ # noqa: E501
-    aliases: Optional[Dict[str, StrictInt]] = Field(default=None, description="Alias -> version, `latest` included when a version exists")
+    aliases: Optional[Dict[str, Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]]] = Field(default=None, description="Alias -> version, `latest` included when a version exists")
     created_at: datetime
     created_by: StrictStr
     description: StrictStr
     framework: FrameworkType
     id: StrictStr
-    latest_version: Optional[StrictInt] = Field(default=None, description="The highest existing version")
+    latest_version: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = Field(default=None, description="The highest existing version")
     name: StrictStr
     tags: Dict[str, StrictStr]
     tenant_id: StrictStr

@@ -26,7 +26,7 @@ from pydantic_core import to_jsonable_python
 
 class ModelAliasUpdate(BaseModel):
     """
-    ModelAliasUpdate
+    Point an alias (e.g. `production`) at a version of the model.
     """ # noqa: E501
     version: Annotated[int, Field(le=2147483647, strict=True, ge=1)] = Field(description="The version the alias points to")
     __properties: ClassVar[List[str]] = ["version"]

@@ -18,8 +18,9 @@ import re  # noqa: F401
 import json
 
 from datetime import datetime
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from typing import Any, ClassVar, Dict, List, Optional
+from typing_extensions import Annotated
 from ml_platform_client.models.model_alias_links import ModelAliasLinks
 from typing import Optional, Set
 from typing_extensions import Self
@@ -34,7 +35,7 @@ class ModelAliasV2(BaseModel):
     model: StrictStr
     updated_at: Optional[datetime] = None
     updated_by: Optional[StrictStr] = Field(default=None, description="Absent for the implicit `latest`")
-    version: StrictInt
+    version: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
     __properties: ClassVar[List[str]] = ["alias", "links", "model", "updated_at", "updated_by", "version"]
 
     model_config = ConfigDict(

@@ -17,8 +17,9 @@ import pprint
 import re  # noqa: F401
 import json
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from typing import Any, ClassVar, Dict, List
+from typing_extensions import Annotated
 from ml_platform_client.models.model import Model
 from typing import Optional, Set
 from typing_extensions import Self
@@ -26,13 +27,13 @@ from pydantic_core import to_jsonable_python
 
 class ModelListResponse(BaseModel):
     """
-    ModelListResponse
+    A page of the tenant's models (`page`, `page_size`, `total`).
     """ # noqa: E501
     has_more: StrictBool
     models: List[Model]
-    page: StrictInt
-    page_size: StrictInt
-    total: StrictInt
+    page: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
+    page_size: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
+    total: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
     __properties: ClassVar[List[str]] = ["has_more", "models", "page", "page_size", "total"]
 
     model_config = ConfigDict(

@@ -18,8 +18,9 @@ import re  # noqa: F401
 import json
 
 from datetime import datetime
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from typing import Any, ClassVar, Dict, List, Optional
+from typing_extensions import Annotated
 from ml_platform_client.models.framework_type import FrameworkType
 from ml_platform_client.models.model_links import ModelLinks
 from typing import Optional, Set
@@ -30,13 +31,13 @@ class ModelV2(BaseModel):
     """
     A model as v2 returns it: v1's fields plus `links`.
     """ # noqa: E501
-    aliases: Optional[Dict[str, StrictInt]] = Field(default=None, description="Alias -> version, `latest` included when a version exists")
+    aliases: Optional[Dict[str, Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]]] = Field(default=None, description="Alias -> version, `latest` included when a version exists")
     created_at: datetime
     created_by: StrictStr
     description: StrictStr
     framework: FrameworkType
     id: StrictStr
-    latest_version: Optional[StrictInt] = Field(default=None, description="The highest existing version")
+    latest_version: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = Field(default=None, description="The highest existing version")
     links: ModelLinks
     name: StrictStr
     tags: Dict[str, StrictStr]

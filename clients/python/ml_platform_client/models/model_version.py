@@ -18,8 +18,9 @@ import re  # noqa: F401
 import json
 
 from datetime import datetime
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from typing import Any, ClassVar, Dict, List, Optional
+from typing_extensions import Annotated
 from ml_platform_client.models.framework_type import FrameworkType
 from ml_platform_client.models.lineage import Lineage
 from ml_platform_client.models.model_format import ModelFormat
@@ -32,7 +33,7 @@ from pydantic_core import to_jsonable_python
 
 class ModelVersion(BaseModel):
     """
-    ModelVersion
+    One immutable version of a model: its artifact, format, signature and lineage.
     """ # noqa: E501
     aliases: Optional[List[StrictStr]] = None
     artifact_uri: StrictStr
@@ -48,9 +49,9 @@ class ModelVersion(BaseModel):
     sha256: StrictStr
     signature: Optional[ModelSignature]
     signature_source: SignatureSource
-    size_bytes: StrictInt
+    size_bytes: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
     source: VersionSource
-    version: StrictInt
+    version: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
     __properties: ClassVar[List[str]] = ["aliases", "artifact_uri", "created_at", "created_by", "description", "format", "framework", "id", "lineage", "metadata", "model", "sha256", "signature", "signature_source", "size_bytes", "source", "version"]
 
     model_config = ConfigDict(

@@ -17,8 +17,9 @@ import pprint
 import re  # noqa: F401
 import json
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from typing import Any, ClassVar, Dict, List
+from typing_extensions import Annotated
 from ml_platform_client.models.model_version import ModelVersion
 from typing import Optional, Set
 from typing_extensions import Self
@@ -26,12 +27,12 @@ from pydantic_core import to_jsonable_python
 
 class ModelVersionListResponse(BaseModel):
     """
-    ModelVersionListResponse
+    A page of a model's versions (`page`, `page_size`, `total`).
     """ # noqa: E501
     has_more: StrictBool
-    page: StrictInt
-    page_size: StrictInt
-    total: StrictInt
+    page: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
+    page_size: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
+    total: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
     versions: List[ModelVersion]
     __properties: ClassVar[List[str]] = ["has_more", "page", "page_size", "total", "versions"]
 

@@ -18,8 +18,9 @@ import re  # noqa: F401
 import json
 
 from datetime import datetime
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from typing import Any, ClassVar, Dict, List, Optional
+from typing_extensions import Annotated
 from ml_platform_client.models.framework_type import FrameworkType
 from ml_platform_client.models.lineage import Lineage
 from ml_platform_client.models.model_format import ModelFormat
@@ -50,9 +51,9 @@ class ModelVersionV2(BaseModel):
     sha256: StrictStr
     signature: Optional[ModelSignature]
     signature_source: SignatureSource
-    size_bytes: StrictInt
+    size_bytes: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
     source: VersionSource
-    version: StrictInt
+    version: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
     __properties: ClassVar[List[str]] = ["aliases", "artifact_uri", "created_at", "created_by", "description", "format", "framework", "id", "lineage", "links", "metadata", "model", "sha256", "signature", "signature_source", "size_bytes", "source", "version"]
 
     model_config = ConfigDict(

@@ -19,6 +19,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from typing import Any, ClassVar, Dict, List, Optional, Union
+from typing_extensions import Annotated
 from ml_platform_client.models.field_error import FieldError
 from typing import Optional, Set
 from typing_extensions import Self
@@ -35,7 +36,7 @@ class Problem(BaseModel):
     limit: Optional[StrictStr] = Field(default=None, description="`QUOTA_EXCEEDED` only: the tenant quota that refused the request")
     limit_value: Optional[Union[StrictFloat, StrictInt]] = Field(default=None, description="`QUOTA_EXCEEDED` only: the quota's value")
     request_id: Optional[StrictStr] = None
-    status: StrictInt
+    status: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
     title: StrictStr
     type: Optional[StrictStr] = 'about:blank'
     usage: Optional[Union[StrictFloat, StrictInt]] = Field(default=None, description="`QUOTA_EXCEEDED` only: what the tenant held when it was checked")

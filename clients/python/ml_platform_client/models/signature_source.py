@@ -20,7 +20,7 @@ from typing_extensions import Self
 
 class SignatureSource(str, Enum):
     """
-    SignatureSource
+    Where a version's signature came from: given, inferred from the file, or none.
     """
 
     """

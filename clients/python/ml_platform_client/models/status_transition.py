@@ -18,8 +18,9 @@ import re  # noqa: F401
 import json
 
 from datetime import datetime
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from typing import Any, ClassVar, Dict, List, Optional
+from typing_extensions import Annotated
 from ml_platform_client.models.job_status import JobStatus
 from typing import Optional, Set
 from typing_extensions import Self
@@ -30,7 +31,7 @@ class StatusTransition(BaseModel):
     One entry of a job's status history.
     """ # noqa: E501
     at: datetime
-    attempt: Optional[StrictInt] = None
+    attempt: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = None
     reason: Optional[StrictStr] = None
     status: JobStatus
     __properties: ClassVar[List[str]] = ["at", "attempt", "reason", "status"]

@@ -20,6 +20,7 @@ import json
 from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from typing import Any, ClassVar, Dict, List, Optional, Union
+from typing_extensions import Annotated
 from ml_platform_client.models.job_status import JobStatus
 from ml_platform_client.models.status_transition import StatusTransition
 from ml_platform_client.models.training_job_spec import TrainingJobSpec
@@ -31,7 +32,7 @@ class TrainingJob(BaseModel):
     """
     A training job as the platform sees it. Server-set fields are read-only.
     """ # noqa: E501
-    attempt: Optional[StrictInt] = Field(default=None, description="The current (or last) attempt, from 1")
+    attempt: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = Field(default=None, description="The current (or last) attempt, from 1")
     completed_at: Optional[datetime] = None
     created_at: datetime
     created_by: StrictStr
@@ -39,7 +40,7 @@ class TrainingJob(BaseModel):
     id: StrictStr
     metrics: Optional[Dict[str, Union[StrictFloat, StrictInt]]] = None
     pending_reason: Optional[StrictStr] = Field(default=None, description="While pending: why the job is not running yet")
-    queue_position: Optional[StrictInt] = Field(default=None, description="While pending: how many jobs start before this one")
+    queue_position: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = Field(default=None, description="While pending: how many jobs start before this one")
     resource_usage: Optional[Dict[str, Union[StrictFloat, StrictInt]]] = None
     spec: TrainingJobSpec
     started_at: Optional[datetime] = None

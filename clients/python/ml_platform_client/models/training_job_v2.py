@@ -20,6 +20,7 @@ import json
 from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from typing import Any, ClassVar, Dict, List, Optional, Union
+from typing_extensions import Annotated
 from ml_platform_client.models.job_status import JobStatus
 from ml_platform_client.models.status_transition import StatusTransition
 from ml_platform_client.models.training_job_links import TrainingJobLinks
@@ -32,7 +33,7 @@ class TrainingJobV2(BaseModel):
     """
     A training job as v2 returns it: v1's fields plus `links`. From API-Date 2026-12-01, list items omit `status_history` unless `?include=status_history`.
     """ # noqa: E501
-    attempt: Optional[StrictInt] = Field(default=None, description="The current (or last) attempt, from 1")
+    attempt: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = Field(default=None, description="The current (or last) attempt, from 1")
     completed_at: Optional[datetime] = None
     created_at: datetime
     created_by: StrictStr
@@ -41,7 +42,7 @@ class TrainingJobV2(BaseModel):
     links: TrainingJobLinks
     metrics: Optional[Dict[str, Union[StrictFloat, StrictInt]]] = None
     pending_reason: Optional[StrictStr] = Field(default=None, description="While pending: why the job is not running yet")
-    queue_position: Optional[StrictInt] = Field(default=None, description="While pending: how many jobs start before this one")
+    queue_position: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = Field(default=None, description="While pending: how many jobs start before this one")
     resource_usage: Optional[Dict[str, Union[StrictFloat, StrictInt]]] = None
     spec: TrainingJobSpec
     started_at: Optional[datetime] = None

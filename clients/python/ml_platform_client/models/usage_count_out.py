@@ -18,8 +18,9 @@ import re  # noqa: F401
 import json
 
 from datetime import date, datetime
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from typing import Any, ClassVar, Dict, List, Optional
+from typing_extensions import Annotated
 from typing import Optional, Set
 from typing_extensions import Self
 from pydantic_core import to_jsonable_python
@@ -29,7 +30,7 @@ class UsageCountOut(BaseModel):
     How often one tenant called one route of one API version on one UTC day.
     """ # noqa: E501
     api_version: StrictStr = Field(description="`v1` or `v2`")
-    count: StrictInt = Field(description="Requests answered")
+    count: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)] = Field(description="Requests answered")
     day: date = Field(description="UTC day")
     last_seen_at: datetime = Field(description="When counts were last added (flush time)")
     method: StrictStr

@@ -17,8 +17,9 @@ import pprint
 import re  # noqa: F401
 import json
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from typing import Any, ClassVar, Dict, List
+from typing_extensions import Annotated
 from ml_platform_client.models.usage_count_out import UsageCountOut
 from typing import Optional, Set
 from typing_extensions import Self
@@ -29,9 +30,9 @@ class UsagePage(BaseModel):
     UsagePage
     """ # noqa: E501
     has_more: StrictBool
-    page: StrictInt
-    page_size: StrictInt
-    total: StrictInt
+    page: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
+    page_size: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
+    total: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
     usage: List[UsageCountOut]
     __properties: ClassVar[List[str]] = ["has_more", "page", "page_size", "total", "usage"]
 

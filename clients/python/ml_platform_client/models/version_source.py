@@ -26,7 +26,7 @@ from pydantic_core import to_jsonable_python
 
 class VersionSource(BaseModel):
     """
-    VersionSource
+    Where a version's artifact came from (`job_id`, `uri` or the uploaded `filename`).
     """ # noqa: E501
     filename: Optional[StrictStr] = None
     job_id: Optional[StrictStr] = None

@@ -20,7 +20,7 @@ from typing_extensions import Self
 
 class VersionSourceKind(str, Enum):
     """
-    VersionSourceKind
+    How a version's artifact arrived: from a training job, an upload, or a URI.
     """
 
     """
