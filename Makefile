@@ -51,6 +51,7 @@ pytest:
 bench: install
 	$(BIN)/python bench/control_plane.py
 	@if [ -f bench/jobs.py ]; then $(BIN)/python bench/jobs.py; fi
+	bash scripts/ensure_loadgen.sh
 	@if [ -f bench/serving.py ]; then $(BIN)/python bench/serving.py; fi
 	$(BIN)/python bench/sdk.py
 	$(BIN)/python bench/governance.py
