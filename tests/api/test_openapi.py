@@ -143,7 +143,6 @@ UNDESCRIBED: set[str] = {
     "ValueStatus",
     "ValueType",
     "HealthStatus",  # api/health.py
-    "JsonTree",  # schemas/_types.py: a TypeAliasType carries no docstring
     "UsagePage",  # schemas/usage.py
 }
 

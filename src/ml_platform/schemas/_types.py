@@ -169,9 +169,14 @@ _Int64 = Annotated[
 ]
 # Integral numbers are the 64-bit branch; the number branch is the rest (finite by JSON).
 _Fraction = Annotated[float, WithJsonSchema({"type": "number", "not": {"type": "integer"}})]
+_JSON_TREE_HELP = (
+    "Any JSON value: text without control characters, a finite number, a 64-bit integer, "
+    "a boolean, null, or a list or object of these (bounded depth)"
+)
 JsonTree = TypeAliasType(
     "JsonTree",
-    "SafeStr | _Int64 | _Fraction | bool | list[JsonTree] | _JsonMap | None",
+    "Annotated[SafeStr | _Int64 | _Fraction | bool | list[JsonTree] | _JsonMap | None, "
+    "Field(description=_JSON_TREE_HELP)]",
 )
 """The JSON Schema of a ``JsonObject``'s values (validation is ``check_json_tree``)."""
 _JsonMap = Annotated[dict[SafeStr, JsonTree], _SafeKeysSchema()]
