@@ -179,3 +179,31 @@ def test_a_starting_claim_stops_the_orphaned_ray_submission(ray_head: str, tmp_p
         pass  # bounded by the test timeout; Ray stops the job within seconds
     never_ran = asyncio.run(executor.recover(f"{job_id}x", {"state": "starting", "attempt": 2}))
     assert never_ran is not None and "never ran" in (never_ran.error_message or "")
+
+
+LAST_WORDS = """\
+from ml_platform import runtime
+for i in range(3000):
+    print(f"line {i}")
+runtime.log_metrics({"final": 7.0})
+print("the last line")
+"""
+
+
+def test_lines_printed_just_before_the_end_are_stored_once_in_order(
+    ray_platform: Platform,
+) -> None:
+    """The job finishes when Ray reports its end, without waiting for Ray to close the log
+    stream: what the stream had not delivered yet comes from one read of the whole log, and
+    no line is lost or stored twice (nor the metric printed last)."""
+    client = ray_platform.client(ray_platform.new_tenant())
+    job = submit(client, source=upload(client, zip_files({"train.py": LAST_WORDS})))
+    done = wait_for(client, job["id"], {"succeeded", "failed"}, timeout=300)
+    assert done["status"] == "succeeded", done.get("error_message")
+    response = client.get(f"/v1/jobs/training/{job['id']}/logs", params={"tail": 10000})
+    output = [line["line"] for line in response.json()["logs"] if line["stream"] == "output"]
+    # Ray writes its own lines too ("Runtime env is setting up."): keep the script's
+    output = [line for line in output if line.startswith("line ") or line == "the last line"]
+    assert output == [f"line {i}" for i in range(3000)] + ["the last line"]
+    metrics = client.get(f"/v1/jobs/training/{job['id']}/metrics").json()
+    assert metrics["final"] == 7.0

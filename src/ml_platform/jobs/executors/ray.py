@@ -26,7 +26,10 @@
   platform's data dir, copied to ``output_path`` on success, which needs a filesystem shared
   with the Ray workers (true for a local head).
 - Status: PENDING/RUNNING -> running; SUCCEEDED -> succeeded; FAILED -> failed (Ray's message
-  plus the last output lines); STOPPED -> cancelled when we stopped it.
+  plus the last output lines); STOPPED -> cancelled when we stopped it. The status is polled
+  every 50 ms at first, backing off to ``poll_interval``; when Ray reports the end, the log
+  stream (which Ray closes only seconds later) is stopped and one ``get_job_logs`` read
+  stores the lines it had not delivered, so the job finishes when Ray's does.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ logger = logging.getLogger(__name__)
 
 _RUNTIME_PACKAGE = Path(__file__).resolve().parents[2] / "runtime"
 TAIL_LINES = 20
+FIRST_POLL_SECONDS = 0.05
+LOG_READ_SECONDS = 5.0
 _TERMINAL = {RayStatus.SUCCEEDED, RayStatus.FAILED, RayStatus.STOPPED}
 
 
@@ -77,6 +82,8 @@ class _RayRun:
     cancel_requested: bool = False
     timed_out: bool = False
     skip_lines: int = 0
+    lines_seen: int = 0  # complete lines taken off Ray's log stream (skipped ones included)
+    consuming: asyncio.Task[None] | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     outcome: asyncio.Future[JobOutcome] | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -329,16 +336,48 @@ class RayExecutor:
             async for chunk in client.tail_job_logs(run.submission_id):
                 buffer += chunk
                 *complete, buffer = buffer.split("\n")
+                run.lines_seen += len(complete)
                 if skip:
                     dropped = min(skip, len(complete))
                     complete, skip = complete[dropped:], skip - dropped
-                await self._consume(run, complete)
+                # shielded: stopping the pump at the job's end never half-stores a batch
+                run.consuming = asyncio.ensure_future(self._consume(run, complete))
+                await asyncio.shield(run.consuming)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             logger.warning("tailing the Ray logs of %s failed: %s", run.job_id, exc)
         if buffer and not skip:
+            run.lines_seen += 1
             await self._consume(run, [buffer])
+
+    async def _finish_logs(self, run: _RayRun, pump: asyncio.Task[None]) -> None:
+        """The job ended: store the lines the stream has not delivered yet, without waiting
+        for Ray to close it (seconds after the end). The stream stops; one read of the job's
+        whole log (``get_job_logs``) supplies what follows the lines already taken."""
+        if not pump.done():
+            pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump
+        if run.consuming is not None:
+            with contextlib.suppress(Exception):
+                await run.consuming
+        client = await self._ray()
+        try:
+            text = await asyncio.wait_for(
+                asyncio.to_thread(client.get_job_logs, run.submission_id), LOG_READ_SECONDS
+            )
+        except Exception as exc:
+            logger.warning("reading the final Ray logs of %s failed: %s", run.job_id, exc)
+            return
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        rest = lines[run.lines_seen :]
+        rest = rest[max(0, run.skip_lines - run.lines_seen) :]
+        run.lines_seen = len(lines)
+        if rest:
+            await self._consume(run, rest)
 
     async def _consume(self, run: _RayRun, lines: list[str]) -> None:
         output: list[str] = []
@@ -364,6 +403,8 @@ class RayExecutor:
     async def _poll_status(self, run: _RayRun, pump: asyncio.Task[None]) -> None:
         client = await self._ray()
         assert run.outcome is not None
+        # short jobs end soon after they start: poll often at first, then every poll_interval
+        interval = min(self._poll, FIRST_POLL_SECONDS)
         try:
             while True:
                 status = await asyncio.to_thread(client.get_job_status, run.submission_id)
@@ -381,10 +422,10 @@ class RayExecutor:
                         f"max_runtime_seconds={run.max_runtime_seconds:g} exceeded: stopping",
                     )
                     await asyncio.to_thread(client.stop_job, run.submission_id)
-                await asyncio.sleep(self._poll)
+                await asyncio.sleep(interval)
+                interval = min(self._poll, interval * 1.5)
             info = await asyncio.to_thread(client.get_job_info, run.submission_id)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(pump), 10)
+            await self._finish_logs(run, pump)
             outcome = await self._outcome(run, status, info)
         except asyncio.CancelledError:
             raise
