@@ -304,3 +304,34 @@ def test_migration_0010_matches_the_tables(platform: Platform) -> None:
     with platform.db.engine.connect() as connection:
         diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert [d for d in diffs if "feature_" in repr(d)] == []
+
+
+def test_a_parquet_source_serves_the_same_values(platform: Platform) -> None:
+    import io
+
+    import pandas as pd
+
+    client = platform.client(platform.new_tenant())
+    events = generate(n_customers=15, n_rows=150, seed=9)
+    frame = pd.DataFrame(events.rows)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)  # event_timestamp as a real timestamp column
+    upload(client, "p/events.parquet", buffer.getvalue())
+    view = define(client, "data/p/events.parquet")
+    assert view["source"] == {"path": "data/p/events.parquet", "format": "parquet"}
+    assert materialize(client)["status"] == "succeeded"
+    latest = events.latest()
+    ids = sorted(latest)
+    for customer, result in zip(ids, _online(client, ids), strict=True):
+        assert [v["value"] for v in result["values"]] == [latest[customer][n] for n, _ in FEATURES]
+    garbage = client.post(
+        "/v1/features/views",
+        json={
+            "name": "broken",
+            "entity": "customer",
+            "features": {"orders": "int64"},
+            "source": {"path": "p/events.parquet", "format": "csv"},
+            "timestamp_field": "event_timestamp",
+        },
+    )
+    assert garbage.status_code == 422  # parquet bytes read as CSV: named, not a 500
