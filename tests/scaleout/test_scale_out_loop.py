@@ -88,15 +88,19 @@ def _env(
     }
 
 
-def _start_replica(name: str, env: dict[str, str]) -> Replica:
+def _spawn_replica(name: str, env: dict[str, str]) -> Replica:
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "ml_platform.cli.main", "server", "--no-serving",
          "--port", str(port), "--log-level", "warning"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    replica = Replica(name, Path(env["ML_PLATFORM_DATA_DIR"]), process, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 60  # a safety net against hangs, not an assertion
+    return Replica(name, Path(env["ML_PLATFORM_DATA_DIR"]), process, f"http://127.0.0.1:{port}")
+
+
+def _ready(replica: Replica) -> Replica:
+    name, process = replica.name, replica.process
+    deadline = time.monotonic() + 240  # a safety net against hangs (a loaded CI machine)
     while True:
         if process.poll() is not None:
             raise AssertionError(f"{name} exited: {replica.stop()}")
@@ -253,11 +257,12 @@ def test_two_replicas_and_a_serving_host_share_nothing_but_the_services(
     auth.create_tenant("loop")
     api_key = auth.create_api_key("loop", "loop-key").plaintext
 
-    replica_1 = _start_replica("replica-1", envs[0])
-    _wait("replica 1 to take the scheduler lease", lambda: _lease_holder_pid(db))
-    replica_2 = _start_replica("replica-2", envs[1])
-    replicas = [replica_1, replica_2]
+    replicas = [_spawn_replica(f"replica-{i}", envs[i - 1]) for i in (1, 2)]
+    replica_1, replica_2 = replicas
     try:
+        for replica in replicas:  # both start at once; one of them takes the lease
+            _ready(replica)
+        _wait("a replica to take the scheduler lease", lambda: _lease_holder_pid(db))
         holder = _lease_holder_pid(db)
         scheduler = next(r for r in replicas if r.process.pid == holder)
         other = next(r for r in replicas if r is not scheduler)
