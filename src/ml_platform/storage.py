@@ -27,12 +27,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 
 import fsspec  # type: ignore[import-untyped,unused-ignore]
-
-if TYPE_CHECKING:
-    from ml_platform.config import Settings
 
 CHUNK_BYTES = 1024 * 1024
 TEMPORARY_PREFIX = ".tmp/"
@@ -324,6 +321,15 @@ def check_key(key: str) -> str:
     return key
 
 
-def storage_from_settings(settings: Settings) -> Storage:
+class StorageSettings(Protocol):
+    """What ``storage_from_settings`` reads (``ml_platform.config.Settings`` has it)."""
+
+    storage_options: dict[str, Any]
+
+    @property
+    def resolved_storage_uri(self) -> str: ...
+
+
+def storage_from_settings(settings: StorageSettings) -> Storage:
     """The storage ``Settings`` describe (``storage_uri`` / ``storage_options``)."""
     return Storage(settings.resolved_storage_uri, settings.storage_options)
