@@ -1350,7 +1350,7 @@ export interface TrainingJobSpec {
      */
     'env_vars'?: { [key: string]: string; };
     'framework': FrameworkType;
-    'hyperparameters'?: { [key: string]: any | null; };
+    'hyperparameters'?: { [key: string]: any; };
     /**
      * Retry a failed attempt up to this many times, with backoff
      */
