@@ -637,7 +637,8 @@ def run_h2load(
     assert req is not None, out
     done, failed = int(req.group(2)), int(req.group(4)) + int(req.group(5)) + int(req.group(6))
     data_bytes = int(re.search(r"traffic: .*\((\d+)\) data", out).group(1))  # type: ignore[union-attr]
-    short = max(0, done * (min_response_bytes + 5) - data_bytes) // max(1, min_response_bytes)
+    frame = min_response_bytes + 5  # a rejected call: trailers only, no DATA
+    short = min(done, max(0, done * frame - data_bytes) // frame)
     lines = [ln.split("\t") for ln in log.read_text().splitlines() if ln.strip()]
     ms = [int(ln[2]) / 1000 for ln in lines]  # the main duration only (no warm-up)
     return rate, percentile(ms, 50), percentile(ms, 99), failed + int(short)
@@ -971,6 +972,117 @@ def loadgen_section(seconds: float, batch_delay_ms: float) -> str:
     )
 
 
+def top_frames(
+    raw: str, limit: int = 12
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """(self, inclusive) shares of samples per frame from py-spy's ``--format raw`` stacks."""
+    self_counts: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        total += count
+        self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + count
+        for frame in set(frames):
+            incl[frame] = incl.get(frame, 0) + count
+
+    def top(counts: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:limit]
+        return [(frame, n / max(1, total)) for frame, n in ranked]
+
+    return top(self_counts), top(incl)
+
+
+PROFILE_INTRO = (
+    "Command: `.venv/bin/python bench/serving.py --profile --loadgen-seconds 10` "
+    "(not part of `make bench`). py-spy 0.4.3 (`record --format raw --rate 200 --nonblocking`, "
+    "pinned to core 1 beside h2load) on the serving worker process (pinned to core 0 with "
+    "the supervisor) while h2load drives the LogisticRegression deployment; shares of the "
+    "worker's non-idle samples over all its threads. Self = the frame itself, inclusive = "
+    "the frame and what it calls. The machine was loaded by other engineers' test suites.\n\n"
+)
+
+
+def profile_section(seconds: float, batch_delay_ms: float) -> str:
+    """py-spy on the serving worker while h2load drives it (LR V2 gRPC C=32; 1,000 rows C=1)."""
+    import psutil
+
+    ensure_loadgen()
+    parts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        X = build_models(root)
+        proc, ports = start_role(
+            "serving", "--models-dir", tmp, "--batch-delay-ms", str(batch_delay_ms)
+        )
+        try:
+            role = psutil.Process(proc.pid)
+            workers = [
+                c.pid
+                for c in role.children(recursive=True)
+                if "spawn_main" in " ".join(c.cmdline())
+            ]
+            for label, rows, concurrency in (
+                ("LogisticRegression, V2 gRPC 1 row, C=32", X[:1], 32),
+                ("LogisticRegression, V2 gRPC 1,000 rows raw, C=1", X[:1000], 1),
+            ):
+                body = v2_grpc_request("lr", rows)
+                verify_grpc(ports["grpc"], body, None)
+                out = root / "profile.txt"
+                spies = [
+                    subprocess.Popen(
+                        [
+                            "taskset",
+                            "-c",
+                            "1",
+                            str(Path(sys.executable).parent / "py-spy"),
+                            "record",
+                            "--pid",
+                            str(pid),
+                            "--duration",
+                            f"{seconds:g}",
+                            "--rate",
+                            "200",
+                            "--format",
+                            "raw",
+                            "--nonblocking",
+                            "-o",
+                            f"{out}.{pid}",
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    for pid in workers
+                ]
+                rate = run_h2load(ports["grpc"], body, concurrency, seconds + 1, 40, root)[0]
+                for spy in spies:
+                    spy.wait(60)
+                verify_grpc(ports["grpc"], body, None)
+                raw = "\n".join(
+                    Path(f"{out}.{pid}").read_text()
+                    for pid in workers
+                    if Path(f"{out}.{pid}").exists()
+                )
+                own, inclusive = top_frames(raw)
+                parts.append(
+                    f"**{label}** ({rate:,.0f} req/s under the profiler; worker pids "
+                    f"{', '.join(map(str, workers))}):\n\n"
+                    "| self % | frame |\n|---|---|\n"
+                    + "\n".join(f"| {share:.1%} | `{frame}` |" for frame, share in own)
+                    + "\n\n| inclusive % | frame |\n|---|---|\n"
+                    + "\n".join(f"| {share:.1%} | `{frame}` |" for frame, share in inclusive)
+                )
+        finally:
+            stop_role(proc)
+    return "\n\n".join(parts)
+
+
 def main() -> None:
     from ml_platform.schemas.deployments import DeploymentCreate
 
@@ -986,6 +1098,11 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument(
         "--loadgen-seconds", type=float, default=3.0, help="h2load/wrk: seconds per run"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="only: py-spy on the serving worker under h2load (LR, C=32 and 1,000 rows)",
     )
     parser.add_argument(
         "--loadgen-only",
@@ -1027,6 +1144,12 @@ def main() -> None:
         return
 
     os.sched_setaffinity(0, {1})
+    if args.profile:
+        profile = profile_section(args.loadgen_seconds, args.batch_delay_ms)
+        print(profile)
+        if not args.no_write:
+            write_section("Serving worker profile (py-spy)", PROFILE_INTRO + profile)
+        return
     loadgen = loadgen_section(args.loadgen_seconds, args.batch_delay_ms)
     print(loadgen)
     if not args.no_write:
