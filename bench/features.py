@@ -9,15 +9,20 @@ this process for ``--seconds`` per row, one call at a time (latency) and from 8 
 callers (throughput), with 1 and 100 entity keys per call. ``lookups/s`` counts entity keys
 (x 10 features each) answered per second.
 
-Feast's feature server is not compared here (see BENCHMARKS.md).
+``--feast``: the same data through Feast's feature server (``feast serve``, HTTP JSON, Redis
+online store, one worker) from ``bench/.venvs/feast`` (created here with ``feast[redis]`` if
+missing, never in the project venv), against our REST ``POST /v1/features/online`` (HTTP
+JSON too) and gRPC, in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import random
 import secrets
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,7 +34,14 @@ import grpc
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median, percentile, start_platform_server, stop_server, write_section
+from _common import (
+    free_port,
+    median,
+    percentile,
+    start_platform_server,
+    stop_server,
+    write_section,
+)
 from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
 from ml_platform.serving.proto import features_pb2, features_pb2_grpc
@@ -96,6 +108,73 @@ def request(n_keys: int, rng: random.Random) -> features_pb2.GetOnlineFeaturesRe
     )
 
 
+def timed(call: object, payloads: list[object], n_keys: int, seconds: float) -> dict[str, float]:
+    """Latency from one caller, then lookups/s from CONCURRENCY callers (``call(payload)``)."""
+    fn = call  # type: ignore[assignment]
+    for payload in payloads[:50]:
+        fn(payload)  # type: ignore[operator]
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        fn(payloads[i % len(payloads)])  # type: ignore[operator]
+        latencies.append((time.perf_counter() - started) * 1000)
+        i += 1
+    calls = [0] * CONCURRENCY
+    errors = [0] * CONCURRENCY
+    stop = time.perf_counter() + seconds
+
+    def caller(slot: int) -> None:
+        j = slot
+        while time.perf_counter() < stop:
+            try:
+                fn(payloads[j % len(payloads)])  # type: ignore[operator]
+                calls[slot] += 1
+            except Exception:  # counted and shown: a failed call is no lookup
+                errors[slot] += 1
+            j += CONCURRENCY
+
+    threads = [threading.Thread(target=caller, args=(s,)) for s in range(CONCURRENCY)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    return {
+        "p50": median(latencies),
+        "p99": percentile(latencies, 99),
+        "lookups": sum(calls) * n_keys / elapsed,
+        "errors": sum(errors),
+    }
+
+
+def http_caller(url: str, headers: dict[str, str]) -> object:
+    """POST a JSON body to ``url``; one keep-alive client per calling thread."""
+    local = threading.local()
+
+    def call(body: object) -> None:
+        if not hasattr(local, "http"):
+            local.http = httpx.Client(headers=headers, timeout=30)
+        local.http.post(url, json=body).raise_for_status()
+
+    return call
+
+
+def measure_rest(base: str, key: str, n_keys: int, seconds: float) -> dict[str, float]:
+    rng = random.Random(n_keys)
+    bodies = [
+        {
+            "features": REFS,
+            "entity_rows": [{"customer_id": rng.randrange(1, N_KEYS + 1)} for _ in range(n_keys)],
+        }
+        for _ in range(200)
+    ]
+    call = http_caller(f"{base}/v1/features/online", {"X-API-Key": key})
+    return timed(call, bodies, n_keys, seconds)  # type: ignore[arg-type]
+
+
 def measure(target: str, key: str, n_keys: int, seconds: float) -> dict[str, float]:
     metadata = (("x-api-key", key),)
     rng = random.Random(n_keys)
@@ -138,7 +217,7 @@ def measure(target: str, key: str, n_keys: int, seconds: float) -> dict[str, flo
     }
 
 
-def run_store(store: str, seconds: float) -> dict[int, dict[str, float]]:
+def run_store(store: str, seconds: float) -> dict[tuple[str, int], dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         url = f"sqlite:///{data_dir / 'mlp.db'}"
@@ -160,33 +239,131 @@ def run_store(store: str, seconds: float) -> dict[int, dict[str, float]]:
         try:
             assert target is not None
             prepare(base, key)
-            return {n: measure(target, key, n, seconds) for n in (1, 100)}
+            out = {(f"{store}, gRPC", n): measure(target, key, n, seconds) for n in (1, 100)}
+            if store == "redis":
+                for n in (1, 100):
+                    out[(f"{store}, REST", n)] = measure_rest(base, key, n, seconds)
+            return out
         finally:
             stop_server(proc)
+
+
+FEAST_DEFS = """
+from datetime import timedelta
+from feast import Entity, FeatureView, Field, FileSource
+from feast.types import Float64
+from feast.value_type import ValueType
+customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
+source = FileSource(path="events.parquet", timestamp_field="event_timestamp")
+bench_stats = FeatureView(name="bench_stats", entities=[customer], ttl=timedelta(days=7),
+    schema=[Field(name=f"f{i}", dtype=Float64) for i in range(10)], source=source)
+"""
+
+
+def feast_venv() -> Path:
+    venv = Path(__file__).resolve().parent / ".venvs" / "feast"
+    if not (venv / "bin" / "feast").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", "feast[redis]==0.67.0"], check=True
+        )
+    return venv
+
+
+def run_feast(seconds: float) -> dict[tuple[str, int], dict[str, float]]:
+    import pandas as pd
+
+    venv = feast_venv()
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp)
+        (repo / "feature_store.yaml").write_text(
+            "project: bench\nregistry: registry.db\nprovider: local\nonline_store:\n"
+            '  type: redis\n  connection_string: "127.0.0.1:6379,db=2"\n'
+            "entity_key_serialization_version: 3\n"
+        )
+        (repo / "defs.py").write_text(FEAST_DEFS)
+        frame = pd.read_csv(io.BytesIO(events_csv()))
+        frame["event_timestamp"] = pd.to_datetime(
+            frame["event_timestamp"], utc=True, format="ISO8601"
+        )
+        frame.to_parquet(repo / "events.parquet", index=False)
+        feast = str(venv / "bin" / "feast")
+        subprocess.run([feast, "apply"], cwd=repo, check=True, capture_output=True)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        subprocess.run(
+            [feast, "materialize-incremental", now], cwd=repo, check=True, capture_output=True
+        )
+        port = free_port()
+        proc = subprocess.Popen(
+            [feast, "serve", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
+            cwd=repo,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}/get-online-features"
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    httpx.post(
+                        url, json={"features": REFS, "entities": {"customer_id": [1]}}, timeout=5
+                    ).raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+            out = {}
+            for n in (1, 100):
+                rng = random.Random(n)
+                bodies = [
+                    {
+                        "features": REFS,
+                        "entities": {
+                            "customer_id": [rng.randrange(1, N_KEYS + 1) for _ in range(n)]
+                        },
+                    }
+                    for _ in range(200)
+                ]
+                call = http_caller(url, {})
+                out[("Feast (Redis), REST", n)] = timed(call, bodies, n, seconds)  # type: ignore[arg-type]
+            return out
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=30)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--feast", action="store_true", help="also measure Feast's server")
     args = parser.parse_args()
     lines = [
         f"GetOnlineFeatures over gRPC, {N_FEATURES} float features per key, {N_KEYS} keys "
         "materialized, one serving worker; latency from one caller, lookups/s (entity keys "
         f"answered per second) from {CONCURRENCY} concurrent callers.",
         "",
-        "| online store | keys per call | p50 ms | p99 ms | lookups/s |",
-        "|---|---:|---:|---:|---:|",
+        "| server, online store, API | keys per call | p50 ms | p99 ms | lookups/s | failed calls |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
+    results: dict[tuple[str, int], dict[str, float]] = {}
     for store in ("sql", "redis"):
-        for n, row in run_store(store, args.seconds).items():
-            lines.append(
-                f"| {store} | {n} | {row['p50']:.2f} | {row['p99']:.2f} | {row['lookups']:,.0f} |"
-            )
+        results |= {
+            (f"ml-platform {k[0]}", k[1]): v for k, v in run_store(store, args.seconds).items()
+        }
+    if args.feast:
+        results |= run_feast(args.seconds)
+    for (name, n), row in results.items():
+        lines.append(
+            f"| {name} | {n} | {row['p50']:.2f} | {row['p99']:.2f} | {row['lookups']:,.0f} "
+            f"| {row.get('errors', 0):.0f} |"
+        )
+    load = os.getloadavg()[0]
     lines += [
         "",
-        "Feast's feature server was not measured: the comparison the issue asks for is open "
-        "(see the issue's closing note).",
+        f"Load average at the end of the run: {load:.1f} (other work shared the machine).",
     ]
     table = "\n".join(lines)
     sys.stdout.write(table + "\n")
