@@ -1060,7 +1060,10 @@ def profile_section(seconds: float, batch_delay_ms: float) -> str:
                     )
                     for pid in workers
                 ]
-                rate = run_h2load(ports["grpc"], body, concurrency, seconds + 1, 40, root)[0]
+                min_bytes = 40 if len(rows) == 1 else len(rows) * 3 * 8
+                rate, _p50, _p99, failed = run_h2load(
+                    ports["grpc"], body, concurrency, seconds + 1, min_bytes, root
+                )
                 for spy in spies:
                     spy.wait(60)
                 verify_grpc(ports["grpc"], body, None)
@@ -1071,7 +1074,7 @@ def profile_section(seconds: float, batch_delay_ms: float) -> str:
                 )
                 own, inclusive = top_frames(raw)
                 parts.append(
-                    f"**{label}** ({rate:,.0f} req/s under the profiler; worker pids "
+                    f"**{label}** ({rate:,.0f} req/s under the profiler, {failed} failed; worker pids "
                     f"{', '.join(map(str, workers))}):\n\n"
                     "| self % | frame |\n|---|---|\n"
                     + "\n".join(f"| {share:.1%} | `{frame}` |" for frame, share in own)
