@@ -123,7 +123,11 @@ def bench_backend(backend: str, jobs: int, creates: int) -> list[str]:
                 data_dir,
                 database_url=url,
                 # the loaded jobs are rows, not processes: keep the scheduler off them
-                env={"ML_PLATFORM_SCHEDULER_ENABLED": "false"},
+                # and the per-tenant rate limit off: the bench is one tenant's burst
+                env={
+                    "ML_PLATFORM_SCHEDULER_ENABLED": "false",
+                    "ML_PLATFORM_RATE_LIMIT_ENABLED": "false",
+                },
             )
             try:
                 rows = run_requests(base, key, creates)
@@ -151,7 +155,23 @@ def run_requests(base: str, key: str, creates: int) -> list[str]:
             "list, default page (50)": {},
             "list, status=running": {"status": "running"},
             "list, framework=xgboost, page 100": {"framework": "xgboost", "page": 100},
+            "list, status=running, framework=xgboost": {
+                "status": "running",
+                "framework": "xgboost",
+            },
+            "list, tags=team=team-3": {"tags": "team=team-3"},
+            "list, tags=team=team-3, page 50": {"tags": "team=team-3", "page": 50},
             "list, tags=team=team-3,project=p-2": {"tags": "team=team-3,project=p-2"},
+            "list, status=failed, tags=team=team-3": {"status": "failed", "tags": "team=team-3"},
+            "list, framework=pytorch, tags=team=team-4": {
+                "framework": "pytorch",
+                "tags": "team=team-4",
+            },
+            "list, status+framework+2 tags (no match)": {
+                "status": "failed",
+                "framework": "pytorch",
+                "tags": "team=team-3,project=p-2",
+            },
             "list, page_size=500": {"page_size": 500},
         }
         for label, params in queries.items():

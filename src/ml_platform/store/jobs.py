@@ -20,7 +20,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
 from ml_platform.core.errors import Conflict, NotFound
 from ml_platform.core.jobs import JobStatus, can_transition
@@ -36,6 +36,8 @@ class JobRow(Base):
         Index("ix_jobs_tenant_status_created", "tenant_id", "status", "created_at", "id"),
         Index("ix_jobs_tenant_framework_created", "tenant_id", "framework", "created_at", "id"),
         Index("ix_jobs_status_created", "status", "created_at"),
+        # covering: tag-filtered counts read status and framework without the row (0012)
+        Index("ix_jobs_id_status_framework", "id", "status", "framework"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -247,17 +249,12 @@ class JobRepository:
     ) -> Page[JobRecord]:
         where = self._filters(status, framework, tags)
         ordered = select(JobRow).where(where).order_by(JobRow.created_at.desc(), JobRow.id.desc())
-        if tags:
-            # tag filters match few rows: count them in the same pass that pages them
-            total_column = func.count().over().label("total")
-            result = self._session.execute(
-                ordered.add_columns(total_column).offset(offset).limit(limit)
-            ).all()
-            items = [job_record(row) for row, _ in result]
-            total = int(result[0][1]) if result else self._count_rows(where)
-            return Page(items=items, total=total)
         rows = self._session.scalars(ordered.offset(offset).limit(limit))
-        return Page(items=[job_record(r) for r in rows], total=self._count(status, framework))
+        items = [job_record(r) for r in rows]
+        # a separate count, never a window count: ``count(*) over ()`` makes LIMIT read every
+        # matching job (with its spec) before the page can be cut
+        total = self._count_tagged(status, framework, tags) if tags else None
+        return Page(items=items, total=self._count(status, framework) if total is None else total)
 
     def search_after(
         self,
@@ -304,8 +301,43 @@ class JobRepository:
             )
         return and_(*conditions)
 
-    def _count_rows(self, where: ColumnElement[bool]) -> int:
-        return self._session.scalar(select(func.count()).select_from(JobRow).where(where)) or 0
+    def _count_tagged(
+        self, status: JobStatus | None, framework: str | None, tags: Mapping[str, str]
+    ) -> int:
+        """Jobs carrying every tag (and the status / framework, when given), counted from the
+        indexes alone: the first tag's ``ix_job_tags_lookup`` range (tenant, key, value) lists
+        its job ids in order; each further tag is a probe of that index (a job has one value per
+        key, so the joins never repeat a job); status and framework come from the covering
+        ``ix_jobs_id_status_framework``. No jobs row is read."""
+        (first_key, first_value), *others = tags.items()
+        first = aliased(JobTagRow)
+        query = (
+            select(func.count())
+            .select_from(first)
+            .where(
+                first.tenant_id == self.tenant_id,
+                first.key == first_key,
+                first.value == first_value,
+            )
+        )
+        for key, value in others:
+            tag = aliased(JobTagRow)
+            query = query.join(
+                tag,
+                and_(
+                    tag.tenant_id == self.tenant_id,
+                    tag.key == key,
+                    tag.value == value,
+                    tag.job_id == first.job_id,
+                ),
+            )
+        if status is not None or framework is not None:
+            query = query.join(JobRow, JobRow.id == first.job_id)
+            if status is not None:
+                query = query.where(JobRow.status == status.value)
+            if framework is not None:
+                query = query.where(JobRow.framework == framework)
+        return int(self._session.scalar(query) or 0)
 
     def _count(self, status: JobStatus | None, framework: str | None) -> int:
         """Exact totals from the trigger-maintained ``job_counts`` (no scan of the jobs)."""
