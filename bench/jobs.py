@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +35,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import percentile, start_platform_server, stop_server, write_section
+from _common import free_port, percentile, start_platform_server, stop_server, write_section
 
 JOB_ENV = {
     "ML_PLATFORM_NODE_CPU_CORES": "1000",
@@ -41,6 +43,7 @@ JOB_ENV = {
     "ML_PLATFORM_TENANT_MAX_CONCURRENT_JOBS": "1000",
     "ML_PLATFORM_SCHEDULER_INTERVAL_SECONDS": "0.5",
     "ML_PLATFORM_SCHEDULER_LEASE_SECONDS": "2",
+    "ML_PLATFORM_RATE_LIMIT_ENABLED": "false",  # the clients poll a job every 10 ms
 }
 
 
@@ -117,6 +120,97 @@ def bench_throughput(n: int) -> tuple[float, float]:
             return (n - 1) / span if span > 0 else float("inf"), max(starts) - began
         finally:
             stop_server(proc)
+
+
+def start_ray_head(temp_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A Ray head of this run's own (``--block``, stopped by its pid, so other Ray clusters
+    on the machine are left alone); its dashboard address."""
+    ray = Path(sys.executable).parent / "ray"
+    dashboard = free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    head = subprocess.Popen(
+        [str(ray), "start", "--head", "--block", "--num-cpus", "2",
+         "--node-ip-address", "127.0.0.1", "--port", str(free_port()),
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+         "--include-dashboard", "true", "--disable-usage-stats", "--temp-dir", str(temp_dir)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    address = f"http://127.0.0.1:{dashboard}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and head.poll() is None:
+        try:
+            if httpx.get(f"{address}/api/version", timeout=2).status_code == 200:
+                return head, address
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    head.terminate()
+    raise RuntimeError("the Ray head did not answer within 180 s")
+
+
+def bench_ray(n: int) -> tuple[list[float], list[float], list[float]]:
+    """The same one-line job ``n`` times straight to Ray's Job Submission API and ``n`` times
+    through the platform's Ray executor: Ray's own submit-to-end (its ``end_time -
+    start_time``), the platform's submit-to-succeeded (``completed_at - created_at``) and the
+    platform's lag behind Ray's end for its own submission (``completed_at - end_time``)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    entrypoint = 'python -c "print(1)"'
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        head, address = start_ray_head(Path("/tmp") / f"ray-bench-{os.getpid()}")
+        try:
+            ray = JobSubmissionClient(address)
+            deadline = time.monotonic() + 120
+            while True:  # the dashboard answers before its job agent is ready
+                try:
+                    ray.submit_job(entrypoint=entrypoint)
+                    break
+                except RuntimeError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(1)
+            own: list[float] = []
+            for i in range(n + 1):
+                submission = ray.submit_job(entrypoint=entrypoint)
+                while ray.get_job_status(submission) not in {
+                    JobStatus.SUCCEEDED,
+                    JobStatus.FAILED,
+                }:
+                    time.sleep(0.01)
+                info = ray.get_job_info(submission)
+                if i:  # the first one warms the head up
+                    own.append(float(info.end_time - info.start_time))
+            env = {**JOB_ENV, "ML_PLATFORM_EXECUTOR": "ray", "ML_PLATFORM_RAY_ADDRESS": address}
+            proc, base, _ = start_platform_server(data_dir, env=env)
+            try:
+                client = httpx.Client(base_url=base, headers={"X-API-Key": api_key(data_dir)})
+                ours: list[float] = []
+                lag: list[float] = []
+                for i in range(n + 1):
+                    job = client.post("/v1/jobs/training", json=body(entrypoint)).json()
+                    done = wait_status(client, job["id"], {"succeeded", "failed", "cancelled"})
+                    if done["status"] != "succeeded":
+                        raise RuntimeError(f"Ray job {job['id']}: {done.get('error_message')}")
+                    if i:
+                        completed = parse(done["completed_at"])
+                        ours.append((completed - parse(done["created_at"])) * 1000)
+                        info = ray.get_job_info(job["id"])
+                        lag.append(completed * 1000 - float(info.end_time))
+                return own, ours, lag
+            finally:
+                stop_server(proc)
+        finally:
+            head.terminate()
+            try:
+                head.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                head.kill()
+                head.wait()
 
 
 EMITTER = """\
@@ -214,6 +308,7 @@ def main() -> int:
     parser.add_argument("--queued", type=int, default=200)
     parser.add_argument("--followers", type=int, default=200)
     parser.add_argument("--lines", type=int, default=200)
+    parser.add_argument("--ray-jobs", type=int, default=10, help="0 skips the Ray scenario")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
@@ -221,6 +316,18 @@ def main() -> int:
     rate, drain = bench_throughput(args.queued)
     delivery, followers = asyncio.run(bench_followers(args.followers, args.lines))
     expected = followers * args.lines
+    ray_rows: list[str] = []
+    if args.ray_jobs:
+        own, ours, lag = bench_ray(args.ray_jobs)
+        ray_rows = [
+            f"| Ray's own submit-to-end, straight to Ray's Job Submission API ({len(own)} jobs) | "
+            f"{percentile(own, 50):.0f} ms | {percentile(own, 99):.0f} ms | |",
+            f"| submit-to-succeeded, Ray executor ({len(ours)} jobs, one at a time) | "
+            f"{percentile(ours, 50):.0f} ms | {percentile(ours, 99):.0f} ms | "
+            f"{percentile(ours, 50) / percentile(own, 50):.2f}x Ray's own p50 |",
+            f"| Ray executor: succeeded after Ray's own end time | "
+            f"{percentile(lag, 50):.0f} ms | {percentile(lag, 99):.0f} ms | |",
+        ]
 
     rows = [
         "| measurement | p50 | p99 | other |",
@@ -232,17 +339,23 @@ def main() -> int:
         f"| log line delivery to {followers} SSE followers | "
         f"{percentile(delivery, 50):.1f} ms | {percentile(delivery, 99):.1f} ms | "
         f"{len(delivery):,} of {expected:,} line deliveries received |",
+        *ray_rows,
     ]
     text = (
         f"Command: `.venv/bin/python bench/jobs.py --latency-jobs {args.latency_jobs} "
-        f"--queued {args.queued} --followers {args.followers} --lines {args.lines}` "
+        f"--queued {args.queued} --followers {args.followers} --lines {args.lines} "
+        f"--ray-jobs {args.ray_jobs}` "
         "(`make bench`). Each scenario starts its own `mlp server` (SQLite, local executor, "
         "scheduler interval 0.5 s, woken on submit); the clients share the machine. "
         "Submit-to-running is the server's `started_at - created_at`; jobs run `true`. "
         "Log delivery: one job prints a timestamped line every 20 ms; latency is receive time "
-        "minus print time, across every follower and line.\n"
+        "minus print time, across every follower and line. Ray (`--ray-jobs`): a Ray head of "
+        "the run's own (2 CPUs) runs `python -c \"print(1)\"`, first straight through Ray's "
+        "Job Submission API, then through a server with the Ray executor; the first job of "
+        "each is a warm-up.\n"
         "Targets (issue 3): submit-to-running p50 under 100 ms; log lines reach 200 followers "
-        "within 250 ms p99.\n\n" + "\n".join(rows)
+        "within 250 ms p99; (issue 15) Ray executor submit-to-succeeded <= 1.2x Ray's own.\n\n"
+        + "\n".join(rows)
     )
     print(text)
     if not args.no_write:
