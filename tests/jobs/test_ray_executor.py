@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +23,7 @@ from tests.jobs.conftest import (
     zip_dir,
     zip_files,
 )
+from tests.ray_head import ray_head as start_ray_head
 
 sys.path.insert(0, str(EXAMPLES))
 from make_dataset import make_dataset
@@ -35,48 +33,10 @@ RAY = Path(sys.executable).parent / "ray"
 pytestmark = pytest.mark.skipif(not RAY.exists(), reason="Ray is not installed")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
-def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port, dashboard = free_port(), free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-    temp_dir = Path("/tmp") / f"ray-mlp-{os.getpid()}"  # Ray's socket paths must stay short
-    command = [
-        str(RAY),
-        "start",
-        "--head",
-        "--num-cpus",
-        "2",
-        "--node-ip-address",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dashboard-host",
-        "127.0.0.1",
-        "--dashboard-port",
-        str(dashboard),
-        "--include-dashboard",
-        "true",
-        "--disable-usage-stats",
-        "--temp-dir",
-        str(temp_dir),
-    ]
-    subprocess.run(command, env=env, check=True, capture_output=True, timeout=180)
-    try:
-        yield f"http://127.0.0.1:{dashboard}"
-    finally:
-        subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+def ray_head() -> Iterator[str]:
+    with start_ray_head("exec") as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

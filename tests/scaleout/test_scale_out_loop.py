@@ -36,6 +36,7 @@ from ml_platform.store.db import Database
 from tests.cli.test_admin_cli import _free_port
 from tests.conftest import TEST_JWT_SECRET
 from tests.jobs.conftest import sse_events, zip_dir
+from tests.ray_head import ray_head
 from tests.s3_server import S3
 from tests.scaleout.conftest import BUCKET
 
@@ -196,40 +197,8 @@ def executor_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dic
     if request.param == "local":
         yield {"ML_PLATFORM_EXECUTOR": "local"}
         return
-    ray = Path(sys.executable).parent / "ray"
-    dashboard = _free_port()
-    temp_dir = Path("/tmp") / f"ray-loop-{os.getpid()}"  # Ray's socket paths must stay short
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-    head = subprocess.Popen(
-        [str(ray), "start", "--head", "--block", "--num-cpus", "2",
-         "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-         "--include-dashboard", "true", "--disable-usage-stats", "--temp-dir", str(temp_dir)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    address = f"http://127.0.0.1:{dashboard}"
-    try:
-        _wait("the Ray head", lambda: _answers(f"{address}/api/version") or head.poll(), 180)
-        assert head.poll() is None, "ray start --head exited"
+    with ray_head("loop") as address:
         yield {"ML_PLATFORM_EXECUTOR": "ray", "ML_PLATFORM_RAY_ADDRESS": address}
-    finally:
-        head.terminate()
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            head.kill()
-            head.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.mark.timeout(900)

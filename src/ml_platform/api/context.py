@@ -24,5 +24,5 @@ class ApiContext:
     engine: JobEngine | None = None  # the job runtime (scheduler, executors, logs, metrics)
     registry: RegistryService | None = None  # the model registry
     deployments: DeploymentService | None = None  # deployments (the serving plane's desired set)
-    features: FeatureService | None = None  # the feature store (definitions, online, historical)
     quotas: QuotaService | None = None  # tenant quotas (limits, overrides, usage)
+    features: FeatureService | None = None  # the feature store (definitions, online, historical)

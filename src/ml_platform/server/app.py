@@ -97,7 +97,7 @@ def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
     quotas = engine.quotas
     deployments = DeploymentService(db, quotas)
     features = build_feature_service(
-        settings, db, DataArea(engine.paths, settings.max_data_upload_bytes)
+        settings, db, DataArea(engine.paths, settings.max_data_upload_bytes, engine.storage)
     )
     return ApiContext(
         settings=settings,
@@ -113,8 +113,8 @@ def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
         ),
         deployments=deployments,
         engine=engine,
-        features=features,
         quotas=quotas,
+        features=features,
     )
 
 
