@@ -67,6 +67,9 @@ export interface AuditEventOut {
      */
     'tenant_id': string | null;
 }
+/**
+ * One page of audit events, newest first; pass `next_page_token` back for the next page.
+ */
 export interface AuditEventPage {
     'events': Array<AuditEventOut>;
     /**
@@ -116,6 +119,9 @@ export interface DataFile {
     'sha256': string;
     'size_bytes': number;
 }
+/**
+ * One page of the files in your data area under a prefix.
+ */
 export interface DataFileList {
     'files': Array<DataFile>;
     'has_more': boolean;
@@ -280,6 +286,9 @@ export interface DeploymentV2 {
 }
 
 
+/**
+ * An entity: the thing features describe, identified by its typed join keys.
+ */
 export interface Entity {
     'created_at': string;
     'created_by': string;
@@ -301,6 +310,9 @@ export interface EntityCreate {
     'join_keys': { [key: string]: ValueType; };
     'name': string;
 }
+/**
+ * One page of your entities.
+ */
 export interface EntityListResponse {
     'entities': Array<Entity>;
     'has_more': boolean;
@@ -326,6 +338,9 @@ export const FeatureDType = {
 export type FeatureDType = typeof FeatureDType[keyof typeof FeatureDType];
 
 
+/**
+ * Where a feature view\'s rows come from: a CSV or Parquet file in your data area.
+ */
 export interface FeatureSource {
     /**
      * `csv` or `parquet`; by default from the file\'s extension
@@ -336,6 +351,9 @@ export interface FeatureSource {
      */
     'path': string;
 }
+/**
+ * One feature\'s value for one entity row, with its status and event time.
+ */
 export interface FeatureValue {
     /**
      * When the value was observed
@@ -350,6 +368,9 @@ export interface FeatureValue {
 }
 
 
+/**
+ * A versioned set of typed features of one entity, read from a source file, with a TTL.
+ */
 export interface FeatureView {
     'created_at': string;
     'created_by': string;
@@ -390,6 +411,9 @@ export interface FeatureViewCreate {
      */
     'ttl_seconds'?: number;
 }
+/**
+ * One page of your feature views.
+ */
 export interface FeatureViewListResponse {
     'feature_views': Array<FeatureView>;
     'has_more': boolean;
@@ -444,6 +468,9 @@ export const FrameworkType = {
 export type FrameworkType = typeof FrameworkType[keyof typeof FrameworkType];
 
 
+/**
+ * A probe\'s answer: `ok` when the server (and, for readiness, its store) answers.
+ */
 export interface HealthStatus {
     'status': string;
 }
@@ -462,6 +489,9 @@ export interface HistoricalFeaturesRequest {
      */
     'timestamp_field'?: string;
 }
+/**
+ * Point-in-time training data: per entity row, each feature\'s latest value at or before the row\'s timestamp.
+ */
 export interface HistoricalFeaturesResponse {
     'columns': Array<string>;
     /**
@@ -557,6 +587,9 @@ export interface Lineage {
     'job_name': string;
     'metrics'?: { [key: string]: number; };
 }
+/**
+ * The materialization runs of a feature view, newest first.
+ */
 export interface MaterializationList {
     'has_more': boolean;
     'materializations': Array<MaterializationRun>;
@@ -595,6 +628,9 @@ export interface MaterializationRun {
 }
 
 
+/**
+ * Where a materialization run is: running, succeeded or failed.
+ */
 
 export const MaterializationState = {
     Running: 'running',
@@ -1014,6 +1050,9 @@ export interface ModelVersionV2 {
 }
 
 
+/**
+ * Feature refs (`<view>:<feature>`) and the entity rows to look up online.
+ */
 export interface OnlineFeaturesRequest {
     /**
      * Join key values, one object per row
@@ -1021,9 +1060,15 @@ export interface OnlineFeaturesRequest {
     'entity_rows': Array<{ [key: string]: EntityRowsInnerValue; }>;
     'features': Array<string>;
 }
+/**
+ * Online feature values per entity row, in request order.
+ */
 export interface OnlineFeaturesResponse {
     'results': Array<OnlineFeaturesRow>;
 }
+/**
+ * One entity row\'s online feature values.
+ */
 export interface OnlineFeaturesRow {
     'entity': { [key: string]: EntityRowsInnerValue; };
     /**
@@ -1065,6 +1110,9 @@ export interface PushRequest {
      */
     'rows': Array<{ [key: string]: EntityRowsInnerValue; }>;
 }
+/**
+ * How many pushed rows reached the online store.
+ */
 export interface PushResponse {
     'feature_view': string;
     'rows_written': number;
@@ -1453,6 +1501,9 @@ export interface UsageCountOut {
      */
     'tenant_id': string | null;
 }
+/**
+ * API use per tenant, UTC day, API version and route template (administrators only).
+ */
 export interface UsagePage {
     'has_more': boolean;
     'page': number;
@@ -1462,6 +1513,9 @@ export interface UsagePage {
 }
 export interface Value {
 }
+/**
+ * A looked-up value is PRESENT, MISSING (never materialized or pushed) or OUTSIDE_TTL (older than the view\'s TTL; not served).
+ */
 
 export const ValueStatus = {
     Present: 'PRESENT',
@@ -1472,6 +1526,9 @@ export const ValueStatus = {
 export type ValueStatus = typeof ValueStatus[keyof typeof ValueStatus];
 
 
+/**
+ * The type of a join key or feature.
+ */
 
 export const ValueType = {
     Int64: 'int64',

@@ -13,6 +13,8 @@ router = APIRouter(tags=["Health"])
 
 
 class HealthStatus(BaseModel):
+    """A probe's answer: `ok` when the server (and, for readiness, its store) answers."""
+
     status: str
 
 

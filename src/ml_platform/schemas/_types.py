@@ -57,7 +57,7 @@ INT64_MIN = -(2**63)
 _UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _MAX_DEPTH = 32
 
-SAFE_TEXT_PATTERN = "^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+SAFE_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"  # escapes, never raw controls
 """``_UNSAFE`` as a JSON Schema ``pattern``, so the published contract says what is refused.
 Lone surrogates are left out: a pattern is a sequence of Unicode scalar values (Rust-based
 validators, Schemathesis's among them, drop a pattern that names them) and no UTF-8 text

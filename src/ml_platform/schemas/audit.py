@@ -49,6 +49,8 @@ class AuditEventOut(BaseModel):
 
 
 class AuditEventPage(BaseModel):
+    """One page of audit events, newest first; pass `next_page_token` back for the next page."""
+
     events: list[AuditEventOut]
     next_page_token: str | None = Field(
         description="Pass as `page_token` (with the same filters) for the next page; null on "

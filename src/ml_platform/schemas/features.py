@@ -95,6 +95,8 @@ ScalarRow = Annotated[
 
 
 class ValueType(str, Enum):
+    """The type of a join key or feature."""
+
     INT64 = "int64"
     FLOAT64 = "float64"
     STRING = "string"
@@ -102,12 +104,17 @@ class ValueType(str, Enum):
 
 
 class ValueStatus(str, Enum):
+    """A looked-up value is PRESENT, MISSING (never materialized or pushed) or OUTSIDE_TTL
+    (older than the view's TTL; not served)."""
+
     PRESENT = "PRESENT"
     MISSING = "MISSING"
     OUTSIDE_TTL = "OUTSIDE_TTL"
 
 
 class MaterializationState(str, Enum):
+    """Where a materialization run is: running, succeeded or failed."""
+
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -159,6 +166,8 @@ class EntityCreate(RequestModel):
 
 
 class Entity(BaseModel):
+    """An entity: the thing features describe, identified by its typed join keys."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "example": {
@@ -179,6 +188,8 @@ class Entity(BaseModel):
 
 
 class EntityListResponse(BaseModel):
+    """One page of your entities."""
+
     entities: list[Entity]
     total: int
     page: int
@@ -187,6 +198,8 @@ class EntityListResponse(BaseModel):
 
 
 class FeatureSource(RequestModel):
+    """Where a feature view's rows come from: a CSV or Parquet file in your data area."""
+
     path: str = Field(
         min_length=1,
         max_length=1024,
@@ -243,6 +256,8 @@ class FeatureViewUpdate(_ViewSpec):
 
 
 class FeatureView(BaseModel):
+    """A versioned set of typed features of one entity, read from a source file, with a TTL."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "example": {
@@ -271,6 +286,8 @@ class FeatureView(BaseModel):
 
 
 class FeatureViewListResponse(BaseModel):
+    """One page of your feature views."""
+
     feature_views: list[FeatureView]
     total: int
     page: int
@@ -315,6 +332,8 @@ class MaterializationRun(BaseModel):
 
 
 class MaterializationList(BaseModel):
+    """The materialization runs of a feature view, newest first."""
+
     materializations: list[MaterializationRun]
     total: int
     page: int
@@ -348,11 +367,15 @@ class PushRequest(RequestModel):
 
 
 class PushResponse(BaseModel):
+    """How many pushed rows reached the online store."""
+
     feature_view: str
     rows_written: int
 
 
 class OnlineFeaturesRequest(RequestModel):
+    """Feature refs (`<view>:<feature>`) and the entity rows to look up online."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "example": {
@@ -369,6 +392,8 @@ class OnlineFeaturesRequest(RequestModel):
 
 
 class FeatureValue(BaseModel):
+    """One feature's value for one entity row, with its status and event time."""
+
     feature: str = Field(description="`<feature view>:<feature>`")
     value: Scalar
     status: ValueStatus
@@ -376,11 +401,15 @@ class FeatureValue(BaseModel):
 
 
 class OnlineFeaturesRow(BaseModel):
+    """One entity row's online feature values."""
+
     entity: dict[str, Scalar]
     values: list[FeatureValue] = Field(description="In the order of the request's features")
 
 
 class OnlineFeaturesResponse(BaseModel):
+    """Online feature values per entity row, in request order."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "example": {
@@ -429,5 +458,8 @@ class HistoricalFeaturesRequest(RequestModel):
 
 
 class HistoricalFeaturesResponse(BaseModel):
+    """Point-in-time training data: per entity row, each feature's latest value at or before
+    the row's timestamp."""
+
     columns: list[str]
     rows: list[dict[str, Scalar]] = Field(description="The entity rows in request order")

@@ -40,6 +40,8 @@ class UsageCountOut(BaseModel):
 
 
 class UsagePage(BaseModel):
+    """API use per tenant, UTC day, API version and route template (administrators only)."""
+
     usage: list[UsageCountOut]
     total: int
     page: int

@@ -26,7 +26,7 @@ from pydantic_core import to_jsonable_python
 
 class AuditEventPage(BaseModel):
     """
-    AuditEventPage
+    One page of audit events, newest first; pass `next_page_token` back for the next page.
     """ # noqa: E501
     events: List[AuditEventOut]
     next_page_token: Optional[StrictStr] = Field(description="Pass as `page_token` (with the same filters) for the next page; null on the last one")

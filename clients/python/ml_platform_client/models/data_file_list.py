@@ -27,7 +27,7 @@ from pydantic_core import to_jsonable_python
 
 class DataFileList(BaseModel):
     """
-    DataFileList
+    One page of the files in your data area under a prefix.
     """ # noqa: E501
     files: List[DataFile]
     has_more: StrictBool

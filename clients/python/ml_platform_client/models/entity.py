@@ -27,7 +27,7 @@ from pydantic_core import to_jsonable_python
 
 class Entity(BaseModel):
     """
-    Entity
+    An entity: the thing features describe, identified by its typed join keys.
     """ # noqa: E501
     created_at: datetime
     created_by: StrictStr

@@ -40,8 +40,8 @@ class EntityCreate(BaseModel):
         if value is None:
             return value
 
-        if isinstance(value, str) and not re.match(r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$", value):
-            raise ValueError(r"must validate the regular expression /^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$/")
+        if isinstance(value, str) and not re.match(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", value):
+            raise ValueError(r"must validate the regular expression /^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$/")
         return value
 
     @field_validator('name', mode="before")

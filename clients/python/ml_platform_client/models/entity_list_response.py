@@ -27,7 +27,7 @@ from pydantic_core import to_jsonable_python
 
 class EntityListResponse(BaseModel):
     """
-    EntityListResponse
+    One page of your entities.
     """ # noqa: E501
     entities: List[Entity]
     has_more: StrictBool

@@ -26,7 +26,7 @@ from pydantic_core import to_jsonable_python
 
 class FeatureSource(BaseModel):
     """
-    FeatureSource
+    Where a feature view's rows come from: a CSV or Parquet file in your data area.
     """ # noqa: E501
     format: Optional[Annotated[str, Field(strict=True)]] = Field(default=None, description="`csv` or `parquet`; by default from the file's extension")
     path: Annotated[str, Field(min_length=1, strict=True, max_length=1024)] = Field(description="A file of your data area (`data/<path>` or `<path>`), CSV or Parquet; segments start with a letter, digit or `_` and hold letters, digits, `_.- `")

@@ -28,7 +28,7 @@ from pydantic_core import to_jsonable_python
 
 class FeatureValue(BaseModel):
     """
-    FeatureValue
+    One feature's value for one entity row, with its status and event time.
     """ # noqa: E501
     event_timestamp: Optional[datetime] = Field(description="When the value was observed")
     feature: StrictStr = Field(description="`<feature view>:<feature>`")

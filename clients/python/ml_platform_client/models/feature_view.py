@@ -29,7 +29,7 @@ from pydantic_core import to_jsonable_python
 
 class FeatureView(BaseModel):
     """
-    FeatureView
+    A versioned set of typed features of one entity, read from a source file, with a TTL.
     """ # noqa: E501
     created_at: datetime
     created_by: StrictStr

@@ -27,7 +27,7 @@ from pydantic_core import to_jsonable_python
 
 class FeatureViewListResponse(BaseModel):
     """
-    FeatureViewListResponse
+    One page of your feature views.
     """ # noqa: E501
     feature_views: List[FeatureView]
     has_more: StrictBool

@@ -25,7 +25,7 @@ from pydantic_core import to_jsonable_python
 
 class HealthStatus(BaseModel):
     """
-    HealthStatus
+    A probe's answer: `ok` when the server (and, for readiness, its store) answers.
     """ # noqa: E501
     status: StrictStr
     __properties: ClassVar[List[str]] = ["status"]

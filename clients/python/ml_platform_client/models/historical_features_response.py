@@ -26,7 +26,7 @@ from pydantic_core import to_jsonable_python
 
 class HistoricalFeaturesResponse(BaseModel):
     """
-    HistoricalFeaturesResponse
+    Point-in-time training data: per entity row, each feature's latest value at or before the row's timestamp.
     """ # noqa: E501
     columns: List[StrictStr]
     rows: List[Dict[str, Optional[EntityRowsInnerValue]]] = Field(description="The entity rows in request order")

@@ -27,7 +27,7 @@ from pydantic_core import to_jsonable_python
 
 class MaterializationList(BaseModel):
     """
-    MaterializationList
+    The materialization runs of a feature view, newest first.
     """ # noqa: E501
     has_more: StrictBool
     materializations: List[MaterializationRun]

@@ -20,7 +20,7 @@ from typing_extensions import Self
 
 class MaterializationState(str, Enum):
     """
-    MaterializationState
+    Where a materialization run is: running, succeeded or failed.
     """
 
     """

@@ -27,7 +27,7 @@ from pydantic_core import to_jsonable_python
 
 class OnlineFeaturesRequest(BaseModel):
     """
-    OnlineFeaturesRequest
+    Feature refs (`<view>:<feature>`) and the entity rows to look up online.
     """ # noqa: E501
     entity_rows: Annotated[List[Dict[str, Optional[EntityRowsInnerValue]]], Field(min_length=1, max_length=10000)] = Field(description="Join key values, one object per row")
     features: Annotated[List[Annotated[str, Field(min_length=3, strict=True, max_length=320)]], Field(min_length=1, max_length=1000)]

@@ -26,7 +26,7 @@ from pydantic_core import to_jsonable_python
 
 class OnlineFeaturesResponse(BaseModel):
     """
-    OnlineFeaturesResponse
+    Online feature values per entity row, in request order.
     """ # noqa: E501
     results: List[OnlineFeaturesRow]
     __properties: ClassVar[List[str]] = ["results"]

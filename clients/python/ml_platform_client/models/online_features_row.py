@@ -27,7 +27,7 @@ from pydantic_core import to_jsonable_python
 
 class OnlineFeaturesRow(BaseModel):
     """
-    OnlineFeaturesRow
+    One entity row's online feature values.
     """ # noqa: E501
     entity: Dict[str, Optional[EntityRowsInnerValue]]
     values: List[FeatureValue] = Field(description="In the order of the request's features")

@@ -26,7 +26,7 @@ from pydantic_core import to_jsonable_python
 
 class PushResponse(BaseModel):
     """
-    PushResponse
+    How many pushed rows reached the online store.
     """ # noqa: E501
     feature_view: StrictStr
     rows_written: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]

@@ -49,15 +49,15 @@ class TrainingJobSpec(BaseModel):
     @field_validator('data_path', mode="before")
     def data_path_validate_regular_expression(cls, value):
         """Validates the regular expression"""
-        if isinstance(value, str) and not re.match(r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$", value):
-            raise ValueError(r"must validate the regular expression /^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$/")
+        if isinstance(value, str) and not re.match(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", value):
+            raise ValueError(r"must validate the regular expression /^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$/")
         return value
 
     @field_validator('docker_image', mode="before")
     def docker_image_validate_regular_expression(cls, value):
         """Validates the regular expression"""
-        if isinstance(value, str) and not re.match(r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$", value):
-            raise ValueError(r"must validate the regular expression /^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$/")
+        if isinstance(value, str) and not re.match(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", value):
+            raise ValueError(r"must validate the regular expression /^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$/")
         return value
 
     @field_validator('entrypoint', mode="before")
@@ -66,8 +66,8 @@ class TrainingJobSpec(BaseModel):
         if value is None:
             return value
 
-        if isinstance(value, str) and not re.match(r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$", value):
-            raise ValueError(r"must validate the regular expression /^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$/")
+        if isinstance(value, str) and not re.match(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", value):
+            raise ValueError(r"must validate the regular expression /^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$/")
         return value
 
     @field_validator('name', mode="before")
@@ -80,8 +80,8 @@ class TrainingJobSpec(BaseModel):
     @field_validator('output_path', mode="before")
     def output_path_validate_regular_expression(cls, value):
         """Validates the regular expression"""
-        if isinstance(value, str) and not re.match(r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$", value):
-            raise ValueError(r"must validate the regular expression /^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$/")
+        if isinstance(value, str) and not re.match(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", value):
+            raise ValueError(r"must validate the regular expression /^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$/")
         return value
 
     @field_validator('source', mode="before")
@@ -100,8 +100,8 @@ class TrainingJobSpec(BaseModel):
         if value is None:
             return value
 
-        if isinstance(value, str) and not re.match(r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$", value):
-            raise ValueError(r"must validate the regular expression /^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$/")
+        if isinstance(value, str) and not re.match(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", value):
+            raise ValueError(r"must validate the regular expression /^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$/")
         return value
 
     model_config = ConfigDict(

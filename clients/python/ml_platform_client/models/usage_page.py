@@ -27,7 +27,7 @@ from pydantic_core import to_jsonable_python
 
 class UsagePage(BaseModel):
     """
-    UsagePage
+    API use per tenant, UTC day, API version and route template (administrators only).
     """ # noqa: E501
     has_more: StrictBool
     page: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]

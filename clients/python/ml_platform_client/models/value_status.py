@@ -20,7 +20,7 @@ from typing_extensions import Self
 
 class ValueStatus(str, Enum):
     """
-    ValueStatus
+    A looked-up value is PRESENT, MISSING (never materialized or pushed) or OUTSIDE_TTL (older than the view's TTL; not served).
     """
 
     """

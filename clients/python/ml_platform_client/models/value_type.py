@@ -20,7 +20,7 @@ from typing_extensions import Self
 
 class ValueType(str, Enum):
     """
-    ValueType
+    The type of a join key or feature.
     """
 
     """

@@ -37,7 +37,11 @@ PATH_HELP = "Path inside your data area, e.g. `train.csv` or `churn/2024/train.c
 # '\\', control (Cc, Cs), line/paragraph separator or bidi control character.
 # (Surrogates are left out: no UTF-8 URL can carry one, and a pattern naming them is dropped
 # by Rust-based validators, Schemathesis's among them.)
-_BANNED = "/\\\\\x00-\x1f\x7f-\x9f\u2028\u2029" + "".join(sorted(_BIDI_CONTROLS))
+# Written as regex escapes, never as the raw characters: a spec that carries raw control
+# characters makes code generators paste them (NUL included) into the source they write.
+_BANNED = r"/\\\x00-\x1f\x7f-\x9f\u2028\u2029" + "".join(
+    f"\\u{ord(char):04x}" for char in sorted(_BIDI_CONTROLS)
+)
 _C = f"[^{_BANNED}]"
 
 
@@ -90,6 +94,8 @@ class DataFile(BaseModel):
 
 
 class DataFileList(BaseModel):
+    """One page of the files in your data area under a prefix."""
+
     files: list[DataFile]
     page: int
     page_size: int
@@ -128,7 +134,6 @@ UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-
 class AnyPathConvertor(PathConvertor):
     """Starlette's ``path`` with newlines too: every path reaches the data area's own checks
     (422 naming ``path``), instead of missing the route (404) or, with a trailing slash,
@@ -138,6 +143,7 @@ class AnyPathConvertor(PathConvertor):
 
 
 register_url_convertor("anypath", AnyPathConvertor())
+
 
 @router.put(
     "/{path:anypath}",

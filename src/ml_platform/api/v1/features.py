@@ -8,7 +8,7 @@ from fastapi import APIRouter, BackgroundTasks, Path, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from ml_platform.api.deps import ContextDep, JsonBody, PrincipalDep
-from ml_platform.api.responses import AUTHED, problems
+from ml_platform.api.responses import AUTHED, problems, rejected_when
 from ml_platform.core.errors import Unavailable
 from ml_platform.features.service import FeatureService
 from ml_platform.schemas.features import (
@@ -125,6 +125,12 @@ async def delete_entity(name: EntityName, context: ContextDep, principal: Princi
 
 # -- feature views -----------------------------------------------------------------------------
 
+VIEW_RULES = (
+    "the definition does not match its source file (a join key, the timestamp field or a "
+    "feature missing from the file or of another type) or a feature repeats a join key or "
+    "the timestamp field"
+)
+
 
 @router.post(
     "/views",
@@ -135,6 +141,7 @@ async def delete_entity(name: EntityName, context: ContextDep, principal: Princi
     dependencies=[JsonBody],
     responses={
         **problems(400, 404, 409, 413, 415, 422, *AUTHED),
+        **rejected_when(422, VIEW_RULES),
         201: {
             "description": "Version 1 of the view",
             "links": {
@@ -198,7 +205,7 @@ async def get_feature_view(
     summary="Add a version of a feature view",
     response_model=FeatureView,
     dependencies=[JsonBody],
-    responses=problems(400, 404, 409, 413, 415, 422, *AUTHED),
+    responses={**problems(400, 404, 409, 413, 415, 422, *AUTHED), **rejected_when(422, VIEW_RULES)},
 )
 async def update_feature_view(
     name: ViewName, body: FeatureViewUpdate, context: ContextDep, principal: PrincipalDep
