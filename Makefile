@@ -45,7 +45,7 @@ imports:
 	$(BIN)/lint-imports
 
 pytest:
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --durations=25
 
 ## benchmarks: print tables and record them in BENCHMARKS.md
 bench: install

@@ -143,7 +143,16 @@ class ServerThread:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.01)
         port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        base_url = f"http://127.0.0.1:{port}"
+        # FastAPI builds a route's parameter models lazily, on the first request that walks
+        # past it, and shares the FieldInfo of module-level Annotated types (TagsQuery, ...)
+        # between apps. Several apps in one process (replica tests), each building them on its
+        # own thread at the same moment, race on those objects (pydantic then warns, which
+        # the suite's warnings-as-errors turns into a 500). A production process holds one app
+        # on one event loop; here, one unmatched request walks every route once, before any
+        # test traffic.
+        httpx.get(f"{base_url}/.mlp-warm-up", timeout=30)
+        return base_url
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -258,7 +258,9 @@ def test_two_replicas_and_a_serving_host_share_nothing_but_the_services(
         ) as stream:  # fmt: skip
             events = list(sse_events(stream))
         logs = [e for e in events if e.event == "log"]
-        assert events[-1].event == "end" and events[-1].data == {"status": "succeeded"}
+        assert events[-1].event == "end" and events[-1].data == {"status": "succeeded"}, [
+            e.data["line"] for e in logs[-30:]
+        ]
         assert any("epoch 3" in e.data["line"] for e in logs), [e.data for e in logs]
         ids = [int(e.id or 0) for e in logs]
         assert ids == list(range(ids[0], ids[0] + len(ids)))
