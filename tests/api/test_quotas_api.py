@@ -14,8 +14,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ml_platform.core.ids import new_id
-from ml_platform.store.models import ModelRepository, NewVersion
 from tests.api.job_specs import spec
 from tests.api.version_rows import add_version_row
 from tests.conftest import Platform, Tenant
@@ -30,34 +28,6 @@ def model_bytes() -> bytes:
     buffer = io.BytesIO()
     joblib.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), buffer)
     return buffer.getvalue()
-
-
-def stored_version(platform: Platform, tenant: Tenant, model: str, size_bytes: int) -> None:
-    """A version row of ``size_bytes`` straight in the store (no artifact, no inference)."""
-    with platform.db.transaction() as session:
-        repo = ModelRepository(session, tenant.id)
-        record = repo.get(model)
-        assert record is not None
-        number = repo.allocate_version(record.id)
-        assert number is not None
-        repo.add_version(
-            record.id,
-            number,
-            NewVersion(
-                id=new_id("mver"),
-                artifact_uri="memory://nowhere/model.joblib",
-                artifact_key=f"tenants/{tenant.id}/models/{record.id}/v{number}/model.joblib",
-                filename="model.joblib",
-                sha256="0" * 64,
-                size_bytes=size_bytes,
-                framework="sklearn",
-                format="joblib",
-                signature=None,
-                signature_source="none",
-                source_kind="uri",
-                created_by="test",
-            ),
-        )
 
 
 NAMES = [
@@ -142,8 +112,8 @@ def test_usage_counts_pending_jobs_deployments_and_stored_bytes(
         assert client.post("/v1/jobs/training", json=spec()).status_code == 201
     model = f"m-{secrets.token_hex(4)}"
     assert client.post("/v1/models", json={"name": model, "framework": "sklearn"}).is_success
-    stored_version(platform, tenant, model, 70)
-    stored_version(platform, tenant, model, 30)
+    add_version_row(platform, tenant, model, size_bytes=70)
+    add_version_row(platform, tenant, model, size_bytes=30)
     created = client.post("/v1/deployments", json={"name": f"d-{model}", "model": model})
     assert created.status_code == 201, created.text
     items = quotas_of(client.get("/v1/quotas").json())
@@ -270,8 +240,8 @@ def test_max_storage_bytes(
     model = f"m-{secrets.token_hex(4)}"
     assert client.post("/v1/models", json={"name": model, "framework": "sklearn"}).is_success
     size = len(model_bytes)
-    stored_version(platform, tenant, model, size)
-    stored_version(platform, tenant, model, size)
+    add_version_row(platform, tenant, model, size_bytes=size)
+    add_version_row(platform, tenant, model, size_bytes=size)
     admin.set(tenant, max_storage_bytes=3 * size)
     path = f"/v1/models/{model}/versions"
     upload = {"file": ("m.joblib", model_bytes)}

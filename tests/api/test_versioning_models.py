@@ -14,9 +14,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from ml_platform.api.versioning import DEFAULT_API_DATE
-from ml_platform.core.ids import new_id
 from ml_platform.schemas.models import Model, ModelVersion
-from ml_platform.store.models import ModelRepository, NewVersion
 from tests.api.cursor_pages import Inserter, page_all
 from tests.api.job_specs import spec
 from tests.api.version_rows import add_version_row
@@ -41,36 +39,6 @@ def _model(client: httpx.Client, prefix: str = "m", **fields: Any) -> str:
     return name
 
 
-def _job_version(platform: Platform, tenant: Tenant, model: str, job_id: str) -> int:
-    """A version row that records ``job_id`` as its source (no artifact: REST-edge tests)."""
-    with platform.db.transaction() as session:
-        repo = ModelRepository(session, tenant.id)
-        record = repo.get(model)
-        assert record is not None
-        number = repo.allocate_version(record.id)
-        assert number is not None
-        repo.add_version(
-            record.id,
-            number,
-            NewVersion(
-                id=new_id("mver"),
-                artifact_uri="memory://nowhere/model.joblib",
-                artifact_key=f"tenants/{tenant.id}/models/{record.id}/x{number}/model.joblib",
-                filename="model.joblib",
-                sha256="0" * 64,
-                size_bytes=1,
-                framework="sklearn",
-                format="joblib",
-                signature=None,
-                signature_source="none",
-                source_kind="job",
-                job_id=job_id,
-                created_by="test",
-            ),
-        )
-    return number
-
-
 def _without_links(v2: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in v2.items() if k != "links"}
 
@@ -87,7 +55,7 @@ def test_v1_and_v2_return_the_same_model_version_and_alias_in_their_own_shapes(
     assert created.headers["api-date"] == DEFAULT_API_DATE
     assert "deprecation" not in created.headers
     job_id = client.post("/v1/jobs/training", json=spec()).json()["id"]
-    _job_version(platform, tenant, "churn", job_id)
+    add_version_row(platform, tenant, "churn", job_id=job_id)
     alias = client.put("/v2/models/churn/aliases/production", json={"version": 1})
     assert alias.status_code == 201, alias.text
 

@@ -8,8 +8,16 @@ from ml_platform.store.models import ModelRepository, NewVersion
 from tests.conftest import Platform, Tenant
 
 
-def add_version_row(platform: Platform, tenant: Tenant, model: str) -> int:
-    """Register the next version of ``model`` (which must exist); returns its number."""
+def add_version_row(
+    platform: Platform,
+    tenant: Tenant,
+    model: str,
+    *,
+    size_bytes: int = 1,
+    job_id: str | None = None,
+) -> int:
+    """Register the next version of ``model`` (which must exist); returns its number. With
+    ``job_id`` the version records that job as its source (lineage, without a real run)."""
     with platform.db.transaction() as session:
         repo = ModelRepository(session, tenant.id)
         record = repo.get(model)
@@ -25,12 +33,13 @@ def add_version_row(platform: Platform, tenant: Tenant, model: str) -> int:
                 artifact_key=f"tenants/{tenant.id}/models/{record.id}/art_{number}/model.joblib",
                 filename="model.joblib",
                 sha256="0" * 64,
-                size_bytes=1,
+                size_bytes=size_bytes,
                 framework="sklearn",
                 format="joblib",
                 signature=None,
                 signature_source="none",
-                source_kind="uri",
+                source_kind="job" if job_id else "uri",
+                job_id=job_id,
                 created_by="test",
             ),
         )
