@@ -70,6 +70,15 @@ LOG_READ_SECONDS = 5.0
 _TERMINAL = {RayStatus.SUCCEEDED, RayStatus.FAILED, RayStatus.STOPPED}
 
 
+# How long a submission waits for a Ray head that has no job agent yet (starting, restarting).
+SUBMIT_RETRY_SECONDS = 60.0
+
+
+def _ray_says_later(exc: Exception) -> bool:
+    message = str(exc).lower()
+    return "no available agent" in message or "try again later" in message
+
+
 @dataclass
 class _RayRun:
     job_id: str
@@ -168,8 +177,9 @@ class RayExecutor:
                     "environment runs the job",
                 )
             try:
-                await asyncio.to_thread(
-                    client.submit_job,
+                await self._submit(
+                    client,
+                    launch.job_id,
                     entrypoint=self._entrypoint(launch),
                     submission_id=submission_id,
                     runtime_env=runtime_env,
@@ -194,6 +204,23 @@ class RayExecutor:
         (job_dir / "state.json").write_text(json.dumps(handle))
         self._watch(run)
         return handle
+
+    async def _submit(self, client: Any, job_id: str, **submission: Any) -> None:
+        """``submit_job``, retried while Ray answers that it cannot take jobs *yet* (a head
+        that is starting or restarting has no job agent for a while and says "try again
+        later"); any other refusal is final."""
+        deadline = time.monotonic() + SUBMIT_RETRY_SECONDS
+        delay = 0.5
+        while True:
+            try:
+                await asyncio.to_thread(client.submit_job, **submission)
+                return
+            except RuntimeError as exc:
+                if not _ray_says_later(exc) or time.monotonic() + delay > deadline:
+                    raise
+                self._logs.append(job_id, f"Ray is not ready for jobs yet ({exc}); retrying")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def wait(self, job_id: str) -> JobOutcome:
         run = self._runs.get(job_id)
