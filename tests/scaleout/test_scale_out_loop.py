@@ -83,9 +83,8 @@ def _env(
         "ML_PLATFORM_JWT_SECRET": TEST_JWT_SECRET,
         "ML_PLATFORM_SECRETS_KEY": secrets_key,
         # Long enough that a CI machine's stalls (both xdist workers, Ray, moto and three
-        # servers on 2 cores) do not lapse a live holder's lease: a lapse while a Ray
-        # submission is in flight makes the next holder reconcile that starting claim by
-        # stopping it (by design: no orphan runs beside a retry), which fails the job.
+        # servers on 2 cores) do not lapse a live holder's lease: a lapse while a job is
+        # starting makes the next holder reconcile that starting claim by stopping it.
         "ML_PLATFORM_SCHEDULER_LEASE_SECONDS": "10",
         "ML_PLATFORM_SCHEDULER_INTERVAL_SECONDS": "0.2",
         "ML_PLATFORM_SERVING_SOURCE_POLL_SECONDS": "0.2",
