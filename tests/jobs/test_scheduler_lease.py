@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ml_platform.jobs.scheduler import LEASE_NAME
 from ml_platform.store.db import Database
 from ml_platform.store.job_runtime import JobRuntimeRepository
+from tests.conftest import start_platform
+from tests.jobs.conftest import JOB_SETTINGS, submit, tenant_root, upload, zip_files
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
@@ -31,3 +36,62 @@ def test_only_one_holder_until_the_lease_expires(backend: str, database_url_fact
         assert acquire("replica-a", 30)
     finally:
         db.dispose()
+
+
+class _SlowToStart:
+    """The platform's own executor behind a start that takes three leases (a Ray head that
+    keeps answering "try again later"); everything else is the real executor's."""
+
+    def __init__(self, executor: Any, delay: float) -> None:
+        self._executor = executor
+        self._delay = delay
+        self.name = executor.name
+
+    async def start(self, launch: Any) -> dict[str, Any]:
+        await asyncio.sleep(self._delay)
+        handle: dict[str, Any] = await self._executor.start(launch)
+        return handle
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._executor, name)
+
+
+def test_a_start_longer_than_the_lease_keeps_the_lease(
+    tmp_path: Path, database_url_factory: Any
+) -> None:
+    """The lease is renewed apart from the tick: while one start takes three lease lengths, a
+    second replica never gets the lease (it would fail the starting job), and the job runs."""
+    lease = 0.6
+    platform, server = start_platform(
+        "sqlite", tmp_path / "data", database_url_factory("sqlite"),
+        **{**JOB_SETTINGS, "scheduler_lease_seconds": lease},
+    )  # fmt: skip
+    try:
+        assert platform.context.engine is not None
+        scheduler = platform.context.engine.scheduler
+        assert scheduler is not None
+        scheduler._executor = _SlowToStart(scheduler._executor, delay=3 * lease)
+        tenant = platform.new_tenant("lease")
+        client = platform.client(tenant)
+        package = upload(client, zip_files({"train.py": "print('trained')\n"}))
+        (tenant_root(platform, tenant) / "data").mkdir(parents=True)
+        (tenant_root(platform, tenant) / "data" / "train.csv").write_text("a,b\n1,2\n")
+        job_id = submit(client, source=package)["id"]
+
+        taken_by_b = []
+        deadline = time.monotonic() + 3 * lease + 30  # safety net against a hang only
+        while client.get(f"/v1/jobs/training/{job_id}").json()["status"] != "succeeded":
+            with platform.db.transaction() as session:
+                taken_by_b.append(
+                    JobRuntimeRepository(session).acquire_lease(LEASE_NAME, "replica-b", 30)
+                )
+            assert time.monotonic() < deadline, "the job did not finish"
+            time.sleep(lease / 4)
+        assert len(taken_by_b) >= 8  # the contender tried all through the slow start
+        assert not any(taken_by_b)
+        logs = client.get(f"/v1/jobs/training/{job_id}/logs").text
+        assert "trained" in logs
+    finally:
+        platform.close()
+        server.stop()
+        platform.db.dispose()

@@ -1,7 +1,9 @@
 """The scheduler: turns pending jobs into running ones, watches them, records how they end.
 
-- **One scheduler** across API replicas: a lease row (``scheduler_leases``) renewed every tick;
-  only its holder starts jobs. A replica that takes over runs recovery first.
+- **One scheduler** across API replicas: a lease row (``scheduler_leases``) renewed by its
+  own task every third of the lease, apart from the tick, so a slow start (a Ray head that
+  asks to be retried later) never lets the lease lapse under a job that is starting; only
+  its holder starts jobs. A replica that takes over runs recovery first.
 - **Admission**: a job starts when the node's free capacity (CPU cores, memory, GPUs) covers
   its ``compute`` request and its tenant runs fewer than ``tenant_max_concurrent_jobs``.
   FIFO within a tenant (its oldest job goes first; a head that does not fit blocks the
@@ -235,6 +237,7 @@ class Scheduler:
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{new_id('sch')}"
         self._active: dict[str, _Active] = {}
         self._leader = False
+        self._recovered = False  # recovery ran since this process last took the lease
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -302,27 +305,52 @@ class Scheduler:
 
     async def _run(self) -> None:
         assert self._wake is not None
+        keeper = asyncio.create_task(self._keep_lease(), name="scheduler-lease")
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    await self.tick()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("scheduler tick failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._interval)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep_lease(self) -> None:
+        """Take or renew the lease every third of its length, whatever the tick is doing."""
+        period = max(self._lease_seconds / 3, 0.05)
         while not self._stopping:
-            self._wake.clear()
             try:
-                await self.tick()
+                await self._renew()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("scheduler tick failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                logger.exception("renewing the scheduler lease failed")
+                self._leader = False
+            await asyncio.sleep(period)
+
+    async def _renew(self) -> None:
+        leader = await asyncio.to_thread(self._acquire)
+        if leader and not self._leader:
+            logger.info("this process holds the scheduler lease (%s)", self._holder)
+            self._recovered = False
+            if self._wake is not None:
+                self._wake.set()  # recover and dispatch now rather than at the next interval
+        elif self._leader and not leader:
+            logger.warning("scheduler lease lost; another replica schedules now")
+        self._leader = leader
 
     async def tick(self) -> None:
-        leader = await asyncio.to_thread(self._acquire)
-        if not leader:
-            if self._leader:
-                logger.warning("scheduler lease lost; another replica schedules now")
-            self._leader = False
-            return
         if not self._leader:
-            self._leader = True
-            logger.info("this process holds the scheduler lease (%s)", self._holder)
+            return
+        if not self._recovered:
+            self._recovered = True
             await self._recover()
         await self._check_cancellations()
         await self._dispatch()
