@@ -95,3 +95,58 @@ def test_a_start_longer_than_the_lease_keeps_the_lease(
         platform.close()
         server.stop()
         platform.db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_holder_whose_lease_was_taken_starts_nothing(
+    backend: str, tmp_path: Path, database_url_factory: Any
+) -> None:
+    """Fencing (issue 12): the start is conditional on the lease in its own transaction. A
+    scheduler that still believes it leads, after another holder took the lease, leaves a
+    pending job pending; once it holds the lease again, the same tick starts it."""
+    platform, server = start_platform(
+        backend, tmp_path / "data", database_url_factory(backend),
+        **{**JOB_SETTINGS, "scheduler_lease_seconds": 30},
+    )  # fmt: skip
+    try:
+        assert platform.context.engine is not None
+        scheduler = platform.context.engine.scheduler
+        assert scheduler is not None and scheduler._loop is not None
+        loop = scheduler._loop
+
+        def on_loop(coroutine: Any) -> Any:
+            return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout=30)
+
+        deadline = time.monotonic() + 30  # safety net against a hang only
+        while not scheduler.is_leader:
+            assert time.monotonic() < deadline, "the scheduler never took the lease"
+            time.sleep(0.05)
+        on_loop(scheduler.stop(stop_jobs=False))  # no more ticks or renewals of its own
+        scheduler._leader = True  # ... but it still believes it leads
+        with platform.db.transaction() as session:
+            assert JobRuntimeRepository(session).acquire_lease(LEASE_NAME, "replica-b", 30)
+
+        tenant = platform.new_tenant("fenced")
+        client = platform.client(tenant)
+        package = upload(client, zip_files({"train.py": "print('trained')\n"}))
+        (tenant_root(platform, tenant) / "data").mkdir(parents=True)
+        (tenant_root(platform, tenant) / "data" / "train.csv").write_text("a,b\n1,2\n")
+        job_id = submit(client, source=package)["id"]
+
+        on_loop(scheduler.tick())
+        job = client.get(f"/v1/jobs/training/{job_id}").json()
+        assert job["status"] == "pending"
+        assert [t["status"] for t in job["status_history"]] == ["pending"]
+        assert not scheduler.is_leader  # it noticed, and stops trying
+
+        with platform.db.transaction() as session:
+            JobRuntimeRepository(session).release_lease(LEASE_NAME, "replica-b")
+        on_loop(scheduler._renew())
+        on_loop(scheduler.tick())
+        job = client.get(f"/v1/jobs/training/{job_id}").json()
+        assert job["status"] in ("running", "succeeded"), job
+        on_loop(scheduler.stop())
+    finally:
+        platform.close()
+        server.stop()
+        platform.db.dispose()

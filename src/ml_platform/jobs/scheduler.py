@@ -193,6 +193,10 @@ def capacity_reason(request: Capacity, free: Capacity) -> str:
     return "waiting for capacity: needs " + ", ".join(parts)
 
 
+class _LeaseLost(Exception):
+    """This process no longer holds the scheduler lease (raised to roll a start back)."""
+
+
 @dataclass
 class _Active:
     job_id: str
@@ -574,6 +578,13 @@ class Scheduler:
             return
         try:
             await asyncio.to_thread(self._save_handle, job, handle)
+        except _LeaseLost:
+            # The new holder's recovery owns the starting claim: stop what was started here.
+            logger.warning("scheduler lease lost while job %s started: stopping it", job.id)
+            self._leader = False
+            self._active.pop(job.id, None)
+            await self._executor.cancel(job.id)
+            return
         except Exception:
             # The starting claim stays; watch anyway (recovery would reconcile the claim).
             logger.exception("saving the executor handle of job %s failed", job.id)
@@ -607,38 +618,59 @@ class Scheduler:
         )
 
     def _mark_running(self, job: JobRecord, attempt: int) -> bool:
+        """pending -> running with a starting claim, in one transaction that also checks this
+        process still holds the lease (fencing): a holder whose lease was taken over starts
+        nothing, so no job is started by two holders."""
         now = utcnow()
-        with self._db.transaction() as session:
-            repo = JobRuntimeRepository(session)
-            fields: dict[str, Any] = {"error_message": None}
-            if job.started_at is None:
-                fields["started_at"] = now
-            reason = f"attempt {attempt} started on the {self._executor.name} executor"
-            note = self._fit_note(job.spec)
-            if note is not None:
-                reason += f"; fitted to this node: {note}"
-            if not _transition(
-                session, job.id, job.tenant_id, JobStatus.RUNNING, expected=[JobStatus.PENDING],
-                reason=reason, attempt=attempt, **fields,
-            ):
-                return False
-            repo.upsert_runtime(
-                job.id,
-                job.tenant_id,
-                attempt=attempt,
-                executor=self._executor.name,
-                handle=starting_claim(attempt),
-                not_before=None,
-                pending_reason=None,
-                queue_position=None,
-            )
+        try:
+            with self._db.transaction() as session:
+                if not self._claim(session, job, attempt):
+                    return False
+        except _LeaseLost:
+            logger.warning("scheduler lease lost: job %s is left to the new holder", job.id)
+            self._leader = False
+            return False
         if attempt == 1:  # first start: time since submission; retries wait a backoff
             self.on_job_started((now - job.created_at).total_seconds())
         return True
 
+    def _claim(self, session: Session, job: JobRecord, attempt: int) -> bool:
+        now = utcnow()
+        repo = JobRuntimeRepository(session)
+        fields: dict[str, Any] = {"error_message": None}
+        if job.started_at is None:
+            fields["started_at"] = now
+        reason = f"attempt {attempt} started on the {self._executor.name} executor"
+        note = self._fit_note(job.spec)
+        if note is not None:
+            reason += f"; fitted to this node: {note}"
+        if not _transition(
+            session, job.id, job.tenant_id, JobStatus.RUNNING, expected=[JobStatus.PENDING],
+            reason=reason, attempt=attempt, **fields,
+        ):
+            return False
+        repo.upsert_runtime(
+            job.id,
+            job.tenant_id,
+            attempt=attempt,
+            executor=self._executor.name,
+            handle=starting_claim(attempt),
+            not_before=None,
+            pending_reason=None,
+            queue_position=None,
+        )
+        if not repo.holds_lease(LEASE_NAME, self._holder):
+            raise _LeaseLost  # rolls the transition back
+        return True
+
     def _save_handle(self, job: JobRecord, handle: dict[str, Any]) -> None:
+        """Store the executor's handle over the starting claim, fenced by the lease like the
+        start: after a take-over the new holder's recovery owns the claim."""
         with self._db.transaction() as session:
-            JobRuntimeRepository(session).upsert_runtime(job.id, job.tenant_id, handle=handle)
+            repo = JobRuntimeRepository(session)
+            if not repo.holds_lease(LEASE_NAME, self._holder):
+                raise _LeaseLost
+            repo.upsert_runtime(job.id, job.tenant_id, handle=handle)
 
     async def _watch(self, active: _Active) -> None:
         try:

@@ -375,6 +375,16 @@ class JobRuntimeRepository:
             return False
         return True
 
+    def holds_lease(self, name: str, holder: str) -> bool:
+        """Whether ``holder`` holds the lease now, read under a row lock (PostgreSQL): a
+        take-over waits for this transaction, so what it writes is fenced by the lease."""
+        expires = self._session.scalar(
+            select(SchedulerLeaseRow.expires_at)
+            .where(SchedulerLeaseRow.name == name, SchedulerLeaseRow.holder == holder)
+            .with_for_update()
+        )
+        return expires is not None and expires > utcnow()
+
     def release_lease(self, name: str, holder: str) -> None:
         self._session.execute(
             delete(SchedulerLeaseRow).where(
