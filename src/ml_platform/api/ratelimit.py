@@ -14,7 +14,6 @@ route, the 429/503 problems (rendered by the one problem renderer) included::
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ml_platform.auth.principal import Principal
@@ -61,11 +60,7 @@ async def enforce_rate_limit(request: Request, principal: Principal) -> None:
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is None:
         return
-    args = (Plane.CONTROL, principal.tenant_id, credential_id(principal))
-    if limiter.shared:
-        decision = await run_in_threadpool(limiter.hit, *args)
-    else:
-        decision = limiter.hit(*args)
+    decision = await limiter.hit(Plane.CONTROL, principal.tenant_id, credential_id(principal))
     request.state.ratelimit = decision
     decision.raise_if_rejected()
 

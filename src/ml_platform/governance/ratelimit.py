@@ -4,8 +4,9 @@ Two planes have separate budgets: ``control`` (the REST control plane) and ``dat
 V2 REST inference). Every request of an authenticated caller is counted against its tenant's
 budget and, when a per-credential budget is configured, against its credential's too.
 
-Storage: in memory (one process) or Redis (``redis_url``), where ``limits``' atomic Lua
-scripts keep one budget for every replica (no read-modify-write races). When Redis cannot be
+Counters (``ratelimit_windows``): in memory (one process) or Redis (``redis_url``), where one
+atomic Lua script per request keeps one budget for every replica (no read-modify-write races).
+``limits`` only parses the budget notation. When Redis cannot be
 reached within ``socket_timeout`` the configured fail mode applies: open (admit, log a WARNING
 at most once per ``warn_interval``) or closed (``RateLimitUnavailable``, a 503 with
 ``Retry-After``). Nothing here knows HTTP or gRPC: the edges turn a ``Decision`` into headers
@@ -24,14 +25,14 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 import limits
-import limits.errors
-import limits.storage
-import limits.strategies
-from redis import ConnectionPool
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from ml_platform.core.errors import ResourceExhausted, Unavailable
+from ml_platform.governance.ratelimit_windows import (
+    Budget,
+    MemoryWindows,
+    RedisWindows,
+    StorageUnavailable,
+)
 
 if TYPE_CHECKING:
     from ml_platform.config import Settings
@@ -61,7 +62,6 @@ class Policy:
     name: str
     quota: int
     window: int
-    item: limits.RateLimitItem
 
     @classmethod
     def parse(cls, name: str, spec: str) -> Policy:
@@ -70,7 +70,7 @@ class Policy:
             item = limits.parse(spec)
         except ValueError as exc:
             raise ValueError(f"rate limit {name!r}: {spec!r} is not like '600/minute'") from exc
-        return cls(name=name, quota=item.amount, window=item.get_expiry(), item=item)
+        return cls(name=name, quota=item.amount, window=item.get_expiry())
 
     def header(self) -> str:
         """The ``RateLimit-Policy`` list member (draft-ietf-httpapi-ratelimit-headers)."""
@@ -192,7 +192,11 @@ def check_overrides(overrides: Mapping[str, Mapping[str, str]]) -> None:
 
 
 class RateLimiter:
-    """Counts requests against budgets; thread-safe; one per process (or per app)."""
+    """Counts requests against budgets; one per process (or per app), safe across threads.
+
+    ``hit`` is a coroutine: in memory it never awaits (microseconds under a lock), with Redis it
+    is one script call on the running loop's pooled connection (no thread hop).
+    """
 
     def __init__(self, config: RateLimitConfig) -> None:
         check_overrides(config.tenant_overrides)
@@ -202,19 +206,18 @@ class RateLimiter:
             tenant: {plane: self._budgets(plane, values) for plane in Plane}
             for tenant, values in config.tenant_overrides.items()
         }
-        self.storage = _storage(config)
-        strategy_class: type[limits.strategies.RateLimiter] = (
-            limits.strategies.MovingWindowRateLimiter
-            if config.strategy is Strategy.MOVING_WINDOW
-            else limits.strategies.FixedWindowRateLimiter
+        moving = config.strategy is Strategy.MOVING_WINDOW
+        self.windows: MemoryWindows | RedisWindows = (
+            MemoryWindows(moving)
+            if config.redis_url is None
+            else RedisWindows(config.redis_url, moving=moving, timeout=config.socket_timeout)
         )
-        self._limiter = strategy_class(self.storage)
         self._warn_lock = threading.Lock()
         self._last_warning = -math.inf
 
     @property
     def shared(self) -> bool:
-        """True when the budgets live in Redis (calls do network I/O: run them off the loop)."""
+        """True when the budgets live in Redis, shared by every replica."""
         return self.config.redis_url is not None
 
     def _budgets(self, plane: Plane, values: Mapping[str, str]) -> PlaneBudgets:
@@ -230,63 +233,37 @@ class RateLimiter:
         override = self._overrides.get(tenant_id)
         return override[plane] if override is not None else self._defaults[plane]
 
-    def hit(
-        self, plane: Plane, tenant_id: str, credential: str, *, report: bool = True
-    ) -> Decision:
+    async def hit(self, plane: Plane, tenant_id: str, credential: str) -> Decision:
         """Count one request of ``credential`` (unique within its tenant) on ``plane``.
 
-        ``report=False`` skips reading what remains when the request is admitted (one Redis
-        round trip less per budget) for edges that send no ``RateLimit`` field on success.
+        Every budget that applies is checked and counted in one step; a request any of them
+        refuses is counted against none.
         """
         if not self.config.enabled:
             return Decision(allowed=True)
         budgets = self.budgets(plane, tenant_id)
-        checks: list[tuple[Policy, tuple[str, ...]]] = []
+        prefix = f"{self.config.key_prefix}:{plane.value}"
+        checks: list[tuple[Policy, str]] = []
         if budgets.credential is not None:
-            checks.append((budgets.credential, (plane.value, "credential", tenant_id, credential)))
+            checks.append((budgets.credential, f"{prefix}:credential:{tenant_id}:{credential}"))
         if budgets.tenant is not None:
-            checks.append((budgets.tenant, (plane.value, "tenant", tenant_id)))
+            checks.append((budgets.tenant, f"{prefix}:tenant:{tenant_id}"))
         if not checks:
             return Decision(allowed=True)
         policies = tuple(policy for policy, _ in checks)
         try:
-            return self._hit(checks, policies, report)
-        except limits.errors.StorageError as exc:
+            outcome = await self.windows.hit(
+                [Budget(key, policy.quota, policy.window) for policy, key in checks]
+            )
+        except StorageUnavailable as exc:
             return self._storage_failed(policies, exc)
-
-    def _hit(
-        self,
-        checks: list[tuple[Policy, tuple[str, ...]]],
-        policies: tuple[Policy, ...],
-        report: bool,
-    ) -> Decision:
-        tightest: tuple[Policy, int, int] | None = None
-        now = time.time()
-        for policy, identifiers in checks:
-            # the narrower budget first: a request it refuses never counts against the tenant
-            allowed = self._limiter.hit(policy.item, *identifiers)
-            if allowed and not report:
-                continue
-            stats = self._limiter.get_window_stats(policy.item, *identifiers)
-            reset = max(0, math.ceil(stats.reset_time - now))
-            if not allowed:
-                return Decision(
-                    allowed=False,
-                    policies=policies,
-                    policy=policy,
-                    remaining=0,
-                    reset_seconds=max(1, reset),
-                )
-            if tightest is None or stats.remaining < tightest[1]:
-                tightest = (policy, stats.remaining, reset)
-        if tightest is None:  # admitted, nothing to report
-            return Decision(allowed=True, policies=policies)
+        reset = max(0, math.ceil(outcome.reset_seconds))
         return Decision(
-            allowed=True,
+            allowed=outcome.allowed,
             policies=policies,
-            policy=tightest[0],
-            remaining=tightest[1],
-            reset_seconds=tightest[2],
+            policy=policies[outcome.index],
+            remaining=outcome.remaining,
+            reset_seconds=reset if outcome.allowed else max(1, reset),
         )
 
     def _storage_failed(self, policies: tuple[Policy, ...], exc: Exception) -> Decision:
@@ -297,9 +274,8 @@ class RateLimiter:
                 self._last_warning = now
         if warn:
             logger.warning(
-                "rate-limit storage unreachable (%s: %s); failing %s (logged at most every %.0f s)",
-                type(exc.__cause__ or exc).__name__,
-                exc.__cause__ or exc,
+                "rate-limit storage unreachable (%s); failing %s (logged at most every %.0f s)",
+                exc,
                 "open: requests are admitted unlimited" if self.config.fail_open else "closed",
                 WARN_INTERVAL_SECONDS,
             )
@@ -307,28 +283,8 @@ class RateLimiter:
             return Decision(allowed=True, policies=policies)
         return Decision(allowed=False, policies=policies, unavailable=True)
 
-    def close(self) -> None:
-        pool = getattr(getattr(self.storage, "storage", None), "connection_pool", None)
-        if isinstance(pool, ConnectionPool):
-            pool.disconnect()
-
-
-def _storage(config: RateLimitConfig) -> limits.storage.Storage:
-    if config.redis_url is None:
-        return limits.storage.MemoryStorage(wrap_exceptions=True)
-    # no client-side retries: an unreachable Redis costs one short timeout, never a backoff
-    pool = ConnectionPool.from_url(
-        config.redis_url,
-        socket_timeout=config.socket_timeout,
-        socket_connect_timeout=config.socket_timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return limits.storage.RedisStorage(
-        config.redis_url,
-        connection_pool=pool,
-        key_prefix=config.key_prefix,
-        wrap_exceptions=True,
-    )
+    async def aclose(self) -> None:
+        await self.windows.aclose()
 
 
 def config_from_settings(settings: Settings) -> RateLimitConfig:

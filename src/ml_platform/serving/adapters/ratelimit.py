@@ -11,9 +11,6 @@ Each worker process has its own limiter: in memory every worker keeps its own bu
 
 from __future__ import annotations
 
-import asyncio
-import functools
-
 from ml_platform.governance.ratelimit import Plane, RateLimiter
 from ml_platform.serving.models import Principal
 from ml_platform.serving.plane.auth_cache import AuthCache, ResolveFn
@@ -27,10 +24,6 @@ class RateLimitedAuthCache(AuthCache):
     async def principal(self, api_key: str | None, bearer: str | None) -> Principal:
         principal = await super().principal(api_key, bearer)
         credential = ("api_key:" if api_key else "jwt:") + principal.name
-        # no RateLimit fields on data-plane successes: skip reading what remains
-        hit = functools.partial(
-            self._limiter.hit, Plane.DATA, principal.tenant_id, credential, report=False
-        )
-        decision = await asyncio.to_thread(hit) if self._limiter.shared else hit()
+        decision = await self._limiter.hit(Plane.DATA, principal.tenant_id, credential)
         decision.raise_if_rejected()
         return principal

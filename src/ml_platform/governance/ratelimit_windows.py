@@ -1,0 +1,230 @@
+"""The counters behind the request budgets: one call checks and counts every budget of a request.
+
+A request is counted against one or two budgets (its credential's, then its tenant's). ``hit``
+checks all of them first and counts the request against all of them only when every one admits
+it, so a refused request consumes nothing. Two strategies:
+
+- ``moving-window``: the request times of the last ``window`` seconds (a deque in memory, a
+  sorted set in Redis); ``reset`` is when the oldest of them leaves the window.
+- ``fixed-window``: one counter per budget and window, aligned to the clock; ``reset`` is the
+  window's end.
+
+``MemoryWindows`` serves one process under a lock, with no timer thread (expired budgets are
+swept every ``SWEEP_EVERY`` hits). ``RedisWindows`` is one atomic Lua script per request
+(``EVALSHA`` of a script loaded once, over a pooled ``redis.asyncio`` connection), timed by
+Redis' own clock, so every replica shares one budget with no read-modify-write race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+SWEEP_EVERY = 4096
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One budget of one caller: ``quota`` requests per ``window`` seconds under ``key``."""
+
+    key: str
+    quota: int
+    window: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """``allowed``; ``index`` of the refusing budget, else of the tightest one; what remains of
+    it and the seconds until its window frees a slot."""
+
+    allowed: bool
+    index: int
+    remaining: int
+    reset_seconds: float
+
+
+class StorageUnavailable(Exception):
+    """The shared counters could not be reached within the timeout."""
+
+
+class MemoryWindows:
+    def __init__(self, moving: bool) -> None:
+        self.moving = moving
+        self._lock = threading.Lock()
+        self._hits: dict[str, deque[float]] = {}  # moving window: request times, oldest first
+        self._windows: dict[str, tuple[float, int]] = {}  # fixed window: (start, count)
+        self._calls = 0
+
+    async def hit(self, budgets: list[Budget]) -> Outcome:
+        with self._lock:
+            now = time.monotonic()
+            self._calls += 1
+            if self._calls % SWEEP_EVERY == 0:
+                self._sweep(now, max(b.window for b in budgets))
+            return self._moving(budgets, now) if self.moving else self._fixed(budgets, now)
+
+    def _moving(self, budgets: list[Budget], now: float) -> Outcome:
+        held: list[deque[float]] = []
+        for index, budget in enumerate(budgets):
+            times = self._hits.setdefault(budget.key, deque())
+            while times and times[0] <= now - budget.window:
+                times.popleft()
+            if len(times) >= budget.quota:
+                reset = times[0] + budget.window - now if times else budget.window
+                return Outcome(False, index, 0, reset)
+            held.append(times)
+        tightest: Outcome | None = None
+        for index, (budget, times) in enumerate(zip(budgets, held, strict=True)):
+            times.append(now)
+            outcome = Outcome(
+                True, index, budget.quota - len(times), times[0] + budget.window - now
+            )
+            if tightest is None or outcome.remaining < tightest.remaining:
+                tightest = outcome
+        assert tightest is not None
+        return tightest
+
+    def _fixed(self, budgets: list[Budget], now: float) -> Outcome:
+        current: list[tuple[float, int]] = []
+        for index, budget in enumerate(budgets):
+            start = float(math.floor(now / budget.window) * budget.window)
+            window_start, count = self._windows.get(budget.key, (start, 0))
+            if window_start != start:
+                count = 0
+            if count >= budget.quota:
+                return Outcome(False, index, 0, start + budget.window - now)
+            current.append((start, count))
+        tightest: Outcome | None = None
+        for index, (budget, (began, count)) in enumerate(zip(budgets, current, strict=True)):
+            self._windows[budget.key] = (began, count + 1)
+            outcome = Outcome(True, index, budget.quota - count - 1, began + budget.window - now)
+            if tightest is None or outcome.remaining < tightest.remaining:
+                tightest = outcome
+        assert tightest is not None
+        return tightest
+
+    def _sweep(self, now: float, window: int) -> None:
+        """Forget callers idle for a whole window (bounded memory without a timer thread)."""
+        for key in [k for k, times in self._hits.items() if not times or times[-1] <= now - window]:
+            del self._hits[key]
+        stale = [k for k, (start, _) in self._windows.items() if start + window <= now]
+        for key in stale:
+            del self._windows[key]
+
+    async def aclose(self) -> None:
+        return None
+
+
+# KEYS: one per budget. ARGV: 1 = "moving" or "fixed", 2 = a member unique to this request,
+# then quota and window (ms) per budget. Returns {allowed, index (1-based), remaining, reset ms}.
+_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local moving = ARGV[1] == 'moving'
+local n = #KEYS
+local counts, keys, starts = {}, {}, {}
+for i = 1, n do
+  local quota, window = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  if moving then
+    keys[i] = KEYS[i]
+    redis.call('ZREMRANGEBYSCORE', keys[i], '-inf', now - window)
+    counts[i] = redis.call('ZCARD', keys[i])
+    if counts[i] >= quota then
+      local oldest = redis.call('ZRANGE', keys[i], 0, 0, 'WITHSCORES')
+      local reset = window
+      if oldest[2] then reset = tonumber(oldest[2]) + window - now end
+      return {0, i, 0, reset}
+    end
+  else
+    starts[i] = now - (now % window)
+    keys[i] = KEYS[i] .. ':' .. starts[i]
+    counts[i] = tonumber(redis.call('GET', keys[i]) or '0')
+    if counts[i] >= quota then
+      return {0, i, 0, starts[i] + window - now}
+    end
+  end
+end
+local best, best_remaining, best_reset = 0, 0, 0
+for i = 1, n do
+  local quota, window = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  local reset
+  if moving then
+    redis.call('ZADD', keys[i], now, ARGV[2])
+    redis.call('PEXPIRE', keys[i], window)
+    local oldest = redis.call('ZRANGE', keys[i], 0, 0, 'WITHSCORES')
+    reset = tonumber(oldest[2]) + window - now
+  else
+    redis.call('INCR', keys[i])
+    redis.call('PEXPIRE', keys[i], window)
+    reset = starts[i] + window - now
+  end
+  local remaining = quota - counts[i] - 1
+  if best == 0 or remaining < best_remaining then
+    best, best_remaining, best_reset = i, remaining, reset
+  end
+end
+return {1, best, best_remaining, best_reset}
+"""
+
+
+class RedisWindows:
+    """The budgets in Redis: one script call per request, bounded by ``timeout`` seconds."""
+
+    def __init__(self, url: str, *, moving: bool, timeout: float) -> None:
+        self.url = url
+        self.moving = moving
+        self.timeout = timeout
+        self._member_prefix = f"{os.getpid()}-{os.urandom(4).hex()}-"
+        self._members = itertools.count()
+        # a client per event loop: redis.asyncio connections belong to the loop that opened them
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: redis.asyncio.Redis | None = None
+        self._script: Any = None
+
+    def _bound(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            # no client-side retries: an unreachable Redis costs one short timeout, never a backoff
+            self._client = redis.asyncio.Redis.from_url(
+                self.url,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+            self._script = self._client.register_script(_SCRIPT)
+            self._loop = loop
+        return self._script
+
+    async def hit(self, budgets: list[Budget]) -> Outcome:
+        script = self._bound()
+        args: list[str | int] = [
+            "moving" if self.moving else "fixed",
+            f"{self._member_prefix}{next(self._members)}",
+        ]
+        for budget in budgets:
+            args += [budget.quota, budget.window * 1000]
+        try:
+            async with asyncio.timeout(2 * self.timeout):
+                allowed, index, remaining, reset_ms = await script(
+                    keys=[b.key for b in budgets], args=args
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return Outcome(bool(allowed), int(index) - 1, int(remaining), int(reset_ms) / 1000)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
