@@ -18,11 +18,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from ml_platform.archives import ArchiveLimits, unpack_archive
 from ml_platform.core.errors import InvalidArgument, NotFound, PayloadTooLarge
@@ -75,35 +78,46 @@ class CodePackageStore:
     def limits(self) -> CodePackageLimits:
         return self._limits
 
+    def begin_upload(self, tenant_id: str) -> PackageUpload:
+        """Start receiving an archive: its bytes stream to a scratch file, hashed on the way,
+        and are refused (``PayloadTooLarge``) as soon as they pass the archive limit."""
+        _safe_name(tenant_id)
+        self._cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return PackageUpload(self, tenant_id)
+
     def save(self, tenant_id: str, data: bytes) -> CodePackage:
         """Validate, unpack and store ``data``; idempotent for identical bytes."""
-        if len(data) > self._limits.max_archive_bytes:
-            raise PayloadTooLarge(
-                f"code package is {len(data)} bytes; the limit is {self._limits.max_archive_bytes}"
-            )
-        if not data:
-            raise InvalidArgument("code package is empty")
-        digest = hashlib.sha256(data).hexdigest()
+        upload = self.begin_upload(tenant_id)
+        try:
+            upload.write(data)
+            return upload.save()[0]
+        finally:
+            upload.abort()
+
+    def _save_file(self, tenant_id: str, archive: Path, digest: str) -> tuple[CodePackage, bool]:
+        """Store the received archive ``archive`` (SHA-256 ``digest``) for the tenant; the
+        package and whether this tenant had uploaded the same bytes before."""
         owner = _owner_key(digest, tenant_id)
+        existed = self._storage.exists(owner)
         # A tenant's first upload of these bytes does the whole work (unpack and check into a
         # staging directory) even when another tenant's blob exists, then drops its copy: the
         # answer and its cost do not tell whether someone else uploaded this code.
-        if not self._storage.exists(owner) or not self._storage.exists(_meta_key(digest)):
-            files, unpacked_bytes = self._unpack(digest, data)
+        if not existed or not self._storage.exists(_meta_key(digest)):
+            files, unpacked_bytes = self._unpack(digest, archive)
             if not self._storage.exists(_meta_key(digest)):
-                self._storage.put_bytes(_archive_key(digest), data)
+                self._storage.put_file(_archive_key(digest), archive)
                 self._storage.put_bytes(_meta_key(digest), f"{files} {unpacked_bytes}\n".encode())
         self._record_owner(digest, tenant_id)
-        return self._describe(digest, tenant_id)
+        return self._describe(digest, tenant_id), existed
 
-    def _unpack(self, digest: str, data: bytes) -> tuple[int, int]:
-        """Unpack (and so validate) ``data`` into the local cache; (files, unpacked bytes)."""
+    def _unpack(self, digest: str, archive: bytes | Path) -> tuple[int, int]:
+        """Unpack (and so validate) ``archive`` into the local cache; (files, unpacked bytes)."""
         self._cache.mkdir(parents=True, exist_ok=True, mode=0o700)
         staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=self._cache))
         try:
             tree = staging / "tree"
             tree.mkdir()
-            unpacked = unpack_archive(data, tree, self._limits.archive, label="code package")
+            unpacked = unpack_archive(archive, tree, self._limits.archive, label="code package")
             try:
                 staging.rename(self._cache / digest)  # fails when cached (or a racer won)
             except OSError:
@@ -119,11 +133,6 @@ class CodePackageStore:
         with contextlib.suppress(ObjectExists):
             self._storage.put_bytes(_owner_key(digest, tenant_id), stamp, exclusive=True)
 
-    def exists(self, tenant_id: str, data: bytes) -> bool:
-        """Whether ``tenant_id`` already uploaded exactly these bytes."""
-        digest = hashlib.sha256(data).hexdigest()
-        return self._storage.exists(_owner_key(digest, tenant_id))
-
     def get(self, tenant_id: str, package_id: str) -> CodePackage:
         digest = parse_package_id(package_id)
         if not self._storage.exists(_owner_key(digest, tenant_id)):
@@ -136,11 +145,14 @@ class CodePackageStore:
         package = self.get(tenant_id, package_id)
         tree = self._cache / package.sha256 / "tree"
         if not tree.is_dir():
+            archive = self._cache / f".{package.sha256[:12]}-{secrets.token_hex(6)}.archive"
             try:
-                data = self._storage.get_bytes(_archive_key(package.sha256), package.sha256)
+                self._storage.download(_archive_key(package.sha256), archive, package.sha256)
+                self._unpack(package.sha256, archive)
             except FileNotFoundError as exc:
                 raise NotFound(f"code package {package_id} is missing from storage") from exc
-            self._unpack(package.sha256, data)
+            finally:
+                archive.unlink(missing_ok=True)
         return tree
 
     def _describe(self, digest: str, tenant_id: str) -> CodePackage:
@@ -197,3 +209,55 @@ def _safe_name(tenant_id: str) -> str:
     if not tenant_id or "/" in tenant_id or tenant_id.startswith(".") or "\x00" in tenant_id:
         raise InvalidArgument(f"invalid tenant id {tenant_id!r}")
     return tenant_id
+
+
+class PackageUpload:
+    """One archive being received: chunks go to a scratch file in the cache directory and
+    into a SHA-256, so neither the bytes nor a second pass over them is needed to name the
+    package. ``save`` validates and publishes it; ``abort`` (always safe) drops the file."""
+
+    def __init__(self, store: CodePackageStore, tenant_id: str) -> None:
+        self._store = store
+        self._tenant_id = tenant_id
+        self.limit = store.limits.max_archive_bytes
+        fd, name = tempfile.mkstemp(prefix=".upload-", suffix=".archive", dir=store._cache)
+        self._path = Path(name)
+        self._writer: IO[bytes] | None = os.fdopen(fd, "wb")
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"code package is larger than the {self.limit}-byte limit "
+            "(ML_PLATFORM_MAX_CODE_PACKAGE_BYTES)"
+        )
+
+    def write(self, chunk: bytes) -> None:
+        if self._writer is None:
+            raise ValueError("the upload is already finished")
+        if self.size + len(chunk) > self.limit:
+            self.abort()
+            raise self.too_large()
+        self._writer.write(chunk)
+        self._digest.update(chunk)
+        self.size += len(chunk)
+
+    def save(self) -> tuple[CodePackage, bool]:
+        """Validate and store the received archive: the package, and whether this tenant had
+        uploaded exactly these bytes before."""
+        if self._writer is None:
+            raise ValueError("the upload is already finished")
+        self._writer.close()
+        self._writer = None
+        try:
+            if not self.size:
+                raise InvalidArgument("code package is empty")
+            return self._store._save_file(self._tenant_id, self._path, self._digest.hexdigest())
+        finally:
+            self._path.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._path.unlink(missing_ok=True)

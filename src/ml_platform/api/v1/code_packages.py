@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import tempfile
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from ml_platform.api.deps import ContextDep, PrincipalDep
+from ml_platform.api.request_body import FLUSH_BYTES, stream_into
 from ml_platform.api.responses import AUTHED, problems, rejected_when
 from ml_platform.core.errors import (
     FieldViolation,
     InvalidArgument,
-    PayloadTooLarge,
     Unavailable,
     UnsupportedMediaType,
 )
 from ml_platform.jobs.code_packages import CodePackage as PackageRecord
+from ml_platform.jobs.code_packages import PackageUpload
 from ml_platform.jobs.engine import JobEngine
 from ml_platform.schemas.job_runtime import CodePackage
 
@@ -68,10 +70,45 @@ def _wire(package: PackageRecord) -> CodePackage:
     )
 
 
-async def _read_archive(request: Request, limit: int) -> bytes:
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+"""A form's framing (boundaries, part headers, small fields) allowed beyond the archive limit
+before the body is refused; the file part itself is held to the limit exactly."""
+
+
+async def _bounded(
+    chunks: AsyncIterator[bytes], limit: int, upload: PackageUpload
+) -> AsyncGenerator[bytes, None]:
+    """The body's chunks, refused with 413 as soon as more than ``limit`` bytes arrived."""
+    received = 0
+    async for chunk in chunks:
+        received += len(chunk)
+        if received > limit:
+            raise upload.too_large()
+        yield chunk
+
+
+async def _receive_archive(request: Request, upload: PackageUpload) -> None:
+    """Stream the archive of the request into ``upload``: the raw body, or the form field
+    ``file`` (parsed from the stream, its part spooled to disk by Starlette past 1 MiB). The
+    body is read in order and refused as soon as it passes the limit, never held whole."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    declared = request.headers.get("content-length")
+    declared_bytes = int(declared) if declared and declared.isdigit() else None
     if media.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=5, max_part_size=limit)
+        limit = upload.limit + MULTIPART_OVERHEAD_BYTES
+        if declared_bytes is not None and declared_bytes > limit:
+            raise upload.too_large()
+        parser = MultiPartParser(
+            request.headers,
+            _bounded(request.stream(), limit, upload),
+            max_files=1,
+            max_fields=5,
+            max_part_size=MULTIPART_OVERHEAD_BYTES,
+        )
+        try:
+            form = await parser.parse()
+        except MultiPartException as exc:
+            raise InvalidArgument(f"the multipart form cannot be read: {exc.message}") from exc
         try:
             unknown = sorted(set(form.keys()) - {"file"})
             if unknown:
@@ -79,33 +116,22 @@ async def _read_archive(request: Request, limit: int) -> bytes:
                     f"unknown form field {unknown[0][:64]!r}: send only the field 'file'",
                     [FieldViolation(f"body.{unknown[0][:64]}", "unknown form field")],
                 )
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
+            part = form.get("file")
+            if part is None or isinstance(part, str):
                 raise InvalidArgument("send the archive in a form field named 'file'")
-            data = await upload.read(limit + 1)
+            while chunk := await part.read(FLUSH_BYTES):
+                await run_in_threadpool(upload.write, chunk)
         finally:
             await form.close()
     elif media in ARCHIVE_TYPES:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"code package is larger than the {limit}-byte limit")
-        with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
-            size = 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"code package is larger than the {limit}-byte limit")
-                spool.write(chunk)
-            spool.seek(0)
-            data = spool.read()
+        if declared_bytes is not None and declared_bytes > upload.limit:
+            raise upload.too_large()
+        await stream_into(request.stream(), upload, upload.limit)
     else:
         raise UnsupportedMediaType(
             "send the archive as application/zip, application/gzip or multipart/form-data "
             f"(field 'file'); got {media or 'no content type'!r}"
         )
-    if len(data) > limit:
-        raise PayloadTooLarge(f"code package is larger than the {limit}-byte limit")
-    return data
 
 
 @router.post(
@@ -143,9 +169,12 @@ async def create_code_package(
     entrypoint then runs from its root.
     """
     engine = _engine(context)
-    data = await _read_archive(request, engine.packages.limits.max_archive_bytes)
-    existed = await run_in_threadpool(engine.packages.exists, principal.tenant_id, data)
-    package = await run_in_threadpool(engine.packages.save, principal.tenant_id, data)
+    upload = await run_in_threadpool(engine.packages.begin_upload, principal.tenant_id)
+    try:
+        await _receive_archive(request, upload)
+        package, existed = await run_in_threadpool(upload.save)
+    finally:
+        upload.abort()
     if existed:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/code-packages/{package.id}"

@@ -15,6 +15,7 @@ from starlette.background import BackgroundTask
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from ml_platform.api.deps import ContextDep, PrincipalDep
+from ml_platform.api.request_body import stream_into
 from ml_platform.api.responses import AUTHED, problems, rejected_when
 from ml_platform.core.errors import UnsupportedMediaType
 from ml_platform.data.service import (
@@ -28,7 +29,6 @@ from ml_platform.jobs.paths import PathPolicy
 
 router = APIRouter(prefix="/v1/data", tags=["Data"])
 
-FLUSH_BYTES = 1024 * 1024  # body chunks are written to disk in pieces of about this size
 PATH_HELP = "Path inside your data area, e.g. `train.csv` or `churn/2024/train.csv`"
 
 # The rules of ``data.service.parse_path`` as a JSON Schema pattern (the service still checks
@@ -182,16 +182,7 @@ async def upload_data_file(
         area.begin_upload, principal.tenant_id, path, _declared_length(request)
     )
     try:
-        pending = bytearray()
-        async for chunk in request.stream():
-            if upload.size + len(pending) + len(chunk) > area.max_upload_bytes:
-                raise upload.too_large()
-            pending += chunk
-            if len(pending) >= FLUSH_BYTES:
-                await run_in_threadpool(upload.write, bytes(pending))
-                pending.clear()
-        if pending:
-            await run_in_threadpool(upload.write, bytes(pending))
+        await stream_into(request.stream(), upload, area.max_upload_bytes)
         info, created = await run_in_threadpool(upload.commit)
     except BaseException:
         upload.abort()
