@@ -172,6 +172,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="fsspec options for storage_uri (e.g. S3 key, secret, client_kwargs)",
     )
+    job_logs_keep_live: bool = Field(
+        default=False,
+        description="Keep an ended job's live log lines (database rows or file) after they "
+        "were archived to <storage_uri>/logs/jobs/<job_id>.jsonl; by default they are dropped",
+    )
 
     # Registry
     artifact_root: str | None = Field(

@@ -8,8 +8,10 @@ validate submissions (paths, code package) and to wake the scheduler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -70,10 +72,16 @@ class JobEngine:
             from ml_platform.jobs.log_fanout import RedisLogFanout
 
             fanout = RedisLogFanout(settings.redis_url)
-        self.logs = LogStore(
-            data_dir / "jobs", db=db if shared_logs else None, fanout=fanout
-        )
         self.storage = storage_from_settings(settings)
+        self.logs = LogStore(
+            data_dir / "jobs",
+            db=db if shared_logs else None,
+            fanout=fanout,
+            archive=self.storage,
+            keep_live_after_archive=settings.job_logs_keep_live,
+        )
+        # ended jobs' logs are archived off the event loop, one at a time, in order
+        self._archiver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlp-log-archive")
         self.packages = CodePackageStore(
             self.storage,
             data_dir / "cache" / "code-packages",
@@ -97,7 +105,7 @@ class JobEngine:
                 interval_seconds=settings.scheduler_interval_seconds,
                 retry_backoff_seconds=settings.job_retry_backoff_seconds,
                 lease_seconds=settings.scheduler_lease_seconds,
-                on_change=self.signals.fire,
+                on_change=self._scheduler_changed,
                 fit_to_node=settings.fit_to_node and settings.executor is ExecutorKind.LOCAL,
                 quotas=self.quotas,
             )
@@ -140,6 +148,24 @@ class JobEngine:
             await self.scheduler.stop()
         else:
             await self.executor.aclose()
+        await asyncio.to_thread(self._archiver.shutdown, wait=True)
+
+    def _scheduler_changed(self, job_id: str) -> None:
+        """The scheduler moved a job: wake listeners; archive its logs once it is final."""
+        self.signals.fire(job_id)
+        with contextlib.suppress(RuntimeError):  # shut down: the next start archives nothing
+            self._archiver.submit(self._archive_if_final, job_id)
+
+    def _archive_if_final(self, job_id: str) -> None:
+        """Archive the job's logs to the object store when the job is terminal (it then
+        writes no more lines). A failure leaves the live lines, which still answer reads."""
+        try:
+            with self.db.read() as session:
+                job = JobRuntimeRepository(session).job(job_id)
+            if job is not None and JobStatus(job.status).is_terminal:
+                self.logs.archive(job_id)
+        except Exception:
+            logger.exception("archiving the logs of job %s failed; its live lines remain", job_id)
 
     # -- hooks for JobService (called from worker threads) -------------------------------------
 

@@ -19,29 +19,40 @@ SQLite (one machine by definition) it keeps the file form, as do tools and tests
 store. With Redis (``fanout``) an append wakes the followers on every replica at once;
 without it they poll. Lines may be appended inside another open transaction (the scheduler does): on
 PostgreSQL that is a second connection writing another table, never a lock wait.
+
+With an object store (``archive=Storage``, what the server passes), ``archive(job_id)``
+writes an ended job's lines as one JSON-lines object, ``logs/jobs/<job_id>.jsonl`` (each
+line's ``to_dict``: the same ids), then drops the live rows / file unless
+``keep_live_after_archive``. Reads (count, tail, ``read_after``, ``follow``) of a job whose
+live lines are gone are served from the archive, so ``Last-Event-ID`` resumes exactly there
+too. A job's lines are archived once it is final (no more lines come); the archive is
+immutable, so a replica keeps the last few it read in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import threading
 import time
 from array import array
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from ml_platform.store.job_runtime import JobLogRepository, LogLineRecord
+from ml_platform.store.job_runtime import JobLogLineRow, JobLogRepository, LogLineRecord
 
 if TYPE_CHECKING:
     from ml_platform.jobs.log_fanout import RedisLogFanout
+    from ml_platform.storage import Storage
     from ml_platform.store.db import Database
 
 MAX_LINE_CHARS = 16 * 1024
@@ -51,6 +62,10 @@ _MAX_CACHED_INDEXES = 512
 _APPEND_ATTEMPTS = 8
 _RECENT_LINES = 4096
 _RECENT_JOBS = 256
+ARCHIVE_PREFIX = "logs/jobs/"
+_ARCHIVES_KEPT = 32
+_NO_ARCHIVE_SECONDS = 1.0
+"""A read that found no archive for a job does not look again for this long."""
 _SHARED_READ_SECONDS = 0.05
 """A follower woken by its poll (not by a notification) reuses another follower's read of
 the job's last line when it is at most this old."""
@@ -132,10 +147,17 @@ class LogStore:
         poll_interval: float = 0.25,
         db: Database | None = None,
         fanout: RedisLogFanout | None = None,
+        archive: Storage | None = None,
+        keep_live_after_archive: bool = False,
     ) -> None:
         """``fanout`` (with ``db``): wake followers on every replica through Redis the moment
-        any replica appends, instead of at their next poll."""
+        any replica appends, instead of at their next poll. ``archive``: the object store
+        ended jobs' logs are archived to (see the module docstring)."""
         self._root = root
+        self._archive = archive
+        self._keep_live = keep_live_after_archive
+        self._archived: OrderedDict[str, list[LogLine]] = OrderedDict()
+        self._not_archived: dict[str, float] = {}
         self._poll_interval = poll_interval
         self._db = db
         self._fanout = fanout if db is not None else None
@@ -228,6 +250,13 @@ class LogStore:
 
     def count(self, job_id: str) -> int:
         """Number of complete lines stored for the job."""
+        live = self._count_live(job_id)
+        if live:
+            return live
+        archived = self._archived_lines(job_id)
+        return archived[-1].id if archived else 0
+
+    def _count_live(self, job_id: str) -> int:
         if self._db is not None:
             with self._db.read() as session:
                 return JobLogRepository(session).last_line_id(job_id)
@@ -237,7 +266,12 @@ class LogStore:
     def read_after(self, job_id: str, after_id: int = 0, limit: int | None = None) -> list[LogLine]:
         """Lines with ``id > after_id`` in order, at most ``limit`` of them."""
         if self._db is not None:
-            return self._read_rows(job_id, max(after_id, 0), limit, fresh=True)
+            lines = self._read_rows(job_id, max(after_id, 0), limit, fresh=True)
+        else:
+            lines = self._read_file(job_id, after_id, limit)
+        return lines or self._archive_fallback(job_id, after_id, limit)
+
+    def _read_file(self, job_id: str, after_id: int, limit: int | None) -> list[LogLine]:
         with self._lock:
             index = self._refresh(job_id)
             total = len(index.offsets)
@@ -249,7 +283,11 @@ class LogStore:
                 return []
             begin = index.offsets[start]
             end = index.offsets[stop] if stop < total else index.scanned_to
-        data = self._read_range(job_id, begin, end)
+        try:
+            data = self._read_range(job_id, begin, end)
+        except FileNotFoundError:  # archived (and removed) by another process
+            self.forget(job_id)
+            return []
         lines = data.split(b"\n")
         return [_parse(start + i + 1, raw) for i, raw in enumerate(lines[: stop - start])]
 
@@ -372,12 +410,102 @@ class LogStore:
                 hit = self._cached(job_id, after_id, batch, fresh=fresh)
             if hit is not None:
                 return hit
-            return await asyncio.to_thread(
+            lines = await asyncio.to_thread(
                 self._read_rows, job_id, max(after_id, 0), batch, fresh=fresh
             )
-        # New lines are a few KB in the page cache: reading them inline is cheaper than a
-        # thread hop, and keeps delivery latency low with many followers.
-        return self.read_after(job_id, after_id, batch)
+        else:
+            # New lines are a few KB in the page cache: reading them inline is cheaper than a
+            # thread hop, and keeps delivery latency low with many followers.
+            lines = self._read_file(job_id, after_id, batch)
+        if lines or not self._may_be_archived(job_id, after_id):
+            return lines
+        return await asyncio.to_thread(self._archive_fallback, job_id, after_id, batch)
+
+    # -- the archive ------------------------------------------------------------------------
+
+    def archive(self, job_id: str) -> bool:
+        """Write the job's lines as one object (call once the job is final), then drop the
+        live copy unless told to keep it. False when there is no archive or nothing to
+        archive; an existing archive is left as it is."""
+        if self._archive is None:
+            return False
+        key = archive_key(job_id)
+        if self._archive.exists(key):
+            lines = []
+        else:
+            lines = (
+                self._read_rows(job_id, 0, None, fresh=True)
+                if self._db is not None
+                else self._read_file(job_id, 0, None)
+            )
+            if not lines:
+                return False
+            self._archive.put(key, _jsonl(lines))
+        with self._lock:
+            self._not_archived.pop(job_id, None)
+        if not self._keep_live:
+            self._drop_live(job_id)
+        return bool(lines)
+
+    def _drop_live(self, job_id: str) -> None:
+        if self._db is not None:
+            with self._db.transaction() as session:
+                session.execute(delete(JobLogLineRow).where(JobLogLineRow.job_id == job_id))
+            with self._lock:
+                self._recent.pop(job_id, None)
+            return
+        self.path(job_id).unlink(missing_ok=True)
+        self.forget(job_id)
+
+    def _may_be_archived(self, job_id: str, after_id: int) -> bool:
+        """Whether an empty live read may hide archived lines: the process knows of no line
+        past ``after_id`` (a follower at the end of a live job asks nothing more)."""
+        if self._archive is None:
+            return False
+        with self._lock:
+            if job_id in self._archived:
+                return True
+            recent = self._recent.get(job_id)
+            return recent is None or not recent.lines or after_id < recent.last_id
+
+    def _archive_fallback(self, job_id: str, after_id: int, limit: int | None) -> list[LogLine]:
+        if not self._may_be_archived(job_id, after_id):
+            return []
+        lines = self._archived_lines(job_id)
+        start = max(after_id, 0)
+        if not lines or start >= lines[-1].id:
+            return []
+        if self._keep_live and self._count_live(job_id):
+            return []  # the live copy was kept: it answered already
+        picked = [line for line in lines if line.id > start]
+        return picked if limit is None else picked[: max(limit, 0)]
+
+    def _archived_lines(self, job_id: str) -> list[LogLine]:
+        """The job's archived lines (cached: an archive never changes); [] when none."""
+        if self._archive is None:
+            return []
+        with self._lock:
+            cached = self._archived.get(job_id)
+            if cached is not None:
+                self._archived.move_to_end(job_id)
+                return cached
+            checked = self._not_archived.get(job_id)
+            if checked is not None and time.monotonic() - checked < _NO_ARCHIVE_SECONDS:
+                return []
+        try:
+            data = self._archive.get_bytes(archive_key(job_id))
+        except FileNotFoundError:
+            with self._lock:
+                self._not_archived[job_id] = time.monotonic()
+                if len(self._not_archived) > _RECENT_JOBS:
+                    self._not_archived.pop(next(iter(self._not_archived)))
+            return []
+        lines = [_from_json(raw) for raw in data.splitlines() if raw.strip()]
+        with self._lock:
+            self._archived[job_id] = lines
+            while len(self._archived) > _ARCHIVES_KEPT:
+                self._archived.popitem(last=False)
+        return lines
 
     def forget(self, job_id: str) -> None:
         """Drop the cached index of a job (e.g. after its files were deleted)."""
@@ -480,6 +608,30 @@ def _parse(line_id: int, raw: bytes) -> LogLine:
     except ValueError:
         timestamp = datetime.fromtimestamp(0, tz=UTC)
     return LogLine(id=line_id, timestamp=timestamp, stream=stream or "system", text=body)
+
+
+def archive_key(job_id: str) -> str:
+    """The object a job's archived log is (job ids are unique across tenants)."""
+    if not job_id or "/" in job_id or job_id in {".", ".."} or "\x00" in job_id:
+        raise ValueError(f"invalid job id {job_id!r}")
+    return f"{ARCHIVE_PREFIX}{job_id}.jsonl"
+
+
+def _jsonl(lines: list[LogLine]) -> Iterator[bytes]:
+    batch: list[str] = []
+    for line in lines:
+        batch.append(json.dumps(line.to_dict(), ensure_ascii=False, separators=(",", ":")))
+        if len(batch) >= 1000:
+            yield ("\n".join(batch) + "\n").encode()
+            batch.clear()
+    if batch:
+        yield ("\n".join(batch) + "\n").encode()
+
+
+def _from_json(raw: bytes) -> LogLine:
+    record = json.loads(raw)
+    stamp = datetime.fromisoformat(str(record["timestamp"]).replace("Z", "+00:00"))
+    return LogLine(int(record["id"]), stamp, str(record["stream"]), str(record["line"]))
 
 
 def _from_record(record: LogLineRecord) -> LogLine:
