@@ -2,7 +2,8 @@
 
 Sits inside ``RequestContextMiddleware`` (the request id is known) and outside the
 idempotency middleware (a replayed POST is audited too). When the response starts, before
-it is forwarded, one event is written (``ml_platform.store.audit``):
+it is forwarded, one event is written and committed (``ml_platform.store.audit``, by the one
+writer thread of ``store.audit_writer``, which commits concurrent requests' events together):
 
 - ``POST``/``PUT``/``PATCH``/``DELETE``: any outcome; any other method: only a 401.
 - action: ``auth.failed`` on 401; otherwise derived from the matched route, never the raw
@@ -39,6 +40,7 @@ from ml_platform.auth.principal import CredentialKind, Principal
 from ml_platform.auth.service import AuthService
 from ml_platform.core.errors import PlatformError
 from ml_platform.store.audit import AuditEvent, AuditStore
+from ml_platform.store.audit_writer import AuditWriter
 from ml_platform.store.base import utcnow
 
 logger = logging.getLogger(__name__)
@@ -134,6 +136,7 @@ class AuditMiddleware:
         self.app = app
         self.auth = auth
         self.store = store
+        self.writer = AuditWriter(store)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -162,7 +165,7 @@ class AuditMiddleware:
     async def _record(self, scope: Scope, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         try:
             event = await self._event(scope, status, headers)
-            await run_in_threadpool(self.store.record, event)
+            await self.writer.write(event)
         except Exception:
             logger.exception(
                 "could not write the audit event of request %s",

@@ -116,13 +116,21 @@ class AuditStore:
         self._purge = AtMostEvery(purge_interval_seconds)
 
     def record(self, event: AuditEvent) -> None:
+        self.record_many([event])
+
+    def record_many(self, events: list[AuditEvent]) -> None:
+        """All of ``events`` in one transaction, through Core (an ORM session costs more than
+        the insert: ~5 ms against ~0.25 ms per event on SQLite)."""
         self._maybe_purge()
-        values = event.as_dict()
-        del values["id"]
-        for name in WIDTHS:
-            values[name] = _cut(name, values[name])  # type: ignore[arg-type]
-        with self._db.transaction() as session:
-            session.execute(insert(AuditEventRow).values(**values))
+        rows = []
+        for event in events:
+            values = event.as_dict()
+            del values["id"]
+            for name in WIDTHS:
+                values[name] = _cut(name, values[name])  # type: ignore[arg-type]
+            rows.append(values)
+        with self._db.engine.begin() as connection:
+            connection.execute(insert(AuditEventRow), rows)
 
     def events(
         self,
