@@ -14,7 +14,9 @@ import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,8 +28,10 @@ from _common import median, percentile, start_platform_server, write_section
 from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
 from ml_platform.core.ids import new_id
+from ml_platform.store.base import utcnow
 from ml_platform.store.db import Database
 from ml_platform.store.jobs import JobRow, JobTagRow
+from ml_platform.store.quotas import TenantQuotaRow
 
 PG_BASE = os.environ.get(
     "ML_PLATFORM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -43,7 +47,9 @@ SPEC = {
 }
 
 
-def load_jobs(db: Database, tenant_id: str, count: int) -> None:
+def load_jobs(
+    db: Database, tenant_id: str, count: int, statuses: tuple[str, ...] = STATUSES
+) -> None:
     base = datetime(2026, 1, 1, tzinfo=UTC)
     batch: list[dict[str, object]] = []
     tags: list[dict[str, object]] = []
@@ -59,7 +65,7 @@ def load_jobs(db: Database, tenant_id: str, count: int) -> None:
                     "tenant_id": tenant_id,
                     "name": f"job-{i}",
                     "framework": framework,
-                    "status": STATUSES[i % 5],
+                    "status": statuses[i % len(statuses)],
                     "spec": {**SPEC, "framework": framework, "tags": tag_values},
                     "env_vars": {},
                     "created_by": "bench",
@@ -97,7 +103,9 @@ def timed(client: httpx.Client, method: str, path: str, **kwargs: object) -> flo
     return elapsed
 
 
-def bench_backend(backend: str, jobs: int, creates: int) -> list[str]:
+@contextmanager
+def backend_store(backend: str) -> Iterator[tuple[Path, str]]:
+    """A fresh data dir and database (a SQLite file, or a PostgreSQL schema dropped after)."""
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         schema = None
@@ -111,38 +119,97 @@ def bench_backend(backend: str, jobs: int, creates: int) -> list[str]:
                 conn.execute(f'CREATE SCHEMA "{schema}"')
             url = f"{PG_BASE}?options=-csearch_path%3D{schema}"
         try:
-            db = Database(url)
-            db.upgrade()
-            auth = AuthService(db, TokenCodec("unused"))
-            tenant = auth.create_tenant("bench")
-            key = auth.create_api_key("bench", "bench").plaintext
-            started = time.perf_counter()
-            load_jobs(db, tenant.id, jobs)
-            load_seconds = time.perf_counter() - started
-            proc, base, _ = start_platform_server(
-                data_dir,
-                database_url=url,
-                # the loaded jobs are rows, not processes: keep the scheduler off them
-                # and the per-tenant rate limit off: the bench is one tenant's burst
-                env={
-                    "ML_PLATFORM_SCHEDULER_ENABLED": "false",
-                    "ML_PLATFORM_RATE_LIMIT_ENABLED": "false",
-                },
-            )
-            try:
-                rows = run_requests(base, key, creates)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=20)
-            db.dispose()
-            print(f"{backend}: loaded {jobs} jobs in {load_seconds:.1f}s", file=sys.stderr)
-            return [f"| {backend} | {r}" for r in rows]
+            yield data_dir, url
         finally:
             if schema:
                 import psycopg
 
                 with psycopg.connect(PG_BASE.replace("+psycopg", ""), autocommit=True) as conn:
                     conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def bench_tenant(url: str) -> tuple[Database, str, str]:
+    """The migrated database, its one tenant and that tenant's API key."""
+    db = Database(url)
+    db.upgrade()
+    auth = AuthService(db, TokenCodec("unused"))
+    tenant = auth.create_tenant("bench")
+    return db, tenant.id, auth.create_api_key("bench", "bench").plaintext
+
+
+def bench_pending_queue(backend: str, pending: int, creates: int) -> str:
+    """Sequential create latency with the scheduler ON and ``pending`` jobs queued: the
+    tenant's quota holds every job (``max_concurrent_jobs`` 0), so the queue only grows and
+    each submit wakes a scheduler that has the whole queue to consider."""
+    with backend_store(backend) as (data_dir, url):
+        db, tenant_id, key = bench_tenant(url)
+        with db.transaction() as session:
+            session.add(
+                TenantQuotaRow(tenant_id=tenant_id, max_concurrent_jobs=0, updated_at=utcnow())
+            )
+        load_jobs(db, tenant_id, pending, statuses=("pending",))
+        data = data_dir / "tenants" / tenant_id / "d"
+        data.parent.mkdir(parents=True, exist_ok=True)
+        data.write_text("a,b\n1,2\n")
+        proc, base, _ = start_platform_server(
+            data_dir,
+            database_url=url,
+            env={
+                "ML_PLATFORM_SCHEDULER_ENABLED": "true",
+                "ML_PLATFORM_RATE_LIMIT_ENABLED": "false",
+                "ML_PLATFORM_TENANT_MAX_QUEUED_JOBS": str(pending + creates + 100),
+            },
+        )
+        try:
+            with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30) as client:
+                for _ in range(20):
+                    timed(client, "GET", "/v1/jobs/training")
+                samples = []
+                for _ in range(creates):
+                    response = client.post("/v1/jobs/training", json=SPEC)
+                    assert response.status_code == 201, response.text
+                    samples.append(response.elapsed.total_seconds() * 1000)
+                last_id = response.json()["id"]
+                for _ in range(300):  # the scheduler's next tick writes the last job's position
+                    last = client.get(f"/v1/jobs/training/{last_id}").json()
+                    if last["queue_position"] is not None:
+                        break
+                    time.sleep(0.05)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+        db.dispose()
+        print(f"{backend} {pending} pending: last job says {last['pending_reason']!r}", file=sys.stderr)
+        return (
+            f"| {backend} | {pending:,} | {median(samples):.2f} | {percentile(samples, 99):.2f} | "
+            f"{last['queue_position']} |"
+        )
+
+
+def bench_backend(backend: str, jobs: int, creates: int) -> list[str]:
+    with backend_store(backend) as (data_dir, url):
+        db, tenant_id, key = bench_tenant(url)
+        started = time.perf_counter()
+        load_jobs(db, tenant_id, jobs)
+        load_seconds = time.perf_counter() - started
+        proc, base, _ = start_platform_server(
+            data_dir,
+            database_url=url,
+            # the loaded jobs are rows, not processes: keep the scheduler off them
+            # and the per-tenant rate limit off: the bench is one tenant's burst
+            env={
+                "ML_PLATFORM_SCHEDULER_ENABLED": "false",
+                "ML_PLATFORM_RATE_LIMIT_ENABLED": "false",
+            },
+        )
+        try:
+            rows = run_requests(base, key, creates)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+        db.dispose()
+        print(f"{backend}: loaded {jobs} jobs in {load_seconds:.1f}s", file=sys.stderr)
+        return [f"| {backend} | {r}" for r in rows]
 
 
 def run_requests(base: str, key: str, creates: int) -> list[str]:
@@ -203,7 +270,22 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--creates", type=int, default=2000)
     parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument(
+        "--pending-queue",
+        default="",
+        help="e.g. 0,1000,10000: only the scheduler-on create latency with that many pending",
+    )
     args = parser.parse_args()
+    if args.pending_queue:
+        queue_lines = [
+            "| backend | pending jobs | create p50 ms | create p99 ms | last job's position |",
+            "|---|---|---|---|---|",
+        ]
+        for backend in args.backends.split(","):
+            for pending in (int(n) for n in args.pending_queue.split(",")):
+                queue_lines.append(bench_pending_queue(backend, pending, min(args.creates, 300)))
+        print("\n".join(queue_lines))
+        return 0
     lines = [
         "| backend | operation | p50 ms | p99 ms | creates/s |",
         "|---|---|---|---|---|",

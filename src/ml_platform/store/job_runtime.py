@@ -32,7 +32,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from ml_platform.core.jobs import JobStatus
 from ml_platform.store.base import Base, JSONType, UTCDateTime, utcnow
 from ml_platform.store.crypto import session_box
-from ml_platform.store.jobs import JobRow, job_record
+from ml_platform.store.jobs import JobCountRow, JobRow, job_record
 from ml_platform.store.records import JobRecord
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
@@ -215,6 +215,32 @@ class JobRuntimeRepository:
             select(JobRow, JobRuntimeRow)
             .outerjoin(JobRuntimeRow, JobRuntimeRow.job_id == JobRow.id)
             .where(JobRow.status == status.value)
+            .order_by(JobRow.created_at, JobRow.id)
+        ).all()
+        return [(job_record(job), _runtime(rt) if rt else None) for job, rt in rows]
+
+    def pending_signature(self) -> tuple[int, datetime | None]:
+        """(pending jobs, newest pending ``created_at``): the trigger-kept ``job_counts`` and
+        one step of ``ix_jobs_status_created``, whatever the queue's length."""
+        count = self._session.scalar(
+            select(func.coalesce(func.sum(JobCountRow.n), 0)).where(
+                JobCountRow.status == JobStatus.PENDING.value
+            )
+        )
+        newest = self._session.scalar(
+            select(JobRow.created_at)
+            .where(JobRow.status == JobStatus.PENDING.value)
+            .order_by(JobRow.created_at.desc())
+            .limit(1)
+        )
+        return int(count or 0), newest
+
+    def pending_since(self, created_at: datetime) -> list[tuple[JobRecord, RuntimeRecord | None]]:
+        """Pending jobs created at or after ``created_at`` (a range of the status index)."""
+        rows = self._session.execute(
+            select(JobRow, JobRuntimeRow)
+            .outerjoin(JobRuntimeRow, JobRuntimeRow.job_id == JobRow.id)
+            .where(JobRow.status == JobStatus.PENDING.value, JobRow.created_at >= created_at)
             .order_by(JobRow.created_at, JobRow.id)
         ).all()
         return [(job_record(job), _runtime(rt) if rt else None) for job, rt in rows]
