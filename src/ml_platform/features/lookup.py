@@ -52,6 +52,7 @@ class ViewCatalog:
 
     def __init__(self, db: Database, cache_seconds: float = 0.0) -> None:
         self._db = db
+        self.cache_seconds = cache_seconds
         self._cache_seconds = cache_seconds
         self._cache: dict[tuple[str, str], tuple[float, ResolvedView | None]] = {}
         self._lock = threading.Lock()
@@ -84,6 +85,10 @@ class ViewCatalog:
             if name not in found:
                 raise view_not_found(name)
         return found
+
+    @property
+    def db(self) -> Database:
+        return self._db
 
     def _read(self, tenant_id: str, names: Sequence[str]) -> dict[str, ResolvedView]:
         with self._db.read() as session:
