@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_classification
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
 
 from ml_platform.serving.runtimes.scikit_learn import (
     CompiledForest,
+    CompiledLogistic,
     SklearnRuntime,
     _compile_forest,
 )
@@ -49,3 +51,27 @@ def test_compilation_can_be_switched_off() -> None:
     forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
     assert SklearnRuntime(forest, compile_forests=False)._compiled is None
     assert SklearnRuntime(forest)._compiled is not None
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_compiled_logistic_reproduces_predict_proba_exactly(n_classes: int) -> None:
+    X, y = make_classification(
+        n_samples=400, n_features=6, n_informative=4, n_classes=n_classes, random_state=2
+    )
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    runtime = SklearnRuntime(model)
+    assert isinstance(runtime._compiled, CompiledLogistic)
+    rows = np.vstack([X[:100], np.random.default_rng(4).normal(0, 50, size=(50, 6))])
+    for n in (1, 3, len(rows)):
+        out = runtime.predict(rows[:n])
+        assert out.probabilities is not None
+        assert np.array_equal(out.probabilities, model.predict_proba(rows[:n]))
+        assert np.array_equal(out.values, model.predict(rows[:n]).astype(np.float64))
+    # NaN goes through scikit-learn itself, which refuses it (the compiled path would not)
+    with_nan = rows[:2].copy()
+    with_nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        runtime.predict(with_nan)
+    # a subclass may change the arithmetic: only the exact class is compiled
+    sub = type("Sub", (LogisticRegression,), {})(max_iter=500).fit(X, y)
+    assert SklearnRuntime(sub)._compiled is None
