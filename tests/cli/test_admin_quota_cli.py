@@ -88,3 +88,40 @@ def test_admin_quota_set_refuses_bad_input(platform: Platform, tenant: Tenant) -
     assert unknown.exit_code == 1 and "unknown quota 'max_jobs'" in unknown.output
     missing = _cli("admin", "quota", "show", "no-such-tenant-q", *store)
     assert missing.exit_code == 1 and "not found" in missing.output
+
+
+def test_cli_admin_mutations_each_leave_one_audit_event_naming_the_operator(
+    platform: Platform, tenant: Tenant
+) -> None:
+    import getpass
+
+    from ml_platform.store.audit import AuditStore
+
+    store = _store_options(platform)
+    audit = AuditStore(platform.db)
+    before = {e.id for e in audit.events(limit=1000)}
+
+    def new_events() -> list[Any]:
+        return [e for e in reversed(audit.events(limit=1000)) if e.id not in before]
+
+    ok = _cli("admin", "quota", "set", tenant.name, "--max-deployments", "3", *store)
+    assert ok.exit_code == 0, ok.output
+    refused = _cli("admin", "quota", "set", "no-such-tenant", "--max-gpus", "1", *store)
+    assert refused.exit_code != 0
+    key = _cli("admin", "create-api-key", "--tenant", tenant.name, *store, "-o", "json")
+    assert key.exit_code == 0, key.output
+    created = json.loads(key.stdout)
+    revoked = _cli("admin", "revoke-api-key", created["id"], *store)
+    assert revoked.exit_code == 0, revoked.output
+    events = new_events()
+    assert [(e.action, e.outcome, e.tenant_id, e.resource) for e in events] == [
+        ("admin.tenants.quotas.update", 200, tenant.id, tenant.id),
+        ("admin.tenants.quotas.update", 404, None, None),
+        ("admin.api_keys.create", 201, tenant.id, created["id"]),
+        ("admin.api_keys.revoke", 200, tenant.id, created["id"]),
+    ]
+    for event in events:
+        assert event.principal == f"cli:{getpass.getuser()}"
+        assert (event.credential, event.method) == ("cli", "CLI")
+        assert event.route is not None and event.route.startswith("mlp admin ")
+        assert created["api_key"] not in repr(event)

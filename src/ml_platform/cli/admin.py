@@ -25,10 +25,14 @@ app = new_app(help="Administer tenants, API keys and tokens.")
 
 
 def _auth(data_dir: object, database_url: object):  # type: ignore[no-untyped-def]
+    """The auth service, the error type its refusals raise, and ``audited`` on its database."""
+    from functools import partial
+
+    from ml_platform.cli._audit import audited
     from ml_platform.core.errors import PlatformError
 
     context = open_platform(load_settings(data_dir=data_dir, database_url=database_url))
-    return context.auth, PlatformError
+    return context.auth, PlatformError, partial(audited, context.db)
 
 
 @app.command("create-tenant")
@@ -39,9 +43,12 @@ def create_tenant(
     output: OutputOption = Output.TEXT,
 ) -> None:
     """Create a tenant."""
-    auth, error = _auth(data_dir, database_url)
+    auth, error, audited = _auth(data_dir, database_url)
     try:
-        tenant = auth.create_tenant(name)
+        with audited("admin.tenants.create", "mlp admin create-tenant") as event:
+            tenant = auth.create_tenant(name)
+            event.tenant_id = event.resource = tenant.id
+            event.outcome = 201
     except error as exc:
         fail(str(exc))
     if output is Output.JSON:
@@ -62,9 +69,12 @@ def create_api_key(
     output: OutputOption = Output.TEXT,
 ) -> None:
     """Create an API key. The key is printed once and never stored in clear."""
-    auth, error = _auth(data_dir, database_url)
+    auth, error, audited = _auth(data_dir, database_url)
     try:
-        created = auth.create_api_key(tenant, name, admin=admin)
+        with audited("admin.api_keys.create", "mlp admin create-api-key") as event:
+            event.tenant_id = auth.resolve_tenant(tenant).id
+            created = auth.create_api_key(tenant, name, admin=admin)
+            event.resource, event.outcome = created.record.id, 201
     except error as exc:
         fail(str(exc))
     record = created.record
@@ -96,9 +106,11 @@ def revoke_api_key(
     output: OutputOption = Output.TEXT,
 ) -> None:
     """Revoke an API key; requests with it get 401 from now on."""
-    auth, error = _auth(data_dir, database_url)
+    auth, error, audited = _auth(data_dir, database_url)
     try:
-        record = auth.revoke_api_key(key)
+        with audited("admin.api_keys.revoke", "mlp admin revoke-api-key") as event:
+            record = auth.revoke_api_key(key)
+            event.tenant_id, event.resource = record.tenant_id, record.id
     except error as exc:
         fail(str(exc))
     if output is Output.JSON:
@@ -120,7 +132,7 @@ def issue_token(
     output: OutputOption = Output.TEXT,
 ) -> None:
     """Issue an HS256 JWT for a tenant, signed with ML_PLATFORM_JWT_SECRET."""
-    auth, error = _auth(data_dir, database_url)
+    auth, error, _ = _auth(data_dir, database_url)
     try:
         token = auth.issue_token(tenant, subject, timedelta(hours=ttl_hours), admin=admin)
     except error as exc:
@@ -142,10 +154,14 @@ def rotate_secrets(
     The last step of a key rotation: put the new key first (NEW,OLD), restart, run this,
     then drop the old key.
     """
+    from ml_platform.cli._audit import audited
     from ml_platform.store.jobs import rotate_env_vars
 
     context = open_platform(load_settings(data_dir=data_dir, database_url=database_url))
-    with context.db.transaction() as session:
+    with (
+        audited(context.db, "admin.secrets.rotate", "mlp admin rotate-secrets"),
+        context.db.transaction() as session,
+    ):
         changed = rotate_env_vars(session)
     if output is Output.JSON:
         emit_json({"jobs_rewritten": changed})
@@ -363,6 +379,7 @@ def quota_set(
 ) -> None:
     """Change a tenant's quota overrides; quotas not named keep theirs (like PATCH
     /v1/admin/tenants/{tenant}/quotas). Takes effect at once."""
+    from ml_platform.cli._audit import audited
     from ml_platform.cli.quotas import show_quotas
     from ml_platform.core.errors import PlatformError
     from ml_platform.governance.quotas import quota_view
@@ -386,8 +403,11 @@ def quota_set(
     context = open_platform(load_settings(data_dir=data_dir, database_url=database_url))
     assert context.quotas is not None
     try:
-        target = context.auth.resolve_tenant(tenant)
-        report = context.quotas.update_overrides(target.id, changes)
+        # the action PATCH /v1/admin/tenants/{tenant}/quotas records
+        with audited(context.db, "admin.tenants.quotas.update", "mlp admin quota set") as event:
+            target = context.auth.resolve_tenant(tenant)
+            event.tenant_id = event.resource = target.id
+            report = context.quotas.update_overrides(target.id, changes)
     except PlatformError as exc:
         fail(str(exc))
     show_quotas(quota_view(report, target.name).model_dump(mode="json"), output)
