@@ -90,6 +90,12 @@ class ViewCatalog:
     def db(self) -> Database:
         return self._db
 
+    def forget(self, tenant_id: str, name: str) -> None:
+        """Drop a cached definition (this process changed or deleted the view); other
+        processes see the change within ``cache_seconds``."""
+        with self._lock:
+            self._cache.pop((tenant_id, name), None)
+
     def _read(self, tenant_id: str, names: Sequence[str]) -> dict[str, ResolvedView]:
         with self._db.read() as session:
             repo = FeatureRepository(session, tenant_id)

@@ -132,11 +132,18 @@ def _parse_time(value: Any, field: str) -> datetime:
 
 
 class FeatureService:
-    def __init__(self, db: Database, sources: SourceReader, store: OnlineStore) -> None:
+    def __init__(
+        self,
+        db: Database,
+        sources: SourceReader,
+        store: OnlineStore,
+        definition_cache_seconds: float = 0.0,
+    ) -> None:
         self._db = db
         self._sources = sources
         self.store = store
-        self.catalog = ViewCatalog(db)
+        # online reads reuse a definition this long; this process's own writes forget it
+        self.catalog = ViewCatalog(db, definition_cache_seconds)
         self.online = OnlineFeatures(self.catalog, store)
 
     # -- entities ------------------------------------------------------------------------------
@@ -249,6 +256,7 @@ class FeatureService:
                 description=body.description,
                 created_by=principal.name,
             )
+        self.catalog.forget(tenant, name)
         return _view_wire(record)
 
     def get_view(self, principal: Principal, name: str, version: int | None = None) -> FeatureView:
@@ -279,6 +287,7 @@ class FeatureService:
         with self._db.transaction() as session:
             if not FeatureRepository(session, principal.tenant_id).delete_view(name):
                 raise view_not_found(name)
+        self.catalog.forget(principal.tenant_id, name)
         self.store.clear(principal.tenant_id, name)
 
     # -- materialization -----------------------------------------------------------------------
@@ -465,5 +474,8 @@ def build_feature_service(settings: Settings, db: Database, area: DataArea) -> F
     """The service as the composition root wires it: sources from ``area``, the online store
     chosen by settings."""
     return FeatureService(
-        db, SourceReader(area, settings.feature_max_source_bytes), build_online_store(settings, db)
+        db,
+        SourceReader(area, settings.feature_max_source_bytes),
+        build_online_store(settings, db),
+        settings.feature_definition_cache_seconds,
     )
