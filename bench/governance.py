@@ -194,7 +194,8 @@ def _start(config: Config, data_dir: Path) -> Running:
 
 
 def _drive(servers: list[Running], keys: dict[str, list[str]], requests: int, rounds: int) -> None:
-    clients = {s.config.name: httpx.Client(base_url=s.base) for s in servers}
+    # a long timeout: a loaded machine can stall a request for seconds (it shows in p99)
+    clients = {s.config.name: httpx.Client(base_url=s.base, timeout=60) for s in servers}
     sent = 0
 
     def call(s: Running, method: str, path: str) -> httpx.Response:
