@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     Text,
     and_,
@@ -61,12 +62,18 @@ class JobTagRow(Base):
     """One row per tag so tag filters use an index instead of scanning JSON."""
 
     __tablename__ = "job_tags"
-    __table_args__ = (Index("ix_job_tags_lookup", "tenant_id", "key", "value", "job_id"),)
+    __table_args__ = (
+        Index("ix_job_tags_lookup", "tenant_id", "key", "value", "job_id"),
+        # a tag-filtered list walks this in the list's order (0013)
+        Index("ix_job_tags_listed", "tenant_id", "key", "value", "created_at", "job_id"),
+    )
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(63), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))
     tenant_id: Mapped[str] = mapped_column(String(40))
+    # the job's created_at, copied (a job's creation time never changes): the list order
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class JobCountRow(Base):
@@ -220,7 +227,7 @@ class JobRepository:
         )
         self._session.add(row)
         self._session.add_all(
-            JobTagRow(job_id=job_id, key=k, value=v, tenant_id=self.tenant_id)
+            JobTagRow(job_id=job_id, key=k, value=v, tenant_id=self.tenant_id, created_at=now)
             for k, v in tags.items()
         )
         self._session.flush()
@@ -247,8 +254,7 @@ class JobRepository:
         offset: int = 0,
         limit: int = 50,
     ) -> Page[JobRecord]:
-        where = self._filters(status, framework, tags)
-        ordered = select(JobRow).where(where).order_by(JobRow.created_at.desc(), JobRow.id.desc())
+        ordered, _ = self._listed(status, framework, tags)
         rows = self._session.scalars(ordered.offset(offset).limit(limit))
         items = [job_record(r) for r in rows]
         # a separate count, never a window count: ``count(*) over ()`` makes LIMIT read every
@@ -268,18 +274,43 @@ class JobRepository:
         """Keyset page: up to ``limit`` jobs strictly after ``after`` = (created_at, id) in
         ``created_at desc, id desc`` order. Jobs inserted meanwhile are newer than any cursor
         taken before them, so they never shift later pages (no duplicate, no gap)."""
-        where = self._filters(status, framework, tags)
+        ordered, (created_col, id_col) = self._listed(status, framework, tags)
         if after is not None:
             created_at, job_id = after
-            where = and_(
-                where,
+            ordered = ordered.where(
                 or_(
-                    JobRow.created_at < created_at,
-                    and_(JobRow.created_at == created_at, JobRow.id < job_id),
+                    created_col < created_at,
+                    and_(created_col == created_at, id_col < job_id),
                 ),
             )
-        ordered = select(JobRow).where(where).order_by(JobRow.created_at.desc(), JobRow.id.desc())
         return [job_record(r) for r in self._session.scalars(ordered.limit(limit))]
+
+    def _listed(
+        self, status: JobStatus | None, framework: str | None, tags: Mapping[str, str] | None
+    ) -> tuple[Select[Any], tuple[Any, Any]]:
+        """The filtered jobs in list order (``created_at desc, id desc``) and the two order
+        columns. With tags, the order is read from the first tag's ``ix_job_tags_listed``
+        range (its rows carry the job's ``created_at``), so a page walks that index instead
+        of sorting every tagged job; the jobs are joined by primary key."""
+        if not tags:
+            where = self._filters(status, framework, None)
+            query = select(JobRow).where(where)
+            order: tuple[Any, Any] = (JobRow.created_at, JobRow.id)
+        else:
+            (key, value), *others = tags.items()
+            first = aliased(JobTagRow)
+            query = (
+                select(JobRow)
+                .join(first, first.job_id == JobRow.id)
+                .where(
+                    first.tenant_id == self.tenant_id,
+                    first.key == key,
+                    first.value == value,
+                    self._filters(status, framework, dict(others)),
+                )
+            )
+            order = (first.created_at, first.job_id)
+        return query.order_by(order[0].desc(), order[1].desc()), order
 
     def _filters(
         self, status: JobStatus | None, framework: str | None, tags: Mapping[str, str] | None
