@@ -6,12 +6,13 @@ rows and call this; everything here speaks ``core.errors`` and numpy only.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -65,11 +66,17 @@ def invalid(
 _MAX_NAMED = 10  # features named in one error message (the rest are counted)
 
 
+@functools.cache
+def _float_limit(input_dtype: np.dtype[Any]) -> float:
+    """The largest finite value of the model's input dtype (float64's for non-float inputs)."""
+    dtype = input_dtype if np.issubdtype(input_dtype, np.floating) else np.float64
+    return float(np.finfo(dtype).max)
+
+
 def _bad_values(model: LoadedModel, rows: FloatArray) -> npt.NDArray[np.bool_]:
     """True where a value is NaN (unless the model allows it), +-Infinity, or overflows the
     model's input dtype (a float64 beyond float32 becomes Infinity when converted)."""
-    dtype = model.input_dtype if np.issubdtype(model.input_dtype, np.floating) else np.float64
-    limit = np.finfo(dtype).max
+    limit = _float_limit(model.input_dtype)
     with np.errstate(invalid="ignore"):
         if model.served.signature.allow_nan:
             return np.asarray(np.abs(rows) > limit)  # NaN compares False: allowed
@@ -172,6 +179,9 @@ class DataPlane:
         number beyond the model's float width), or None when every row is fine."""
         if not np.issubdtype(rows.dtype, np.floating):
             return None
+        with np.errstate(invalid="ignore"):  # one reduction when every value is fine (NaN: not)
+            if rows.size and np.abs(rows).max() <= _float_limit(model.input_dtype):
+                return None
         mask = _bad_values(model, rows)
         if not mask.any():
             return None

@@ -8,6 +8,7 @@ Outputs are ``predictions`` (FP64 ``[rows]``) and, for classifiers, ``probabilit
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +60,7 @@ def numpy_dtype(model: LoadedModel, name: str, datatype: str) -> np.dtype[Any]:
 
 
 def check_shape(model: LoadedModel, name: str, shape: tuple[int, ...], count: int) -> None:
-    if any(d < 0 for d in shape) or int(np.prod(shape, dtype=np.int64)) != count:
+    if any(d < 0 for d in shape) or math.prod(shape) != count:
         raise invalid(
             model,
             f"input {name} has shape {list(shape)} but {count} elements",

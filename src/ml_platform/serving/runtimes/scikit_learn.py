@@ -210,7 +210,10 @@ class CompiledLogistic:
         scores = rows @ self._coef_t + self._intercept
         if self._binary:
             positive = self._expit(scores.ravel())
-            return np.stack([1 - positive, positive], axis=1)
+            proba = np.empty((positive.shape[0], 2))
+            proba[:, 0] = 1 - positive
+            proba[:, 1] = positive
+            return proba
         return np.asarray(self._softmax(scores, copy=False))
 
 
