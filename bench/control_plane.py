@@ -25,7 +25,7 @@ import httpx
 from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median, percentile, start_platform_server, write_section
+from _common import median, percentile, start_platform_server, stop_server, write_section
 from ml_platform.auth.service import AuthService
 from ml_platform.auth.tokens import TokenCodec
 from ml_platform.core.ids import new_id
@@ -187,8 +187,7 @@ def bench_pending_queue(backend: str, pending: int, creates: int) -> str:
                     samples.append(response.elapsed.total_seconds() * 1000)
                 last = wait_for_position(client, response.json()["id"])
         finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+            stop_server(proc)
         db.dispose()
         print(f"{backend} {pending} pending: last job says {last['pending_reason']!r}", file=sys.stderr)
         return (
@@ -295,6 +294,7 @@ def main() -> int:
         for backend in args.backends.split(","):
             for pending in (int(n) for n in args.pending_queue.split(",")):
                 queue_lines.append(bench_pending_queue(backend, pending, min(args.creates, 300)))
+                print(queue_lines[-1], file=sys.stderr, flush=True)
         print("\n".join(queue_lines))
         return 0
     lines = [
