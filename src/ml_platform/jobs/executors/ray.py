@@ -75,6 +75,9 @@ SUBMIT_RETRY_SECONDS = 60.0
 
 
 def _ray_says_later(exc: Exception) -> bool:
+    """Ray cannot take jobs *yet*: its head (re)starts, or its dashboard did not answer."""
+    if isinstance(exc, ConnectionError):  # "Failed to connect to Ray at address ..."
+        return True
     message = str(exc).lower()
     return "no available agent" in message or "try again later" in message
 
@@ -163,7 +166,6 @@ class RayExecutor:
         }
         try:
             await asyncio.to_thread(self._prepare, launch, run)
-            client = await self._ray()
             runtime_env = self._runtime_env(launch, run)
             self._logs.append(
                 launch.job_id,
@@ -178,7 +180,6 @@ class RayExecutor:
                 )
             try:
                 await self._submit(
-                    client,
                     launch.job_id,
                     entrypoint=self._entrypoint(launch),
                     submission_id=submission_id,
@@ -205,17 +206,18 @@ class RayExecutor:
         self._watch(run)
         return handle
 
-    async def _submit(self, client: Any, job_id: str, **submission: Any) -> None:
-        """``submit_job``, retried while Ray answers that it cannot take jobs *yet* (a head
-        that is starting or restarting has no job agent for a while and says "try again
-        later"); any other refusal is final."""
+    async def _submit(self, job_id: str, **submission: Any) -> None:
+        """Connect and ``submit_job``, retried while Ray cannot take jobs *yet* (a head that is
+        starting or restarting refuses connections, or has no job agent for a while and says
+        "try again later"); any other refusal is final."""
         deadline = time.monotonic() + SUBMIT_RETRY_SECONDS
         delay = 0.5
         while True:
             try:
+                client = await self._ray()
                 await asyncio.to_thread(client.submit_job, **submission)
                 return
-            except RuntimeError as exc:
+            except (RuntimeError, ConnectionError) as exc:
                 if not _ray_says_later(exc) or time.monotonic() + delay > deadline:
                     raise
                 self._logs.append(job_id, f"Ray is not ready for jobs yet ({exc}); retrying")
