@@ -210,7 +210,11 @@ class Settings(BaseSettings):
     serving_auth_cache_seconds: float = Field(default=10.0, ge=0)
     serving_model_load_timeout_seconds: float = Field(default=120.0, gt=0)
     serving_compile_forests: bool = Field(
-        default=True, description="Serve small RandomForest batches with a verified numpy path"
+        default=True,
+        description=(
+            "Serve RandomForest and LogisticRegression models through numpy paths verified "
+            "against scikit-learn at load (scikit-learn itself on any mismatch or NaN)"
+        ),
     )
     serving_sandbox_preload: list[str] = Field(
         default_factory=list,
