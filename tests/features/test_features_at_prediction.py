@@ -171,39 +171,17 @@ def test_predict_from_entity_key_equals_explicit_features(
     _predict_from_entity_key(platform, stub)
 
 
-def test_feature_inputs_from_the_redis_online_store(
+def test_predict_from_entity_key_with_the_redis_online_store(
     redis_platform: Platform,  # noqa: F811 (the imported fixture)
 ) -> None:
-    """With Redis the transport is the same; what differs is the store the data plane's
-    lookup reads (real Redis, one MGET): the inputs equal the latest values, in ref order."""
-    platform = redis_platform
-    assert platform.context.features is not None
-    assert platform.context.features.store.name == "redis"
-    tenant = platform.new_tenant()
-    client = platform.client(tenant)
-    events = generate(n_customers=10, n_rows=80)
-    upload(client, "inputs.csv", events.csv())
-    define(client, "inputs.csv")
-    assert materialize(client)["status"] == "succeeded"
-    model = f"m-{secrets.token_hex(3)}"
-    _register(client, model, _payload())
-    name = f"d-{secrets.token_hex(3)}"
-    created = client.post(
-        "/v1/deployments",
-        json={"name": name, "model": model, "feature_refs": REFS, "entity_key": "customer_id"},
-    )
-    assert created.status_code == 201, created.text
-    inputs = FeatureInputs(platform.context.features.online, cache_seconds=0)
-    config = inputs.of(tenant.id, name)
-    assert config is not None
-    for customer, row in sorted(events.latest().items())[:5]:
-        used = asyncio.run(inputs.lookup(tenant.id, config, customer))
-        assert [(u.name, u.ref) for u in used] == list(zip(INPUTS, REFS, strict=True))
-        assert [u.value for u in used] == [row[n] for n in INPUTS]
-        assert {u.event_ts for u in used} == {row["event_timestamp"]}
-    with pytest.raises(PreconditionFailed) as missing:
-        asyncio.run(inputs.lookup(tenant.id, config, 99_999))
-    assert "customer_id=99999" in missing.value.message
+    assert redis_platform.context.features is not None
+    assert redis_platform.context.features.store.name == "redis"
+    with (
+        serving_plane(redis_platform) as server,
+        grpc.insecure_channel(server.grpc_target) as channel,
+    ):
+        grpc.channel_ready_future(channel).result(timeout=60)
+        _predict_from_entity_key(redis_platform, serving_pb2_grpc.ModelServingStub(channel))
 
 
 def test_values_past_ttl_are_refused_naming_key_and_feature(platform: Platform) -> None:
