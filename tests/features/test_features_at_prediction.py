@@ -6,7 +6,6 @@ model, real serving worker, SQLite and PostgreSQL, and the Redis online store.""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import secrets
 import time
@@ -21,8 +20,6 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from ml_platform.core.errors import PreconditionFailed
-from ml_platform.serving.plane.feature_inputs import FeatureInputs
 from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
 from tests.conftest import Platform, serving_plane
 from tests.features.events import Events, define, generate, materialize, upload
@@ -182,36 +179,3 @@ def test_predict_from_entity_key_with_the_redis_online_store(
     ):
         grpc.channel_ready_future(channel).result(timeout=60)
         _predict_from_entity_key(redis_platform, serving_pb2_grpc.ModelServingStub(channel))
-
-
-def test_values_past_ttl_are_refused_naming_key_and_feature(platform: Platform) -> None:
-    """The data plane's lookup (real store and database, no serving plane): a view whose
-    values are older than its TTL gives FAILED_PRECONDITION, never a made-up input."""
-    tenant = platform.new_tenant()
-    client = platform.client(tenant)
-    events = generate(n_customers=5, n_rows=40)  # November 2026: older than an hour
-    upload(client, "ttl.csv", events.csv())
-    define(client, "ttl.csv", ttl_seconds=3600)
-    assert materialize(client)["status"] == "succeeded"
-    model = f"m-{secrets.token_hex(3)}"
-    _register(client, model, _payload())
-    name = f"d-{secrets.token_hex(3)}"
-    created = client.post(
-        "/v1/deployments",
-        json={"name": name, "model": model, "feature_refs": REFS, "entity_key": "customer_id"},
-    )
-    assert created.status_code == 201, created.text
-    plain = client.post("/v1/deployments", json={"name": f"{name}-plain", "model": model})
-    assert plain.status_code == 201, plain.text
-    assert platform.context.features is not None
-    inputs = FeatureInputs(platform.context.features.online, cache_seconds=0)
-    assert inputs.of(tenant.id, f"{name}-plain") is None
-    assert inputs.of(tenant.id, "no-such-deployment") is None
-    config = inputs.of(tenant.id, name)
-    assert config is not None and config.refs == tuple(REFS)
-    customer = sorted(events.latest())[0]
-    with pytest.raises(PreconditionFailed) as stale:
-        asyncio.run(inputs.lookup(tenant.id, config, customer))
-    assert f"customer_id={customer}" in stale.value.message
-    assert "customer_stats:orders" in stale.value.message
-    assert "TTL" in stale.value.message
