@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from ml_platform.auth.principal import Principal
 from ml_platform.core.errors import FieldViolation, InvalidArgument, NotFound
-from ml_platform.features.deployment_inputs import check_deployment_features, signature_inputs
 from ml_platform.governance.quotas import Limit, QuotaService
 from ml_platform.schemas.deployments import (
     Deployment,
@@ -93,8 +92,6 @@ def _wire(record: DeploymentRecord, target: int | None) -> Deployment:
         created_by=record.created_by,
         created_at=record.created_at,
         updated_at=record.updated_at,
-        feature_refs=list(record.feature_refs),
-        entity_key=record.entity_key,
     )
 
 
@@ -110,14 +107,6 @@ class DeploymentService:
             if self._quotas is not None:
                 self._quotas.admit(session, principal.tenant_id, Limit.DEPLOYMENTS)
             target = self._require_target(session, principal.tenant_id, body.model, reference)
-            if body.feature_refs is not None and body.entity_key is not None:
-                check_deployment_features(
-                    session,
-                    principal.tenant_id,
-                    body.feature_refs,
-                    body.entity_key,
-                    signature_inputs(target.signature),
-                )
             record = DeploymentRepository(session, principal.tenant_id).add(
                 name=body.name,
                 model=body.model,
@@ -126,8 +115,6 @@ class DeploymentService:
                 max_batch_size=body.max_batch_size,
                 max_batch_delay_ms=body.max_batch_delay_ms,
                 created_by=principal.name,
-                feature_refs=body.feature_refs,
-                entity_key=body.entity_key,
             )
         return _wire(record, target.version)
 

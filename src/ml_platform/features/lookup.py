@@ -52,7 +52,6 @@ class ViewCatalog:
 
     def __init__(self, db: Database, cache_seconds: float = 0.0) -> None:
         self._db = db
-        self.cache_seconds = cache_seconds
         self._cache_seconds = cache_seconds
         self._cache: dict[tuple[str, str], tuple[float, ResolvedView | None]] = {}
         self._lock = threading.Lock()

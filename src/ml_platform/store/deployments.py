@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ml_platform.core.errors import AlreadyExists, FieldViolation, InvalidArgument
 from ml_platform.core.ids import new_id
-from ml_platform.store.base import Base, JSONType, UTCDateTime, is_foreign_key_violation, utcnow
+from ml_platform.store.base import Base, UTCDateTime, is_foreign_key_violation, utcnow
 from ml_platform.store.records import Page
 
 
@@ -61,9 +61,6 @@ class DeploymentRow(Base):
     created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # inputs looked up in feature views at prediction time (migration 0014); NULL: none
-    feature_refs: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
-    entity_key: Mapped[str | None] = mapped_column(String(63), nullable=True)
 
 
 @dataclass(frozen=True)
@@ -83,8 +80,6 @@ class DeploymentRecord:
     created_by: str
     created_at: datetime
     updated_at: datetime
-    feature_refs: tuple[str, ...] = ()
-    entity_key: str | None = None
 
     @property
     def reference(self) -> str:
@@ -111,8 +106,6 @@ def _record(row: DeploymentRow) -> DeploymentRecord:
         created_by=row.created_by,
         created_at=row.created_at,
         updated_at=row.updated_at,
-        feature_refs=tuple(row.feature_refs or ()),
-        entity_key=row.entity_key,
     )
 
 
@@ -133,8 +126,6 @@ class DeploymentRepository:
         max_batch_size: int,
         max_batch_delay_ms: float,
         created_by: str,
-        feature_refs: list[str] | None = None,
-        entity_key: str | None = None,
     ) -> DeploymentRecord:
         now = utcnow()
         row = DeploymentRow(
@@ -153,8 +144,6 @@ class DeploymentRepository:
             created_by=created_by,
             created_at=now,
             updated_at=now,
-            feature_refs=feature_refs or None,
-            entity_key=entity_key,
         )
         try:
             with self._session.begin_nested():
@@ -239,18 +228,6 @@ class DeploymentRepository:
         row.updated_at = utcnow()
         self._session.flush()
         return _record(row)
-
-    def features_of(self, name: str) -> tuple[list[str], str] | None:
-        """The deployment's feature refs and entity key (one narrow read for the serving
-        plane), or None when it has none or does not exist."""
-        row = self._session.execute(
-            select(DeploymentRow.feature_refs, DeploymentRow.entity_key).where(
-                DeploymentRow.tenant_id == self.tenant_id, DeploymentRow.name == name
-            )
-        ).first()
-        if row is None or not row.feature_refs or row.entity_key is None:
-            return None
-        return list(row.feature_refs), row.entity_key
 
     def delete(self, name: str) -> bool:
         row = self._row(name)

@@ -15,7 +15,6 @@ from ml_platform.serving.adapters.grpc_serving import ModelServingService
 from ml_platform.serving.adapters.grpc_v2 import SERVICE_NAME as V2_SERVICE
 from ml_platform.serving.adapters.grpc_v2 import generic_handler, unary
 from ml_platform.serving.plane.dataplane import DataPlane
-from ml_platform.serving.plane.feature_inputs import FeatureInputs
 from ml_platform.serving.proto import features_pb2, features_pb2_grpc, inference_pb2, serving_pb2
 
 MODEL_SERVING = serving_pb2.DESCRIPTOR.services_by_name["ModelServing"].full_name
@@ -117,8 +116,7 @@ def build_grpc_server(
         ("grpc.keepalive_permit_without_calls", 1),
     ]
     server = grpc.aio.server(options=options)
-    inputs = FeatureInputs(features) if features is not None else None
-    add_model_serving(ModelServingService(plane, inputs), server)
+    add_model_serving(ModelServingService(plane), server)
     server.add_generic_rpc_handlers((generic_handler(plane),))
     features_pb2_grpc.add_FeatureServingServicer_to_server(
         FeatureServingService(plane, features), server

@@ -27,10 +27,8 @@ from ml_platform.serving.adapters.grpc_errors import (
     credentials,
     rpc_errors,
 )
-from ml_platform.serving.adapters.grpc_feature_inputs import with_feature_inputs
 from ml_platform.serving.models import Principal
 from ml_platform.serving.plane.dataplane import DataPlane, InferRequest, deadline_after
-from ml_platform.serving.plane.feature_inputs import FeatureInputs
 from ml_platform.serving.plane.ordered_stream import ordered_map
 from ml_platform.serving.plane.repository import LoadedModel
 from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
@@ -45,9 +43,8 @@ ITEM_ERRORS_KEY = "ml-platform-item-errors-bin"
 class ModelServingService(serving_pb2_grpc.ModelServingServicer):
     """Converts the seed's messages to ``DataPlane.infer`` requests and back; nothing else."""
 
-    def __init__(self, plane: DataPlane, inputs: FeatureInputs | None = None) -> None:
+    def __init__(self, plane: DataPlane) -> None:
         self._plane = plane
-        self._inputs = inputs  # deployments with feature refs (None: no feature store)
 
     async def _principal(self, context: Context) -> Principal:
         api_key, bearer = credentials(context)
@@ -88,21 +85,13 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
             deadline,
         )
 
-    async def _predict(
-        self, principal: Principal, request: serving_pb2.PredictRequest, deadline: float | None
-    ) -> serving_pb2.PredictResponse:
-        request, used = await with_feature_inputs(self._inputs, principal, request)
-        response = await self._plane.infer(principal, self._predict_request(request, deadline))
-        if used:
-            response.features_used.extend(used)
-        return response
-
     @rpc_errors
     async def Predict(
         self, request: serving_pb2.PredictRequest, context: Context
     ) -> serving_pb2.PredictResponse:
         principal = await self._principal(context)
-        return await self._predict(principal, request, deadline_after(context.time_remaining()))
+        deadline = deadline_after(context.time_remaining())
+        return await self._plane.infer(principal, self._predict_request(request, deadline))
 
     @rpc_errors
     async def PredictBatch(  # type: ignore[override]
@@ -137,7 +126,7 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
         deadline = deadline_after(context.time_remaining())  # the whole stream's
 
         async def handle(req: serving_pb2.PredictRequest) -> serving_pb2.PredictResponse:
-            return await self._predict(principal, req, deadline)
+            return await self._plane.infer(principal, self._predict_request(req, deadline))
 
         async for resp in ordered_map(request_iterator, handle):
             yield resp
