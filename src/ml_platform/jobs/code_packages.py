@@ -133,6 +133,11 @@ class CodePackageStore:
         with contextlib.suppress(ObjectExists):
             self._storage.put_bytes(_owner_key(digest, tenant_id), stamp, exclusive=True)
 
+    def exists(self, tenant_id: str, data: bytes) -> bool:
+        """Whether ``tenant_id`` already uploaded exactly these bytes."""
+        digest = hashlib.sha256(data).hexdigest()
+        return self._storage.exists(_owner_key(digest, tenant_id))
+
     def get(self, tenant_id: str, package_id: str) -> CodePackage:
         digest = parse_package_id(package_id)
         if not self._storage.exists(_owner_key(digest, tenant_id)):
