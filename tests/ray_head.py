@@ -50,6 +50,13 @@ def ray_head(name: str, *, num_cpus: int = 2, start_timeout: float = 180) -> Ite
         [str(RAY), "start", "--head", "--block", "--num-cpus", str(num_cpus),
          "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+         # every fixed default port too: two heads at once (one per xdist worker) otherwise
+         # share 52365 and the second head's job agent never starts ("No available agent")
+         "--dashboard-agent-listen-port", str(_free_port()),
+         "--dashboard-agent-grpc-port", str(_free_port()),
+         "--metrics-export-port", str(_free_port()),
+         "--runtime-env-agent-port", str(_free_port()),
+         "--ray-client-server-port", str(_free_port()),
          "--include-dashboard", "true", "--disable-usage-stats", "--temp-dir", str(temp_dir)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
