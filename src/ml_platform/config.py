@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     # Jobs
     executor: ExecutorKind = ExecutorKind.LOCAL
     ray_address: str | None = None
+    ray_pass_storage_secrets: bool = Field(
+        default=False,
+        description="Ray executor: put the storage's credentials (key, secret, token... of "
+        "storage_options) into a job's runtime_env, which Ray's dashboard and Job API show to "
+        "anyone reaching them. Off: only non-secret options (endpoint, region) travel and the "
+        "Ray workers authenticate from their own environment (AWS_* variables, instance role)",
+    )
     node_cpu_cores: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     node_memory_gb: int | None = None
     node_gpus: int = 0
@@ -158,6 +165,15 @@ class Settings(BaseSettings):
     scheduler_lease_seconds: float = Field(default=15.0, gt=0)
     audit_retention_days: float = Field(
         default=90, gt=0, description="Audit events older than this are purged (lazily)"
+    )
+    audit_delivery: Literal["committed", "buffered"] = Field(
+        default="committed",
+        description=(
+            "committed: an audited response waits until its event is committed (a crash "
+            "loses none); buffered: it does not wait, events are committed a moment later "
+            "in groups (saves the commit on each mutation; a kill -9 can lose the last few "
+            "milliseconds' events)"
+        ),
     )
 
     # Storage: every blob (code packages, artifacts, job outputs) under one fsspec root

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from ml_platform.store.audit import AuditStore
 from ml_platform.store.base import utcnow
 from tests.api.job_specs import spec
-from tests.conftest import Platform, Tenant
+from tests.conftest import BACKENDS, Platform, Tenant, start_platform
 
 
 def _admin(platform: Platform) -> Tenant:
@@ -154,3 +157,34 @@ def test_cursor_pages_visit_every_event_once_while_events_are_written(
         assert other.status_code == 400
         assert other.json()["errors"][0]["path"] == "query.page_token"
     assert seen == expected and pages == 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_buffered_delivery_still_leaves_exactly_one_event_per_request(
+    backend: str, tmp_path: Path, database_url_factory: Any
+) -> None:
+    """``ML_PLATFORM_AUDIT_DELIVERY=buffered``: responses do not wait for the commit, and the
+    audit route, which drains this process's writer first, still sees each request once."""
+    platform, server = start_platform(
+        backend, tmp_path, database_url_factory(backend), audit_delivery="buffered"
+    )
+    try:
+        tenant = platform.new_tenant("buf")
+        admin = _admin(platform)
+        ids = _activity(platform, tenant)
+        wrong = platform.client().get("/v1/me", headers={"X-API-Key": "mlp_wrong"})
+        assert wrong.status_code == 401
+        events = _audit(platform, admin, tenant=tenant.name)
+        assert [(e["action"], e["outcome"], e["resource"]) for e in events] == [
+            ("jobs.create", 422, None),
+            ("jobs.cancel", events[1]["outcome"], ids["first"]),
+            ("jobs.create", 201, ids["second"]),
+            ("jobs.create", 201, ids["first"]),
+        ]
+        assert [e["action"] for e in _audit(platform, admin, action="auth.failed")] == [
+            "auth.failed"
+        ]
+    finally:
+        platform.close()
+        server.stop()
+        platform.db.dispose()

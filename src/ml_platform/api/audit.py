@@ -2,10 +2,14 @@
 
 Sits inside ``RequestContextMiddleware`` (the request id is known) and outside the
 idempotency middleware (a replayed POST is audited too). When the response starts, before
-it is forwarded, one event is written and committed (``ml_platform.store.audit``, by the one
-writer thread of ``store.audit_writer``, which commits concurrent requests' events together):
+it is forwarded, one event is handed to the one writer thread of ``store.audit_writer``, which
+commits concurrent requests' events together (``ml_platform.store.audit``); with the default
+``committed`` delivery the response waits for that commit, with ``buffered`` it does not
+(``ML_PLATFORM_AUDIT_DELIVERY``):
 
-- ``POST``/``PUT``/``PATCH``/``DELETE``: any outcome; any other method: only a 401.
+- ``POST``/``PUT``/``PATCH``/``DELETE``: any outcome; any other method: only a 401. A POST
+  route that only reads (a lookup whose question is a JSON body, ``POST /v1/features/online``)
+  is marked with ``@audited_as_read`` under its route decorator and audited like a GET.
 - action: ``auth.failed`` on 401; otherwise derived from the matched route, never the raw
   path: the route template's collection segments (the first static one and each static one
   after a parameter, ``/v1/models/{name}/versions`` -> ``models.versions``) and the first word
@@ -26,8 +30,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -39,7 +43,7 @@ from ml_platform.auth.keys import KEY_PREFIX
 from ml_platform.auth.principal import CredentialKind, Principal
 from ml_platform.auth.service import AuthService
 from ml_platform.core.errors import PlatformError
-from ml_platform.store.audit import AuditEvent, AuditStore
+from ml_platform.store.audit import AuditEvent
 from ml_platform.store.audit_writer import AuditWriter
 from ml_platform.store.base import utcnow
 
@@ -51,6 +55,15 @@ UNROUTED = "unrouted"
 PRINCIPAL_STATE = "principal"
 _ISSUED_KEY_PREFIX = re.compile(r"mlp_[0-9a-f]{8}(?=_)")
 _VERSION_SEGMENT = re.compile(r"v\d+")
+READ_ONLY_MARK = "_mlp_audited_as_read"
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def audited_as_read(endpoint: Endpoint) -> Endpoint:
+    """Mark a route endpoint whose POST changes nothing (a lookup): no audit event unless
+    it answers 401, as for a GET. Apply it below ``@router.post(...)``."""
+    setattr(endpoint, READ_ONLY_MARK, True)
+    return endpoint
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -126,17 +139,25 @@ def _routed(scope: Scope) -> tuple[Any, dict[str, Any]] | None:
     return _match(scope.get("app"), scope["path"], scope["method"].upper())
 
 
+def _audited_as_mutation(scope: Scope, method: str) -> bool:
+    """A mutating method on a route not marked ``audited_as_read`` (or on no route)."""
+    if method not in MUTATING_METHODS:
+        return False
+    matched = _routed(scope)
+    endpoint = getattr(matched[0], "endpoint", None) if matched is not None else None
+    return getattr(endpoint, READ_ONLY_MARK, False) is not True
+
+
 def _resource(params: dict[str, Any]) -> str | None:
     values = [str(v) for v in params.values() if v is not None and str(v) != ""]
     return "/".join(values) if values else None
 
 
 class AuditMiddleware:
-    def __init__(self, app: ASGIApp, *, auth: AuthService, store: AuditStore) -> None:
+    def __init__(self, app: ASGIApp, *, auth: AuthService, writer: AuditWriter) -> None:
         self.app = app
         self.auth = auth
-        self.store = store
-        self.writer = AuditWriter(store)
+        self.writer = writer  # its delivery decides whether the response waits for the commit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -150,14 +171,14 @@ class AuditMiddleware:
             if message["type"] == "http.response.start" and not recorded:
                 recorded = True
                 status = int(message["status"])
-                if method in MUTATING_METHODS or status == 401:
+                if status == 401 or _audited_as_mutation(scope, method):
                     await self._record(scope, status, message.get("headers", []))
             await send(message)
 
         try:
             await self.app(scope, receive, audited_send)
         except Exception:
-            if not recorded and method in MUTATING_METHODS:
+            if not recorded and _audited_as_mutation(scope, method):
                 recorded = True
                 await self._record(scope, 500, [])
             raise

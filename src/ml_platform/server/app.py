@@ -42,6 +42,7 @@ from ml_platform.jobs.engine import JobEngine
 from ml_platform.jobs.service import JobService
 from ml_platform.registry.factory import build_registry
 from ml_platform.store.audit import AuditStore
+from ml_platform.store.audit_writer import AuditWriter
 from ml_platform.store.crypto import load_secret_box
 from ml_platform.store.db import Database, ensure_private_dir
 from ml_platform.store.idempotency import IdempotencyStore
@@ -122,6 +123,10 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     """The REST app. Migrations are applied by the caller (``mlp server`` or ``mlp db upgrade``)."""
     context = context or build_context(settings)
     usage = UsageRecorder(UsageStore(context.db), interval=settings.usage_flush_seconds)
+    audit = AuditWriter(
+        AuditStore(context.db, retention=timedelta(days=settings.audit_retention_days)),
+        wait_for_commit=settings.audit_delivery == "committed",
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -137,6 +142,7 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
             yield
         finally:
             await usage.stop()  # the last counts reach the store before the process ends
+            await audit.drain()  # so do the buffered audit events
             if context.engine is not None:
                 await context.engine.stop()
 
@@ -154,12 +160,12 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
     )
     app.state.context = context
     app.state.usage = usage  # read by api.v1.admin (flushed before each read)
+    app.state.audit_writer = audit  # drained by api.v1.admin before each audit read
     # inside RequestContextMiddleware (added after it): request ids and body limits apply first
     app.add_middleware(IdempotencyMiddleware, auth=context.auth, store=IdempotencyStore(context.db))
     install_rate_limits(app, settings)  # RateLimit headers; counted in get_principal
     # between the two: sees the request id and every response, replays included
-    audit = AuditStore(context.db, retention=timedelta(days=settings.audit_retention_days))
-    app.add_middleware(AuditMiddleware, auth=context.auth, store=audit)
+    app.add_middleware(AuditMiddleware, auth=context.auth, writer=audit)
     app.add_middleware(UsageMiddleware, recorder=usage)  # per-tenant API usage, no I/O
     app.add_middleware(
         RequestContextMiddleware,

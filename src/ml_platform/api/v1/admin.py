@@ -24,6 +24,7 @@ from ml_platform.governance.usage import UsageRecorder
 from ml_platform.schemas.audit import AuditEventOut, AuditEventPage
 from ml_platform.schemas.usage import UsageCountOut, UsagePage
 from ml_platform.store.audit import AuditStore
+from ml_platform.store.audit_writer import AuditWriter
 from ml_platform.store.usage import UsageStore
 
 router = APIRouter(prefix="/v1/admin", tags=["Administration"])
@@ -190,6 +191,9 @@ async def list_audit_events(
                 [FieldViolation("query.page_token", "not a valid page token")],
             )
         before_id = int(last_id)
+    writer: AuditWriter | None = getattr(request.app.state, "audit_writer", None)
+    if writer is not None:  # buffered delivery: this process's events are in before the read
+        await writer.drain()
 
     def read() -> list[Any]:
         return AuditStore(context.db).events(
