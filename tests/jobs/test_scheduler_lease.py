@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ml_platform.jobs.scheduler import LEASE_NAME
 from ml_platform.store.db import Database
 from ml_platform.store.job_runtime import JobRuntimeRepository
-from tests.conftest import start_platform
+from tests.conftest import Platform, Tenant, start_platform
 from tests.jobs.conftest import JOB_SETTINGS, submit, tenant_root, upload, zip_files
 
 
@@ -36,6 +37,16 @@ def test_only_one_holder_until_the_lease_expires(backend: str, database_url_fact
         assert acquire("replica-a", 30)
     finally:
         db.dispose()
+
+
+def _submit_training_job(platform: Platform, tenant: Tenant) -> tuple[httpx.Client, str]:
+    """Upload a one-line training script and its data for ``tenant``; submit it."""
+    client = platform.client(tenant)
+    package = upload(client, zip_files({"train.py": "print('trained')\n"}))
+    data = tenant_root(platform, tenant) / "data"
+    data.mkdir(parents=True)
+    (data / "train.csv").write_text("a,b\n1,2\n")
+    return client, str(submit(client, source=package)["id"])
 
 
 class _SlowToStart:
@@ -71,12 +82,7 @@ def test_a_start_longer_than_the_lease_keeps_the_lease(
         scheduler = platform.context.engine.scheduler
         assert scheduler is not None
         scheduler._executor = _SlowToStart(scheduler._executor, delay=3 * lease)
-        tenant = platform.new_tenant("lease")
-        client = platform.client(tenant)
-        package = upload(client, zip_files({"train.py": "print('trained')\n"}))
-        (tenant_root(platform, tenant) / "data").mkdir(parents=True)
-        (tenant_root(platform, tenant) / "data" / "train.csv").write_text("a,b\n1,2\n")
-        job_id = submit(client, source=package)["id"]
+        client, job_id = _submit_training_job(platform, platform.new_tenant("lease"))
 
         taken_by_b = []
         deadline = time.monotonic() + 3 * lease + 30  # safety net against a hang only
@@ -126,12 +132,7 @@ def test_a_holder_whose_lease_was_taken_starts_nothing(
         with platform.db.transaction() as session:
             assert JobRuntimeRepository(session).acquire_lease(LEASE_NAME, "replica-b", 30)
 
-        tenant = platform.new_tenant("fenced")
-        client = platform.client(tenant)
-        package = upload(client, zip_files({"train.py": "print('trained')\n"}))
-        (tenant_root(platform, tenant) / "data").mkdir(parents=True)
-        (tenant_root(platform, tenant) / "data" / "train.csv").write_text("a,b\n1,2\n")
-        job_id = submit(client, source=package)["id"]
+        client, job_id = _submit_training_job(platform, platform.new_tenant("fenced"))
 
         on_loop(scheduler.tick())
         job = client.get(f"/v1/jobs/training/{job_id}").json()
