@@ -139,6 +139,14 @@ export interface Deployment {
     'alias'?: string | null;
     'created_at': string;
     'created_by': string;
+    /**
+     * The join key a Predict request carries to have them looked up
+     */
+    'entity_key'?: string | null;
+    /**
+     * Inputs looked up online at prediction time, if any
+     */
+    'feature_refs'?: Array<string>;
     'id': string;
     'max_batch_delay_ms': number;
     'max_batch_size': number;
@@ -170,6 +178,14 @@ export interface DeploymentCreate {
      * An alias to follow
      */
     'alias'?: string | null;
+    /**
+     * The join key (of the feature views\' entity) a Predict request carries as a feature to have `feature_refs` looked up; needs `feature_refs`
+     */
+    'entity_key'?: string | null;
+    /**
+     * Inputs looked up online at prediction time, as `<view>:<feature>`: a Predict request carrying only `entity_key` gets these features from the feature views (the model\'s inputs are matched by feature name); needs `entity_key`
+     */
+    'feature_refs'?: Array<string> | null;
     /**
      * Longest a request waits for others to join its batch (never when idle)
      */
@@ -262,6 +278,14 @@ export interface DeploymentV2 {
     'alias'?: string | null;
     'created_at': string;
     'created_by': string;
+    /**
+     * The join key a Predict request carries to have them looked up
+     */
+    'entity_key'?: string | null;
+    /**
+     * Inputs looked up online at prediction time, if any
+     */
+    'feature_refs'?: Array<string>;
     'id': string;
     'links': DeploymentLinks;
     'max_batch_delay_ms': number;

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ml_platform.auth.principal import Principal
 from ml_platform.core.errors import FieldViolation, InvalidArgument, NotFound
+from ml_platform.features.deployment_inputs import check_deployment_features, signature_inputs
 from ml_platform.governance.quotas import Limit, QuotaService
 from ml_platform.schemas.deployments import (
     Deployment,
@@ -74,6 +75,10 @@ class DesiredDeployment:
     generation: int
     aliases: tuple[str, ...] = ()
     """The model's aliases naming ``version`` now, so the data plane accepts them as versions."""
+    feature_refs: tuple[str, ...] = ()
+    """Inputs the data plane looks up online (``view:feature``) for a request carrying
+    ``entity_key``; empty for a deployment without features."""
+    entity_key: str = ""
 
 
 def _wire(record: DeploymentRecord, target: int | None) -> Deployment:
@@ -92,6 +97,8 @@ def _wire(record: DeploymentRecord, target: int | None) -> Deployment:
         created_by=record.created_by,
         created_at=record.created_at,
         updated_at=record.updated_at,
+        feature_refs=list(record.feature_refs),
+        entity_key=record.entity_key,
     )
 
 
@@ -107,6 +114,14 @@ class DeploymentService:
             if self._quotas is not None:
                 self._quotas.admit(session, principal.tenant_id, Limit.DEPLOYMENTS)
             target = self._require_target(session, principal.tenant_id, body.model, reference)
+            if body.feature_refs is not None and body.entity_key is not None:
+                check_deployment_features(
+                    session,
+                    principal.tenant_id,
+                    body.feature_refs,
+                    body.entity_key,
+                    signature_inputs(target.signature),
+                )
             record = DeploymentRepository(session, principal.tenant_id).add(
                 name=body.name,
                 model=body.model,
@@ -115,6 +130,8 @@ class DeploymentService:
                 max_batch_size=body.max_batch_size,
                 max_batch_delay_ms=body.max_batch_delay_ms,
                 created_by=principal.name,
+                feature_refs=body.feature_refs,
+                entity_key=body.entity_key,
             )
         return _wire(record, target.version)
 
@@ -237,6 +254,8 @@ class DeploymentService:
                         max_batch_delay_ms=record.max_batch_delay_ms,
                         generation=record.generation,
                         aliases=_aliases_naming(repo, target),
+                        feature_refs=record.feature_refs,
+                        entity_key=record.entity_key or "",
                     )
                 )
         return out

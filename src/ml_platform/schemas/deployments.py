@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,6 +20,31 @@ __all__ = [
 
 DEPLOYMENT_NAME_PATTERN = r"^[a-z0-9-]+$"
 REF_PATTERN = r"^[a-z][a-z0-9-]*$"
+FEATURE_REF_PATTERN = r"^[^:\s]{1,200}:[^:\s]{1,200}$"
+JOIN_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+FeatureRefs = Annotated[
+    list[Annotated[str, Field(pattern=FEATURE_REF_PATTERN)]] | None,
+    Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="Inputs looked up online at prediction time, as `<view>:<feature>`: a "
+        "Predict request carrying only `entity_key` gets these features from the feature "
+        "views (the model's inputs are matched by feature name); needs `entity_key`",
+    ),
+]
+EntityKey = Annotated[
+    str | None,
+    Field(
+        None,
+        min_length=1,
+        max_length=63,
+        pattern=JOIN_KEY_PATTERN,
+        description="The join key (of the feature views' entity) a Predict request carries as "
+        "a feature to have `feature_refs` looked up; needs `feature_refs`",
+    ),
+]
 
 
 class DeploymentState(str, Enum):
@@ -64,6 +89,10 @@ class DeploymentCreate(_Batching):
                 "max_batch_size": 64,
             },
             "not": _VERSION_AND_ALIAS,
+            "dependentRequired": {
+                "feature_refs": ["entity_key"],
+                "entity_key": ["feature_refs"],
+            },
         },
     )
 
@@ -73,11 +102,15 @@ class DeploymentCreate(_Batching):
     alias: str | None = Field(
         None, min_length=1, max_length=63, pattern=REF_PATTERN, description="An alias to follow"
     )
+    feature_refs: FeatureRefs = None
+    entity_key: EntityKey = None
 
     @model_validator(mode="after")
     def _one_reference(self) -> DeploymentCreate:
         if self.version is not None and self.alias is not None:
             raise ValueError("give either version or alias, not both")
+        if (self.feature_refs is None) != (self.entity_key is None):
+            raise ValueError("give feature_refs and entity_key together, or neither")
         return self
 
 
@@ -144,6 +177,12 @@ class Deployment(BaseModel):
     created_by: str = Field(json_schema_extra={"readOnly": True})
     created_at: datetime = Field(json_schema_extra={"readOnly": True})
     updated_at: datetime = Field(json_schema_extra={"readOnly": True})
+    feature_refs: list[str] = Field(
+        default_factory=list, description="Inputs looked up online at prediction time, if any"
+    )
+    entity_key: str | None = Field(
+        None, description="The join key a Predict request carries to have them looked up"
+    )
 
 
 class DeploymentListResponse(BaseModel):

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ml_platform.core.errors import AlreadyExists, FieldViolation, InvalidArgument
 from ml_platform.core.ids import new_id
-from ml_platform.store.base import Base, UTCDateTime, is_foreign_key_violation, utcnow
+from ml_platform.store.base import Base, JSONType, UTCDateTime, is_foreign_key_violation, utcnow
 from ml_platform.store.records import Page
 
 
@@ -61,6 +61,9 @@ class DeploymentRow(Base):
     created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # inputs looked up in feature views at prediction time (migration 0014); NULL: none
+    feature_refs: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
+    entity_key: Mapped[str | None] = mapped_column(String(63), nullable=True)
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class DeploymentRecord:
     created_by: str
     created_at: datetime
     updated_at: datetime
+    feature_refs: tuple[str, ...] = ()
+    entity_key: str | None = None
 
     @property
     def reference(self) -> str:
@@ -106,6 +111,8 @@ def _record(row: DeploymentRow) -> DeploymentRecord:
         created_by=row.created_by,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        feature_refs=tuple(row.feature_refs or ()),
+        entity_key=row.entity_key,
     )
 
 
@@ -126,6 +133,8 @@ class DeploymentRepository:
         max_batch_size: int,
         max_batch_delay_ms: float,
         created_by: str,
+        feature_refs: list[str] | None = None,
+        entity_key: str | None = None,
     ) -> DeploymentRecord:
         now = utcnow()
         row = DeploymentRow(
@@ -144,6 +153,8 @@ class DeploymentRepository:
             created_by=created_by,
             created_at=now,
             updated_at=now,
+            feature_refs=feature_refs or None,
+            entity_key=entity_key,
         )
         try:
             with self._session.begin_nested():

@@ -33,6 +33,8 @@ class Deployment(BaseModel):
     alias: Optional[StrictStr] = Field(default=None, description="The alias followed, if any")
     created_at: datetime
     created_by: StrictStr
+    entity_key: Optional[StrictStr] = Field(default=None, description="The join key a Predict request carries to have them looked up")
+    feature_refs: Optional[List[StrictStr]] = Field(default=None, description="Inputs looked up online at prediction time, if any")
     id: StrictStr
     max_batch_delay_ms: Union[StrictFloat, StrictInt]
     max_batch_size: Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]
@@ -44,7 +46,7 @@ class Deployment(BaseModel):
     target_version: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = Field(default=None, description="The version the deployment should serve now")
     updated_at: datetime
     version: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=-9223372036854775808)]] = Field(default=None, description="The pinned version, if any")
-    __properties: ClassVar[List[str]] = ["alias", "created_at", "created_by", "id", "max_batch_delay_ms", "max_batch_size", "model", "name", "serving_version", "status", "status_message", "target_version", "updated_at", "version"]
+    __properties: ClassVar[List[str]] = ["alias", "created_at", "created_by", "entity_key", "feature_refs", "id", "max_batch_delay_ms", "max_batch_size", "model", "name", "serving_version", "status", "status_message", "target_version", "updated_at", "version"]
 
     model_config = ConfigDict(
         validate_by_name=True,
@@ -106,6 +108,11 @@ class Deployment(BaseModel):
         if self.alias is None and "alias" in self.model_fields_set:
             _dict['alias'] = None
 
+        # set to None if entity_key (nullable) is None
+        # and model_fields_set contains the field
+        if self.entity_key is None and "entity_key" in self.model_fields_set:
+            _dict['entity_key'] = None
+
         # set to None if serving_version (nullable) is None
         # and model_fields_set contains the field
         if self.serving_version is None and "serving_version" in self.model_fields_set:
@@ -136,6 +143,8 @@ class Deployment(BaseModel):
             "alias": obj.get("alias"),
             "created_at": obj.get("created_at"),
             "created_by": obj.get("created_by"),
+            "entity_key": obj.get("entity_key"),
+            "feature_refs": obj.get("feature_refs"),
             "id": obj.get("id"),
             "max_batch_delay_ms": obj.get("max_batch_delay_ms"),
             "max_batch_size": obj.get("max_batch_size"),

@@ -29,13 +29,15 @@ class DeploymentCreate(BaseModel):
     Serve `model` at `version`, or follow `alias` (default: `latest`) as it moves.
     """ # noqa: E501
     alias: Optional[Annotated[str, Field(min_length=1, strict=True, max_length=63)]] = Field(default=None, description="An alias to follow")
+    entity_key: Optional[Annotated[str, Field(min_length=1, strict=True, max_length=63)]] = Field(default=None, description="The join key (of the feature views' entity) a Predict request carries as a feature to have `feature_refs` looked up; needs `feature_refs`")
+    feature_refs: Optional[Annotated[List[Annotated[str, Field(strict=True)]], Field(min_length=1, max_length=1000)]] = Field(default=None, description="Inputs looked up online at prediction time, as `<view>:<feature>`: a Predict request carrying only `entity_key` gets these features from the feature views (the model's inputs are matched by feature name); needs `entity_key`")
     max_batch_delay_ms: Optional[Union[Annotated[float, Field(le=1000.0, strict=True, ge=0.0)], Annotated[int, Field(le=1000, strict=True, ge=0)]]] = Field(default=2.0, description="Longest a request waits for others to join its batch (never when idle)")
     max_batch_size: Optional[Annotated[int, Field(le=4096, strict=True, ge=1)]] = Field(default=32, description="Most requests gathered into one model call")
     model: Annotated[str, Field(min_length=1, strict=True, max_length=63)]
     name: Annotated[str, Field(min_length=1, strict=True, max_length=63)]
     version: Optional[Annotated[int, Field(le=2147483647, strict=True, ge=1)]] = Field(default=None, description="A fixed version number")
     additional_properties: Dict[str, Any] = {}
-    __properties: ClassVar[List[str]] = ["alias", "max_batch_delay_ms", "max_batch_size", "model", "name", "version"]
+    __properties: ClassVar[List[str]] = ["alias", "entity_key", "feature_refs", "max_batch_delay_ms", "max_batch_size", "model", "name", "version"]
 
     @field_validator('alias', mode="before")
     def alias_validate_regular_expression(cls, value):
@@ -45,6 +47,16 @@ class DeploymentCreate(BaseModel):
 
         if isinstance(value, str) and not re.match(r"^[a-z][a-z0-9-]*$", value):
             raise ValueError(r"must validate the regular expression /^[a-z][a-z0-9-]*$/")
+        return value
+
+    @field_validator('entity_key', mode="before")
+    def entity_key_validate_regular_expression(cls, value):
+        """Validates the regular expression"""
+        if value is None:
+            return value
+
+        if isinstance(value, str) and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
+            raise ValueError(r"must validate the regular expression /^[A-Za-z_][A-Za-z0-9_]*$/")
         return value
 
     @field_validator('model', mode="before")
@@ -112,6 +124,16 @@ class DeploymentCreate(BaseModel):
         if self.alias is None and "alias" in self.model_fields_set:
             _dict['alias'] = None
 
+        # set to None if entity_key (nullable) is None
+        # and model_fields_set contains the field
+        if self.entity_key is None and "entity_key" in self.model_fields_set:
+            _dict['entity_key'] = None
+
+        # set to None if feature_refs (nullable) is None
+        # and model_fields_set contains the field
+        if self.feature_refs is None and "feature_refs" in self.model_fields_set:
+            _dict['feature_refs'] = None
+
         # set to None if version (nullable) is None
         # and model_fields_set contains the field
         if self.version is None and "version" in self.model_fields_set:
@@ -130,6 +152,8 @@ class DeploymentCreate(BaseModel):
 
         _obj = cls.model_validate({
             "alias": obj.get("alias"),
+            "entity_key": obj.get("entity_key"),
+            "feature_refs": obj.get("feature_refs"),
             "max_batch_delay_ms": obj.get("max_batch_delay_ms") if obj.get("max_batch_delay_ms") is not None else 2.0,
             "max_batch_size": obj.get("max_batch_size") if obj.get("max_batch_size") is not None else 32,
             "model": obj.get("model"),
