@@ -137,7 +137,10 @@ class Settings(BaseSettings):
     tenant_max_storage_bytes: int | None = Field(
         default=None,
         ge=0,
-        description="Default quota: model artifact bytes per tenant (more: 429); unset: no limit",
+        description=(
+            "Default quota: bytes stored per tenant (data files, code packages, model "
+            "artifacts; more: 429); unset: no limit"
+        ),
     )
     scheduler_interval_seconds: float = Field(default=0.5, gt=0)
     cancel_grace_seconds: float = Field(default=10.0, ge=0)

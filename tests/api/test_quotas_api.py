@@ -254,8 +254,9 @@ def test_max_storage_bytes(
         instance=path,
         detail=(
             f"tenant quota max_storage_bytes is {3 * size}: the tenant already stores "
-            f"{3 * size} bytes of model artifacts and this version adds {size}; delete "
-            "model versions you no longer need, or ask an administrator to raise the quota"
+            f"{3 * size} bytes (data files, code packages, model artifacts) and this version "
+            f"adds {size}; delete data files or model versions you no longer need, or ask an "
+            "administrator to raise the quota"
         ),
         limit="max_storage_bytes",
         value=3 * size,

@@ -23,6 +23,15 @@ is hashed again when listed. Listing shows regular files only, ordered by path.
 Deleting a directory is not supported (409): delete its files; directories left empty by a
 delete are removed.
 
+Every file uploaded through the area is charged to the tenant's storage quota
+(``max_storage_bytes``, ``ml_platform.governance.storage_ledger``): an upload declared larger
+than what the tenant may still store, or a stream that passes it, is refused (429
+``QUOTA_EXCEEDED``) before anything is published, and the scratch file goes; the publish
+itself (rename or commit) happens inside the transaction that checks the quota and writes the
+file's ``stored_objects`` row. An overwrite is charged its new size instead of the old one; a
+delete drops the charge. Files a job writes into the area are not charged (nothing publishes
+them through here).
+
 With a remote storage (``ML_PLATFORM_STORAGE_URI=s3://...``) the area is
 ``<storage>/tenants/<tenant_id>/data/`` instead, the same objects every replica and every job
 reads (``PathPolicy`` resolves ``data/...`` there). Uploads stream into a temporary object
@@ -41,9 +50,10 @@ import os
 import secrets
 import stat
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from ml_platform.core.errors import (
     Conflict,
@@ -53,8 +63,11 @@ from ml_platform.core.errors import (
     PayloadTooLarge,
     Unavailable,
 )
+from ml_platform.governance.storage_ledger import StorageAllowance, StorageLedger, StoredObjectKind
 from ml_platform.jobs.paths import PathPolicy
-from ml_platform.storage import PendingObject, Storage
+from ml_platform.storage import PendingObject, Storage, StoredObject
+
+T = TypeVar("T")
 
 __all__ = [
     "DATA_PREFIX",
@@ -82,6 +95,37 @@ _BIDI_CONTROLS = frozenset(
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 )
 _REJECTED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+UPLOAD_WHAT = "this upload"  # what a refused upload is called in the quota's problem
+
+
+@dataclass(frozen=True)
+class _Charge:
+    """One file's charge to its tenant's storage quota (no ledger: nothing is charged)."""
+
+    ledger: StorageLedger | None
+    tenant_id: str
+    key: str
+    allowance: StorageAllowance | None = None
+
+    def check(self, size: int, *, at_least: bool) -> None:
+        """Refuse (429) when ``size`` bytes would not fit the allowance read at the start."""
+        allowance = self.allowance
+        if self.ledger is not None and allowance is not None and not allowance.admits(size):
+            raise self.ledger.refuse(allowance.refusal(size, UPLOAD_WHAT, at_least=at_least))
+
+    def publish(self, size: int, publish: Callable[[], T]) -> T:
+        """``publish()`` the file charged ``size`` bytes, the quota checked first (locked)."""
+        if self.ledger is None:
+            return publish()
+        return self.ledger.record(
+            self.tenant_id, StoredObjectKind.DATA, self.key, size, publish, what=UPLOAD_WHAT
+        )
+
+    def forget(self, remove: Callable[[], None]) -> None:
+        if self.ledger is None:
+            remove()
+        else:
+            self.ledger.forget(self.tenant_id, StoredObjectKind.DATA, self.key, remove)
 
 
 @dataclass(frozen=True)
@@ -216,7 +260,13 @@ class DataUpload:
     """One upload in progress: bytes go to a temporary file beside the target."""
 
     def __init__(
-        self, parts: tuple[str, ...], dir_fds: list[int], tmp_name: str, fd: int, limit: int
+        self,
+        parts: tuple[str, ...],
+        dir_fds: list[int],
+        tmp_name: str,
+        fd: int,
+        limit: int,
+        charge: _Charge,
     ) -> None:
         self._parts = parts
         self._dir_fds = dir_fds
@@ -224,6 +274,7 @@ class DataUpload:
         self._tmp_name = tmp_name
         self._fd: int | None = fd
         self._limit = limit
+        self._charge = charge
         self._hasher = hashlib.sha256()
         self.size = 0
         self._done = False
@@ -238,12 +289,29 @@ class DataUpload:
             "(ML_PLATFORM_MAX_DATA_UPLOAD_BYTES)"
         )
 
+    def check_received(self, total: int) -> None:
+        """Refuse (429 ``QUOTA_EXCEEDED``) as soon as ``total`` bytes received pass what the
+        tenant may still store; past the size limit the 413 answers instead."""
+        if total <= self._limit:
+            self._charge.check(total, at_least=True)
+
+    def _admit(self, chunk: bytes) -> None:
+        """Before ``chunk`` is written: the size limit (413), then the quota (429); either
+        aborts the upload."""
+        total = self.size + len(chunk)
+        if total > self._limit:
+            self.abort()
+            raise self.too_large()
+        try:
+            self.check_received(total)
+        except BaseException:
+            self.abort()
+            raise
+
     def write(self, chunk: bytes) -> None:
         if self._fd is None:
             raise Conflict(f"{self.path}: the upload is already finished")
-        if self.size + len(chunk) > self._limit:
-            self.abort()
-            raise self.too_large()
+        self._admit(chunk)
         view = memoryview(chunk)
         try:
             while view:
@@ -271,14 +339,19 @@ class DataUpload:
             digest = self._hasher.hexdigest()
             with contextlib.suppress(OSError):
                 os.setxattr(fd, SHA_XATTR, _stamp(digest, st))
-            created = self._make_room(name)
-            os.rename(self._tmp_name, name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
-            self._done = True
-            with contextlib.suppress(OSError):
-                os.fsync(self._dir_fd)
+            created = self._charge.publish(st.st_size, lambda: self._publish(name))
         finally:
             self.abort()
         return DataFileInfo(self.path, st.st_size, digest, _mtime(st)), created
+
+    def _publish(self, name: str) -> bool:
+        """Rename the temporary file over the target; whether nothing was there before."""
+        created = self._make_room(name)
+        os.rename(self._tmp_name, name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+        self._done = True
+        with contextlib.suppress(OSError):
+            os.fsync(self._dir_fd)
+        return created
 
     def _make_room(self, name: str) -> bool:
         """True when nothing is there yet; an empty directory of that name goes away."""
@@ -335,20 +408,24 @@ class _StoredUpload(DataUpload):
     """An upload into a remote storage: a pending object, published on commit."""
 
     def __init__(
-        self, parts: tuple[str, ...], area: _StoredArea, pending: PendingObject, limit: int
+        self,
+        parts: tuple[str, ...],
+        area: _StoredArea,
+        pending: PendingObject,
+        limit: int,
+        charge: _Charge,
     ) -> None:
         self._parts = parts
         self._area = area
         self._pending: PendingObject | None = pending
         self._limit = limit
+        self._charge = charge
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
         if self._pending is None:
             raise Conflict(f"{self.path}: the upload is already finished")
-        if self.size + len(chunk) > self._limit:
-            self.abort()
-            raise self.too_large()
+        self._admit(chunk)
         self._pending.write(chunk)
         self.size += len(chunk)
 
@@ -356,12 +433,17 @@ class _StoredUpload(DataUpload):
         if self._pending is None:
             raise Conflict(f"{self.path}: the upload is already finished")
         pending, self._pending = self._pending, None
+
+        def publish() -> StoredObject:
+            stored = pending.commit()
+            self._area.record(self._parts, stored.sha256, stored.size_bytes)
+            return stored
+
         try:
             created = not self._area.storage.exists(pending.key)
-            stored = pending.commit()
+            stored = self._charge.publish(self.size, publish)
         finally:
             pending.abort()
-        self._area.record(self._parts, stored.sha256, stored.size_bytes)
         return self._area.info(self._parts, stored.sha256, stored.size_bytes), created
 
     def abort(self) -> None:
@@ -434,16 +516,43 @@ class _StoredArea:
         return self.info(parts, sha256, size)
 
 
+def _delete_stored(stored: _StoredArea, parts: tuple[str, ...]) -> None:
+    shown = _shown_path(parts)
+    if stored.storage.file_size(stored.key(parts)) is None:
+        if stored.storage.list(stored.key(parts)):
+            raise Conflict(
+                f"{shown} is a directory; delete its files one by one (list them with "
+                f"GET /v1/data?prefix={'/'.join(parts)}/)"
+            )
+        raise NotFound(f"{shown} not found in your data area")
+    stored.storage.delete(stored.key(parts))
+    stored.storage.delete(stored.meta_key(parts))
+
+
 class DataArea:
     """Upload, list, read and delete the files of each tenant's ``data/`` directory."""
 
     def __init__(
-        self, paths: PathPolicy, max_upload_bytes: int, storage: Storage | None = None
+        self,
+        paths: PathPolicy,
+        max_upload_bytes: int,
+        storage: Storage | None = None,
+        ledger: StorageLedger | None = None,
     ) -> None:
-        """``storage``: the platform's storage; used when the tenant area is remote in it."""
+        """``storage``: the platform's storage; used when the tenant area is remote in it.
+        ``ledger``: charges uploads to the tenant's storage quota (None: nothing is charged)."""
         self._paths = paths
         self.max_upload_bytes = max_upload_bytes
         self._storage = storage
+        self._ledger = ledger
+
+    def _charge(self, tenant_id: str, parts: tuple[str, ...], *, upload: bool) -> _Charge:
+        """The file's charge; for an upload with the allowance it starts with."""
+        key = _shown_path(parts)
+        if self._ledger is None or not upload:
+            return _Charge(self._ledger, tenant_id, key)
+        allowance = self._ledger.allowance(tenant_id, StoredObjectKind.DATA, key)
+        return _Charge(self._ledger, tenant_id, key, allowance)
 
     def _stored(self, tenant_id: str) -> _StoredArea | None:
         if self._storage is None or self._storage.is_local:
@@ -527,10 +636,13 @@ class DataArea:
                 f"{_shown_path(parts)}: the upload is larger than the "
                 f"{self.max_upload_bytes}-byte limit (ML_PLATFORM_MAX_DATA_UPLOAD_BYTES)"
             )
+        charge = self._charge(tenant_id, parts, upload=True)
+        if declared_size is not None:
+            charge.check(declared_size, at_least=False)  # before any scratch file exists
         stored = self._stored(tenant_id)
         if stored is not None:
             pending = stored.storage.begin(stored.key(parts))
-            return _StoredUpload(parts, stored, pending, self.max_upload_bytes)
+            return _StoredUpload(parts, stored, pending, self.max_upload_bytes, charge)
         for attempt in range(3):  # a concurrent delete may prune a directory we just made
             fds = self._open_dirs(tenant_id, parts[:-1], create=True)
             assert fds is not None
@@ -550,7 +662,7 @@ class DataArea:
             except BaseException:
                 _close_all(fds)
                 raise
-            return DataUpload(parts, fds, tmp_name, fd, self.max_upload_bytes)
+            return DataUpload(parts, fds, tmp_name, fd, self.max_upload_bytes, charge)
         raise AssertionError("unreachable")
 
     def open_file(self, tenant_id: str, path: str) -> DataFileReader:
@@ -587,19 +699,15 @@ class DataArea:
     def delete(self, tenant_id: str, path: str) -> None:
         """Remove one file; directories it leaves empty go too. A directory itself: 409."""
         parts = parse_path(path)
-        shown = _shown_path(parts)
         stored = self._stored(tenant_id)
+        charge = self._charge(tenant_id, parts, upload=False)
         if stored is not None:
-            if stored.storage.file_size(stored.key(parts)) is None:
-                if stored.storage.list(stored.key(parts)):
-                    raise Conflict(
-                        f"{shown} is a directory; delete its files one by one (list them with "
-                        f"GET /v1/data?prefix={'/'.join(parts)}/)"
-                    )
-                raise NotFound(f"{shown} not found in your data area")
-            stored.storage.delete(stored.key(parts))
-            stored.storage.delete(stored.meta_key(parts))
-            return
+            charge.forget(lambda: _delete_stored(stored, parts))
+        else:
+            charge.forget(lambda: self._delete_local(tenant_id, parts))
+
+    def _delete_local(self, tenant_id: str, parts: tuple[str, ...]) -> None:
+        shown = _shown_path(parts)
         fds = self._open_dirs(tenant_id, parts[:-1], create=False)
         if fds is None:
             raise NotFound(f"{shown} not found in your data area")

@@ -9,7 +9,10 @@ Two kinds of limit:
   where the resource is created (``admit``), inside the creating transaction, after
   serializing the tenant's creations (``QuotaRepository.lock_tenant``): two submits racing at
   the limit cannot both pass. Over one: ``QuotaExceeded`` (429 ``QUOTA_EXCEEDED``, naming the
-  limit, its value and the current usage).
+  limit, its value and the current usage). ``max_storage_bytes`` counts every byte a tenant
+  stores: its data files and the code packages it owns (``stored_objects``, charged by
+  ``ml_platform.governance.storage_ledger`` before each is published) and its model versions'
+  artifacts.
 
 Each limit is the tenant's override (stored, set by administrators) or else the platform
 default from Settings; ``None`` is "no limit". Usage is counted from the store.
@@ -75,6 +78,9 @@ class Limit(str, Enum):
 HARD_LIMITS = frozenset({Limit.QUEUED_JOBS, Limit.DEPLOYMENTS, Limit.STORAGE_BYTES})
 INTEGER_LIMITS = frozenset(set(Limit) - {Limit.CPU_CORES, Limit.MEMORY_GB})
 
+STORED_WHAT = "bytes (data files, code packages, model artifacts)"
+"""What ``max_storage_bytes`` counts, as its messages say it."""
+
 # what the usage of each limit counts, for messages: "2 jobs pending", "3 GPUs in use"
 _USAGE_PHRASE: dict[Limit, str] = {
     Limit.CONCURRENT_JOBS: "concurrent jobs running",
@@ -83,12 +89,12 @@ _USAGE_PHRASE: dict[Limit, str] = {
     Limit.MEMORY_GB: "GB of memory in use",
     Limit.QUEUED_JOBS: "jobs pending",
     Limit.DEPLOYMENTS: "deployments",
-    Limit.STORAGE_BYTES: "bytes of model artifacts stored",
+    Limit.STORAGE_BYTES: STORED_WHAT,
 }
 _WHAT_TO_DO: dict[Limit, str] = {
     Limit.QUEUED_JOBS: "wait until some of them start or cancel one",
     Limit.DEPLOYMENTS: "delete a deployment first",
-    Limit.STORAGE_BYTES: "delete model versions you no longer need",
+    Limit.STORAGE_BYTES: "delete data files or model versions you no longer need",
 }
 
 
@@ -100,7 +106,10 @@ _DESCRIBED: dict[Limit, tuple[str, str]] = {
     Limit.MEMORY_GB: ("GB", "Memory the running jobs hold"),
     Limit.QUEUED_JOBS: ("jobs", "Jobs waiting to start (pending)"),
     Limit.DEPLOYMENTS: ("deployments", "Deployments"),
-    Limit.STORAGE_BYTES: ("bytes", "Model artifact bytes stored (every version)"),
+    Limit.STORAGE_BYTES: (
+        "bytes",
+        "Bytes stored: data files, code packages (each owner is charged), model artifacts",
+    ),
 }
 
 
@@ -190,12 +199,23 @@ def _show(value: Number) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def exceeded(limit: Limit, value: Number, usage: Number, adding: Number = 1) -> QuotaExceeded:
-    """The error for a refused creation: names the limit, its value and the usage."""
+def exceeded(
+    limit: Limit,
+    value: Number,
+    usage: Number,
+    adding: Number = 1,
+    *,
+    what: str = "this version",
+    at_least: bool = False,
+) -> QuotaExceeded:
+    """The error for a refused creation: names the limit, its value and the usage; for
+    storage also what the refused object (``what``) adds (``at_least``: a streamed upload
+    refused before its end)."""
     if limit is Limit.STORAGE_BYTES:
+        adds = f"at least {_show(adding)}" if at_least else _show(adding)
         detail = (
             f"tenant quota {limit.value} is {_show(value)}: the tenant already stores "
-            f"{_show(usage)} bytes of model artifacts and this version adds {_show(adding)}"
+            f"{_show(usage)} {STORED_WHAT} and {what} adds {adds}"
         )
     else:
         detail = (
@@ -283,8 +303,12 @@ class QuotaService:
         repo.lock_tenant(tenant_id)
         usage = _usage_of(repo, tenant_id, limit)
         if usage + adding > value:
-            self._reject(limit)
+            self.count_rejection(limit)
             raise exceeded(limit, value, usage, adding)
+
+    def limit_in(self, session: Session, tenant_id: str, limit: Limit) -> Number | None:
+        """The tenant's ``limit`` in force, read in the caller's session."""
+        return effective(self.defaults, QuotaRepository(session).overrides(tenant_id)).of(limit)
 
     def precheck(self, tenant_id: str, limit: Limit, adding: Number) -> None:
         """``admit`` without the lock, before expensive work (copying an artifact); the
@@ -296,10 +320,11 @@ class QuotaService:
                 return
             usage = _usage_of(repo, tenant_id, limit)
         if usage + adding > value:
-            self._reject(limit)
+            self.count_rejection(limit)
             raise exceeded(limit, value, usage, adding)
 
-    def _reject(self, limit: Limit) -> None:
+    def count_rejection(self, limit: Limit) -> None:
+        """Tell the observer (``/metrics``) that ``limit`` refused a creation."""
         try:
             self.on_rejection(limit.value)
         except Exception:  # an observer never turns a 429 into a 500

@@ -11,6 +11,14 @@ Unpacking (``ml_platform.archives``, shared with the registry's archive uploads)
 with ``InvalidArgument``: absolute member names, ``..`` components, symlinks or hard links,
 device files, FIFOs, and archives whose total uncompressed size or file count exceed the
 limits (zip bombs). The tree is unpacked into a fresh directory, then renamed into place.
+
+Storage quota: a package counts in each owner's ``max_storage_bytes`` at its archive size,
+once per owning tenant (a ``stored_objects`` row, ``ml_platform.governance.storage_ledger``).
+A tenant's first upload of the bytes is checked before it is unpacked (without a lock) and
+again, locked, in the transaction that writes its owner record and its row; a re-upload by an
+owner adds nothing and is never refused. The shared blob is written before that transaction:
+a refusal there (only a race between two of the tenant's uploads) leaves a blob no tenant
+owns, which nobody can name until someone uploads the same bytes.
 """
 
 from __future__ import annotations
@@ -29,12 +37,14 @@ from typing import IO
 
 from ml_platform.archives import ArchiveLimits, unpack_archive
 from ml_platform.core.errors import InvalidArgument, NotFound, PayloadTooLarge
+from ml_platform.governance.storage_ledger import StorageLedger, StoredObjectKind
 from ml_platform.storage import ObjectExists, Storage
 
 logger = logging.getLogger(__name__)
 
 PACKAGE_ID_PREFIX = "sha256:"
 PACKAGES_PREFIX = "code-packages/"
+PACKAGE_WHAT = "this code package"  # what a refused package is called in the quota's problem
 
 
 @dataclass(frozen=True)
@@ -78,12 +88,13 @@ class CodePackageStore:
     def limits(self) -> CodePackageLimits:
         return self._limits
 
-    def begin_upload(self, tenant_id: str) -> PackageUpload:
+    def begin_upload(self, tenant_id: str, ledger: StorageLedger | None = None) -> PackageUpload:
         """Start receiving an archive: its bytes stream to a scratch file, hashed on the way,
-        and are refused (``PayloadTooLarge``) as soon as they pass the archive limit."""
+        and are refused (``PayloadTooLarge``) as soon as they pass the archive limit.
+        ``ledger``: charges the package to the tenant's storage quota (None: not charged)."""
         _safe_name(tenant_id)
         self._cache.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return PackageUpload(self, tenant_id)
+        return PackageUpload(self, tenant_id, ledger)
 
     def save(self, tenant_id: str, data: bytes) -> CodePackage:
         """Validate, unpack and store ``data``; idempotent for identical bytes."""
@@ -94,11 +105,16 @@ class CodePackageStore:
         finally:
             upload.abort()
 
-    def _save_file(self, tenant_id: str, archive: Path, digest: str) -> tuple[CodePackage, bool]:
+    def _save_file(
+        self, tenant_id: str, archive: Path, digest: str, ledger: StorageLedger | None = None
+    ) -> tuple[CodePackage, bool]:
         """Store the received archive ``archive`` (SHA-256 ``digest``) for the tenant; the
         package and whether this tenant had uploaded the same bytes before."""
         owner = _owner_key(digest, tenant_id)
         existed = self._storage.exists(owner)
+        key, size = PACKAGE_ID_PREFIX + digest, archive.stat().st_size
+        if ledger is not None and not existed:  # before the unpacking work
+            ledger.precheck(tenant_id, StoredObjectKind.CODE_PACKAGE, key, size, PACKAGE_WHAT)
         # A tenant's first upload of these bytes does the whole work (unpack and check into a
         # staging directory) even when another tenant's blob exists, then drops its copy: the
         # answer and its cost do not tell whether someone else uploaded this code.
@@ -107,7 +123,18 @@ class CodePackageStore:
             if not self._storage.exists(_meta_key(digest)):
                 self._storage.put_file(_archive_key(digest), archive)
                 self._storage.put_bytes(_meta_key(digest), f"{files} {unpacked_bytes}\n".encode())
-        self._record_owner(digest, tenant_id)
+        if ledger is None:
+            self._record_owner(digest, tenant_id)
+        else:  # an owner's re-upload only makes sure its charge is there (older packages)
+            ledger.record(
+                tenant_id,
+                StoredObjectKind.CODE_PACKAGE,
+                key,
+                size,
+                lambda: self._record_owner(digest, tenant_id),
+                what=PACKAGE_WHAT,
+                check=not existed,
+            )
         return self._describe(digest, tenant_id), existed
 
     def _unpack(self, digest: str, archive: bytes | Path) -> tuple[int, int]:
@@ -221,9 +248,12 @@ class PackageUpload:
     into a SHA-256, so neither the bytes nor a second pass over them is needed to name the
     package. ``save`` validates and publishes it; ``abort`` (always safe) drops the file."""
 
-    def __init__(self, store: CodePackageStore, tenant_id: str) -> None:
+    def __init__(
+        self, store: CodePackageStore, tenant_id: str, ledger: StorageLedger | None = None
+    ) -> None:
         self._store = store
         self._tenant_id = tenant_id
+        self._ledger = ledger
         self.limit = store.limits.max_archive_bytes
         fd, name = tempfile.mkstemp(prefix=".upload-", suffix=".archive", dir=store._cache)
         self._path = Path(name)
@@ -257,7 +287,9 @@ class PackageUpload:
         try:
             if not self.size:
                 raise InvalidArgument("code package is empty")
-            return self._store._save_file(self._tenant_id, self._path, self._digest.hexdigest())
+            return self._store._save_file(
+                self._tenant_id, self._path, self._digest.hexdigest(), self._ledger
+            )
         finally:
             self._path.unlink(missing_ok=True)
 

@@ -2,7 +2,8 @@
 
 One ``tenant_quotas`` row per tenant that has any override (migration 0008_quotas); a NULL
 column means "the platform default" (Settings). Usage is always computed from the rows that
-hold it (jobs, deployments, model versions), never kept in a counter that could drift.
+hold it (jobs, deployments, model versions, stored objects), never kept in a counter that
+could drift.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ml_platform.store.base import Base, UTCDateTime, utcnow
 from ml_platform.store.deployments import DeploymentRow
 from ml_platform.store.jobs import JobRow
 from ml_platform.store.models import ModelVersionRow
+from ml_platform.store.stored_objects import StoredObjectRepository
 from ml_platform.store.tenants import TenantRow
 
 
@@ -161,8 +163,10 @@ class QuotaRepository:
         )
 
     def stored_bytes(self, tenant_id: str) -> int:
-        """The artifact bytes of every model version the tenant holds."""
-        return int(
+        """Every byte the tenant stores: its data files and the code packages it owns
+        (``stored_objects``) and the artifact of every model version it holds (each counted
+        from its own row, once)."""
+        artifacts = int(
             self._session.scalar(
                 select(func.coalesce(func.sum(ModelVersionRow.size_bytes), 0)).where(
                     ModelVersionRow.tenant_id == tenant_id
@@ -170,3 +174,4 @@ class QuotaRepository:
             )
             or 0
         )
+        return artifacts + StoredObjectRepository(self._session).total(tenant_id)

@@ -17,6 +17,7 @@ from ml_platform.core.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from ml_platform.governance.storage_ledger import StorageLedger
 from ml_platform.jobs.code_packages import CodePackage as PackageRecord
 from ml_platform.jobs.code_packages import PackageUpload
 from ml_platform.jobs.engine import JobEngine
@@ -169,7 +170,8 @@ async def create_code_package(
     entrypoint then runs from its root.
     """
     engine = _engine(context)
-    upload = await run_in_threadpool(engine.packages.begin_upload, principal.tenant_id)
+    ledger = StorageLedger(context.db, context.quotas)  # counts in max_storage_bytes
+    upload = await run_in_threadpool(engine.packages.begin_upload, principal.tenant_id, ledger)
     try:
         await _receive_archive(request, upload)
         package, existed = await run_in_threadpool(upload.save)

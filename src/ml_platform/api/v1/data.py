@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -24,7 +25,9 @@ from ml_platform.data.service import (
     RESERVED_PREFIX,
     DataArea,
     DataFileInfo,
+    DataUpload,
 )
+from ml_platform.governance.storage_ledger import StorageLedger
 from ml_platform.jobs.paths import PathPolicy
 
 router = APIRouter(prefix="/v1/data", tags=["Data"])
@@ -105,17 +108,28 @@ class DataFileList(BaseModel):
 
 def _area(context: ContextDep) -> DataArea:
     settings = context.settings
+    ledger = StorageLedger(context.db, context.quotas)  # uploads count in max_storage_bytes
     if context.engine is not None:
         paths = context.engine.paths  # the very policy jobs' data_path is checked against
-        return DataArea(paths, settings.max_data_upload_bytes, context.engine.storage)
+        return DataArea(paths, settings.max_data_upload_bytes, context.engine.storage, ledger)
     paths = PathPolicy(settings.data_dir, settings.shared_read_roots)
-    return DataArea(paths, settings.max_data_upload_bytes)
+    return DataArea(paths, settings.max_data_upload_bytes, ledger=ledger)
 
 
 def _wire(info: DataFileInfo) -> DataFile:
     return DataFile(
         path=info.path, size_bytes=info.size_bytes, sha256=info.sha256, modified_at=info.modified_at
     )
+
+
+async def _within_quota(chunks: AsyncIterator[bytes], upload: DataUpload) -> AsyncIterator[bytes]:
+    """The body's chunks, refused (429) the moment they pass what the tenant may still
+    store, before the rest is read (as ``stream_into`` refuses the size limit)."""
+    received = 0
+    async for chunk in chunks:
+        received += len(chunk)
+        upload.check_received(received)
+        yield chunk
 
 
 def _declared_length(request: Request) -> int | None:
@@ -182,7 +196,7 @@ async def upload_data_file(
         area.begin_upload, principal.tenant_id, path, _declared_length(request)
     )
     try:
-        await stream_into(request.stream(), upload, area.max_upload_bytes)
+        await stream_into(_within_quota(request.stream(), upload), upload, area.max_upload_bytes)
         info, created = await run_in_threadpool(upload.commit)
     except BaseException:
         upload.abort()
