@@ -30,7 +30,7 @@ from ml_platform.governance.storage_ledger import StorageLedger
 from ml_platform.jobs.paths import PathPolicy
 from ml_platform.storage import Storage
 from ml_platform.store.base import Base
-from tests.api.test_quotas_api import Admin, quotas_of
+from tests.api.test_quotas_api import Admin, _problem, _rejected, quotas_of
 from tests.api.version_rows import add_version_row
 from tests.conftest import Platform, Tenant
 from tests.s3_server import S3
@@ -80,25 +80,18 @@ def _refused(
     response: httpx.Response, *, instance: str, limit: int, usage: int, adds: str, what: str
 ) -> None:
     """The exact 429 problem of a refused storage quota."""
-    assert response.status_code == 429, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.headers["x-should-retry"] == "false"
-    assert response.json() == {
-        "type": "https://ml-platform.dev/problems/quota-exceeded",
-        "title": "Too Many Requests",
-        "status": 429,
-        "detail": (
-            f"tenant quota max_storage_bytes is {limit}: the tenant already stores {usage} "
-            f"{STORED} and {what} adds {adds}; {ADVICE}"
-        ),
-        "instance": instance,
-        "code": "QUOTA_EXCEEDED",
-        "request_id": response.headers["x-request-id"],
-        "errors": [],
-        "limit": "max_storage_bytes",
-        "limit_value": limit,
-        "usage": usage,
-    }
+    detail = (
+        f"tenant quota max_storage_bytes is {limit}: the tenant already stores {usage} "
+        f"{STORED} and {what} adds {adds}; {ADVICE}"
+    )
+    _problem(
+        response,
+        instance=instance,
+        detail=detail,
+        limit="max_storage_bytes",
+        value=limit,
+        usage=usage,
+    )
 
 
 def test_usage_is_data_plus_code_packages_plus_model_artifacts(
@@ -142,7 +135,9 @@ def test_a_data_upload_over_the_limit_is_429_and_stores_nothing(
     assert fits.status_code == 201, fits.text
     assert _usage(client) == 1000
 
+    rejected = _rejected(platform, "max_storage_bytes")
     refused = _put(client, "over.bin", b"o" * 1)  # declared by Content-Length
+    assert _rejected(platform, "max_storage_bytes") == rejected + 1  # /metrics counts it
     _refused(
         refused, instance="/v1/data/over.bin", limit=1000, usage=1000, adds="1", what="this upload"
     )
