@@ -56,6 +56,11 @@ def _signature(raw: dict[str, object] | None) -> ModelSignature | None:
     )
 
 
+def _identity(m: ServedModel) -> str:
+    """What a snapshot's revision covers for one model: a change to any of it re-rolls."""
+    return f"{m.key} {m.artifact_path} {m.entity_key} {','.join(m.feature_refs)}"
+
+
 class StoreDeploymentSource:
     def __init__(self, service: DeploymentService, store: ArtifactStore, cache_dir: Path) -> None:
         self._service = service
@@ -70,9 +75,8 @@ class StoreDeploymentSource:
                 served = self._served(desired)
                 if served is not None:
                     models.append(served)
-            digest = hashlib.sha256(
-                "\n".join(sorted(m.key + m.artifact_path for m in models)).encode()
-            ).hexdigest()[:16]
+            lines = sorted(map(_identity, models))
+            digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
             return DeploymentSnapshot(revision=digest, models=tuple(models))
 
     def _served(self, desired: DesiredDeployment) -> ServedModel | None:
@@ -112,6 +116,8 @@ class StoreDeploymentSource:
             max_batch_delay_ms=desired.max_batch_delay_ms,
             revision=f"{desired.generation}-{desired.sha256[:12]}",
             aliases=desired.aliases,
+            feature_refs=desired.feature_refs,
+            entity_key=desired.entity_key,
         )
 
     def _local_artifact(self, desired: DesiredDeployment) -> Path | None:

@@ -61,6 +61,9 @@ class ServedModel:
     max_batch_size: int = 32
     max_batch_delay_ms: float = 0.0
     revision: str = ""
+    feature_refs: tuple[str, ...] = ()
+    """Inputs looked up online (``view:feature``) when a request carries ``entity_key``."""
+    entity_key: str = ""
 
     @property
     def key(self) -> str:
@@ -85,6 +88,8 @@ class ServedModel:
             "max_batch_size": self.max_batch_size,
             "max_batch_delay_ms": self.max_batch_delay_ms,
             "revision": self.revision,
+            "feature_refs": list(self.feature_refs),
+            "entity_key": self.entity_key,
         }
 
     @classmethod
@@ -107,6 +112,8 @@ class ServedModel:
             max_batch_size=int(data.get("max_batch_size", 32)),
             max_batch_delay_ms=float(data.get("max_batch_delay_ms", 0.0)),
             revision=str(data.get("revision", "")),
+            feature_refs=tuple(str(r) for r in data.get("feature_refs", ())),
+            entity_key=str(data.get("entity_key", "")),
         )
 
 

@@ -116,7 +116,7 @@ def build_grpc_server(
         ("grpc.keepalive_permit_without_calls", 1),
     ]
     server = grpc.aio.server(options=options)
-    add_model_serving(ModelServingService(plane), server)
+    add_model_serving(ModelServingService(plane, features), server)
     server.add_generic_rpc_handlers((generic_handler(plane),))
     features_pb2_grpc.add_FeatureServingServicer_to_server(
         FeatureServingService(plane, features), server

@@ -10,6 +10,7 @@ import numpy as np
 from google.rpc import error_details_pb2
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument, PlatformError
+from ml_platform.features.lookup import OnlineFeatures
 from ml_platform.serving.adapters.batch_wire import (
     WireBatchRequest,
     encode_batch_response,
@@ -27,7 +28,12 @@ from ml_platform.serving.adapters.grpc_errors import (
     credentials,
     rpc_errors,
 )
+from ml_platform.serving.adapters.grpc_feature_inputs import (
+    entity_key_feature,
+    with_feature_inputs,
+)
 from ml_platform.serving.models import Principal
+from ml_platform.serving.plane import metrics
 from ml_platform.serving.plane.dataplane import DataPlane, InferRequest, deadline_after
 from ml_platform.serving.plane.ordered_stream import ordered_map
 from ml_platform.serving.plane.repository import LoadedModel
@@ -43,8 +49,9 @@ ITEM_ERRORS_KEY = "ml-platform-item-errors-bin"
 class ModelServingService(serving_pb2_grpc.ModelServingServicer):
     """Converts the seed's messages to ``DataPlane.infer`` requests and back; nothing else."""
 
-    def __init__(self, plane: DataPlane) -> None:
+    def __init__(self, plane: DataPlane, features: OnlineFeatures | None = None) -> None:
         self._plane = plane
+        self._features = features  # inputs of deployments with feature refs (None: no store)
 
     async def _principal(self, context: Context) -> Principal:
         api_key, bearer = credentials(context)
@@ -58,19 +65,23 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
             await self._principal(context), request.model_id, request.version
         )
         served = model.served
+        metadata = {
+            "model": served.model,
+            "aliases": ",".join(served.aliases),
+            "artifact_format": served.artifact_format.value,
+            "signature": served.signature.describe(),
+            "max_batch_size": str(served.max_batch_size),
+        }
+        if served.feature_refs:  # a Predict may send just this key
+            metadata["feature_refs"] = ",".join(served.feature_refs)
+            metadata["entity_key"] = served.entity_key
         return serving_pb2.ModelInfo(
             model_id=served.deployment,
             version=model.version_str,
             framework=served.framework or served.artifact_format.value,
             input_features=served.signature.input_names,
             output_labels=served.signature.outputs,
-            metadata={
-                "model": served.model,
-                "aliases": ",".join(served.aliases),
-                "artifact_format": served.artifact_format.value,
-                "signature": served.signature.describe(),
-                "max_batch_size": str(served.max_batch_size),
-            },
+            metadata=metadata,
         )
 
     def _predict_request(
@@ -85,13 +96,35 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
             deadline,
         )
 
+    async def _predict(
+        self, principal: Principal, request: serving_pb2.PredictRequest, deadline: float | None
+    ) -> serving_pb2.PredictResponse:
+        """Predict as today, unless the deployment (as resolved in memory) has feature refs
+        and the request carries its entity key: then its inputs are looked up first."""
+        try:
+            served = self._plane.resolve(principal, request.model_id, request.version).served
+        except PlatformError:  # answered (and counted) by infer, as for any request
+            served = None
+        key = entity_key_feature(served, request) if served is not None else None
+        if served is None or key is None:
+            return await self._plane.infer(principal, self._predict_request(request, deadline))
+        try:
+            request, used = await with_feature_inputs(
+                self._features, principal, served, request, key
+            )
+        except PlatformError as exc:  # counted as infer counts its refusals
+            metrics.count_prediction(principal.tenant_id, served.deployment, exc.code.value)
+            raise
+        response = await self._plane.infer(principal, self._predict_request(request, deadline))
+        response.features_used.extend(used)
+        return response
+
     @rpc_errors
     async def Predict(
         self, request: serving_pb2.PredictRequest, context: Context
     ) -> serving_pb2.PredictResponse:
         principal = await self._principal(context)
-        deadline = deadline_after(context.time_remaining())
-        return await self._plane.infer(principal, self._predict_request(request, deadline))
+        return await self._predict(principal, request, deadline_after(context.time_remaining()))
 
     @rpc_errors
     async def PredictBatch(  # type: ignore[override]
@@ -126,7 +159,7 @@ class ModelServingService(serving_pb2_grpc.ModelServingServicer):
         deadline = deadline_after(context.time_remaining())  # the whole stream's
 
         async def handle(req: serving_pb2.PredictRequest) -> serving_pb2.PredictResponse:
-            return await self._plane.infer(principal, self._predict_request(req, deadline))
+            return await self._predict(principal, req, deadline)
 
         async for resp in ordered_map(request_iterator, handle):
             yield resp

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'ml_platform/serving/proto/serving.proto\x12\x13ml_platform.serving\"4\n\x0fGetModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xe1\x01\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tframework\x18\x03 \x01(\t\x12\x16\n\x0einput_features\x18\x04 \x03(\t\x12\x15\n\routput_labels\x18\x05 \x03(\t\x12>\n\x08metadata\x18\x06 \x03(\x0b\x32,.ml_platform.serving.ModelInfo.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd9\x01\n\x0ePredictRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12.\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32\x1c.ml_platform.serving.Feature\x12\x43\n\x08metadata\x18\x04 \x03(\x0b\x32\x31.ml_platform.serving.PredictRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb2\x01\n\x07\x46\x65\x61ture\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\x0b\x66loat_value\x18\x02 \x01(\x02H\x00\x12\x13\n\tint_value\x18\x03 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x05 \x01(\x08H\x00\x12\x36\n\x0b\x66loat_array\x18\x06 \x01(\x0b\x32\x1f.ml_platform.serving.FloatArrayH\x00\x42\x07\n\x05value\"\x1c\n\nFloatArray\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xf0\x01\n\x0fPredictResponse\x12\x13\n\x0bpredictions\x18\x01 \x03(\x02\x12U\n\x11\x63onfidence_scores\x18\x02 \x03(\x0b\x32:.ml_platform.serving.PredictResponse.ConfidenceScoresEntry\x12\x1c\n\x14latency_microseconds\x18\x03 \x01(\x03\x12\x1a\n\x12model_version_used\x18\x04 \x01(\t\x1a\x37\n\x15\x43onfidenceScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"o\n\x13PredictBatchRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x35\n\x08requests\x18\x03 \x03(\x0b\x32#.ml_platform.serving.PredictRequest\"s\n\x14PredictBatchResponse\x12\x37\n\tresponses\x18\x01 \x03(\x0b\x32$.ml_platform.serving.PredictResponse\x12\"\n\x1atotal_latency_microseconds\x18\x02 \x01(\x03\"&\n\x12HealthCheckRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"\xae\x01\n\x13HealthCheckResponse\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x46\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x35.ml_platform.serving.HealthCheckResponse.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xdd\x03\n\x0cModelServing\x12P\n\x08GetModel\x12$.ml_platform.serving.GetModelRequest\x1a\x1e.ml_platform.serving.ModelInfo\x12T\n\x07Predict\x12#.ml_platform.serving.PredictRequest\x1a$.ml_platform.serving.PredictResponse\x12\x63\n\x0cPredictBatch\x12(.ml_platform.serving.PredictBatchRequest\x1a).ml_platform.serving.PredictBatchResponse\x12^\n\rPredictStream\x12#.ml_platform.serving.PredictRequest\x1a$.ml_platform.serving.PredictResponse(\x01\x30\x01\x12`\n\x0bHealthCheck\x12\'.ml_platform.serving.HealthCheckRequest\x1a(.ml_platform.serving.HealthCheckResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'ml_platform/serving/proto/serving.proto\x12\x13ml_platform.serving\"4\n\x0fGetModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xe1\x01\n\tModelInfo\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tframework\x18\x03 \x01(\t\x12\x16\n\x0einput_features\x18\x04 \x03(\t\x12\x15\n\routput_labels\x18\x05 \x03(\t\x12>\n\x08metadata\x18\x06 \x03(\x0b\x32,.ml_platform.serving.ModelInfo.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd9\x01\n\x0ePredictRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12.\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32\x1c.ml_platform.serving.Feature\x12\x43\n\x08metadata\x18\x04 \x03(\x0b\x32\x31.ml_platform.serving.PredictRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb2\x01\n\x07\x46\x65\x61ture\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\x0b\x66loat_value\x18\x02 \x01(\x02H\x00\x12\x13\n\tint_value\x18\x03 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x05 \x01(\x08H\x00\x12\x36\n\x0b\x66loat_array\x18\x06 \x01(\x0b\x32\x1f.ml_platform.serving.FloatArrayH\x00\x42\x07\n\x05value\"\x1c\n\nFloatArray\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xa5\x02\n\x0fPredictResponse\x12\x13\n\x0bpredictions\x18\x01 \x03(\x02\x12U\n\x11\x63onfidence_scores\x18\x02 \x03(\x0b\x32:.ml_platform.serving.PredictResponse.ConfidenceScoresEntry\x12\x1c\n\x14latency_microseconds\x18\x03 \x01(\x03\x12\x1a\n\x12model_version_used\x18\x04 \x01(\t\x12\x33\n\rfeatures_used\x18\x05 \x03(\x0b\x32\x1c.ml_platform.serving.Feature\x1a\x37\n\x15\x43onfidenceScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"o\n\x13PredictBatchRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x35\n\x08requests\x18\x03 \x03(\x0b\x32#.ml_platform.serving.PredictRequest\"s\n\x14PredictBatchResponse\x12\x37\n\tresponses\x18\x01 \x03(\x0b\x32$.ml_platform.serving.PredictResponse\x12\"\n\x1atotal_latency_microseconds\x18\x02 \x01(\x03\"&\n\x12HealthCheckRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"\xae\x01\n\x13HealthCheckResponse\x12\x0f\n\x07healthy\x18\x01 \x01(\x08\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x46\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x35.ml_platform.serving.HealthCheckResponse.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xdd\x03\n\x0cModelServing\x12P\n\x08GetModel\x12$.ml_platform.serving.GetModelRequest\x1a\x1e.ml_platform.serving.ModelInfo\x12T\n\x07Predict\x12#.ml_platform.serving.PredictRequest\x1a$.ml_platform.serving.PredictResponse\x12\x63\n\x0cPredictBatch\x12(.ml_platform.serving.PredictBatchRequest\x1a).ml_platform.serving.PredictBatchResponse\x12^\n\rPredictStream\x12#.ml_platform.serving.PredictRequest\x1a$.ml_platform.serving.PredictResponse(\x01\x30\x01\x12`\n\x0bHealthCheck\x12\'.ml_platform.serving.HealthCheckRequest\x1a(.ml_platform.serving.HealthCheckResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,19 +54,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLOATARRAY']._serialized_start=747
   _globals['_FLOATARRAY']._serialized_end=775
   _globals['_PREDICTRESPONSE']._serialized_start=778
-  _globals['_PREDICTRESPONSE']._serialized_end=1018
-  _globals['_PREDICTRESPONSE_CONFIDENCESCORESENTRY']._serialized_start=963
-  _globals['_PREDICTRESPONSE_CONFIDENCESCORESENTRY']._serialized_end=1018
-  _globals['_PREDICTBATCHREQUEST']._serialized_start=1020
-  _globals['_PREDICTBATCHREQUEST']._serialized_end=1131
-  _globals['_PREDICTBATCHRESPONSE']._serialized_start=1133
-  _globals['_PREDICTBATCHRESPONSE']._serialized_end=1248
-  _globals['_HEALTHCHECKREQUEST']._serialized_start=1250
-  _globals['_HEALTHCHECKREQUEST']._serialized_end=1288
-  _globals['_HEALTHCHECKRESPONSE']._serialized_start=1291
-  _globals['_HEALTHCHECKRESPONSE']._serialized_end=1465
-  _globals['_HEALTHCHECKRESPONSE_DETAILSENTRY']._serialized_start=1419
-  _globals['_HEALTHCHECKRESPONSE_DETAILSENTRY']._serialized_end=1465
-  _globals['_MODELSERVING']._serialized_start=1468
-  _globals['_MODELSERVING']._serialized_end=1945
+  _globals['_PREDICTRESPONSE']._serialized_end=1071
+  _globals['_PREDICTRESPONSE_CONFIDENCESCORESENTRY']._serialized_start=1016
+  _globals['_PREDICTRESPONSE_CONFIDENCESCORESENTRY']._serialized_end=1071
+  _globals['_PREDICTBATCHREQUEST']._serialized_start=1073
+  _globals['_PREDICTBATCHREQUEST']._serialized_end=1184
+  _globals['_PREDICTBATCHRESPONSE']._serialized_start=1186
+  _globals['_PREDICTBATCHRESPONSE']._serialized_end=1301
+  _globals['_HEALTHCHECKREQUEST']._serialized_start=1303
+  _globals['_HEALTHCHECKREQUEST']._serialized_end=1341
+  _globals['_HEALTHCHECKRESPONSE']._serialized_start=1344
+  _globals['_HEALTHCHECKRESPONSE']._serialized_end=1518
+  _globals['_HEALTHCHECKRESPONSE_DETAILSENTRY']._serialized_start=1472
+  _globals['_HEALTHCHECKRESPONSE_DETAILSENTRY']._serialized_end=1518
+  _globals['_MODELSERVING']._serialized_start=1521
+  _globals['_MODELSERVING']._serialized_end=1998
 # @@protoc_insertion_point(module_scope)

@@ -233,12 +233,19 @@ class PredictResponse(_message.Message):
     CONFIDENCE_SCORES_FIELD_NUMBER: _builtins.int
     LATENCY_MICROSECONDS_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_USED_FIELD_NUMBER: _builtins.int
+    FEATURES_USED_FIELD_NUMBER: _builtins.int
     latency_microseconds: _builtins.int
     model_version_used: _builtins.str
     @_builtins.property
     def predictions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     @_builtins.property
     def confidence_scores(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    @_builtins.property
+    def features_used(self) -> _containers.RepeatedCompositeFieldContainer[Global___Feature]:
+        """Added (not in the seed): for a deployment with feature_refs predicted from its entity key,
+        the inputs looked up online, named "<view>:<feature>" in the deployment's order.
+        """
+
     def __init__(
         self,
         *,
@@ -246,10 +253,11 @@ class PredictResponse(_message.Message):
         confidence_scores: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         latency_microseconds: _builtins.int = ...,
         model_version_used: _builtins.str = ...,
+        features_used: _abc.Iterable[Global___Feature] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence_scores", b"confidence_scores", "latency_microseconds", b"latency_microseconds", "model_version_used", b"model_version_used", "predictions", b"predictions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence_scores", b"confidence_scores", "features_used", b"features_used", "latency_microseconds", b"latency_microseconds", "model_version_used", b"model_version_used", "predictions", b"predictions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
