@@ -3,6 +3,10 @@
 ``ray stop --force`` would kill every Ray cluster on the machine, including the heads of tests
 running at the same time in other xdist workers; ``ray start --head --block`` in a child
 process and a SIGTERM to that child stop this head only.
+
+``env``: variables of the head's environment, which its workers (and so the jobs) inherit:
+how a test gives the Ray nodes their own object-store credentials (``AWS_*``), since the
+platform sends none in a job's runtime_env.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,7 +41,13 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def ray_head(name: str, *, num_cpus: int = 2, start_timeout: float = 180) -> Iterator[str]:
+def ray_head(
+    name: str,
+    *,
+    num_cpus: int = 2,
+    start_timeout: float = 180,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[str]:
     """Start a head (dashboard on a free port) and yield its Job Submission address."""
     dashboard = _free_port()
     temp_dir = Path("/tmp") / f"ray-{name}-{os.getpid()}"  # Ray's socket paths must stay short
@@ -45,6 +55,7 @@ def ray_head(name: str, *, num_cpus: int = 2, start_timeout: float = 180) -> Ite
         **os.environ,
         "PATH": f"{RAY.parent}:{os.environ.get('PATH', '')}",
         "RAY_USAGE_STATS_ENABLED": "0",
+        **(env or {}),
     }
     head = subprocess.Popen(
         [str(RAY), "start", "--head", "--block", "--num-cpus", str(num_cpus),

@@ -33,9 +33,17 @@ RAY = Path(sys.executable).parent / "ray"
 pytestmark = pytest.mark.skipif(not RAY.exists(), reason="Ray is not installed")
 
 
+# The Ray nodes' own object-store credentials (moto accepts any): the platform sends none.
+NODE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "ray-node-key",
+    "AWS_SECRET_ACCESS_KEY": "ray-node-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
 @pytest.fixture(scope="session")
 def ray_head() -> Iterator[str]:
-    with start_ray_head("exec") as address:
+    with start_ray_head("exec", env=NODE_CREDENTIALS) as address:
         yield address
 
 
@@ -167,3 +175,79 @@ def test_lines_printed_just_before_the_end_are_stored_once_in_order(
     assert output == [f"line {i}" for i in range(3000)] + ["the last line"]
     metrics = client.get(f"/v1/jobs/training/{job['id']}/metrics").json()
     assert metrics["final"] == 7.0
+
+
+PUBLISHES = """\
+from ml_platform import runtime
+(runtime.output_dir() / "model.txt").write_text("trained on ray")
+print("published")
+"""
+
+
+def test_a_ray_job_gets_no_storage_secret_and_still_publishes_to_s3(
+    ray_head: str, tmp_path: Path
+) -> None:
+    """The storage's key and secret stay on the platform: Ray's own Job API shows the job's
+    runtime_env without them (endpoint and region only), and the job, authenticating with
+    the Ray node's environment, still publishes its outputs to the object store."""
+    import asyncio
+    import json
+    import secrets
+
+    from ray.job_submission import JobSubmissionClient
+
+    from ml_platform.core.jobs import JobStatus as PlatformStatus
+    from ml_platform.jobs.executors.base import JobLaunch
+    from ml_platform.jobs.executors.ray import RayExecutor
+    from ml_platform.jobs.logs import LogStore
+    from ml_platform.storage import Storage
+    from tests.s3_server import moto_s3
+
+    key = "AKIA" + secrets.token_hex(8).upper()
+    secret = "platform-secret-" + secrets.token_hex(16)
+    (tmp_path / "moto").mkdir()
+    with moto_s3(tmp_path / "moto") as s3:
+        s3.bucket("ray-secrets")
+        endpoint = s3.options["client_kwargs"]["endpoint_url"]
+        options = {
+            "key": key,
+            "secret": secret,
+            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        }
+        storage = Storage("s3://ray-secrets/root", options)
+        code = tmp_path / "code"
+        code.mkdir()
+        (code / "train.py").write_text(PUBLISHES)
+        logs = LogStore(tmp_path / "jobs")
+
+        async def no_metrics(*_: Any) -> None:
+            return None
+
+        executor = RayExecutor(
+            address=ray_head, jobs_dir=tmp_path / "jobs", logs=logs, on_metrics=no_metrics,
+            storage=storage,
+        )  # fmt: skip
+        launch = JobLaunch(
+            job_id=f"job_nosecret{os.getpid()}{secrets.token_hex(3)}",
+            tenant_id="t1",
+            entrypoint="python train.py",
+            data_path=storage.uri("tenants/t1/data/train.csv"),
+            output_path=storage.uri("tenants/t1/models/v1"),
+            code_dir=code,
+        )
+
+        async def run() -> Any:
+            await executor.start(launch)
+            try:
+                return await executor.wait(launch.job_id)
+            finally:
+                await executor.aclose()
+
+        outcome = asyncio.run(run())
+        lines = [line.text for line in logs.read_after(launch.job_id, 0)]
+        assert outcome.status is PlatformStatus.SUCCEEDED, lines
+        assert storage.get_bytes("tenants/t1/models/v1/model.txt") == b"trained on ray"
+        info = JobSubmissionClient(ray_head).get_job_info(launch.job_id)
+        shown = json.dumps(info.runtime_env)
+        assert key not in shown and secret not in shown
+        assert endpoint in shown  # what the worker needs to find the store still travels

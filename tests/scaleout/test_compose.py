@@ -6,6 +6,7 @@ environment (variables substituted as Compose would) builds a valid ``Settings``
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -108,3 +109,16 @@ def test_every_command_line_uses_real_cli_options(compose: dict[str, Any], servi
     assert result.returncode == 0, result.stderr
     for option in (part.split("=")[0] for part in command[1:] if part.startswith("--")):
         assert option in result.stdout, f"{service}: mlp {command[0]} has no {option}"
+
+
+def test_the_ray_nodes_have_the_object_store_credentials_the_jobs_do_not_get(
+    compose: dict[str, Any],
+) -> None:
+    """A Ray job's runtime_env carries no storage secret: the Ray head (whose workers inherit
+    its environment) holds the same key as the platform's storage options."""
+    environment = compose["services"]["ray-head"]["environment"]
+    ray = {k: _substitute(str(v)) for k, v in environment.items()}
+    options = json.loads(_substitute(compose["x-platform-env"]["ML_PLATFORM_STORAGE_OPTIONS"]))
+    assert ray["AWS_ACCESS_KEY_ID"] == options["key"]
+    assert ray["AWS_SECRET_ACCESS_KEY"] == options["secret"]
+    assert ray["AWS_DEFAULT_REGION"] == options["client_kwargs"]["region_name"]

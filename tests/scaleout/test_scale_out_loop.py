@@ -193,14 +193,25 @@ def _blobs(data_dir: Path) -> list[str]:
     )
 
 
+def ray_node_credentials(s3: S3) -> dict[str, str]:
+    """What the Ray nodes authenticate to the object store with: their own environment (the
+    platform sends only the storage's endpoint and region in a job's runtime_env)."""
+    return {
+        "AWS_ACCESS_KEY_ID": str(s3.options["key"]),
+        "AWS_SECRET_ACCESS_KEY": str(s3.options["secret"]),
+        "AWS_DEFAULT_REGION": str(s3.options["client_kwargs"]["region_name"]),
+    }
+
+
 @pytest.fixture
-def executor_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+def executor_env(request: pytest.FixtureRequest, s3: S3) -> Iterator[dict[str, str]]:
     """The executor settings of the replicas; for Ray, a head of this test's own (stopped by
-    its pid, so other tests' Ray clusters are left alone)."""
+    its pid, so other tests' Ray clusters are left alone) with the S3 credentials in its
+    environment."""
     if request.param == "local":
         yield {"ML_PLATFORM_EXECUTOR": "local"}
         return
-    with ray_head("loop") as address:
+    with ray_head("loop", env=ray_node_credentials(s3)) as address:
         yield {"ML_PLATFORM_EXECUTOR": "ray", "ML_PLATFORM_RAY_ADDRESS": address}
 
 

@@ -123,6 +123,7 @@ class JobEngine:
                 logs=self.logs,
                 on_metrics=self.record_metrics,
                 storage=None if self.storage.is_local else self.storage,
+                pass_storage_secrets=settings.ray_pass_storage_secrets,
             )
         from ml_platform.jobs.executors.local import LocalExecutor
 

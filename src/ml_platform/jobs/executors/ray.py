@@ -19,10 +19,13 @@
   ``output_path`` in it, the entrypoint runs under ``ml_platform.runtime._publish``, which
   gives it a local ``ML_PLATFORM_OUTPUT_DIR`` on the worker and puts the files under
   ``output_path`` when it exits 0; the data is read from the storage through
-  ``runtime.open_data``; the workers need network access to the object store only (its
-  fsspec options travel in ``ML_PLATFORM_STORAGE_OPTIONS``: prefer credentials from the
-  workers' environment, e.g. an instance role, since Ray shows a job's runtime_env to anyone
-  with dashboard access). Otherwise ``ML_PLATFORM_OUTPUT_DIR`` is a directory under the
+  ``runtime.open_data``; the workers need network access to the object store only. Ray
+  shows a job's runtime_env to anyone with dashboard access, so only the storage's
+  non-secret fsspec options travel in ``ML_PLATFORM_STORAGE_OPTIONS`` (endpoint, region,
+  flags: ``storage_options.public_storage_options``); the workers take credentials from
+  their own environment (``AWS_*`` variables, an instance role). ``pass_storage_secrets``
+  (``ML_PLATFORM_RAY_PASS_STORAGE_SECRETS``, off by default) sends them all, as before.
+  Otherwise ``ML_PLATFORM_OUTPUT_DIR`` is a directory under the
   platform's data dir, copied to ``output_path`` on success, which needs a filesystem shared
   with the Ray workers (true for a local head).
 - Status: PENDING/RUNNING -> running; SUCCEEDED -> succeeded; FAILED -> failed (Ray's message
@@ -51,6 +54,7 @@ from typing import Any
 from ml_platform.core.jobs import JobStatus
 from ml_platform.jobs.executors._files import copy_outputs
 from ml_platform.jobs.executors.base import JobLaunch, JobOutcome
+from ml_platform.jobs.executors.storage_options import public_storage_options
 from ml_platform.jobs.logs import LogStore
 from ml_platform.jobs.metrics import MetricsSink, parse_metric_record
 from ml_platform.storage import Storage
@@ -119,11 +123,15 @@ class RayExecutor:
         poll_interval: float = 0.5,
         use_image_uri: bool = False,
         storage: Storage | None = None,
+        pass_storage_secrets: bool = False,
     ) -> None:
         """``storage``: the platform's remote storage. A job whose ``output_path`` is in it
         publishes its outputs there itself (``ml_platform.runtime._publish``) and reads its
-        ``data_path`` from it: the Ray workers need the object store, no shared disk."""
+        ``data_path`` from it: the Ray workers need the object store, no shared disk.
+        ``pass_storage_secrets``: give the job the storage's credentials too (visible in
+        Ray's dashboard); by default only its non-secret options travel."""
         self._storage = storage
+        self._pass_storage_secrets = pass_storage_secrets
         self._address = address
         self._jobs_dir = jobs_dir
         self._logs = logs
@@ -340,8 +348,9 @@ class RayExecutor:
             assert self._storage is not None
             env_vars.pop("ML_PLATFORM_OUTPUT_DIR")  # the publisher makes one on the worker
             env_vars["ML_PLATFORM_OUTPUT_URI"] = launch.output_path
-            if self._storage.options:
-                env_vars["ML_PLATFORM_STORAGE_OPTIONS"] = json.dumps(self._storage.options)
+            options = self._job_storage_options()
+            if options:
+                env_vars["ML_PLATFORM_STORAGE_OPTIONS"] = json.dumps(options)
         runtime_env: dict[str, Any] = {
             "env_vars": env_vars,
             "py_modules": [str(run.output_dir.parent / "ray-lib" / "ml_platform")],
@@ -351,6 +360,13 @@ class RayExecutor:
         if self._use_image_uri and launch.docker_image:
             runtime_env["image_uri"] = launch.docker_image
         return runtime_env
+
+    def _job_storage_options(self) -> dict[str, Any]:
+        """The fsspec options a job gets: without credentials unless told otherwise."""
+        assert self._storage is not None
+        if self._pass_storage_secrets:
+            return dict(self._storage.options)
+        return public_storage_options(self._storage.options)
 
     def _watch(self, run: _RayRun) -> None:
         pump = asyncio.create_task(self._pump_logs(run), name=f"ray-logs-{run.job_id}")
