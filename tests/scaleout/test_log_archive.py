@@ -132,3 +132,30 @@ def test_archive_on_s3_round_trips_and_drops_rows(
     assert other_replica.count(job_id) == 5
     assert other_replica.tail(job_id, 2) == before[-2:]
     db.dispose()
+
+
+def test_a_job_cancelled_while_pending_has_its_lines_archived(
+    archiving_platform: Platform,
+) -> None:
+    """A job that ends without the scheduler finishing it (cancelled in the queue, e.g.
+    during a retry's backoff with the lines of its failed attempt) goes through the same
+    archive path: its live lines become the archive, with their ids, and are dropped."""
+    platform = archiving_platform
+    engine = platform.context.engine
+    assert engine is not None
+    client = platform.client(platform.new_tenant())
+    # a GPU job on a node without GPUs waits in the queue for ever
+    gpu = {"compute_type": "gpu", "gpu_count": 1, "cpu_cores": 1, "memory_gb": 1}
+    job = submit(client, compute=gpu)
+    earlier = [f"attempt 1 line {i}" for i in range(1, 8)]
+    engine.logs.append_lines(job["id"], earlier, "output")  # what a failed attempt printed
+    assert client.get(f"/v1/jobs/training/{job['id']}").json()["status"] == "pending"
+    assert client.delete(f"/v1/jobs/training/{job['id']}").status_code == 204
+
+    _wait_archived(platform, job["id"])
+    stored = engine.storage.get_bytes(archive_key(job["id"])).decode().splitlines()
+    assert [(r["id"], r["line"]) for r in map(json.loads, stored)] == list(
+        enumerate(earlier, start=1)
+    )
+    tail = client.get(f"/v1/jobs/training/{job['id']}/logs", params={"tail": 3}).json()["logs"]
+    assert [(e["id"], e["line"]) for e in tail] == list(enumerate(earlier, start=1))[-3:]

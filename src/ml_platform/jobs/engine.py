@@ -154,16 +154,33 @@ class JobEngine:
     def _scheduler_changed(self, job_id: str) -> None:
         """The scheduler moved a job: wake listeners; archive its logs once it is final."""
         self.signals.fire(job_id)
-        with contextlib.suppress(RuntimeError):  # shut down: the next start archives nothing
-            self._archiver.submit(self._archive_if_final, job_id)
+        self._archive_later(job_id, executor_done=True)
 
-    def _archive_if_final(self, job_id: str) -> None:
-        """Archive the job's logs to the object store when the job is terminal (it then
-        writes no more lines). A failure leaves the live lines, which still answer reads."""
+    def _archive_later(self, job_id: str, *, executor_done: bool) -> None:
+        """The one archive path of every change of a job's status (the scheduler's finish, a
+        cancel through the API, wherever it lands): off the event loop, one at a time."""
+        with contextlib.suppress(RuntimeError):  # shut down: the next start archives nothing
+            self._archiver.submit(self._archive_if_final, job_id, executor_done=executor_done)
+
+    def _archive_if_final(self, job_id: str, *, executor_done: bool) -> None:
+        """Archive the job's logs to the object store once no more lines come: the job is
+        terminal, this process's scheduler does not run it, and either the scheduler has
+        finished it (``executor_done``) or no executor ever held its current attempt (no
+        handle: it ended while pending, e.g. cancelled in the queue or in a retry's backoff).
+        A job cancelled while running is archived by the scheduler that stops it. A failure
+        leaves the live lines, which still answer reads."""
         try:
+            if self.scheduler is not None and self.scheduler.tenant_of(job_id) is not None:
+                return  # running here: its executor still writes (the finish archives it)
             with self.db.read() as session:
-                job = JobRuntimeRepository(session).job(job_id)
-            if job is not None and JobStatus(job.status).is_terminal:
+                repo = JobRuntimeRepository(session)
+                job = repo.job(job_id)
+                if job is None or not JobStatus(job.status).is_terminal:
+                    return
+                runtime = (
+                    None if executor_done else repo.runtime_for(job.tenant_id, [job_id]).get(job_id)
+                )
+            if executor_done or runtime is None or runtime.handle is None:
                 self.logs.archive(job_id)
         except Exception:
             logger.exception("archiving the logs of job %s failed; its live lines remain", job_id)
@@ -201,6 +218,7 @@ class JobEngine:
             self.scheduler.wake()
         self.signals.fire(job_id)
         self.logs.notify(job_id)
+        self._archive_later(job_id, executor_done=False)  # cancelled while pending: now
 
     # -- metrics ----------------------------------------------------------------------------------
 

@@ -21,34 +21,45 @@ without it they poll. Lines may be appended inside another open transaction (the
 PostgreSQL that is a second connection writing another table, never a lock wait.
 
 With an object store (``archive=Storage``, what the server passes), ``archive(job_id)``
-writes an ended job's lines as one JSON-lines object, ``logs/jobs/<job_id>.jsonl`` (each
-line's ``to_dict``: the same ids), then drops the live rows / file unless
-``keep_live_after_archive``. Reads (count, tail, ``read_after``, ``follow``) of a job whose
-live lines are gone are served from the archive, so ``Last-Event-ID`` resumes exactly there
-too. A job's lines are archived once it is final (no more lines come); the archive is
-immutable, so a replica keeps the last few it read in memory.
+streams an ended job's lines, page by page, into one JSON-lines object,
+``logs/jobs/<job_id>.jsonl`` (each line's ``to_dict``: the same ids), then drops the live rows
+/ file unless ``keep_live_after_archive``. Reads (count, tail, ``read_after``, ``follow``) of a
+job whose live lines are gone are served from the archive, so ``Last-Event-ID`` resumes
+exactly there too; they stream it (``log_archive.ArchiveReader``: seek to a remembered offset,
+read line by line; ``tail`` reads backwards from the end), so a huge log never sits in memory.
+A job's lines are archived once it is final (no more lines come).
+
+Read order: the live lines first, the archive only when they are empty. The archive is
+written before the live lines are dropped, so a read that finds no live line and then no
+archive saw a job without lines (yet), never one whose lines are moving. One-shot reads
+(``count``, ``tail``, ``read_after``) therefore always look at the archive when the live lines
+are empty; only a follower's polls of a job still running may trust a "no archive" seen within
+the last second, and its last read, after the job is known to be final, looks again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import threading
 import time
 from array import array
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
+from ml_platform.jobs.log_archive import ARCHIVE_PREFIX, ArchiveReader, archive_key, encode
+from ml_platform.jobs.log_lines import LogLine
 from ml_platform.store.job_runtime import JobLogLineRow, JobLogRepository, LogLineRecord
+
+__all__ = ["ARCHIVE_PREFIX", "LogLine", "LogStore", "archive_key"]
 
 if TYPE_CHECKING:
     from ml_platform.jobs.log_fanout import RedisLogFanout
@@ -62,36 +73,14 @@ _MAX_CACHED_INDEXES = 512
 _APPEND_ATTEMPTS = 8
 _RECENT_LINES = 4096
 _RECENT_JOBS = 256
-ARCHIVE_PREFIX = "logs/jobs/"
-_ARCHIVES_KEPT = 32
 _NO_ARCHIVE_SECONDS = 1.0
-"""A read that found no archive for a job does not look again for this long."""
+"""A follower's poll that found no archive for a job does not look again for this long (its
+last read, once the job is final, always looks)."""
+_ARCHIVE_PAGE_LINES = 5000
+"""Archiving reads the live lines in pages of this many: never the whole log at once."""
 _SHARED_READ_SECONDS = 0.05
 """A follower woken by its poll (not by a notification) reuses another follower's read of
 the job's last line when it is at most this old."""
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """One stored log line."""
-
-    id: int
-    timestamp: datetime
-    stream: str
-    text: str
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "timestamp": self.timestamp.isoformat().replace("+00:00", "Z"),
-            "stream": self.stream,
-            "line": self.text,
-        }
-
-    def render(self) -> str:
-        """The line as shown in plain-text log views."""
-        ts = self.timestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return f"{ts} [{self.stream}] {self.text}"
 
 
 class _Index:
@@ -155,8 +144,8 @@ class LogStore:
         ended jobs' logs are archived to (see the module docstring)."""
         self._root = root
         self._archive = archive
+        self._archives = ArchiveReader(archive) if archive is not None else None
         self._keep_live = keep_live_after_archive
-        self._archived: OrderedDict[str, list[LogLine]] = OrderedDict()
         self._not_archived: dict[str, float] = {}
         self._poll_interval = poll_interval
         self._db = db
@@ -251,10 +240,9 @@ class LogStore:
     def count(self, job_id: str) -> int:
         """Number of complete lines stored for the job."""
         live = self._count_live(job_id)
-        if live:
+        if live or self._archives is None:
             return live
-        archived = self._archived_lines(job_id)
-        return archived[-1].id if archived else 0
+        return self._archives.last_id(job_id) or 0
 
     def _count_live(self, job_id: str) -> int:
         if self._db is not None:
@@ -269,7 +257,7 @@ class LogStore:
             lines = self._read_rows(job_id, max(after_id, 0), limit, fresh=True)
         else:
             lines = self._read_file(job_id, after_id, limit)
-        return lines or self._archive_fallback(job_id, after_id, limit)
+        return lines or self._archive_fallback(job_id, after_id, limit, recheck=True)
 
     def _read_file(self, job_id: str, after_id: int, limit: int | None) -> list[LogLine]:
         with self._lock:
@@ -293,8 +281,12 @@ class LogStore:
 
     def tail(self, job_id: str, n: int) -> list[LogLine]:
         """The last ``n`` lines."""
-        total = self.count(job_id)
-        return self.read_after(job_id, max(total - max(n, 0), 0))
+        live = self._count_live(job_id)
+        if live:
+            return self.read_after(job_id, max(live - max(n, 0), 0))
+        if self._archives is None:
+            return []
+        return self._archives.tail(job_id, n) or []
 
     async def follow(
         self,
@@ -327,8 +319,9 @@ class LogStore:
                     fresh = False
                     continue
                 if await is_finished():
-                    # The job is over: drain whatever landed between the read and the check.
-                    while rest := await self._read_for_follower(job_id, cursor, batch):
+                    # The job is over: drain whatever landed between the read and the check,
+                    # looking at the archive whatever this process believed of it
+                    while rest := await self._read_for_follower(job_id, cursor, batch, last=True):
                         for line in rest:
                             yield line
                         cursor = rest[-1].id
@@ -403,8 +396,10 @@ class LogStore:
         return recent
 
     async def _read_for_follower(
-        self, job_id: str, after_id: int, batch: int, *, fresh: bool = True
+        self, job_id: str, after_id: int, batch: int, *, fresh: bool = True, last: bool = False
     ) -> list[LogLine]:
+        """``last``: the job is final; an empty live read then always asks the archive (the
+        lines may have moved there since this process last saw them live)."""
         if self._db is not None:  # a database round trip (unless cached): off the event loop
             with self._lock:
                 hit = self._cached(job_id, after_id, batch, fresh=fresh)
@@ -417,35 +412,49 @@ class LogStore:
             # New lines are a few KB in the page cache: reading them inline is cheaper than a
             # thread hop, and keeps delivery latency low with many followers.
             lines = self._read_file(job_id, after_id, batch)
-        if lines or not self._may_be_archived(job_id, after_id):
+        if lines or not (last or self._may_be_archived(job_id, after_id)):
             return lines
-        return await asyncio.to_thread(self._archive_fallback, job_id, after_id, batch)
+        return await asyncio.to_thread(
+            self._archive_fallback, job_id, after_id, batch, recheck=last
+        )
 
     # -- the archive ------------------------------------------------------------------------
 
     def archive(self, job_id: str) -> bool:
-        """Write the job's lines as one object (call once the job is final), then drop the
+        """Stream the job's lines into one object (call once the job is final), then drop the
         live copy unless told to keep it. False when there is no archive or nothing to
-        archive; an existing archive is left as it is."""
+        archive; an existing archive is left as it is (the live copy is still dropped)."""
         if self._archive is None:
             return False
         key = archive_key(job_id)
-        if self._archive.exists(key):
-            lines = []
-        else:
-            lines = (
-                self._read_rows(job_id, 0, None, fresh=True)
-                if self._db is not None
-                else self._read_file(job_id, 0, None)
-            )
-            if not lines:
+        archived = False
+        if not self._archive.exists(key):
+            pages = self._live_pages(job_id)
+            first = next(pages, None)
+            if first is None:
                 return False
-            self._archive.put(key, _jsonl(lines))
+            self._archive.put(key, encode(chain.from_iterable(chain([first], pages))))
+            archived = True
         with self._lock:
             self._not_archived.pop(job_id, None)
         if not self._keep_live:
             self._drop_live(job_id)
-        return bool(lines)
+        return archived
+
+    def _live_pages(self, job_id: str) -> Iterator[list[LogLine]]:
+        """The job's live lines in pages (not through the followers' cache)."""
+        after = 0
+        while True:
+            if self._db is not None:
+                with self._db.read() as session:
+                    records = JobLogRepository(session).after(job_id, after, _ARCHIVE_PAGE_LINES)
+                page = [_from_record(record) for record in records]
+            else:
+                page = self._read_file(job_id, after, _ARCHIVE_PAGE_LINES)
+            if not page:
+                return
+            yield page
+            after = page[-1].id
 
     def _drop_live(self, job_id: str) -> None:
         if self._db is not None:
@@ -458,53 +467,40 @@ class LogStore:
         self.forget(job_id)
 
     def _may_be_archived(self, job_id: str, after_id: int) -> bool:
-        """Whether an empty live read may hide archived lines: the process knows of no line
-        past ``after_id`` (a follower at the end of a live job asks nothing more)."""
-        if self._archive is None:
+        """Whether an empty live read of a running job's follower may hide archived lines:
+        the process knows of no line past ``after_id`` (a follower at the end of a live job
+        asks nothing more; its last read, once the job is final, always asks)."""
+        if self._archives is None:
             return False
+        if self._archives.known(job_id):
+            return True
         with self._lock:
-            if job_id in self._archived:
-                return True
             recent = self._recent.get(job_id)
             return recent is None or not recent.lines or after_id < recent.last_id
 
-    def _archive_fallback(self, job_id: str, after_id: int, limit: int | None) -> list[LogLine]:
-        if not self._may_be_archived(job_id, after_id):
+    def _archive_fallback(
+        self, job_id: str, after_id: int, limit: int | None, *, recheck: bool = False
+    ) -> list[LogLine]:
+        """The archived lines after ``after_id`` (the live read found none). ``recheck``:
+        look even when a read of the last second found no archive (every one-shot read, and a
+        follower's last one); otherwise a follower's poll trusts that answer."""
+        if self._archives is None:
             return []
-        lines = self._archived_lines(job_id)
-        start = max(after_id, 0)
-        if not lines or start >= lines[-1].id:
-            return []
-        if self._keep_live and self._count_live(job_id):
-            return []  # the live copy was kept: it answered already
-        picked = [line for line in lines if line.id > start]
-        return picked if limit is None else picked[: max(limit, 0)]
-
-    def _archived_lines(self, job_id: str) -> list[LogLine]:
-        """The job's archived lines (cached: an archive never changes); [] when none."""
-        if self._archive is None:
-            return []
-        with self._lock:
-            cached = self._archived.get(job_id)
-            if cached is not None:
-                self._archived.move_to_end(job_id)
-                return cached
-            checked = self._not_archived.get(job_id)
+        if not recheck:
+            with self._lock:
+                checked = self._not_archived.get(job_id)
             if checked is not None and time.monotonic() - checked < _NO_ARCHIVE_SECONDS:
                 return []
-        try:
-            data = self._archive.get_bytes(archive_key(job_id))
-        except FileNotFoundError:
-            with self._lock:
+        lines = self._archives.after(job_id, max(after_id, 0), limit)
+        with self._lock:
+            if lines is None:
                 self._not_archived[job_id] = time.monotonic()
                 if len(self._not_archived) > _RECENT_JOBS:
                     self._not_archived.pop(next(iter(self._not_archived)))
-            return []
-        lines = [_from_json(raw) for raw in data.splitlines() if raw.strip()]
-        with self._lock:
-            self._archived[job_id] = lines
-            while len(self._archived) > _ARCHIVES_KEPT:
-                self._archived.popitem(last=False)
+                return []
+            self._not_archived.pop(job_id, None)
+        if lines and self._keep_live and self._count_live(job_id):
+            return []  # the live copy was kept: it answered already
         return lines
 
     def forget(self, job_id: str) -> None:
@@ -608,30 +604,6 @@ def _parse(line_id: int, raw: bytes) -> LogLine:
     except ValueError:
         timestamp = datetime.fromtimestamp(0, tz=UTC)
     return LogLine(id=line_id, timestamp=timestamp, stream=stream or "system", text=body)
-
-
-def archive_key(job_id: str) -> str:
-    """The object a job's archived log is (job ids are unique across tenants)."""
-    if not job_id or "/" in job_id or job_id in {".", ".."} or "\x00" in job_id:
-        raise ValueError(f"invalid job id {job_id!r}")
-    return f"{ARCHIVE_PREFIX}{job_id}.jsonl"
-
-
-def _jsonl(lines: list[LogLine]) -> Iterator[bytes]:
-    batch: list[str] = []
-    for line in lines:
-        batch.append(json.dumps(line.to_dict(), ensure_ascii=False, separators=(",", ":")))
-        if len(batch) >= 1000:
-            yield ("\n".join(batch) + "\n").encode()
-            batch.clear()
-    if batch:
-        yield ("\n".join(batch) + "\n").encode()
-
-
-def _from_json(raw: bytes) -> LogLine:
-    record = json.loads(raw)
-    stamp = datetime.fromisoformat(str(record["timestamp"]).replace("Z", "+00:00"))
-    return LogLine(int(record["id"]), stamp, str(record["stream"]), str(record["line"]))
 
 
 def _from_record(record: LogLineRecord) -> LogLine:
