@@ -1320,7 +1320,7 @@ export interface TenantQuotaOverrides {
      */
     'max_queued_jobs'?: number | null;
     /**
-     * Bytes of model artifacts stored (hard)
+     * Bytes stored: data files, code packages, model artifacts (hard)
      */
     'max_storage_bytes'?: number | null;
 }

@@ -103,5 +103,8 @@ class TenantQuotaOverrides(RequestModel):
     )
     max_deployments: int | None = Field(None, ge=0, le=INT32_MAX, description="Deployments (hard)")
     max_storage_bytes: int | None = Field(
-        None, ge=0, le=INT64_MAX, description="Bytes of model artifacts stored (hard)"
+        None,
+        ge=0,
+        le=INT64_MAX,
+        description="Bytes stored: data files, code packages, model artifacts (hard)",
     )

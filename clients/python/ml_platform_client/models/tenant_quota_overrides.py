@@ -34,7 +34,7 @@ class TenantQuotaOverrides(BaseModel):
     max_gpus: Optional[Annotated[int, Field(le=2147483647, strict=True, ge=0)]] = Field(default=None, description="GPUs the tenant's running jobs hold (delay)")
     max_memory_gb: Optional[Union[Annotated[float, Field(le=1000000000, strict=True, ge=0.0)], Annotated[int, Field(le=1000000000, strict=True, ge=0)]]] = Field(default=None, description="Memory (GB) the tenant's running jobs hold (delay)")
     max_queued_jobs: Optional[Annotated[int, Field(le=2147483647, strict=True, ge=0)]] = Field(default=None, description="Jobs waiting to start, pending (hard)")
-    max_storage_bytes: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=0)]] = Field(default=None, description="Bytes of model artifacts stored (hard)")
+    max_storage_bytes: Optional[Annotated[int, Field(le=9223372036854775807, strict=True, ge=0)]] = Field(default=None, description="Bytes stored: data files, code packages, model artifacts (hard)")
     additional_properties: Dict[str, Any] = {}
     __properties: ClassVar[List[str]] = ["max_concurrent_jobs", "max_cpu_cores", "max_deployments", "max_gpus", "max_memory_gb", "max_queued_jobs", "max_storage_bytes"]
 
