@@ -50,8 +50,8 @@ class _CountingStorage(Storage):
     bytes_read = 0
 
     @contextlib.contextmanager
-    def open(self, key: str) -> Iterator[IO[bytes]]:
-        with super().open(key) as handle:
+    def open(self, key: str, *, block_size: int | None = None) -> Iterator[IO[bytes]]:
+        with super().open(key, block_size=block_size) as handle:
             yield _Counting(handle, self)
 
 

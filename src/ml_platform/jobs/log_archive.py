@@ -35,6 +35,9 @@ MAX_ARCHIVES = 256
 TAIL_BLOCK_BYTES = 64 * 1024
 _MAX_TAIL_BLOCK_BYTES = 8 * 1024 * 1024
 _ENCODE_BATCH = 1000
+READ_BLOCK_BYTES = 256 * 1024
+"""What one request to an object store fetches (S3's default, 50 MiB, per seek would make a
+bisection move gigabytes)."""
 BISECT_ABOVE_BYTES = 256 * 1024
 """A read whose nearest mark is further than this from the object's end bisects first..."""
 BISECT_STOP_BYTES = 16 * 1024
@@ -132,7 +135,7 @@ class ArchiveReader:
         marks: list[tuple[int, int]] = []
         current, position, skipped, at_end = start_id, offset, 0, False
         try:
-            with self._storage.open(archive_key(job_id)) as handle:
+            with self._storage.open(archive_key(job_id), block_size=READ_BLOCK_BYTES) as handle:
                 handle.seek(0, 2)
                 end = handle.tell()
                 if start_id != after_id and end - offset > BISECT_ABOVE_BYTES:
@@ -179,7 +182,7 @@ class ArchiveReader:
         """The archive's last ``n`` lines, read backwards from its end in growing blocks;
         None when there is no archive."""
         try:
-            with self._storage.open(archive_key(job_id)) as handle:
+            with self._storage.open(archive_key(job_id), block_size=READ_BLOCK_BYTES) as handle:
                 picked, first_offset = _read_tail(handle, max(n, 0))
         except FileNotFoundError:
             self.forget(job_id)
