@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from ml_platform.store.audit import AuditStore
 from tests.conftest import Platform
 from tests.features.events import FEATURES, START, define, generate, materialize, upload
 
@@ -293,6 +294,52 @@ def test_another_tenants_views_answer_404(platform: Platform) -> None:
         },
     )
     assert hist.status_code == 404
+
+
+def test_lookups_are_reads_for_the_audit_trail_and_pushes_are_mutations(
+    platform: Platform,
+) -> None:
+    tenant = platform.new_tenant("audit")
+    client = platform.client(tenant)
+    upload(client, "audit.csv", generate(n_customers=3, n_rows=10).csv())
+    define(client, "audit.csv")
+    assert materialize(client)["status"] == "succeeded"
+
+    def actions() -> list[str]:
+        events = AuditStore(platform.db).events(tenant_id=tenant.id, limit=1000)
+        return sorted(e.action for e in events)
+
+    before = actions()
+    assert "features.create" in before  # a POST that creates (the view) is audited
+    _online(client, [1, 2])
+    hist = client.post(
+        "/v1/features/historical",
+        json={
+            "features": ["customer_stats:orders"],
+            "entity_rows": [{"customer_id": 1, "event_timestamp": "2026-12-01T00:00:00Z"}],
+        },
+    )
+    assert hist.status_code == 200, hist.text
+    missing = client.post(
+        "/v1/features/online",
+        json={"features": ["nope:orders"], "entity_rows": [{"customer_id": 1}]},
+    )
+    assert missing.status_code == 404  # a refused lookup is still a read
+    assert actions() == before
+    pushed = client.post(
+        "/v1/features/views/customer_stats/push",
+        json={"rows": [{"customer_id": 1, "event_timestamp": "2026-12-01T00:00:00Z"}]},
+    )
+    assert pushed.status_code == 200, pushed.text
+    assert actions() == sorted([*before, "features.push.push"])
+    # a lookup with a bad key is an authentication failure like any other (one event)
+    bad = platform.client(**{"X-API-Key": tenant.api_key + "x"}).post(
+        "/v1/features/online",
+        json={"features": REFS, "entity_rows": [{"customer_id": 1}]},
+    )
+    assert bad.status_code == 401
+    failed = [e for e in AuditStore(platform.db).events(limit=1000) if e.action == "auth.failed"]
+    assert any(e.route == "/v1/features/online" for e in failed)
 
 
 def test_migration_0010_matches_the_tables(platform: Platform) -> None:

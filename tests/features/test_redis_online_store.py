@@ -147,6 +147,25 @@ def test_a_lookup_of_100_keys_is_one_redis_round_trip(redis_platform: Platform) 
     assert sent == ["MGET"]
     assert len(found) == 100
 
+    # REST reads on the server's event loop with the asyncio client: one MGET there too
+    assert len(_values(platform, client, [1])) == 1  # the loop's client exists from here on
+    assert store._async is not None
+    async_client = store._async[1]
+    real_async = async_client.execute_command
+
+    async def counting_async(*args: Any, **kwargs: Any) -> Any:
+        sent.append(str(args[0]))
+        return await real_async(*args, **kwargs)
+
+    sent.clear()
+    async_client.execute_command = counting_async
+    try:
+        values = _values(platform, client, list(range(1, 101)))
+    finally:
+        del async_client.execute_command
+    assert sent == ["MGET"]
+    assert [v["value"] for v in values[0]] == [v.value for v in found[0]]
+
 
 def test_grpc_feature_serving_reads_redis(redis_platform: Platform) -> None:
     platform = redis_platform

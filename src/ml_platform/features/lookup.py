@@ -1,12 +1,15 @@
 """Online lookups, transport-neutral: feature refs + entity rows -> typed values with a status
-(present, missing, outside TTL) and event times. REST and gRPC both call ``OnlineFeatures``.
+(present, missing, outside TTL) and event times. REST and gRPC both call ``OnlineFeatures``:
+gRPC ``lookup`` from a thread, REST ``lookup_async`` on the control plane's event loop.
 
 Definitions come from a ``ViewCatalog`` (the database, optionally cached for a few seconds in
-serving workers); values from the ``OnlineStore`` in one read for the whole request.
+serving workers and the control plane); values from the ``OnlineStore`` in one read for the
+whole request (on the loop itself when the store reads asynchronously, as Redis does).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument, NotFound
-from ml_platform.features.online import OnlineStore
+from ml_platform.features.online import AsyncOnlineReads, OnlineRowRecord, OnlineStore
 from ml_platform.features.types import FeatureRef, ValueStatus, entity_key, parse_refs
 from ml_platform.store.base import utcnow
 from ml_platform.store.db import Database
@@ -85,6 +88,20 @@ class ViewCatalog:
                 raise view_not_found(name)
         return found
 
+    def cached(self, tenant_id: str, names: Sequence[str]) -> dict[str, ResolvedView] | None:
+        """Every named view from the cache without a read, or None when one is not there."""
+        if self._cache_seconds <= 0:
+            return None
+        now = time.monotonic()
+        found: dict[str, ResolvedView] = {}
+        with self._lock:
+            for name in names:
+                hit = self._cache.get((tenant_id, name))
+                if hit is None or hit[0] <= now or hit[1] is None:
+                    return None
+                found[name] = hit[1]
+        return found
+
     @property
     def db(self) -> Database:
         return self._db
@@ -135,6 +152,7 @@ class OnlineFeatures:
         self.store = store
         self._clock = clock
         self._on_close = on_close
+        self._read_async = store.read_async if isinstance(store, AsyncOnlineReads) else None
 
     def close(self) -> None:
         self.store.close()
@@ -144,39 +162,78 @@ class OnlineFeatures:
     def lookup(
         self, tenant_id: str, features: Sequence[str], entity_rows: Sequence[Mapping[str, Any]]
     ) -> list[list[LookupValue]]:
-        if not entity_rows:
-            raise InvalidArgument(
-                "entity_rows: give at least one row of join key values",
-                [FieldViolation("entity_rows", "must not be empty")],
-            )
-        refs = parse_refs(features)
-        view_names = list(dict.fromkeys(ref.view for ref in refs))
-        views = self.catalog.resolve(tenant_id, view_names)
+        refs, names = _refs(features, entity_rows)
+        plan = _Plan(refs, self.catalog.resolve(tenant_id, names), entity_rows)
+        return plan.answer(self.store.read(tenant_id, plan.wanted), self._clock())
+
+    async def lookup_async(
+        self, tenant_id: str, features: Sequence[str], entity_rows: Sequence[Mapping[str, Any]]
+    ) -> list[list[LookupValue]]:
+        """``lookup`` for an event loop: no thread when the definitions are cached and the
+        store reads asynchronously (Redis); the database reads run in a thread."""
+        refs, names = _refs(features, entity_rows)
+        views = self.catalog.cached(tenant_id, names)
+        if views is None:
+            views = await asyncio.to_thread(self.catalog.resolve, tenant_id, names)
+        plan = _Plan(refs, views, entity_rows)
+        if self._read_async is not None:
+            stored = await self._read_async(tenant_id, plan.wanted)
+        else:
+            stored = await asyncio.to_thread(self.store.read, tenant_id, plan.wanted)
+        return plan.answer(stored, self._clock())
+
+
+def _refs(
+    features: Sequence[str], entity_rows: Sequence[Mapping[str, Any]]
+) -> tuple[list[FeatureRef], list[str]]:
+    if not entity_rows:
+        raise InvalidArgument(
+            "entity_rows: give at least one row of join key values",
+            [FieldViolation("entity_rows", "must not be empty")],
+        )
+    refs = parse_refs(features)
+    return refs, list(dict.fromkeys(ref.view for ref in refs))
+
+
+class _Plan:
+    """One lookup's checked refs and every row's key per view, then its answer from the rows
+    the store returned."""
+
+    def __init__(
+        self,
+        refs: Sequence[FeatureRef],
+        views: Mapping[str, ResolvedView],
+        entity_rows: Sequence[Mapping[str, Any]],
+    ) -> None:
         check_refs(refs, views)
+        self.refs = refs
+        self.views = views
         # each row's key for each view (views of one entity share it)
-        row_keys: list[dict[str, str]] = []
-        wanted: list[tuple[str, str]] = []
+        self.row_keys: list[dict[str, str]] = []
+        self.wanted: list[tuple[str, str]] = []
         for i, row in enumerate(entity_rows):
             keys: dict[str, str] = {}
             by_entity: dict[str, str] = {}
-            for name in view_names:
+            for name in views:
                 entity = views[name].entity
                 if entity.name not in by_entity:
                     by_entity[entity.name] = entity_key(row, entity.join_keys, f"entity_rows[{i}]")
                 keys[name] = by_entity[entity.name]
-                wanted.append((name, keys[name]))
-            row_keys.append(keys)
-        stored = self.store.read(tenant_id, wanted)
-        now = self._clock()
+                self.wanted.append((name, keys[name]))
+            self.row_keys.append(keys)
+
+    def answer(
+        self, stored: Mapping[tuple[str, str], OnlineRowRecord], now: datetime
+    ) -> list[list[LookupValue]]:
         ttl = {
             name: timedelta(seconds=v.view.ttl_seconds) if v.view.ttl_seconds else None
-            for name, v in views.items()
+            for name, v in self.views.items()
         }
+        texts = [str(ref) for ref in self.refs]
         out: list[list[LookupValue]] = []
-        for keys in row_keys:
+        for keys in self.row_keys:
             values: list[LookupValue] = []
-            for ref in refs:
-                text = str(ref)
+            for ref, text in zip(self.refs, texts, strict=True):
                 hit = stored.get((ref.view, keys[ref.view]))
                 if hit is None:
                     values.append(LookupValue(text, None, ValueStatus.MISSING, None))

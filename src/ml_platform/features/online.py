@@ -15,7 +15,13 @@ from ml_platform.config import Settings
 from ml_platform.store.db import Database
 from ml_platform.store.features import OnlineRowRecord, SqlOnlineRows
 
-__all__ = ["OnlineRowRecord", "OnlineStore", "SqlOnlineStore", "build_online_store"]
+__all__ = [
+    "AsyncOnlineReads",
+    "OnlineRowRecord",
+    "OnlineStore",
+    "SqlOnlineStore",
+    "build_online_store",
+]
 
 OnlineKey = tuple[str, str]  # (view, entity key)
 
@@ -37,6 +43,17 @@ class OnlineStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncOnlineReads(Protocol):
+    """A store that can also read on an event loop without a thread (Redis)."""
+
+    async def read_async(
+        self, tenant_id: str, keys: Sequence[OnlineKey]
+    ) -> dict[OnlineKey, OnlineRowRecord]:
+        """``read`` as a coroutine of the running loop."""
+        ...
 
 
 class SqlOnlineStore:

@@ -2,14 +2,20 @@
 
 The value is ``<event time, µs since the epoch>|<JSON of the feature values>``: a Lua script
 compares the stored time before it replaces a value (newer wins, atomically), and a lookup is
-one ``MGET`` of every key it needs, whatever the number of views and entity rows.
+one ``MGET`` of every key it needs, whatever the number of views and entity rows: from a
+thread with the blocking client, or on the caller's event loop with an asyncio client of the
+same server (``read_async``, the REST lookup's path: no thread hop per request).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
 
 from ml_platform.core.errors import Unavailable
 from ml_platform.store.features import OnlineRowRecord
@@ -49,7 +55,10 @@ class RedisOnlineStore:
             raise RuntimeError(
                 "the Redis online store needs: pip install ml-platform[redis]"
             ) from exc
+        self._url = url
         self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        # the asyncio client of the loop that last read (its connections belong to that loop)
+        self._async: tuple[asyncio.AbstractEventLoop, Any] | None = None
         self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
         self._prefix = prefix
         self._script = self._redis.register_script(_NEWER_WINS)
@@ -85,14 +94,33 @@ class RedisOnlineStore:
             )
         except self._errors:
             raise self._unavailable() from None
-        out: dict[OnlineKey, OnlineRowRecord] = {}
-        for (view, key), value in zip(unique, raw, strict=True):
-            if value is None:
-                continue
-            ts, _, payload = bytes(value).partition(b"|")
-            event_ts = _EPOCH + timedelta(microseconds=int(ts))
-            out[(view, key)] = OnlineRowRecord(key, json.loads(payload), event_ts)
-        return out
+        return _decode(unique, raw)
+
+    async def read_async(
+        self, tenant_id: str, keys: Sequence[OnlineKey]
+    ) -> dict[OnlineKey, OnlineRowRecord]:
+        """``read`` on the running event loop (one ``MGET``, no thread)."""
+        if not keys:
+            return {}
+        unique = list(dict.fromkeys(keys))
+        try:
+            raw: list[bytes | None] = await self._async_client().mget(
+                [self._key(tenant_id, v, k) for v, k in unique]
+            )
+        except self._errors:
+            raise self._unavailable() from None
+        return _decode(unique, raw)
+
+    def _async_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            import redis.asyncio
+
+            client = redis.asyncio.Redis.from_url(
+                self._url, socket_timeout=5, socket_connect_timeout=5
+            )
+            self._async = (loop, client)
+        return self._async[1]
 
     def clear(self, tenant_id: str, view: str) -> None:
         fixed = self._key(tenant_id, view, "")
@@ -111,3 +139,15 @@ class RedisOnlineStore:
 
     def close(self) -> None:
         self._redis.close()
+        self._async = None  # its connections close with their loop
+
+
+def _decode(keys: list[OnlineKey], raw: list[bytes | None]) -> dict[OnlineKey, OnlineRowRecord]:
+    out: dict[OnlineKey, OnlineRowRecord] = {}
+    for (view, key), value in zip(keys, raw, strict=True):
+        if value is None:
+            continue
+        ts, _, payload = bytes(value).partition(b"|")
+        event_ts = _EPOCH + timedelta(microseconds=int(ts))
+        out[(view, key)] = OnlineRowRecord(key, orjson.loads(payload), event_ts)
+    return out
