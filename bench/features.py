@@ -48,6 +48,7 @@ from ml_platform.serving.proto import features_pb2, features_pb2_grpc
 from ml_platform.store.db import Database
 
 N_KEYS = 1_000
+REDIS_URL = "redis://127.0.0.1:6379/0"
 N_FEATURES = 10
 CONCURRENCY = 8
 REFS = [f"bench_stats:f{i}" for i in range(N_FEATURES)]
@@ -228,10 +229,11 @@ def run_store(store: str, seconds: float) -> dict[tuple[str, int], dict[str, flo
         key = auth.create_api_key("bench", "bench").plaintext
         db.dispose()
         env = {"ML_PLATFORM_SERVING_WORKERS": "1", "ML_PLATFORM_RATE_LIMIT_ENABLED": "false"}
+        prefix = f"mlp-bench-{secrets.token_hex(4)}:"
         if store == "redis":
             env |= {
-                "ML_PLATFORM_REDIS_URL": "redis://127.0.0.1:6379/0",
-                "ML_PLATFORM_FEATURE_REDIS_KEY_PREFIX": f"mlp-bench-{secrets.token_hex(4)}:",
+                "ML_PLATFORM_REDIS_URL": REDIS_URL,
+                "ML_PLATFORM_FEATURE_REDIS_KEY_PREFIX": prefix,
             }
         proc, base, target = start_platform_server(
             data_dir, database_url=url, serving=True, env=env
@@ -246,6 +248,21 @@ def run_store(store: str, seconds: float) -> dict[tuple[str, int], dict[str, flo
             return out
         finally:
             stop_server(proc)
+            if store == "redis":
+                drop_keys(prefix)
+
+
+def drop_keys(prefix: str) -> None:
+    """Remove this run's online values from Redis (each run materializes under its own prefix)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        batch = list(client.scan_iter(match=prefix + "*", count=1000))
+        for start in range(0, len(batch), 1000):
+            client.delete(*batch[start : start + 1000])
+    finally:
+        client.close()
 
 
 FEAST_DEFS = """
