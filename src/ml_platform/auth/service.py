@@ -19,7 +19,12 @@ from ml_platform.auth.tokens import TokenCodec
 from ml_platform.core.errors import InvalidArgument, NotFound, Unauthenticated
 from ml_platform.store.db import Database
 from ml_platform.store.records import ApiKeyRecord, TenantRecord
-from ml_platform.store.tenants import ApiKeyRepository, TenantRepository
+from ml_platform.store.tenants import (
+    ApiKeyRepository,
+    TenantRepository,
+    key_candidates,
+    tenant_exists,
+)
 
 TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -52,8 +57,8 @@ class AuthService:
         if not looks_like_key(api_key):
             raise Unauthenticated("invalid API key")
         digest = hash_key(api_key)
-        with self._db.read() as session:
-            candidates = ApiKeyRepository(session).candidates(public_prefix(api_key))
+        with self._db.engine.connect() as connection:
+            candidates = key_candidates(connection, public_prefix(api_key))
         record = next((r for r, stored in candidates if digests_match(stored, digest)), None)
         if record is None:
             raise Unauthenticated("invalid API key")
@@ -68,8 +73,8 @@ class AuthService:
 
     def _authenticate_token(self, token: str) -> Principal:
         claims = self._tokens.verify(token)
-        with self._db.read() as session:
-            if TenantRepository(session).get(claims.tenant_id) is None:
+        with self._db.engine.connect() as connection:
+            if not tenant_exists(connection, claims.tenant_id):
                 raise Unauthenticated("token names an unknown tenant")
         return Principal(
             tenant_id=claims.tenant_id,
