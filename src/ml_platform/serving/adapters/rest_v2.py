@@ -268,9 +268,10 @@ class _InferCodec:
             else:
                 try:
                     data = np.asarray(spec["data"], dtype=dt).reshape(-1)
-                except (KeyError, TypeError, ValueError) as exc:
+                except (KeyError, TypeError, ValueError, OverflowError) as exc:
+                    # OverflowError: an integer beyond what the input's datatype holds
                     raise InvalidArgument(
-                        f"input {tname}: data must be a numeric array",
+                        f"input {tname}: data must be a numeric array of {datatype or dt.name}",
                         [FieldViolation(f"inputs.{tname}.data", str(exc))],
                     ) from exc
             v2.check_shape(model, tname, shape, data.size)
