@@ -64,7 +64,9 @@ async function signIn(page, key) {
   await page.waitForURL(/\/ui\/signin/);
   await page.fill("#api-key", key);
   await page.press("#api-key", "Enter");
-  await page.waitForSelector("[data-testid=jobs-summary]");
+  // signed in = the jobs page rendered; its summary is hidden when the tenant has no jobs
+  // (the empty state shows instead), so wait for it in the DOM, not for it to be visible
+  await page.waitForSelector("[data-testid=jobs-summary]", { state: "attached" });
 }
 
 async function shot(page, name, fullPage = true) {
