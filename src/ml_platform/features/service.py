@@ -4,7 +4,7 @@ point-in-time training data, all scoped to the caller's tenant."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,6 @@ from ml_platform.core.errors import (
 from ml_platform.data.service import DataArea
 from ml_platform.features.historical import ViewJoin, point_in_time_join
 from ml_platform.features.lookup import (
-    LookupValue,
     OnlineFeatures,
     ViewCatalog,
     check_refs,
@@ -404,14 +403,6 @@ class FeatureService:
         return PushResponse(feature_view=name, rows_written=len(rows))
 
     # -- reads ---------------------------------------------------------------------------------
-    def online_features(
-        self,
-        principal: Principal,
-        features: Sequence[str],
-        entity_rows: Sequence[Mapping[str, Any]],
-    ) -> list[list[LookupValue]]:
-        return self.online.lookup(principal.tenant_id, features, entity_rows)
-
     def historical_features(
         self, principal: Principal, body: HistoricalFeaturesRequest
     ) -> HistoricalFeaturesResponse:
