@@ -79,6 +79,16 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_leeway_seconds: int = 0
+    auth_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description=(
+            "How long the control plane trusts a credential it has checked without reading the "
+            "store again (a key revoked on another replica or by `mlp admin` against the store "
+            "keeps working here that long; revoked through this server, at once); 0 reads the "
+            "store on every request"
+        ),
+    )
     secrets_key: SecretStr | None = Field(
         default=None,
         description=(
@@ -308,7 +318,7 @@ class Settings(BaseSettings):
         if self.mode is Mode.PRODUCTION and not self.secrets_keys:
             raise ValueError(
                 "ML_PLATFORM_SECRETS_KEY must be set in production mode: job env_vars are "
-                "encrypted at rest with it (make a key with `python -c \"from "
+                'encrypted at rest with it (make a key with `python -c "from '
                 'cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`)'
             )
         return self

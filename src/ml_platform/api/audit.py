@@ -34,11 +34,10 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ml_platform.api.credentials import bearer_credential
+from ml_platform.api.credentials import authenticate, bearer_credential
 from ml_platform.auth.keys import KEY_PREFIX
 from ml_platform.auth.principal import CredentialKind, Principal
 from ml_platform.auth.service import AuthService
@@ -241,6 +240,6 @@ class AuditMiddleware:
         if not api_key and not bearer:
             return None
         try:
-            return await run_in_threadpool(self.auth.authenticate, api_key=api_key, bearer=bearer)
+            return await authenticate(self.auth, api_key, bearer)
         except PlatformError:
             return None

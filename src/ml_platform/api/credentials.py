@@ -8,6 +8,11 @@ client sends for the ``BearerAuth`` scheme (``config.api_key['BearerAuth'] = tok
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
+
+from ml_platform.auth.principal import Principal
+from ml_platform.auth.service import AuthService
+
 BEARER_AUTH_DESCRIPTION = (
     "`Authorization: Bearer <token>`, where `<token>` is an API key (`mlp_...`) or a JWT "
     "(HS256, or RS256 via JWKS). The `Bearer ` word may be left out: a generated client's "
@@ -25,3 +30,13 @@ def bearer_credential(authorization: str | None) -> str | None:
     if first.lower() == "bearer":
         return rest.strip()
     return None
+
+
+async def authenticate(auth: AuthService, api_key: str | None, bearer: str | None) -> Principal:
+    """The caller: from the principal cache on the event loop when it remembers this
+    credential, else checked against the store on a worker thread. Every REST path that
+    authenticates (the routes' dependency, audit, idempotency) comes through here."""
+    principal = auth.remembered(api_key=api_key, bearer=bearer)
+    if principal is not None:
+        return principal
+    return await run_in_threadpool(auth.authenticate, api_key=api_key, bearer=bearer)

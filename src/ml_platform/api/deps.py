@@ -9,7 +9,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ml_platform.api.context import ApiContext
-from ml_platform.api.credentials import BEARER_AUTH_DESCRIPTION, bearer_credential
+from ml_platform.api.credentials import (
+    BEARER_AUTH_DESCRIPTION,
+    authenticate,
+    bearer_credential,
+)
 from ml_platform.api.ratelimit import enforce_rate_limit
 from ml_platform.auth.principal import Principal, ensure_admin
 from ml_platform.core.errors import UnsupportedMediaType
@@ -50,7 +54,7 @@ async def get_principal(
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
 ) -> Principal:
     token = bearer_credential(authorization)
-    principal = await run_in_threadpool(context.auth.authenticate, api_key=api_key, bearer=token)
+    principal = await authenticate(context.auth, api_key, token)
     request.state.principal = principal  # who the audit event names (ml_platform.api.audit)
     await enforce_rate_limit(request, principal)  # 429 over the control budget
     return principal

@@ -39,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ml_platform.api.credentials import bearer_credential
+from ml_platform.api.credentials import authenticate, bearer_credential
 from ml_platform.auth.service import AuthService
 from ml_platform.core.errors import (
     Conflict,
@@ -221,9 +221,7 @@ class IdempotencyMiddleware:
         api_key = headers.get("x-api-key") or None
         bearer = bearer_credential(headers.get("authorization"))
         try:
-            principal = await run_in_threadpool(
-                self.auth.authenticate, api_key=api_key, bearer=bearer
-            )
+            principal = await authenticate(self.auth, api_key, bearer)
         except PlatformError:
             return None
         return principal.tenant_id

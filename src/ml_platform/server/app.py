@@ -103,7 +103,7 @@ def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
     return ApiContext(
         settings=settings,
         db=db,
-        auth=AuthService(db, tokens),
+        auth=AuthService(db, tokens, cache_seconds=settings.auth_cache_seconds),
         jobs=JobService(db, engine, quotas),
         registry=build_registry(
             settings,
