@@ -110,14 +110,18 @@ def test_predictions_are_counted_over_every_worker(plane: Plane) -> None:
         made += 1
     for _ in range(4):  # whichever worker answers the scrape sees every worker's counts
         after = plane.scrape()
-        assert value(after, "mlp_serving_predictions_total", **ok) - value(
-            before, "mlp_serving_predictions_total", **ok
-        ) == made
+        assert (
+            value(after, "mlp_serving_predictions_total", **ok)
+            - value(before, "mlp_serving_predictions_total", **ok)
+            == made
+        )
         # one row per request: the model calls carried exactly that many rows, however batched
         rows = {"tenant": "t1", "deployment": "rf-onnx"}
-        assert value(after, "mlp_serving_batch_rows_sum", **rows) - value(
-            before, "mlp_serving_batch_rows_sum", **rows
-        ) == made
+        assert (
+            value(after, "mlp_serving_batch_rows_sum", **rows)
+            - value(before, "mlp_serving_batch_rows_sum", **rows)
+            == made
+        )
         calls = value(after, "mlp_serving_batch_rows_count", **rows) - value(
             before, "mlp_serving_batch_rows_count", **rows
         )
@@ -156,9 +160,10 @@ def test_refused_credentials_are_counted_as_rejections(plane: Plane) -> None:
             assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
     after = plane.scrape()
     name = "mlp_serving_rejections_total"
-    assert value(after, name, code="UNAUTHENTICATED") - value(
-        before, name, code="UNAUTHENTICATED"
-    ) == 3
+    assert (
+        value(after, name, code="UNAUTHENTICATED") - value(before, name, code="UNAUTHENTICATED")
+        == 3
+    )
     # refused calls are not predictions
     ok = {"tenant": "t1", "deployment": "rf-onnx"}
     predictions = "mlp_serving_predictions_total"
@@ -209,3 +214,29 @@ def test_the_multiprocess_dir_is_under_the_data_dir_and_private(plane: Plane) ->
     assert len(dirs) == 1
     assert dirs[0].stat().st_mode & 0o077 == 0
     assert any(dirs[0].glob("*.db")), "the workers wrote no metric files there"
+
+
+def test_cached_children_count_into_their_own_labelled_series() -> None:
+    """count_prediction/count_rejection reuse one child per label set: every call still
+    counts, each into the series of its own labels."""
+    from ml_platform.serving.plane import metrics
+
+    def value(name: str, labels: dict[str, str]) -> float:
+        got = metrics.REGISTRY.get_sample_value(name, labels)
+        return 0.0 if got is None else got
+
+    ok = {"tenant": "t-cache", "deployment": "d-cache", "status": "OK"}
+    bad = dict(ok, status="INVALID_ARGUMENT")
+    unresolved = dict(ok, deployment=metrics.UNRESOLVED)
+    before = [value("mlp_serving_predictions_total", s) for s in (ok, bad, unresolved)]
+    for _ in range(3):
+        metrics.count_prediction("t-cache", "d-cache", "OK")
+    metrics.count_prediction("t-cache", "d-cache", "INVALID_ARGUMENT")
+    metrics.count_prediction("t-cache", None, "OK")
+    after = [value("mlp_serving_predictions_total", s) for s in (ok, bad, unresolved)]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [3.0, 1.0, 1.0]
+    code = {"code": "UNAUTHENTICATED"}
+    rejected = value("mlp_serving_rejections_total", code)
+    metrics.count_rejection("UNAUTHENTICATED")
+    metrics.count_rejection("UNAUTHENTICATED")
+    assert value("mlp_serving_rejections_total", code) - rejected == 2.0

@@ -28,11 +28,13 @@ def test_compiled_forest_reproduces_predict_proba_exactly(cls: type, n_classes: 
     rows = np.vstack([X[:100], np.random.default_rng(3).normal(0, 5, size=(50, 8))])
     want = forest.predict_proba(rows)
     assert np.array_equal(compiled.predict_proba(rows), want)
-    # both strategies (lock-step for small batches, tree by tree for large) agree exactly
-    assert np.array_equal(compiled.predict_proba_lockstep(rows), want)
-    assert np.array_equal(compiled.predict_proba_treewise(rows), want)
-    for n in (1, CompiledForest.LOCKSTEP_MAX_ROWS, CompiledForest.LOCKSTEP_MAX_ROWS + 1):
+    # both strategies (a Python walk for a few rows, leaf indices + one gather for more)
+    # agree exactly, at every batch size around the switch
+    assert np.array_equal(compiled.predict_proba_walk(rows), want)
+    assert np.array_equal(compiled.predict_proba_leaves(rows), want)
+    for n in (1, 2, CompiledForest.WALK_MAX_ROWS, CompiledForest.WALK_MAX_ROWS + 1, 17):
         assert np.array_equal(compiled.predict_proba(rows[:n]), want[:n])
+        assert np.array_equal(compiled.predict_proba_walk(rows[:n]), want[:n])
     runtime = SklearnRuntime(forest)
     out = runtime.predict(rows)
     assert np.array_equal(out.values, forest.predict(rows).astype(np.float64))
@@ -51,6 +53,23 @@ def test_compilation_can_be_switched_off() -> None:
     forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
     assert SklearnRuntime(forest, compile_forests=False)._compiled is None
     assert SklearnRuntime(forest)._compiled is not None
+
+
+def test_compiled_forest_with_exact_thresholds_and_extreme_values() -> None:
+    """Rows exactly on a threshold and at the ends of float32's range go the way
+    scikit-learn sends them, in both strategies."""
+    X, y = make_classification(n_samples=300, n_features=5, random_state=4)
+    forest = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0).fit(X, y)
+    compiled = _compile_forest(forest)
+    assert isinstance(compiled, CompiledForest)
+    tree = forest.estimators_[0].tree_
+    split = np.flatnonzero(tree.children_left != -1)
+    rows = np.zeros((len(split), 5))
+    rows[np.arange(len(split)), tree.feature[split]] = tree.threshold[split]
+    rows = np.vstack([rows, np.full((2, 5), 3.4e38), np.full((2, 5), -3.4e38)])
+    want = forest.predict_proba(rows.astype(np.float32))
+    assert np.array_equal(compiled.predict_proba_walk(rows), want)
+    assert np.array_equal(compiled.predict_proba_leaves(rows), want)
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])

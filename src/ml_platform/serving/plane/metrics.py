@@ -73,12 +73,26 @@ MODEL_LOAD_SECONDS = Histogram(
 )
 
 
+# Labelled children, built once per label set: ``labels(...)`` takes a lock and builds
+# the child's key on every call (7.6% of a worker's samples at C=32 in a py-spy profile).
+# The keys are bounded: resolved deployment names (never a caller's), error codes.
+_prediction_children: dict[tuple[str, str, str], Callable[[], None]] = {}
+_rejection_children: dict[str, Callable[[], None]] = {}
+
+
 def count_prediction(tenant_id: str, deployment: str | None, status: str) -> None:
-    PREDICTIONS.labels(tenant_id, deployment or UNRESOLVED, status).inc()
+    key = (tenant_id, deployment or UNRESOLVED, status)
+    inc = _prediction_children.get(key)
+    if inc is None:
+        inc = _prediction_children[key] = PREDICTIONS.labels(*key).inc
+    inc()
 
 
 def count_rejection(code: str) -> None:
-    REJECTIONS.labels(code).inc()
+    inc = _rejection_children.get(code)
+    if inc is None:
+        inc = _rejection_children[code] = REJECTIONS.labels(code).inc
+    inc()
 
 
 def batch_observer(model: ServedModel) -> Callable[[int], None]:
