@@ -11,26 +11,32 @@ it, so a refused request consumes nothing. Two strategies:
 
 ``MemoryWindows`` serves one process under a lock, with no timer thread (expired budgets are
 swept every ``SWEEP_EVERY`` hits). ``RedisWindows`` is one atomic Lua script per request
-(``EVALSHA`` of a script loaded once, over a pooled ``redis.asyncio`` connection), timed by
-Redis' own clock, so every replica shares one budget with no read-modify-write race.
+(``EVALSHA`` of a script loaded once, pipelined on the event loop's one connection of
+``redis_wire``), timed by Redis' own clock, so every replica shares one budget with no
+read-modify-write race.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import itertools
 import math
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
-import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from ml_platform.governance.redis_wire import (
+    RedisAddress,
+    RedisConnection,
+    ReplyError,
+    connect,
+    pack_command,
+)
 
 SWEEP_EVERY = 4096
 
@@ -179,52 +185,111 @@ return {1, best, best_remaining, best_reset}
 """
 
 
+class _LoopLink:
+    """The connection of one event loop, or the attempt to open it that callers share."""
+
+    __slots__ = ("connection", "opening")
+
+    def __init__(self) -> None:
+        self.connection: RedisConnection | None = None
+        self.opening: asyncio.Task[RedisConnection] | None = None
+
+
+def _opened(link: _LoopLink, task: asyncio.Task[RedisConnection]) -> None:
+    if link.opening is task:
+        link.opening = None
+    if task.cancelled():
+        return
+    failure = task.exception()  # retrieved here too: every waiter may have timed out already
+    if failure is None:
+        link.connection = task.result()
+
+
 class RedisWindows:
-    """The budgets in Redis: one script call per request, bounded by ``timeout`` seconds."""
+    """The budgets in Redis: one script call per request, bounded by ``timeout`` seconds.
+
+    One connection per event loop (``redis_wire``: concurrent requests pipelined on it, replies
+    matched in order), opened on the loop's first call and again on the first call after it was
+    lost, failed or timed out. Opening it (connect, AUTH, SELECT) is bounded by ``timeout``, and
+    so is each script call: an unreachable Redis is ``StorageUnavailable`` within 2 x
+    ``timeout``, with no retry. A script Redis no longer knows (``NOSCRIPT``: Redis restarted,
+    ``SCRIPT FLUSH``) is loaded and the call retried once, in one round trip.
+    """
 
     def __init__(self, url: str, *, moving: bool, timeout: float) -> None:
         self.url = url
+        # ValueError now, at startup, for a URL this client cannot honour
+        self.address = RedisAddress.from_url(url)
         self.moving = moving
         self.timeout = timeout
         self._member_prefix = f"{os.getpid()}-{os.urandom(4).hex()}-"
         self._members = itertools.count()
-        # a client per event loop: redis.asyncio connections belong to the loop that opened them
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: redis.asyncio.Redis | None = None
-        self._script: Any = None
+        self._mode = "moving" if moving else "fixed"
+        self._sha = hashlib.sha1(_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+        self._load = pack_command(("SCRIPT", "LOAD", _SCRIPT))
+        # loops are weakly held: a closed loop's link goes with the loop, never reused
+        self._links: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopLink] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def _bound(self) -> Any:
+    async def _connection(self) -> RedisConnection:
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            # no client-side retries: an unreachable Redis costs one short timeout, never a backoff
-            self._client = redis.asyncio.Redis.from_url(
-                self.url,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0),
-            )
-            self._script = self._client.register_script(_SCRIPT)
-            self._loop = loop
-        return self._script
+        link = self._links.get(loop)
+        if link is None:
+            link = self._links[loop] = _LoopLink()
+        connection = link.connection
+        if connection is not None and not connection.closed:
+            return connection
+        link.connection = None
+        opening = link.opening
+        if opening is None:
+            # one attempt shared by every request arriving meanwhile
+            opening = link.opening = loop.create_task(connect(self.address, self.timeout))
+            opening.add_done_callback(functools.partial(_opened, link))
+        # shielded: a waiter timing out or cancelled leaves the attempt to the others; the
+        # attempt itself is bounded by the timeout
+        return await asyncio.shield(opening)
 
-    async def hit(self, budgets: list[Budget]) -> Outcome:
-        script = self._bound()
-        args: list[str | int] = [
-            "moving" if self.moving else "fixed",
-            f"{self._member_prefix}{next(self._members)}",
-        ]
+    def _args(self, budgets: list[Budget]) -> tuple[str | int, ...]:
+        args: list[str | int] = [len(budgets)]
+        args += [b.key for b in budgets]
+        args += [self._mode, f"{self._member_prefix}{next(self._members)}"]
         for budget in budgets:
             args += [budget.quota, budget.window * 1000]
+        return tuple(args)
+
+    async def hit(self, budgets: list[Budget]) -> Outcome:
+        args = self._args(budgets)
         try:
-            async with asyncio.timeout(2 * self.timeout):
-                allowed, index, remaining, reset_ms = await script(
-                    keys=[b.key for b in budgets], args=args
+            connection = await self._connection()
+            try:
+                reply = await connection.execute(pack_command(("EVALSHA", self._sha, *args)))
+            except ReplyError as exc:
+                if exc.code != "NOSCRIPT":
+                    raise
+                # nothing was counted: load the script and run it again, pipelined
+                _, reply = await connection.execute_all(
+                    [self._load, pack_command(("EVALSHA", self._sha, *args))]
                 )
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (ReplyError, OSError, TimeoutError) as exc:
             raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        return Outcome(bool(allowed), int(index) - 1, int(remaining), int(reset_ms) / 1000)
+        if not (isinstance(reply, list) and len(reply) == 4 and all(type(v) is int for v in reply)):
+            raise StorageUnavailable(f"unexpected reply to the rate-limit script: {reply!r:.200}")
+        allowed, index, remaining, reset_ms = reply
+        return Outcome(bool(allowed), index - 1, remaining, reset_ms / 1000)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close every loop's connection: this loop's now, another live loop's on that loop."""
+        running = asyncio.get_running_loop()
+        links = list(self._links.items())
+        self._links.clear()
+        for loop, link in links:
+            if link.opening is not None and loop is running:
+                link.opening.cancel()
+            connection = link.connection
+            if connection is None:
+                continue
+            if loop is running:
+                await connection.aclose()
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(connection.close)
