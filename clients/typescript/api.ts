@@ -363,18 +363,10 @@ export type FeatureDType = typeof FeatureDType[keyof typeof FeatureDType];
 
 
 /**
- * Where a feature view\'s rows come from: a CSV or Parquet file in your data area.
+ * @type FeatureSource
  */
-export interface FeatureSource {
-    /**
-     * `csv` or `parquet`; by default from the file\'s extension
-     */
-    'format'?: string | null;
-    /**
-     * A file of your data area (`data/<path>` or `<path>`), CSV or Parquet; segments start with a letter, digit or `_` and hold letters, digits, `_.- `
-     */
-    'path': string;
-}
+export type FeatureSource = { kind: 'file' } & FileSource | { kind: 'job_output' } & JobOutputSource;
+
 /**
  * One feature\'s value for one entity row, with its status and event time.
  */
@@ -412,7 +404,7 @@ export interface FeatureView {
     'version': number;
 }
 /**
- * Typed features of an entity, read from a file; checked against the file\'s columns.
+ * Typed features of an entity, read from a file (of your data area or of a succeeded job\'s output); checked against the file\'s columns.
  */
 export interface FeatureViewCreate {
     'description'?: string;
@@ -478,6 +470,30 @@ export interface FieldError {
      */
     'path': string;
 }
+/**
+ * Rows from a CSV or Parquet file in your data area (`kind` may be left out).
+ */
+export interface FileSource {
+    /**
+     * `csv` or `parquet`; by default from the file\'s extension
+     */
+    'format'?: string | null;
+    /**
+     * `file`: a file of your data area
+     */
+    'kind'?: FileSourceKindEnum;
+    /**
+     * A file of your data area (`data/<path>` or `<path>`), CSV or Parquet; segments start with a letter, digit or `_` and hold letters, digits, `_.- `
+     */
+    'path': string;
+}
+
+export const FileSourceKindEnum = {
+    File: 'file',
+} as const;
+
+export type FileSourceKindEnum = typeof FileSourceKindEnum[keyof typeof FileSourceKindEnum];
+
 /**
  * The ML framework a job\'s code uses (it picks the runtime image).
  */
@@ -581,6 +597,34 @@ export interface JobLogLine {
 export interface JobLogsResponse {
     'logs': Array<JobLogLine>;
 }
+/**
+ * Rows from a CSV or Parquet file a succeeded training job of yours wrote to its `output_path`.
+ */
+export interface JobOutputSource {
+    /**
+     * `csv` or `parquet`; by default from the file\'s extension
+     */
+    'format'?: string | null;
+    /**
+     * A succeeded training job of your tenant
+     */
+    'job_id': string;
+    /**
+     * `job_output`: a file of a job\'s output
+     */
+    'kind': JobOutputSourceKindEnum;
+    /**
+     * The file inside the job\'s output (relative to its `output_path`)
+     */
+    'path': string;
+}
+
+export const JobOutputSourceKindEnum = {
+    JobOutput: 'job_output',
+} as const;
+
+export type JobOutputSourceKindEnum = typeof JobOutputSourceKindEnum[keyof typeof JobOutputSourceKindEnum];
+
 /**
  * A job\'s state: `pending` -> `running` -> `succeeded` / `failed`, or `cancelled`.
  */

@@ -30,6 +30,7 @@ def test_online_lookup_equals_the_latest_value_per_key(platform: Platform) -> No
     upload(client, "events/customers.csv", events.csv())
     view = define(client, "events/customers.csv")
     assert view["version"] == 1 and view["source"] == {
+        "kind": "file",
         "path": "data/events/customers.csv",
         "format": "csv",
     }
@@ -365,7 +366,7 @@ def test_a_parquet_source_serves_the_same_values(platform: Platform) -> None:
     frame.to_parquet(buffer, index=False)  # event_timestamp as a real timestamp column
     upload(client, "p/events.parquet", buffer.getvalue())
     view = define(client, "data/p/events.parquet")
-    assert view["source"] == {"path": "data/p/events.parquet", "format": "parquet"}
+    assert view["source"] == {"kind": "file", "path": "data/p/events.parquet", "format": "parquet"}
     assert materialize(client)["status"] == "succeeded"
     latest = events.latest()
     ids = sorted(latest)

@@ -64,6 +64,7 @@ __all__ = [
     "FeatureViewListResponse",
     "FeatureViewUpdate",
     "FieldError",
+    "FileSource",
     "FrameworkType",
     "HealthStatus",
     "HistoricalFeaturesRequest",
@@ -73,6 +74,7 @@ __all__ = [
     "JobListResponse",
     "JobLogLine",
     "JobLogsResponse",
+    "JobOutputSource",
     "JobStatus",
     "Limit",
     "Lineage",
@@ -193,6 +195,7 @@ from ml_platform_client.models.feature_view_create import FeatureViewCreate as F
 from ml_platform_client.models.feature_view_list_response import FeatureViewListResponse as FeatureViewListResponse
 from ml_platform_client.models.feature_view_update import FeatureViewUpdate as FeatureViewUpdate
 from ml_platform_client.models.field_error import FieldError as FieldError
+from ml_platform_client.models.file_source import FileSource as FileSource
 from ml_platform_client.models.framework_type import FrameworkType as FrameworkType
 from ml_platform_client.models.health_status import HealthStatus as HealthStatus
 from ml_platform_client.models.historical_features_request import HistoricalFeaturesRequest as HistoricalFeaturesRequest
@@ -202,6 +205,7 @@ from ml_platform_client.models.instance_config import InstanceConfig as Instance
 from ml_platform_client.models.job_list_response import JobListResponse as JobListResponse
 from ml_platform_client.models.job_log_line import JobLogLine as JobLogLine
 from ml_platform_client.models.job_logs_response import JobLogsResponse as JobLogsResponse
+from ml_platform_client.models.job_output_source import JobOutputSource as JobOutputSource
 from ml_platform_client.models.job_status import JobStatus as JobStatus
 from ml_platform_client.models.limit import Limit as Limit
 from ml_platform_client.models.lineage import Lineage as Lineage

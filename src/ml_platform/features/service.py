@@ -3,7 +3,12 @@ point-in-time training data, all scoped to the caller's tenant."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import secrets
+import socket
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -21,6 +26,7 @@ from ml_platform.core.errors import (
 )
 from ml_platform.data.service import DataArea
 from ml_platform.features.historical import ViewJoin, point_in_time_join
+from ml_platform.features.job_outputs import JobOutputs
 from ml_platform.features.lookup import (
     OnlineFeatures,
     ViewCatalog,
@@ -29,19 +35,29 @@ from ml_platform.features.lookup import (
 )
 from ml_platform.features.materialize import latest_values, plain
 from ml_platform.features.online import OnlineStore, build_online_store
-from ml_platform.features.sources import SourceReader, SourceSpec, check_columns, source_spec
+from ml_platform.features.sources import (
+    JobOutputSpec,
+    SourceReader,
+    SourceSpec,
+    check_columns,
+    source_format,
+    source_spec,
+    spec_of,
+)
 from ml_platform.features.types import ValueType, coerce_value, entity_key, parse_refs
+from ml_platform.jobs.paths import PathPolicy
 from ml_platform.schemas.features import (
     Entity,
     EntityCreate,
     EntityListResponse,
-    FeatureSource,
     FeatureView,
     FeatureViewCreate,
     FeatureViewListResponse,
     FeatureViewUpdate,
+    FileSource,
     HistoricalFeaturesRequest,
     HistoricalFeaturesResponse,
+    JobOutputSource,
     MaterializationList,
     MaterializationRun,
     MaterializationState,
@@ -49,11 +65,13 @@ from ml_platform.schemas.features import (
     PushResponse,
 )
 from ml_platform.schemas.features import ValueType as WireValueType
+from ml_platform.storage import storage_from_settings
 from ml_platform.store.db import Database
 from ml_platform.store.features import (
     EntityRecord,
     FeatureRepository,
     FeatureViewRecord,
+    MaterializationLeases,
     MaterializationRecord,
     OnlineRowRecord,
 )
@@ -77,13 +95,22 @@ def _entity_wire(record: EntityRecord) -> Entity:
     )
 
 
+def _source_wire(source: dict[str, Any]) -> FileSource | JobOutputSource:
+    spec = spec_of(source)
+    if isinstance(spec, JobOutputSpec):
+        return JobOutputSource(
+            kind="job_output", job_id=spec.job_id, path=spec.path, format=spec.format
+        )
+    return FileSource(kind="file", path=spec.path, format=spec.format)
+
+
 def _view_wire(record: FeatureViewRecord) -> FeatureView:
     return FeatureView(
         name=record.name,
         version=record.version,
         entity=record.entity,
         features={n: WireValueType(t) for n, t in record.features},
-        source=FeatureSource(path=str(record.source["path"]), format=str(record.source["format"])),
+        source=_source_wire(record.source),
         timestamp_field=record.timestamp_field,
         ttl_seconds=record.ttl_seconds,
         description=record.description,
@@ -130,17 +157,40 @@ def _parse_time(value: Any, field: str) -> datetime:
     return result
 
 
+MAX_ATTEMPTS = 3  # a run whose process died this many times is failed, not run again
+
+
 class FeatureService:
+    """Materialization survives the death of the process running it. A run is recorded
+    ``running`` with a lease held by this process (``owner``), which renews it every third of
+    ``lease_seconds`` while the run works (``start()``'s task). If the process dies, the lease
+    lapses, and a sweep on any replica (the same task, at start-up and then periodically)
+    claims the run with one conditional UPDATE (of two sweepers exactly one wins) and runs it
+    again, at most ``MAX_ATTEMPTS`` starts in all. Re-running is idempotent: a run loads only
+    the latest value per key among the source rows after its ``watermark_from`` (fixed when it
+    was recorded), the online store keeps the newer of two values of a key, and the watermark
+    advances only when a run succeeds, so a run done twice writes what it would write once.
+    A process whose lease was taken over cannot record its end over the new holder's: the
+    end is fenced by the owner."""
+
     def __init__(
         self,
         db: Database,
         sources: SourceReader,
         store: OnlineStore,
         definition_cache_seconds: float = 0.0,
+        *,
+        lease_seconds: float = 15.0,
     ) -> None:
         self._db = db
         self._sources = sources
         self.store = store
+        self.lease_seconds = lease_seconds
+        self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._active: set[str] = set()  # runs this process works on (their leases are renewed)
+        self._active_lock = threading.Lock()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[Any]] = set()
         # online reads reuse a definition this long; this process's own writes forget it
         self.catalog = ViewCatalog(db, definition_cache_seconds)
         self.online = OnlineFeatures(self.catalog, store)
@@ -208,11 +258,17 @@ class FeatureService:
                 f"body.features.{clash[0]}: {why}",
                 [FieldViolation(f"body.features.{clash[0]}", why)],
             )
-        spec = source_spec(body.source.path, body.source.format)
+        source = body.source
+        spec: SourceSpec
+        if isinstance(source, JobOutputSource):
+            fmt = source_format(source.path, source.format)
+            spec = JobOutputSpec(source.job_id, source.path, fmt)
+        else:
+            spec = source_spec(source.path, source.format)
         frame = self._sources.read(tenant_id, spec)
         check_columns(
             frame,
-            spec.path,
+            spec.label,
             entity.join_keys,
             [(f, t.value) for f, t in body.features.items()],
             body.timestamp_field,
@@ -302,11 +358,22 @@ class FeatureService:
                 view_version=view.version,
                 watermark_from=repo.watermark(name),
                 created_by=principal.name,
+                owner=self.owner,
+                lease_seconds=self.lease_seconds,
             )
+        with self._active_lock:
+            self._active.add(run.id)
         return _run_wire(run)
 
     def run_materialization(self, tenant_id: str, run_id: str, name: str) -> MaterializationRun:
         """Load the source rows after the watermark; the run ends succeeded or failed."""
+        try:
+            return self._materialize(tenant_id, run_id, name)
+        finally:
+            with self._active_lock:
+                self._active.discard(run_id)
+
+    def _materialize(self, tenant_id: str, run_id: str, name: str) -> MaterializationRun:
         rows_read = keys = 0
         watermark: datetime | None = None
         with self._db.read() as session:
@@ -319,7 +386,7 @@ class FeatureService:
         try:
             if view is None or entity is None:
                 raise NotFound(f"feature view {name!r} or its entity was deleted")
-            frame = self._sources.read(tenant_id, SourceSpec.of(view.source))
+            frame = self._sources.read(tenant_id, spec_of(view.source))
             latest = latest_values(
                 frame,
                 join_keys=entity.join_keys,
@@ -338,17 +405,98 @@ class FeatureService:
             status, error = MaterializationState.FAILED, "internal error; it has been logged"
         with self._db.transaction() as session:
             repo = FeatureRepository(session, tenant_id)
-            repo.finish_run(
+            ended = repo.finish_run(
                 run_id,
                 status=status.value,
                 rows_read=rows_read,
                 keys_written=keys,
                 watermark_to=watermark,
                 error=error,
+                owner=self.owner,
             )
             finished = repo.get_run(name, run_id)
-        assert finished is not None
+        if not ended:
+            logger.warning("materialization %s was taken over by another process", run_id)
+        if finished is None:
+            raise NotFound(f"materialization {run_id!r} not found")
         return _run_wire(finished)
+
+    # -- recovery ------------------------------------------------------------------------------
+    def renew_leases(self) -> set[str]:
+        """Extend this process's leases on the runs it works on; the ids it still holds."""
+        with self._active_lock:
+            active = sorted(self._active)
+        if not active:
+            return set()
+        with self._db.transaction() as session:
+            return MaterializationLeases(session).renew(self.owner, active, self.lease_seconds)
+
+    def claim_abandoned(self) -> list[MaterializationRecord]:
+        """Claim every running run whose owner's lease lapsed; the runs to do again. A run
+        abandoned ``MAX_ATTEMPTS`` times is failed instead (its error says so)."""
+        with self._db.read() as session:
+            lapsed = MaterializationLeases(session).abandoned()
+        claimed: list[MaterializationRecord] = []
+        for run in lapsed:
+            with self._db.transaction() as session:
+                if not MaterializationLeases(session).claim(run.id, self.owner, self.lease_seconds):
+                    continue  # another sweeper took it first, or it ended meanwhile
+                if run.attempts >= MAX_ATTEMPTS:
+                    FeatureRepository(session, run.tenant_id).finish_run(
+                        run.id,
+                        status=MaterializationState.FAILED.value,
+                        rows_read=0,
+                        keys_written=0,
+                        watermark_to=None,
+                        error=f"the process running it stopped {run.attempts} times; "
+                        "start a new materialization",
+                        owner=self.owner,
+                    )
+                    continue
+            logger.warning(
+                "materialization %s of %s was abandoned by %s; running it again (start %d)",
+                run.id,
+                run.view,
+                run.lease_owner or "a process without a lease",
+                run.attempts + 1,
+            )
+            with self._active_lock:
+                self._active.add(run.id)
+            claimed.append(run)
+        return claimed
+
+    def recover(self) -> list[MaterializationRun]:
+        """One sweep done inline: claim lapsed runs and run each again here."""
+        return [self.run_materialization(r.tenant_id, r.id, r.view) for r in self.claim_abandoned()]
+
+    async def start(self) -> None:
+        """Renew this process's leases and sweep for abandoned runs, now and every third of
+        the lease, until ``stop()``."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="feature-sweeper")
+
+    async def stop(self) -> None:
+        task, self._sweeper = self._sweeper, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self._running:  # runs claimed by the sweep finish (or fail) before the process ends
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _sweep_forever(self) -> None:
+        period = max(self.lease_seconds / 3, 0.05)
+        while True:
+            try:
+                await asyncio.to_thread(self.renew_leases)
+                for run in await asyncio.to_thread(self.claim_abandoned):
+                    task = asyncio.create_task(
+                        asyncio.to_thread(self.run_materialization, run.tenant_id, run.id, run.view)
+                    )
+                    self._running.add(task)
+                    task.add_done_callback(self._running.discard)
+            except Exception:  # the store may be away for a moment: try again next period
+                logger.exception("the materialization sweep failed")
+            await asyncio.sleep(period)
 
     def get_materialization(
         self, principal: Principal, name: str, run_id: str
@@ -450,7 +598,7 @@ class FeatureService:
             joins.append(
                 ViewJoin(
                     view=name,
-                    frame=self._sources.read(tenant_id, SourceSpec.of(resolved.view.source)),
+                    frame=self._sources.read(tenant_id, spec_of(resolved.view.source)),
                     join_keys=resolved.entity.join_keys,
                     timestamp_field=resolved.view.timestamp_field,
                     ttl_seconds=resolved.view.ttl_seconds,
@@ -462,11 +610,16 @@ class FeatureService:
 
 
 def build_feature_service(settings: Settings, db: Database, area: DataArea) -> FeatureService:
-    """The service as the composition root wires it: sources from ``area``, the online store
-    chosen by settings."""
+    """The service as the composition root wires it: sources from ``area`` and from job
+    outputs (the jobs' location policy and storage), the online store chosen by settings,
+    materialization leases as long as the scheduler's (``ML_PLATFORM_SCHEDULER_LEASE_SECONDS``)."""
+    outputs = JobOutputs(
+        db, PathPolicy.from_settings(settings, db), storage_from_settings(settings)
+    )
     return FeatureService(
         db,
-        SourceReader(area, settings.feature_max_source_bytes),
+        SourceReader(area, settings.feature_max_source_bytes, outputs),
         build_online_store(settings, db),
         settings.feature_definition_cache_seconds,
+        lease_seconds=settings.scheduler_lease_seconds,
     )

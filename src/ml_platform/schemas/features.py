@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from ml_platform.schemas._types import (
     INT64_MAX,
@@ -27,8 +27,10 @@ __all__ = [
     "FeatureViewCreate",
     "FeatureViewListResponse",
     "FeatureViewUpdate",
+    "FileSource",
     "HistoricalFeaturesRequest",
     "HistoricalFeaturesResponse",
+    "JobOutputSource",
     "MaterializationList",
     "MaterializationRun",
     "MaterializationState",
@@ -46,6 +48,8 @@ COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\- ]*$"
 REF_PATTERN = r"^[a-z][a-z0-9_]*:[A-Za-z_][A-Za-z0-9_.\- ]*$"
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,254}"
 SOURCE_PATH_PATTERN = rf"^(?:data/)?{_SEGMENT}(?:/{_SEGMENT}){{0,30}}$"
+OUTPUT_PATH_PATTERN = rf"^{_SEGMENT}(?:/{_SEGMENT}){{0,30}}$"
+JOB_ID_PATTERN = r"^job_[0-9a-z]+$"
 MAX_ROWS = 10_000
 MAX_REFS = 1_000
 MAX_TTL_SECONDS = 10 * 365 * 86_400
@@ -197,9 +201,21 @@ class EntityListResponse(BaseModel):
     has_more: bool
 
 
-class FeatureSource(RequestModel):
-    """Where a feature view's rows come from: a CSV or Parquet file in your data area."""
+_FORMAT_FIELD = Field(
+    None,
+    pattern="^(csv|parquet)$",
+    description="`csv` or `parquet`; by default from the file's extension",
+)
 
+
+class FileSource(RequestModel):
+    """Rows from a CSV or Parquet file in your data area (`kind` may be left out)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"kind": "file", "path": "data/events/customers.parquet"}}
+    )
+
+    kind: Literal["file"] = Field("file", description="`file`: a file of your data area")
     path: str = Field(
         min_length=1,
         max_length=1024,
@@ -208,11 +224,54 @@ class FeatureSource(RequestModel):
         "segments start with a letter, digit or `_` and hold letters, digits, `_.- `",
         examples=["data/events/customers.parquet"],
     )
-    format: str | None = Field(
-        None,
-        pattern="^(csv|parquet)$",
-        description="`csv` or `parquet`; by default from the file's extension",
+    format: str | None = _FORMAT_FIELD
+
+
+class JobOutputSource(RequestModel):
+    """Rows from a CSV or Parquet file a succeeded training job of yours wrote to its
+    `output_path`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "kind": "job_output",
+                "job_id": "job_01jdx3m8c5r7v2k9w4q6y8z0ab",
+                "path": "features.parquet",
+            }
+        }
     )
+
+    kind: Literal["job_output"] = Field(description="`job_output`: a file of a job's output")
+    job_id: str = Field(
+        min_length=5,
+        max_length=40,
+        pattern=JOB_ID_PATTERN,
+        description="A succeeded training job of your tenant",
+        examples=["job_01jdx3m8c5r7v2k9w4q6y8z0ab"],
+    )
+    path: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=OUTPUT_PATH_PATTERN,
+        description="The file inside the job's output (relative to its `output_path`)",
+        examples=["features.parquet"],
+    )
+    format: str | None = _FORMAT_FIELD
+
+
+def _default_kind(value: Any) -> Any:
+    """A source object without `kind` is a file source (as before job outputs existed)."""
+    if isinstance(value, dict) and "kind" not in value:
+        return {"kind": "file", **value}
+    return value
+
+
+FeatureSource = Annotated[
+    FileSource | JobOutputSource,
+    BeforeValidator(_default_kind),
+    Field(discriminator="kind", title="FeatureSource"),
+]
+"""Where a feature view's rows come from: a data-area file or a job's output file."""
 
 
 _VIEW_EXAMPLE: dict[str, Any] = {
@@ -240,7 +299,8 @@ class _ViewSpec(RequestModel):
 
 
 class FeatureViewCreate(_ViewSpec):
-    """Typed features of an entity, read from a file; checked against the file's columns."""
+    """Typed features of an entity, read from a file (of your data area or of a succeeded
+    job's output); checked against the file's columns."""
 
     model_config = ConfigDict(json_schema_extra={"example": _VIEW_EXAMPLE})
 

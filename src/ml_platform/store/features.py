@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     delete,
     func,
+    or_,
     select,
     tuple_,
     update,
@@ -29,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from ml_platform.core.errors import AlreadyExists
 from ml_platform.core.ids import new_id
@@ -39,6 +41,7 @@ __all__ = [
     "EntityRecord",
     "FeatureRepository",
     "FeatureViewRecord",
+    "MaterializationLeases",
     "MaterializationRecord",
     "OnlineRowRecord",
     "SqlOnlineRows",
@@ -103,6 +106,11 @@ class FeatureMaterializationRow(Base):
     created_by: Mapped[str] = mapped_column(String(255))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # the process running it (migration 0016): it renews the lease while it works; a running
+    # run whose lease has expired (or that has none) is claimed and run again by a sweep
+    lease_owner: Mapped[str | None] = mapped_column(String(96), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class FeatureOnlineRow(Base):
@@ -159,6 +167,9 @@ class MaterializationRecord:
     created_by: str
     started_at: datetime
     finished_at: datetime | None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -211,6 +222,9 @@ def _run(row: FeatureMaterializationRow) -> MaterializationRecord:
         created_by=row.created_by,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+        attempts=row.attempts,
     )
 
 
@@ -426,8 +440,17 @@ class FeatureRepository:
         )
 
     def start_run(
-        self, *, view: str, view_version: int, watermark_from: datetime | None, created_by: str
+        self,
+        *,
+        view: str,
+        view_version: int,
+        watermark_from: datetime | None,
+        created_by: str,
+        owner: str | None = None,
+        lease_seconds: float = 0.0,
     ) -> MaterializationRecord:
+        """A ``running`` run held by ``owner`` for ``lease_seconds`` (it renews the lease)."""
+        now = utcnow()
         row = FeatureMaterializationRow(
             id=new_id("mat"),
             tenant_id=self.tenant_id,
@@ -440,8 +463,11 @@ class FeatureRepository:
             watermark_to=None,
             error=None,
             created_by=created_by,
-            started_at=utcnow(),
+            started_at=now,
             finished_at=None,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds) if owner else None,
+            attempts=1,
         )
         self._session.add(row)
         self._session.flush()
@@ -456,14 +482,20 @@ class FeatureRepository:
         keys_written: int,
         watermark_to: datetime | None,
         error: str | None,
-    ) -> None:
-        self._session.execute(
+        owner: str | None = None,
+    ) -> bool:
+        """End a running run; with ``owner``, only while ``owner`` still holds it (a process
+        whose lease was taken over does not overwrite the new holder's result)."""
+        where = [
+            FeatureMaterializationRow.tenant_id == self.tenant_id,
+            FeatureMaterializationRow.id == run_id,
+            FeatureMaterializationRow.status == "running",
+        ]
+        if owner is not None:
+            where.append(FeatureMaterializationRow.lease_owner == owner)
+        result = self._session.execute(
             update(FeatureMaterializationRow)
-            .where(
-                FeatureMaterializationRow.tenant_id == self.tenant_id,
-                FeatureMaterializationRow.id == run_id,
-                FeatureMaterializationRow.status == "running",
-            )
+            .where(*where)
             .values(
                 status=status,
                 rows_read=rows_read,
@@ -471,8 +503,10 @@ class FeatureRepository:
                 watermark_to=watermark_to,
                 error=error,
                 finished_at=utcnow(),
+                lease_expires_at=None,
             )
         )
+        return bool(getattr(result, "rowcount", 0))
 
     def get_run(self, view: str, run_id: str) -> MaterializationRecord | None:
         row = self._session.scalar(
@@ -502,6 +536,64 @@ class FeatureRepository:
             .limit(limit)
         )
         return Page(items=[_run(r) for r in rows], total=total or 0)
+
+
+def _lease_lapsed(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        FeatureMaterializationRow.lease_expires_at.is_(None),
+        FeatureMaterializationRow.lease_expires_at < now,
+    )
+
+
+class MaterializationLeases:
+    """The leases of running materializations across tenants: renewed by the process that
+    runs them, claimed by a sweep when their owner is gone."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def renew(self, owner: str, run_ids: Sequence[str], lease_seconds: float) -> set[str]:
+        """Extend ``owner``'s leases on ``run_ids``; the ids it still holds."""
+        if not run_ids:
+            return set()
+        runs = FeatureMaterializationRow
+        self._session.execute(
+            update(runs)
+            .where(runs.id.in_(list(run_ids)), runs.status == "running", runs.lease_owner == owner)
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        )
+        held = self._session.scalars(
+            select(runs.id).where(
+                runs.id.in_(list(run_ids)), runs.status == "running", runs.lease_owner == owner
+            )
+        )
+        return set(held)
+
+    def abandoned(self, limit: int = 100) -> list[MaterializationRecord]:
+        """Running runs whose lease has lapsed (or that never had one), oldest first."""
+        runs = FeatureMaterializationRow
+        rows = self._session.scalars(
+            select(runs)
+            .where(runs.status == "running", _lease_lapsed(utcnow()))
+            .order_by(runs.started_at, runs.id)
+            .limit(limit)
+        )
+        return [_run(r) for r in rows]
+
+    def claim(self, run_id: str, owner: str, lease_seconds: float) -> bool:
+        """Take over a lapsed run (one conditional UPDATE: of two sweepers, one wins)."""
+        now = utcnow()
+        runs = FeatureMaterializationRow
+        result = self._session.execute(
+            update(runs)
+            .where(runs.id == run_id, runs.status == "running", _lease_lapsed(now))
+            .values(
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                attempts=runs.attempts + 1,
+            )
+        )
+        return bool(getattr(result, "rowcount", 0))
 
 
 _WRITE_BATCH = 500

@@ -40,6 +40,7 @@ from ml_platform_client.models.feature_view_create import FeatureViewCreate
 from ml_platform_client.models.feature_view_list_response import FeatureViewListResponse
 from ml_platform_client.models.feature_view_update import FeatureViewUpdate
 from ml_platform_client.models.field_error import FieldError
+from ml_platform_client.models.file_source import FileSource
 from ml_platform_client.models.framework_type import FrameworkType
 from ml_platform_client.models.health_status import HealthStatus
 from ml_platform_client.models.historical_features_request import HistoricalFeaturesRequest
@@ -49,6 +50,7 @@ from ml_platform_client.models.instance_config import InstanceConfig
 from ml_platform_client.models.job_list_response import JobListResponse
 from ml_platform_client.models.job_log_line import JobLogLine
 from ml_platform_client.models.job_logs_response import JobLogsResponse
+from ml_platform_client.models.job_output_source import JobOutputSource
 from ml_platform_client.models.job_status import JobStatus
 from ml_platform_client.models.limit import Limit
 from ml_platform_client.models.lineage import Lineage

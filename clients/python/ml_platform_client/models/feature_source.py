@@ -13,101 +13,128 @@
 
 
 from __future__ import annotations
-import pprint
-import re  # noqa: F401
 import json
+import pprint
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+from typing import Any, List, Optional
+from ml_platform_client.models.file_source import FileSource
+from ml_platform_client.models.job_output_source import JobOutputSource
+from pydantic import StrictStr, Field
+from typing import Union, List, Set, Optional, Dict
+from typing_extensions import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from typing import Any, ClassVar, Dict, List, Optional
-from typing_extensions import Annotated
-from typing import Optional, Set
-from typing_extensions import Self
-from pydantic_core import to_jsonable_python
+FEATURESOURCE_ONE_OF_SCHEMAS = ["FileSource", "JobOutputSource"]
 
 class FeatureSource(BaseModel):
     """
-    Where a feature view's rows come from: a CSV or Parquet file in your data area.
-    """ # noqa: E501
-    format: Optional[Annotated[str, Field(strict=True)]] = Field(default=None, description="`csv` or `parquet`; by default from the file's extension")
-    path: Annotated[str, Field(min_length=1, strict=True, max_length=1024)] = Field(description="A file of your data area (`data/<path>` or `<path>`), CSV or Parquet; segments start with a letter, digit or `_` and hold letters, digits, `_.- `")
-    __properties: ClassVar[List[str]] = ["format", "path"]
-
-    @field_validator('format', mode="before")
-    def format_validate_regular_expression(cls, value):
-        """Validates the regular expression"""
-        if value is None:
-            return value
-
-        if isinstance(value, str) and not re.match(r"^(csv|parquet)$", value):
-            raise ValueError(r"must validate the regular expression /^(csv|parquet)$/")
-        return value
-
-    @field_validator('path', mode="before")
-    def path_validate_regular_expression(cls, value):
-        """Validates the regular expression"""
-        if isinstance(value, str) and not re.match(r"^(?:data\/)?[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,254}(?:\/[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,254}){0,30}$", value):
-            raise ValueError(r"must validate the regular expression /^(?:data\/)?[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,254}(?:\/[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,254}){0,30}$/")
-        return value
+    FeatureSource
+    """
+    # data type: FileSource
+    oneof_schema_1_validator: Optional[FileSource] = None
+    # data type: JobOutputSource
+    oneof_schema_2_validator: Optional[JobOutputSource] = None
+    actual_instance: Optional[Union[FileSource, JobOutputSource]] = None
+    one_of_schemas: Set[str] = { "FileSource", "JobOutputSource" }
 
     model_config = ConfigDict(
-        validate_by_name=True,
-        validate_by_alias=True,
         validate_assignment=True,
         protected_namespaces=(),
     )
 
 
-    def to_str(self) -> str:
-        """Returns the string representation of the model using alias"""
-        return pprint.pformat(self.model_dump(by_alias=True))
+    discriminator_value_class_map: Dict[str, str] = {
+    }
+
+    def __init__(self, *args, **kwargs) -> None:
+        if args:
+            if len(args) > 1:
+                raise ValueError("If a position argument is used, only 1 is allowed to set `actual_instance`")
+            if kwargs:
+                raise ValueError("If a position argument is used, keyword arguments cannot be used.")
+            super().__init__(actual_instance=args[0])
+        else:
+            super().__init__(**kwargs)
+
+    @field_validator('actual_instance')
+    def actual_instance_must_validate_oneof(cls, v):
+        instance = FeatureSource.model_construct()
+        error_messages = []
+        match = 0
+        # validate data type: FileSource
+        if not isinstance(v, FileSource):
+            error_messages.append(f"Error! Input type `{type(v)}` is not `FileSource`")
+        else:
+            match += 1
+        # validate data type: JobOutputSource
+        if not isinstance(v, JobOutputSource):
+            error_messages.append(f"Error! Input type `{type(v)}` is not `JobOutputSource`")
+        else:
+            match += 1
+        if match > 1:
+            # more than 1 match
+            raise ValueError("Multiple matches found when setting `actual_instance` in FeatureSource with oneOf schemas: FileSource, JobOutputSource. Details: " + ", ".join(error_messages))
+        elif match == 0:
+            # no match
+            raise ValueError("No match found when setting `actual_instance` in FeatureSource with oneOf schemas: FileSource, JobOutputSource. Details: " + ", ".join(error_messages))
+        else:
+            return v
+
+    @classmethod
+    def from_dict(cls, obj: Union[str, Dict[str, Any]]) -> Self:
+        return cls.from_json(json.dumps(obj))
+
+    @classmethod
+    def from_json(cls, json_str: str) -> Self:
+        """Returns the object represented by the json string"""
+        instance = cls.model_construct()
+        error_messages = []
+        match = 0
+
+        # deserialize data into FileSource
+        try:
+            instance.actual_instance = FileSource.from_json(json_str)
+            match += 1
+        except (ValidationError, ValueError) as e:
+            error_messages.append(str(e))
+        # deserialize data into JobOutputSource
+        try:
+            instance.actual_instance = JobOutputSource.from_json(json_str)
+            match += 1
+        except (ValidationError, ValueError) as e:
+            error_messages.append(str(e))
+
+        if match > 1:
+            # more than 1 match
+            raise ValueError("Multiple matches found when deserializing the JSON string into FeatureSource with oneOf schemas: FileSource, JobOutputSource. Details: " + ", ".join(error_messages))
+        elif match == 0:
+            # no match
+            raise ValueError("No match found when deserializing the JSON string into FeatureSource with oneOf schemas: FileSource, JobOutputSource. Details: " + ", ".join(error_messages))
+        else:
+            return instance
 
     def to_json(self) -> str:
-        """Returns the JSON representation of the model using alias"""
-        return json.dumps(to_jsonable_python(self.to_dict()))
+        """Returns the JSON representation of the actual instance"""
+        if self.actual_instance is None:
+            return "null"
 
-    @classmethod
-    def from_json(cls, json_str: str) -> Optional[Self]:
-        """Create an instance of FeatureSource from a JSON string"""
-        return cls.from_dict(json.loads(json_str))
+        if hasattr(self.actual_instance, "to_json") and callable(self.actual_instance.to_json):
+            return self.actual_instance.to_json()
+        else:
+            return json.dumps(self.actual_instance)
 
-    def to_dict(self) -> Dict[str, Any]:
-        """Return the dictionary representation of the model using alias.
-
-        This has the following differences from calling pydantic's
-        `self.model_dump(by_alias=True)`:
-
-        * `None` is only added to the output dict for nullable fields that
-          were set at model initialization. Other fields with value `None`
-          are ignored.
-        """
-        excluded_fields: Set[str] = set([
-        ])
-
-        _dict = self.model_dump(
-            by_alias=True,
-            exclude=excluded_fields,
-            exclude_none=True,
-        )
-        # set to None if format (nullable) is None
-        # and model_fields_set contains the field
-        if self.format is None and "format" in self.model_fields_set:
-            _dict['format'] = None
-
-        return _dict
-
-    @classmethod
-    def from_dict(cls, obj: Optional[Dict[str, Any]]) -> Optional[Self]:
-        """Create an instance of FeatureSource from a dict"""
-        if obj is None:
+    def to_dict(self) -> Optional[Union[Dict[str, Any], FileSource, JobOutputSource]]:
+        """Returns the dict representation of the actual instance"""
+        if self.actual_instance is None:
             return None
 
-        if not isinstance(obj, dict):
-            return cls.model_validate(obj)
+        if hasattr(self.actual_instance, "to_dict") and callable(self.actual_instance.to_dict):
+            return self.actual_instance.to_dict()
+        else:
+            # primitive type
+            return self.actual_instance
 
-        _obj = cls.model_validate({
-            "format": obj.get("format"),
-            "path": obj.get("path")
-        })
-        return _obj
+    def to_str(self) -> str:
+        """Returns the string representation of the actual instance"""
+        return pprint.pformat(self.model_dump())
 
 

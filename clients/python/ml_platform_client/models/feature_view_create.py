@@ -28,7 +28,7 @@ from pydantic_core import to_jsonable_python
 
 class FeatureViewCreate(BaseModel):
     """
-    Typed features of an entity, read from a file; checked against the file's columns.
+    Typed features of an entity, read from a file (of your data area or of a succeeded job's output); checked against the file's columns.
     """ # noqa: E501
     description: Optional[Annotated[str, Field(strict=True, max_length=1000)]] = ''
     entity: Annotated[str, Field(min_length=1, strict=True, max_length=63)] = Field(description="The entity the rows are about")
