@@ -151,10 +151,12 @@ class JobEngine:
             await self.executor.aclose()
         await asyncio.to_thread(self._archiver.shutdown, wait=True)
 
-    def _scheduler_changed(self, job_id: str) -> None:
-        """The scheduler moved a job: wake listeners; archive its logs once it is final."""
+    def _scheduler_changed(self, job_id: str, final: bool) -> None:
+        """The scheduler moved a job: wake listeners; archive its logs once it is final (a
+        queue position, a start or a retry's re-queue is not: no archive look-up then)."""
         self.signals.fire(job_id)
-        self._archive_later(job_id, executor_done=True)
+        if final:
+            self._archive_later(job_id, executor_done=True)
 
     def _archive_later(self, job_id: str, *, executor_done: bool) -> None:
         """The one archive path of every change of a job's status (the scheduler's finish, a
@@ -204,21 +206,21 @@ class JobEngine:
             try:
                 self.packages.get(tenant_id, source)
             except (NotFound, InvalidArgument):
-                violations.append(
-                    FieldViolation("source", f"code package {source!r} not found")
-                )
+                violations.append(FieldViolation("source", f"code package {source!r} not found"))
         if violations:
             summary = "; ".join(f"{v.field}: {v.message}" for v in violations)
             raise InvalidArgument(summary, violations)
         self.paths.ensure_tenant_root(tenant_id)
 
-    def job_changed(self, job_id: str) -> None:
-        """A job was submitted or cancelled: schedule now, wake listeners."""
+    def job_changed(self, job_id: str, *, final: bool) -> None:
+        """A job was submitted (``final=False``) or cancelled (``final=True``): schedule now,
+        wake listeners; a final job's logs are archived (a submit costs no archive look-up)."""
         if self.scheduler is not None:
             self.scheduler.wake()
         self.signals.fire(job_id)
         self.logs.notify(job_id)
-        self._archive_later(job_id, executor_done=False)  # cancelled while pending: now
+        if final:
+            self._archive_later(job_id, executor_done=False)  # cancelled while pending: now
 
     # -- metrics ----------------------------------------------------------------------------------
 

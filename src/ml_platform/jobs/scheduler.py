@@ -88,13 +88,15 @@ class Capacity:
 
     def plus(self, other: Capacity) -> Capacity:
         return Capacity(
-            self.cpu_cores + other.cpu_cores, self.memory_gb + other.memory_gb,
+            self.cpu_cores + other.cpu_cores,
+            self.memory_gb + other.memory_gb,
             self.gpus + other.gpus,
         )
 
     def minus(self, other: Capacity) -> Capacity:
         return Capacity(
-            self.cpu_cores - other.cpu_cores, self.memory_gb - other.memory_gb,
+            self.cpu_cores - other.cpu_cores,
+            self.memory_gb - other.memory_gb,
             self.gpus - other.gpus,
         )
 
@@ -187,9 +189,7 @@ def quota_reason(request: Capacity, holding: Capacity, quota: QuotaLimits) -> st
     )
     for limit, used, need, noun in asks:
         if limit is not None and need > 0 and used + need > limit:
-            return (
-                f"tenant quota: {used:g} of {limit:g} {noun} in use (this job needs {need:g})"
-            )
+            return f"tenant quota: {used:g} of {limit:g} {noun} in use (this job needs {need:g})"
     return None
 
 
@@ -232,7 +232,7 @@ class Scheduler:
         interval_seconds: float = 0.5,
         retry_backoff_seconds: float = 5.0,
         lease_seconds: float = 15.0,
-        on_change: Callable[[str], None] | None = None,
+        on_change: Callable[[str, bool], None] | None = None,
         fit_to_node: bool = False,
         quotas: QuotaService | None = None,
     ) -> None:
@@ -248,7 +248,8 @@ class Scheduler:
         self._interval = interval_seconds
         self._backoff = retry_backoff_seconds
         self._lease_seconds = lease_seconds
-        self._on_change = on_change or (lambda _job_id: None)
+        # (job id, final?): final when the job reached a terminal status (its logs are done)
+        self._on_change = on_change or (lambda _job_id, _final: None)
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{new_id('sch')}"
         self._active: dict[str, _Active] = {}
         self._leader = False
@@ -574,7 +575,7 @@ class Scheduler:
         if changed:
             await asyncio.to_thread(self._write_pending_info, changed)
             for job_id in changed:
-                self._on_change(job_id)
+                self._on_change(job_id, False)
         self._pending_info.update(changed)
         for item in to_start:
             await self._start(item.job, item.runtime)
@@ -608,7 +609,7 @@ class Scheduler:
             self._logs.append(job.id, f"fitted to this node: {note}", "system")
         self._active[job.id] = active
         self._pending_info.pop(job.id, None)
-        self._on_change(job.id)
+        self._on_change(job.id, False)
         try:
             handle = await self._executor.start(launch)
         except Exception as exc:
@@ -684,8 +685,14 @@ class Scheduler:
         if note is not None:
             reason += f"; fitted to this node: {note}"
         if not _transition(
-            session, job.id, job.tenant_id, JobStatus.RUNNING, expected=[JobStatus.PENDING],
-            reason=reason, attempt=attempt, **fields,
+            session,
+            job.id,
+            job.tenant_id,
+            JobStatus.RUNNING,
+            expected=[JobStatus.PENDING],
+            reason=reason,
+            attempt=attempt,
+            **fields,
         ):
             return False
         repo.upsert_runtime(
@@ -729,7 +736,7 @@ class Scheduler:
             retried = None
         self._active.pop(active.job_id, None)
         self._logs.notify(active.job_id)
-        self._on_change(active.job_id)
+        self._on_change(active.job_id, retried is None)  # re-queued for a retry: not final
         if retried is not None and self._loop is not None:
             self._loop.call_later(retried + 0.01, self.wake)
         self.wake()
@@ -752,14 +759,21 @@ class Scheduler:
                     f"{active.attempt} of {active.max_retries} in {backoff:g}s"
                 )
                 if _transition(
-                    session, active.job_id, active.tenant_id, JobStatus.PENDING,
-                    expected=[JobStatus.RUNNING], reason=reason, attempt=active.attempt,
+                    session,
+                    active.job_id,
+                    active.tenant_id,
+                    JobStatus.PENDING,
+                    expected=[JobStatus.RUNNING],
+                    reason=reason,
+                    attempt=active.attempt,
                     error_message=outcome.error_message,
                     resource_usage=outcome.resource_usage or None,
                 ):
                     repo.upsert_runtime(
-                        active.job_id, active.tenant_id,
-                        not_before=now + timedelta(seconds=backoff), handle=None,
+                        active.job_id,
+                        active.tenant_id,
+                        not_before=now + timedelta(seconds=backoff),
+                        handle=None,
                     )
                     self._logs.append(active.job_id, reason, "system")
                     self._queue.stale = True  # back in the queue, with its backoff
@@ -771,9 +785,14 @@ class Scheduler:
             if outcome.status is not JobStatus.SUCCEEDED:
                 fields["error_message"] = outcome.error_message
             if not _transition(
-                session, active.job_id, active.tenant_id, outcome.status,
-                expected=[JobStatus.RUNNING], attempt=active.attempt,
-                reason=outcome.error_message or "the job's code exited 0", **fields,
+                session,
+                active.job_id,
+                active.tenant_id,
+                outcome.status,
+                expected=[JobStatus.RUNNING],
+                attempt=active.attempt,
+                reason=outcome.error_message or "the job's code exited 0",
+                **fields,
             ):
                 # Already final (cancelled through the API, whose event is recorded): keep
                 # that outcome, add what the process used.
@@ -799,8 +818,14 @@ def _transition(
     """``transition_job``; False when the job moved on meanwhile (or is gone)."""
     try:
         transition_job(
-            session, job_id, tenant_id=tenant_id, target=target, expected=expected,
-            reason=reason, attempt=attempt, **fields,
+            session,
+            job_id,
+            tenant_id=tenant_id,
+            target=target,
+            expected=expected,
+            reason=reason,
+            attempt=attempt,
+            **fields,
         )
     except (Conflict, NotFound):
         return False

@@ -76,7 +76,7 @@ class JobService:
                 created_by=principal.name,
             )
         if self._engine is not None:
-            self._engine.job_changed(record.id)
+            self._engine.job_changed(record.id, final=False)
             return self._engine.decorate(principal.tenant_id, [to_wire(record)])[0]
         return to_wire(record)
 
@@ -164,6 +164,6 @@ class JobService:
             updated = repo.get(job_id)
         assert updated is not None
         if self._engine is not None:
-            self._engine.job_changed(job_id)
+            self._engine.job_changed(job_id, final=True)
             return self._engine.decorate(principal.tenant_id, [to_wire(updated)])[0]
         return to_wire(updated)

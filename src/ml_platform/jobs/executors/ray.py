@@ -30,7 +30,9 @@
   with the Ray workers (true for a local head).
 - Status: PENDING/RUNNING -> running; SUCCEEDED -> succeeded; FAILED -> failed (Ray's message
   plus the last output lines); STOPPED -> cancelled when we stopped it. The status is polled
-  every 50 ms at first, backing off to ``poll_interval``; when Ray reports the end, the log
+  every 50 ms at first, then every 2% of the job's age up to ``poll_interval`` (the end is
+  noticed within ~2% of the run time; the read is ``get_job_info``, which carries the status
+  and the exit code at once); when Ray reports the end, the log
   stream (which Ray closes only seconds later) is stopped and one ``get_job_logs`` read
   stores the lines it had not delivered, so the job finishes when Ray's does.
 """
@@ -51,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from ml_platform.core.jobs import JobStatus
 from ml_platform.jobs.executors._files import copy_outputs
 from ml_platform.jobs.executors.base import JobLaunch, JobOutcome
@@ -70,6 +74,7 @@ logger = logging.getLogger(__name__)
 _RUNTIME_PACKAGE = Path(__file__).resolve().parents[2] / "runtime"
 TAIL_LINES = 20
 FIRST_POLL_SECONDS = 0.05
+POLL_FRACTION = 0.02  # of the job's age: a 3 s job is polled every 60 ms, a 25 s one every 0.5
 LOG_READ_SECONDS = 5.0
 _TERMINAL = {RayStatus.SUCCEEDED, RayStatus.FAILED, RayStatus.STOPPED}
 
@@ -82,6 +87,8 @@ def _ray_says_later(exc: Exception) -> bool:
     """Ray cannot take jobs *yet*: its head (re)starts, or its dashboard did not answer."""
     if isinstance(exc, ConnectionError):  # "Failed to connect to Ray at address ..."
         return True
+    if isinstance(exc, requests.ConnectionError):  # "Connection aborted": a head under load
+        return True  # safe to resend: the submission id is fixed, a duplicate is adopted
     message = str(exc).lower()
     return "no available agent" in message or "try again later" in message
 
@@ -103,6 +110,13 @@ class _RayRun:
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     outcome: asyncio.Future[JobOutcome] | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+def poll_delay(elapsed: float, poll_interval: float) -> float:
+    """The pause before the next status read of a job running for ``elapsed`` seconds: a
+    fixed fraction of its age (so the end is noticed within ~``POLL_FRACTION`` of the run
+    time), at least ``FIRST_POLL_SECONDS`` and at most ``poll_interval``."""
+    return min(poll_interval, max(FIRST_POLL_SECONDS, elapsed * POLL_FRACTION))
 
 
 def submission_id_for(job_id: str, attempt: int) -> str:
@@ -225,7 +239,7 @@ class RayExecutor:
                 client = await self._ray()
                 await asyncio.to_thread(client.submit_job, **submission)
                 return
-            except (RuntimeError, ConnectionError) as exc:
+            except (RuntimeError, ConnectionError, requests.ConnectionError) as exc:
                 if not _ray_says_later(exc) or time.monotonic() + delay > deadline:
                     raise
                 self._logs.append(job_id, f"Ray is not ready for jobs yet ({exc}); retrying")
@@ -448,11 +462,11 @@ class RayExecutor:
     async def _poll_status(self, run: _RayRun, pump: asyncio.Task[None]) -> None:
         client = await self._ray()
         assert run.outcome is not None
-        # short jobs end soon after they start: poll often at first, then every poll_interval
-        interval = min(self._poll, FIRST_POLL_SECONDS)
         try:
             while True:
-                status = await asyncio.to_thread(client.get_job_status, run.submission_id)
+                # get_job_status is get_job_info(...).status: one read gives both
+                info = await asyncio.to_thread(client.get_job_info, run.submission_id)
+                status = info.status
                 if status in _TERMINAL:
                     break
                 elapsed = time.monotonic() - run.started
@@ -467,9 +481,7 @@ class RayExecutor:
                         f"max_runtime_seconds={run.max_runtime_seconds:g} exceeded: stopping",
                     )
                     await asyncio.to_thread(client.stop_job, run.submission_id)
-                await asyncio.sleep(interval)
-                interval = min(self._poll, interval * 1.5)
-            info = await asyncio.to_thread(client.get_job_info, run.submission_id)
+                await asyncio.sleep(poll_delay(elapsed, self._poll))
             await self._finish_logs(run, pump)
             outcome = await self._outcome(run, status, info)
         except asyncio.CancelledError:
