@@ -74,7 +74,6 @@ def server(
             "[bold yellow]WARNING:[/] using the built-in development JWT secret; "
             "set ML_PLATFORM_JWT_SECRET before exposing this server."
         )
-    app = create_app(settings, context)
     plane = None
     if serving:
         from ml_platform.server.serving_bridge import build_serving
@@ -91,6 +90,9 @@ def server(
         console.print(
             f"gRPC data plane on {plane.grpc_target}  (Open Inference REST: {plane.rest_url})"
         )
+    # the serving plane stops with the app: on SIGTERM uvicorn re-raises the signal once the
+    # app has shut down, so nothing after uvicorn.run would run (its workers were orphaned)
+    app = create_app(settings, context, on_shutdown=[plane.stop] if plane is not None else [])
     console.print(f"REST API on {base_url}  (docs: {base_url}/docs)")
     try:
         # log_config=None: uvicorn's own lines go through the root handlers setup_logging made

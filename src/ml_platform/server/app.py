@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -119,8 +120,18 @@ def build_context(settings: Settings, db: Database | None = None) -> ApiContext:
     )
 
 
-def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI:
-    """The REST app. Migrations are applied by the caller (``mlp server`` or ``mlp db upgrade``)."""
+def create_app(
+    settings: Settings,
+    context: ApiContext | None = None,
+    *,
+    on_shutdown: Sequence[Callable[[], None]] = (),
+) -> FastAPI:
+    """The REST app. Migrations are applied by the caller (``mlp server`` or ``mlp db upgrade``).
+
+    ``on_shutdown``: blocking callables run (on a thread) first when the app shuts down, e.g.
+    stopping the serving plane ``mlp server`` runs beside it. They belong here, not after
+    ``uvicorn.run`` returns: on SIGTERM/SIGINT uvicorn shuts the app down and then re-raises
+    the signal, which ends the process before any code after ``uvicorn.run`` runs."""
     context = context or build_context(settings)
     usage = UsageRecorder(UsageStore(context.db), interval=settings.usage_flush_seconds)
     audit = AuditWriter(
@@ -141,6 +152,8 @@ def create_app(settings: Settings, context: ApiContext | None = None) -> FastAPI
         try:
             yield
         finally:
+            for hook in on_shutdown:
+                await asyncio.to_thread(hook)
             await usage.stop()  # the last counts reach the store before the process ends
             await audit.drain()  # so do the buffered audit events
             if context.engine is not None:
