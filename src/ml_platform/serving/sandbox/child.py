@@ -24,6 +24,7 @@ import pickle
 import signal
 import socket
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -188,36 +189,63 @@ class Sandbox:
 
     # -- data ----------------------------------------------------------------------------------
 
-    async def serve_client(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            while True:
-                head = await reader.readexactly(wire.REQUEST.size)
-                body_len, rid, op, key_len, rows, cols = wire.REQUEST.unpack(head)
-                if body_len > wire.MAX_FRAME_BYTES or key_len > body_len:
-                    return
-                body = await reader.readexactly(body_len)
-                key = body[:key_len].decode(errors="replace")
-                writer.write(self._answer(rid, op, key, rows, cols, body[key_len:]))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            return  # client went away, or we are shutting down
-        finally:
-            writer.close()
+    def accept(self, listener: socket.socket) -> None:
+        """Each front worker's connection gets a thread of its own (see ``serve_connection``)."""
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.warning("sandbox accept failed: %s", exc)
+                return
+            conn.setblocking(True)
+            threading.Thread(
+                target=self.serve_connection, args=(conn,), name="sandbox-conn", daemon=True
+            ).start()
 
-    def _answer(self, rid: int, op: int, key: str, rows: int, cols: int, payload: bytes) -> bytes:
+    def serve_connection(self, conn: socket.socket) -> None:
+        """Answer one front worker's requests in order, with blocking calls and no event loop.
+
+        A round trip is then two ``recv_into`` (header, body into a reused buffer) and one
+        ``sendmsg`` (header plus the result arrays' own memory) here: the thread sleeps in
+        ``recv`` with the GIL released, so the loop thread (control, loading) is unaffected.
+        """
+        head = bytearray(wire.REQUEST.size)
+        body = bytearray(64 * 1024)
+        with conn:
+            try:
+                while _recv_exactly(conn, memoryview(head)):
+                    body_len, rid, op, key_len, rows, cols = wire.REQUEST.unpack(head)
+                    if body_len > wire.MAX_FRAME_BYTES or key_len > body_len:
+                        return
+                    if body_len > len(body):
+                        body = bytearray(body_len)
+                    view = memoryview(body)[:body_len]
+                    if not _recv_exactly(conn, view):
+                        return
+                    key = bytes(view[:key_len]).decode(errors="replace")
+                    _send_all(conn, self._answer(rid, op, key, rows, cols, view[key_len:]))
+            except OSError:
+                return  # the front worker went away, or we are shutting down
+            except Exception:  # a bug here: drop this connection (the worker sees Unavailable)
+                logger.exception("sandbox connection failed")
+
+    def _answer(
+        self, rid: int, op: int, key: str, rows: int, cols: int, payload: memoryview
+    ) -> list[bytes | memoryview]:
         if op == wire.OP_STATUS:
-            if key in self._models:
-                return wire.encode_response(rid, wire.ST_OK, self._pid, 0, self._labels[key])
+            labels = self._labels.get(key)  # set after the model: this thread may look between
+            if labels is not None and key in self._models:
+                return wire.response_parts(rid, wire.ST_OK, self._pid, 0, labels)
             if key in self._failed:
-                return wire.encode_response(rid, wire.ST_FAILED, 0, 0, self._failed[key].encode())
-            return wire.encode_response(rid, wire.ST_NOT_READY, 0, 0, b"")
+                return wire.response_parts(rid, wire.ST_FAILED, 0, 0, self._failed[key].encode())
+            return wire.response_parts(rid, wire.ST_NOT_READY, 0, 0)
         runtime = self._models.get(key)
         if runtime is None:
-            return wire.encode_response(rid, wire.ST_NOT_READY, 0, 0, b"")
-        if len(payload) != rows * cols * 8:
-            return wire.encode_response(rid, wire.ST_MODEL_ERROR, 0, 0, b"malformed request frame")
+            return wire.response_parts(rid, wire.ST_NOT_READY, 0, 0)
+        if payload.nbytes != rows * cols * 8:
+            return wire.response_parts(rid, wire.ST_MODEL_ERROR, 0, 0, b"malformed request frame")
         data = np.frombuffer(payload, dtype=np.float64).reshape(rows, cols)
         try:
             pred = runtime.predict(data)
@@ -229,10 +257,35 @@ class Sandbox:
             )
         except Exception as exc:
             msg = f"{type(exc).__name__}: {exc}"[:500]
-            return wire.encode_response(rid, wire.ST_MODEL_ERROR, 0, 0, msg.encode())
-        k = 0 if probs is None else probs.shape[1]
-        body = values.tobytes() + (b"" if probs is None else probs.tobytes())
-        return wire.encode_response(rid, wire.ST_OK, values.shape[0], k, body)
+            return wire.response_parts(rid, wire.ST_MODEL_ERROR, 0, 0, msg.encode())
+        if probs is None:
+            return wire.response_parts(rid, wire.ST_OK, values.shape[0], 0, _bytes_of(values))
+        return wire.response_parts(
+            rid, wire.ST_OK, values.shape[0], probs.shape[1], _bytes_of(values), _bytes_of(probs)
+        )
+
+
+def _bytes_of(a: np.ndarray[Any, Any]) -> memoryview:
+    """A C-contiguous array's memory as bytes, without a copy."""
+    return a.data.cast("B")
+
+
+def _recv_exactly(conn: socket.socket, view: memoryview) -> bool:
+    """Fill ``view`` from ``conn``; False at end of stream (a frame cut short included)."""
+    got, size = 0, len(view)
+    while got < size:
+        n = conn.recv_into(view[got:], size - got, socket.MSG_WAITALL)
+        if n == 0:
+            return False
+        got += n
+    return True
+
+
+def _send_all(conn: socket.socket, parts: list[bytes | memoryview]) -> None:
+    sent = conn.sendmsg(parts)
+    total = sum(memoryview(p).nbytes for p in parts)
+    if sent < total:  # interrupted part-way (a signal, or a huge answer): send the rest
+        conn.sendall(b"".join(parts)[sent:])
 
 
 def _load(
@@ -281,16 +334,17 @@ def _bind(socket_path: str) -> socket.socket:
 async def _run(sandbox: Sandbox, listener: socket.socket, confined: bool) -> None:
     sandbox.channel.start()
     sandbox.start_artifact_reader()
-    server = await asyncio.start_unix_server(
-        sandbox.serve_client, sock=listener, limit=wire.MAX_FRAME_BYTES
-    )
+    listener.setblocking(False)
+    loop = asyncio.get_running_loop()
+    loop.add_reader(listener.fileno(), sandbox.accept, listener)
     loader = asyncio.get_running_loop().create_task(sandbox.load_loop())
     retirer = asyncio.get_running_loop().create_task(sandbox.retire_loop())
     sandbox.channel.send({"op": "hello", "pid": os.getpid(), "confined": confined})
     await sandbox.stopped.wait()
     loader.cancel()
     retirer.cancel()
-    server.close()
+    loop.remove_reader(listener.fileno())
+    listener.close()
 
 
 def _unlink_quietly(path: str) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
+from typing import cast
 
 import numpy as np
 
@@ -20,77 +20,133 @@ class SandboxModelError(Exception):
     """The tenant's model raised inside its sandbox; the text is the sandbox's summary."""
 
 
+Answer = tuple[int, int, int, bytes]
+"""A sandbox's answer: status, n (rows, or the pid for OP_STATUS), k (probability columns),
+and the body, a private copy (never a view of memory the sandbox can still write)."""
+
+
+class _Protocol(asyncio.Protocol):
+    """Parses response frames as they arrive and resolves their futures right there: no
+    reader task in between. Every size comes from the sandbox, so every one is checked."""
+
+    def __init__(self, pending: dict[int, asyncio.Future[Answer]], path: str) -> None:
+        self._pending = pending
+        self._path = path
+        self._buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        if not self._buf:  # the usual case: whole frames in one read, parsed from ``data``
+            used = self._frames(data)
+            if used < len(data):
+                self._buf += memoryview(data)[used:]
+            return
+        self._buf += data
+        used = self._frames(self._buf)
+        del self._buf[:used]
+
+    def _frames(self, data: bytes | bytearray) -> int:
+        """Resolve every complete frame in ``data``; the bytes consumed."""
+        head = wire.RESPONSE.size
+        at = 0
+        while len(data) - at >= head:
+            body_len, rid, status, n, k = wire.RESPONSE.unpack_from(data, at)
+            if body_len > wire.MAX_FRAME_BYTES:
+                logger.warning("sandbox %s sent an oversized frame; disconnecting", self._path)
+                if self.transport is not None:
+                    self.transport.close()
+                return len(data)
+            end = at + head + body_len
+            if len(data) < end:
+                break
+            fut = self._pending.pop(rid, None)
+            if fut is not None and not fut.done():
+                fut.set_result((status, n, k, bytes(data[at + head : end])))
+            at = end
+        return at
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        logger.info("sandbox connection %s closed: %s", self._path, exc or "EOF")
+        self.transport = None
+        self._buf.clear()
+        err = Unavailable("the model's sandbox process went away; retry shortly")
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self._pending.clear()
+
+
 class SandboxConnection:
-    """One multiplexed connection to one sandbox socket, reconnected on demand."""
+    """One multiplexed connection to one sandbox socket, reconnected on demand.
+
+    Requests go out as a header plus the rows' own memory (``writelines``: no join), answers
+    are parsed in ``data_received`` (see ``_Protocol``), so a round trip costs two socket
+    writes, two reads and the loop's wake-ups on each side.
+    """
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[tuple[int, int, int, bytes]]] = {}
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task[None] | None = None
+        self._protocol: _Protocol | None = None
         self._connect_lock = asyncio.Lock()
 
-    async def _ensure(self) -> asyncio.StreamWriter:
-        if self._writer is not None and not self._writer.is_closing():
-            return self._writer
+    def _live(self) -> _Protocol | None:
+        p = self._protocol
+        if p is not None and p.transport is not None and not p.transport.is_closing():
+            return p
+        return None
+
+    async def _ensure(self) -> _Protocol:
+        p = self._live()
+        if p is not None:
+            return p
         async with self._connect_lock:
-            if self._writer is not None and not self._writer.is_closing():
-                return self._writer
+            p = self._live()
+            if p is not None:
+                return p
+            pending: dict[int, asyncio.Future[Answer]] = {}
             try:
-                reader, writer = await asyncio.open_unix_connection(
-                    self._path, limit=wire.MAX_FRAME_BYTES
+                transport, p = await asyncio.get_running_loop().create_unix_connection(
+                    lambda: _Protocol(pending, self._path), self._path
                 )
             except OSError as exc:
                 raise Unavailable(
                     "the model's sandbox process is not reachable; retry shortly"
                 ) from exc
-            self._writer = writer
-            self._reader_task = asyncio.get_running_loop().create_task(self._read_loop(reader))
-            return writer
-
-    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
-        try:
-            while True:
-                head = await reader.readexactly(wire.RESPONSE.size)
-                body_len, rid, status, n, k = wire.RESPONSE.unpack(head)
-                if body_len > wire.MAX_FRAME_BYTES:
-                    raise ValueError("oversized frame from sandbox")
-                body = await reader.readexactly(body_len)
-                fut = self._pending.pop(rid, None)
-                if fut is not None and not fut.done():
-                    fut.set_result((status, n, k, body))
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
-            logger.info("sandbox connection %s closed: %s", self._path, exc)
-        finally:
-            err = Unavailable("the model's sandbox process went away; retry shortly")
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(err)
-            self._pending.clear()
-            if self._writer is not None:
-                self._writer.close()
-            self._writer = None
+            p.transport = transport  # uvloop calls connection_made later
+            self._protocol = p
+            return p
 
     async def call(
-        self, op: int, key: str, rows: int, cols: int, payload: bytes
-    ) -> tuple[int, int, int, bytes]:
-        writer = await self._ensure()
+        self, op: int, key: bytes, rows: int, cols: int, payload: FloatArray | None = None
+    ) -> Answer:
+        """One request; ``payload`` (C-contiguous float64, ``rows`` x ``cols``) is sent from
+        its own memory and must not change until the answer arrives."""
+        p = self._live() or await self._ensure()
+        transport = p.transport
+        assert transport is not None
         rid = next(self._ids) & 0xFFFFFFFF
-        fut: asyncio.Future[tuple[int, int, int, bytes]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._pending[rid] = fut
-        writer.write(wire.encode_request(rid, op, key, rows, cols, payload))
+        fut: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        p._pending[rid] = fut
+        if payload is None:
+            transport.write(wire.request_head(rid, op, key, rows, cols, 0))
+        else:
+            transport.writelines(
+                (
+                    wire.request_head(rid, op, key, rows, cols, payload.nbytes),
+                    payload.data.cast("B"),
+                )
+            )
         return await fut
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._reader_task
+        p = self._protocol
+        if p is not None and p.transport is not None:
+            p.transport.close()
+        self._protocol = None
 
 
 class RemoteModel:
@@ -99,6 +155,7 @@ class RemoteModel:
     def __init__(self, conn: SandboxConnection, key: str, n_features: int) -> None:
         self._conn = conn
         self._key = key
+        self._key_bytes = key.encode()
         self._cols = n_features
         self.labels: tuple[str, ...] = ()
         self.pid = 0
@@ -110,7 +167,9 @@ class RemoteModel:
         delay = 0.02
         while True:
             try:
-                status, n_pid, _, body = await self._conn.call(wire.OP_STATUS, self._key, 0, 0, b"")
+                status, n_pid, _, body = await self._conn.call(
+                    wire.OP_STATUS, self._key_bytes, 0, 0
+                )
             except PlatformError:
                 status, n_pid, body = wire.ST_NOT_READY, 0, b""
             if status == wire.ST_OK:
@@ -128,8 +187,12 @@ class RemoteModel:
     async def predict(self, rows: FloatArray) -> Prediction:
         data = np.ascontiguousarray(rows, dtype=np.float64)
         n = data.shape[0]
+        if data.ndim != 2 or data.shape[1] != self._cols:
+            raise SandboxModelError(
+                f"expected rows of {self._cols} features, got shape {data.shape}"
+            )
         status, rn, k, body = await self._conn.call(
-            wire.OP_PREDICT, self._key, n, self._cols, data.tobytes()
+            wire.OP_PREDICT, self._key_bytes, n, self._cols, data
         )
         if status == wire.ST_MODEL_ERROR:
             raise SandboxModelError(body.decode(errors="replace"))

@@ -30,15 +30,17 @@ MAX_FRAME_BYTES = 1 << 30
 LABEL_SEP = "\x1f"
 
 
-def encode_request(
-    request_id: int, op: int, key: str, rows: int, cols: int, payload: bytes
-) -> bytes:
-    kb = key.encode()
-    return REQUEST.pack(len(kb) + len(payload), request_id, op, len(kb), rows, cols) + kb + payload
+def request_head(request_id: int, op: int, key: bytes, rows: int, cols: int, n_bytes: int) -> bytes:
+    """A request's header and model key; its ``n_bytes`` of float64 rows follow unjoined."""
+    return REQUEST.pack(len(key) + n_bytes, request_id, op, len(key), rows, cols) + key
 
 
-def encode_response(request_id: int, status: int, n: int, k: int, body: bytes) -> bytes:
-    return RESPONSE.pack(len(body), request_id, status, n, k) + body
+def response_parts(
+    request_id: int, status: int, n: int, k: int, *body: bytes | memoryview
+) -> list[bytes | memoryview]:
+    """A response as buffers for one ``sendmsg`` (arrays are sent from their memory, unjoined)."""
+    size = sum(memoryview(b).nbytes for b in body)
+    return [RESPONSE.pack(size, request_id, status, n, k), *body]
 
 
 def socket_path(run_dir: str, tenant_id: str) -> str:
