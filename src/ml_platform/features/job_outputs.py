@@ -29,8 +29,7 @@ from typing import IO
 
 import fsspec  # type: ignore[import-untyped,unused-ignore]
 
-from ml_platform.core.errors import Conflict, FieldViolation, InvalidArgument, NotFound
-from ml_platform.core.jobs import JobStatus
+from ml_platform.core.errors import FieldViolation, InvalidArgument, NotFound
 from ml_platform.data.service import parse_path
 from ml_platform.jobs.paths import PathPolicy
 from ml_platform.storage import Storage
@@ -79,13 +78,8 @@ class JobOutputs:
         """The job's ``output_path``; ``NotFound`` outside the tenant, ``Conflict`` unless it
         succeeded."""
         with self._db.read() as session:
-            job = JobRepository(session, tenant_id).get(job_id)
-        if job is None:
-            raise NotFound(f"training job {job_id!r} not found")
-        if job.status is not JobStatus.SUCCEEDED:
-            raise Conflict(
-                f"training job {job_id!r} is {job.status.value}; only a succeeded job's "
-                "output can be a feature source"
+            job = JobRepository(session, tenant_id).succeeded(
+                job_id, to_become="only a succeeded job's output can be a feature source"
             )
         return str(job.spec.get("output_path", ""))
 

@@ -18,7 +18,6 @@ from ml_platform.core.errors import (
     Unavailable,
 )
 from ml_platform.core.ids import new_id
-from ml_platform.core.jobs import JobStatus
 from ml_platform.governance.quotas import Limit, QuotaService
 from ml_platform.registry.artifacts import ArtifactStore, StagedFile
 from ml_platform.registry.deployments import DeploymentLookup, NoDeployments
@@ -264,13 +263,8 @@ class RegistryService:
         draft = VersionDraft(body.format, body.signature, body.metadata, body.description)
         if body.job_id is not None:
             with self._db.read() as session:
-                job = JobRepository(session, principal.tenant_id).get(body.job_id)
-            if job is None:
-                raise NotFound(f"training job {body.job_id!r} not found")
-            if job.status is not JobStatus.SUCCEEDED:
-                raise Conflict(
-                    f"training job {body.job_id!r} is {job.status.value}; "
-                    "only a succeeded job can become a model version"
+                job = JobRepository(session, principal.tenant_id).succeeded(
+                    body.job_id, to_become="only a succeeded job can become a model version"
                 )
             staged = self._sources.stage_job_output(
                 principal.tenant_id,

@@ -239,6 +239,16 @@ class JobRepository:
         )
         return job_record(row) if row else None
 
+    def succeeded(self, job_id: str, *, to_become: str) -> JobRecord:
+        """The job if it succeeded: ``NotFound`` when it is not this tenant's, else
+        ``Conflict`` naming its state (``to_become``: what its output is wanted for)."""
+        job = self.get(job_id)
+        if job is None:
+            raise NotFound(f"training job {job_id!r} not found")
+        if job.status is not JobStatus.SUCCEEDED:
+            raise Conflict(f"training job {job_id!r} is {job.status.value}; {to_become}")
+        return job
+
     def env_vars(self, job_id: str) -> dict[str, str]:
         value = self._session.scalar(
             select(JobRow.env_vars).where(JobRow.id == job_id, JobRow.tenant_id == self.tenant_id)
