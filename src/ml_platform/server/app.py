@@ -148,6 +148,9 @@ def create_app(
             )
         if context.engine is not None:
             await context.engine.start()
+        if context.features is not None:
+            # renews the leases of its materializations, takes over those whose process died
+            await context.features.start()
         usage.start()
         try:
             yield
@@ -156,6 +159,8 @@ def create_app(
                 await asyncio.to_thread(hook)
             await usage.stop()  # the last counts reach the store before the process ends
             await audit.drain()  # so do the buffered audit events
+            if context.features is not None:
+                await context.features.stop()
             if context.engine is not None:
                 await context.engine.stop()
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, BackgroundTasks, FastAPI, Path, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from ml_platform.api.audit import audited_as_read
@@ -34,23 +32,7 @@ from ml_platform.schemas.features import (
     PushResponse,
 )
 
-
-@asynccontextmanager
-async def _materialization_sweeps(app: FastAPI) -> AsyncIterator[None]:
-    """While the app runs, its feature service renews the leases of the materializations it
-    runs and takes over those whose process died (``FeatureService.start``). FastAPI merges
-    this into the app's lifespan when the router is included."""
-    features: FeatureService | None = app.state.context.features
-    if features is not None:
-        await features.start()
-    try:
-        yield
-    finally:
-        if features is not None:
-            await features.stop()
-
-
-router = APIRouter(prefix="/v1/features", tags=["Features"], lifespan=_materialization_sweeps)
+router = APIRouter(prefix="/v1/features", tags=["Features"])
 
 _NAME = {"min_length": 1, "max_length": 63, "pattern": NAME_PATTERN}
 EntityName = Annotated[str, Path(description="Entity name", **_NAME)]
