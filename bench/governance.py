@@ -71,7 +71,7 @@ ENDPOINTS = [("GET", "/v1/me"), ("DELETE", "/v1/jobs/training/job_missing")]
 MECHANISMS = (
     "How each is paid for: the rate limiter counts every budget of a request in one step, in "
     "memory under a lock (no timer thread) or as one Lua script (EVALSHA) pipelined on the "
-    "request's own event loop's one Redis connection (`governance/redis_wire.py`, hiredis "
+    "request's own event loop's one Redis connection (`store/redis_wire.py`, hiredis "
     "parsing, no thread hop); metrics and "
     "usage counting are in-memory increments; audit hands its event to one writer thread "
     "that commits concurrent requests' events together through Core; with the default "

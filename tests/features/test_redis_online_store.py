@@ -3,6 +3,7 @@ the same behaviour as the SQL store over REST and gRPC, and one round trip per l
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,10 +14,15 @@ import grpc
 import pytest
 import redis
 
+from ml_platform.core.errors import Unavailable
 from ml_platform.features.online_redis import RedisOnlineStore
 from ml_platform.serving.proto import features_pb2, features_pb2_grpc
+from ml_platform.store.features import OnlineRowRecord
 from tests.conftest import Platform, serving_plane, start_platform
 from tests.features.events import FEATURES, define, generate, materialize, upload
+from tests.store.test_redis_wire import PrivateRedis, free_port, private_redis
+
+__all__ = ["private_redis"]  # the fixture, shared with the wire tests
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 REFS = [f"customer_stats:{name}" for name, _ in FEATURES]
@@ -147,22 +153,23 @@ def test_a_lookup_of_100_keys_is_one_redis_round_trip(redis_platform: Platform) 
     assert sent == ["MGET"]
     assert len(found) == 100
 
-    # REST reads on the server's event loop with the asyncio client: one MGET there too
-    assert len(_values(platform, client, [1])) == 1  # the loop's client exists from here on
-    assert store._async is not None
-    async_client = store._async[1]
-    real_async = async_client.execute_command
+    # REST reads on the server's event loop over its one redis_wire connection: one MGET there
+    assert len(_values(platform, client, [1])) == 1  # the loop's connection exists from here on
+    links = list(store._connections._links.values())
+    assert len(links) == 1 and links[0].connection is not None
+    connection = links[0].connection
+    real_send = connection.send
 
-    async def counting_async(*args: Any, **kwargs: Any) -> Any:
-        sent.append(str(args[0]))
-        return await real_async(*args, **kwargs)
+    def counting_send(command: bytes) -> Any:
+        sent.append(command.split(b"\r\n")[2].decode())  # *N, $len, then the command's name
+        return real_send(command)
 
     sent.clear()
-    async_client.execute_command = counting_async
+    connection.send = counting_send  # type: ignore[method-assign]
     try:
         values = _values(platform, client, list(range(1, 101)))
     finally:
-        del async_client.execute_command
+        del connection.send
     assert sent == ["MGET"]
     assert [v["value"] for v in values[0]] == [v.value for v in found[0]]
 
@@ -197,3 +204,40 @@ def test_grpc_feature_serving_reads_redis(redis_platform: Platform) -> None:
         assert orders.value.int64_value == latest[customer]["orders"]
         assert segment.value.string_value == latest[customer]["segment"]
         assert orders.status == features_pb2.PRESENT
+
+
+def test_the_async_read_is_unavailable_when_redis_goes_away_and_recovers(
+    private_redis: PrivateRedis,
+) -> None:
+    """The request path's read (REST, gRPC, prediction-time inputs) answers Unavailable, never
+    a raw connection error, while Redis is down, and reads again on the next call after it is
+    back (the loop's connection is reopened)."""
+    store = RedisOnlineStore(private_redis.url, "p:")
+    stamp = datetime(2026, 1, 1, tzinfo=UTC)
+    store.write("t1", "v", [OnlineRowRecord("7", {"x": 1.5}, stamp)])
+
+    async def scenario() -> None:
+        first = await store.read_async("t1", [("v", "7"), ("v", "8")])
+        assert list(first) == [("v", "7")] and first[("v", "7")].values == {"x": 1.5}
+        assert first[("v", "7")].event_ts == stamp
+        private_redis.stop()
+        with pytest.raises(Unavailable, match="unreachable"):
+            await store.read_async("t1", [("v", "7")])
+        private_redis.start()
+        store.write("t1", "v", [OnlineRowRecord("7", {"x": 2.5}, stamp + timedelta(seconds=1))])
+        again = await store.read_async("t1", [("v", "7")])
+        assert again[("v", "7")].values == {"x": 2.5}
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.close()
+
+
+def test_the_async_read_on_a_closed_port_is_unavailable() -> None:
+    store = RedisOnlineStore(f"redis://127.0.0.1:{free_port()}/0", "p:")
+    try:
+        with pytest.raises(Unavailable, match="unreachable"):
+            asyncio.run(store.read_async("t1", [("v", "7")]))
+    finally:
+        store.close()

@@ -21,7 +21,7 @@ from ml_platform.governance.ratelimit_windows import (
     RedisWindows,
     StorageUnavailable,
 )
-from tests.governance.test_redis_wire import PrivateRedis, private_redis
+from tests.store.test_redis_wire import PrivateRedis, private_redis
 
 __all__ = ["private_redis"]  # the fixture, shared with the wire tests
 

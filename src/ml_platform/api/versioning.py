@@ -62,7 +62,7 @@ API_DATE_RESPONSE_HEADER = {
 }
 
 
-def resolve_api_date(
+async def resolve_api_date(
     request: Request,
     api_date: Annotated[
         str | None,

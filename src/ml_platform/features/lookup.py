@@ -1,6 +1,6 @@
 """Online lookups, transport-neutral: feature refs + entity rows -> typed values with a status
-(present, missing, outside TTL) and event times. REST and gRPC both call ``OnlineFeatures``:
-gRPC ``lookup`` from a thread, REST ``lookup_async`` on the control plane's event loop.
+(present, missing, outside TTL) and event times. REST, gRPC and prediction-time inputs all call
+``OnlineFeatures.lookup_async`` on their event loop; ``lookup`` is the same for a thread.
 
 Definitions come from a ``ViewCatalog`` (the database, optionally cached for a few seconds in
 serving workers and the control plane); values from the ``OnlineStore`` in one read for the

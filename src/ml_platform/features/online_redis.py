@@ -3,28 +3,31 @@
 The value is ``<event time, µs since the epoch>|<JSON of the feature values>``: a Lua script
 compares the stored time before it replaces a value (newer wins, atomically), and a lookup is
 one ``MGET`` of every key it needs, whatever the number of views and entity rows: from a
-thread with the blocking client, or on the caller's event loop with an asyncio client of the
-same server (``read_async``, the REST lookup's path: no thread hop per request).
+thread with the blocking client, or on the caller's event loop (``read_async``, the path of
+REST and gRPC lookups: no thread hop per request) over the event loop's one pipelined
+connection of ``store.redis_wire``, which concurrent lookups share.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import orjson
 
 from ml_platform.core.errors import Unavailable
 from ml_platform.store.features import OnlineRowRecord
+from ml_platform.store.redis_wire import LoopConnections, RedisAddress, ReplyError, pack_command
 
 __all__ = ["RedisOnlineStore"]
 
 OnlineKey = tuple[str, str]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WRITE_BATCH = 500
+_TIMEOUT = 5.0
+# an MGET reply may hold every key of a large request (10,000 rows x a few views x ~300 bytes)
+_MAX_REPLY_BYTES = 256 << 20
 _NEWER_WINS = """
 for i, key in ipairs(KEYS) do
   local ts = tonumber(ARGV[2 * i - 1])
@@ -55,10 +58,13 @@ class RedisOnlineStore:
             raise RuntimeError(
                 "the Redis online store needs: pip install ml-platform[redis]"
             ) from exc
-        self._url = url
-        self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        # the asyncio client of the loop that last read (its connections belong to that loop)
-        self._async: tuple[asyncio.AbstractEventLoop, Any] | None = None
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
+        )
+        # ValueError now, at startup, for a URL the request-path client cannot honour
+        self._connections = LoopConnections(
+            RedisAddress.from_url(url), _TIMEOUT, max_reply_bytes=_MAX_REPLY_BYTES
+        )
         self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
         self._prefix = prefix
         self._script = self._redis.register_script(_NEWER_WINS)
@@ -103,24 +109,15 @@ class RedisOnlineStore:
         if not keys:
             return {}
         unique = list(dict.fromkeys(keys))
+        command = pack_command(("MGET", *[self._key(tenant_id, v, k) for v, k in unique]))
         try:
-            raw: list[bytes | None] = await self._async_client().mget(
-                [self._key(tenant_id, v, k) for v, k in unique]
-            )
-        except self._errors:
+            connection = await self._connections.get()
+            raw = await connection.execute(command)
+        except (ReplyError, OSError, TimeoutError):
             raise self._unavailable() from None
+        if not isinstance(raw, list) or len(raw) != len(unique):
+            raise self._unavailable()
         return _decode(unique, raw)
-
-    def _async_client(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._async is None or self._async[0] is not loop:
-            import redis.asyncio
-
-            client = redis.asyncio.Redis.from_url(
-                self._url, socket_timeout=5, socket_connect_timeout=5
-            )
-            self._async = (loop, client)
-        return self._async[1]
 
     def clear(self, tenant_id: str, view: str) -> None:
         fixed = self._key(tenant_id, view, "")
@@ -139,7 +136,7 @@ class RedisOnlineStore:
 
     def close(self) -> None:
         self._redis.close()
-        self._async = None  # its connections close with their loop
+        self._connections.close_soon()
 
 
 def _decode(keys: list[OnlineKey], raw: list[bytes | None]) -> dict[OnlineKey, OnlineRowRecord]:

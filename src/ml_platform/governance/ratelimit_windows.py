@@ -18,23 +18,19 @@ read-modify-write race.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import hashlib
 import itertools
 import math
 import os
 import threading
 import time
-import weakref
 from collections import deque
 from dataclasses import dataclass
 
-from ml_platform.governance.redis_wire import (
+from ml_platform.store.redis_wire import (
+    LoopConnections,
     RedisAddress,
-    RedisConnection,
     ReplyError,
-    connect,
     pack_command,
 )
 
@@ -185,26 +181,6 @@ return {1, best, best_remaining, best_reset}
 """
 
 
-class _LoopLink:
-    """The connection of one event loop, or the attempt to open it that callers share."""
-
-    __slots__ = ("connection", "opening")
-
-    def __init__(self) -> None:
-        self.connection: RedisConnection | None = None
-        self.opening: asyncio.Task[RedisConnection] | None = None
-
-
-def _opened(link: _LoopLink, task: asyncio.Task[RedisConnection]) -> None:
-    if link.opening is task:
-        link.opening = None
-    if task.cancelled():
-        return
-    failure = task.exception()  # retrieved here too: every waiter may have timed out already
-    if failure is None:
-        link.connection = task.result()
-
-
 class RedisWindows:
     """The budgets in Redis: one script call per request, bounded by ``timeout`` seconds.
 
@@ -227,28 +203,7 @@ class RedisWindows:
         self._mode = "moving" if moving else "fixed"
         self._sha = hashlib.sha1(_SCRIPT.encode(), usedforsecurity=False).hexdigest()
         self._load = pack_command(("SCRIPT", "LOAD", _SCRIPT))
-        # loops are weakly held: a closed loop's link goes with the loop, never reused
-        self._links: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopLink] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    async def _connection(self) -> RedisConnection:
-        loop = asyncio.get_running_loop()
-        link = self._links.get(loop)
-        if link is None:
-            link = self._links[loop] = _LoopLink()
-        connection = link.connection
-        if connection is not None and not connection.closed:
-            return connection
-        link.connection = None
-        opening = link.opening
-        if opening is None:
-            # one attempt shared by every request arriving meanwhile
-            opening = link.opening = loop.create_task(connect(self.address, self.timeout))
-            opening.add_done_callback(functools.partial(_opened, link))
-        # shielded: a waiter timing out or cancelled leaves the attempt to the others; the
-        # attempt itself is bounded by the timeout
-        return await asyncio.shield(opening)
+        self._connections = LoopConnections(self.address, timeout)
 
     def _args(self, budgets: list[Budget]) -> tuple[str | int, ...]:
         args: list[str | int] = [len(budgets)]
@@ -261,7 +216,7 @@ class RedisWindows:
     async def hit(self, budgets: list[Budget]) -> Outcome:
         args = self._args(budgets)
         try:
-            connection = await self._connection()
+            connection = await self._connections.get()
             try:
                 reply = await connection.execute(pack_command(("EVALSHA", self._sha, *args)))
             except ReplyError as exc:
@@ -280,16 +235,4 @@ class RedisWindows:
 
     async def aclose(self) -> None:
         """Close every loop's connection: this loop's now, another live loop's on that loop."""
-        running = asyncio.get_running_loop()
-        links = list(self._links.items())
-        self._links.clear()
-        for loop, link in links:
-            if link.opening is not None and loop is running:
-                link.opening.cancel()
-            connection = link.connection
-            if connection is None:
-                continue
-            if loop is running:
-                await connection.aclose()
-            elif not loop.is_closed():
-                loop.call_soon_threadsafe(connection.close)
+        await self._connections.aclose()

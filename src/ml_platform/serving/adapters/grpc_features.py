@@ -4,7 +4,6 @@ the transport-neutral ``features.OnlineFeatures``."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -101,7 +100,7 @@ class FeatureServingService(features_pb2_grpc.FeatureServingServicer):
             for i, row in enumerate(request.entity_rows)
         ]
         features = list(request.features)
-        found = await asyncio.to_thread(self._online.lookup, principal.tenant_id, features, rows)
+        found = await self._online.lookup_async(principal.tenant_id, features, rows)
         return features_pb2.GetOnlineFeaturesResponse(
             features=features,
             results=_encode(found),

@@ -4,14 +4,14 @@ from the online store when a request carries the entity key.
 
 Transport-neutral: adapters hand over the resolved model and the entity key value and get back
 the values named by model input, with the ref and event time each came from (responses report
-them, for skew debugging). One batched online lookup per request, off the event loop (the
-stores are blocking). A value that is missing or past its view's TTL is refused with
-FAILED_PRECONDITION naming the key and the feature: the model never sees a made-up value.
+them, for skew debugging). One batched online lookup per request (``lookup_async``: on the
+event loop with the Redis store and cached definitions, else from a thread). A value that is
+missing or past its view's TTL is refused with FAILED_PRECONDITION naming the key and the
+feature: the model never sees a made-up value.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,8 +74,8 @@ async def look_up_inputs(
     if online is None:
         raise _no_feature_store(served)
     try:
-        rows = await asyncio.to_thread(
-            online.lookup, tenant_id, served.feature_refs, [{served.entity_key: key_value}]
+        rows = await online.lookup_async(
+            tenant_id, served.feature_refs, [{served.entity_key: key_value}]
         )
     except NotFound as exc:  # a view deleted after the deployment was created
         raise PreconditionFailed(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from ml_platform.governance.redis_wire import (
+from ml_platform.store.redis_wire import (
     MAX_BUFFERED_REPLY_BYTES,
     MalformedReply,
     RedisAddress,

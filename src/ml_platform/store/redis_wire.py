@@ -1,12 +1,16 @@
-"""A lean asyncio Redis client for one job: small commands pipelined on one connection per loop.
+"""A lean asyncio Redis client for the request path: commands pipelined on one connection per loop.
 
-The rate limiter sends one ``EVALSHA`` per request. Through ``redis.asyncio`` that costs
-~170 us in process of which Redis itself is ~30 us: the pool's acquire/release, its locks,
-``StreamReader`` and command encoding in Python are the rest. Here a command is packed by
+The rate limiter sends one ``EVALSHA`` per request and the online feature store one ``MGET``.
+Through ``redis.asyncio`` a call costs ~170 us in process of which Redis itself is ~30 us: the
+pool's acquire/release, its locks, ``StreamReader`` and command encoding in Python are the rest.
+Here a command is packed by
 ``hiredis.pack_command`` and written straight to the transport; replies are parsed by
 ``hiredis.Reader`` in ``data_received`` and resolve the waiting futures in order (Redis answers
 one connection's commands in the order it received them), so any number of concurrent callers
 on one event loop share one connection with their commands in flight together.
+
+``LoopConnections`` keeps one connection per event loop for a client object that serves several
+loops (serving workers, test loops), opened on the loop's first call and again after a failure.
 
 Failure is loud and bounded: a call not answered within its timeout closes the connection and
 fails every command still waiting on it (their replies could no longer be matched); so do a
@@ -24,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +41,8 @@ import hiredis
 from redis.asyncio.connection import RedisSSLContext, parse_url
 from redis.exceptions import RedisError
 
-# how many reply bytes may wait unparsed (an incomplete reply) before it is called malformed:
-# this client's replies are a few integers; a reply this large is not one of them
+# how many reply bytes may wait unparsed (an incomplete reply) before it is called malformed,
+# unless the connection is given its own bound (the feature store's MGET replies are larger)
 MAX_BUFFERED_REPLY_BYTES = 1 << 20
 
 Part = str | int | float | bytes
@@ -102,11 +108,11 @@ class RedisAddress:
         if unknown:
             supported = sorted((_OPTIONS | set(_TLS_OPTIONS)) - {"connection_class", "path"})
             raise ValueError(
-                f"Redis URL option(s) {', '.join(unknown)} not supported by the rate "
-                f"limiter's client (supported: {', '.join(supported)})"
+                f"Redis URL option(s) {', '.join(unknown)} not supported by the "
+                f"platform's request-path client (supported: {', '.join(supported)})"
             )
         if str(options.get("protocol", "2")) != "2":
-            raise ValueError("Redis URL: the rate limiter's client speaks RESP2 only (protocol=2)")
+            raise ValueError("Redis URL: the request-path client speaks RESP2 only (protocol=2)")
         if options.get("username") and not options.get("password"):
             raise ValueError("Redis URL: a user name needs a password (redis://user:pass@host)")
         scheme = url.split("://", 1)[0].lower()
@@ -162,9 +168,15 @@ class RedisConnection(asyncio.Protocol):
     """One connection: ``execute`` writes a command and awaits its reply, callers pipelined;
     each reply is awaited at most ``timeout`` seconds."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float,
+        max_reply_bytes: int = MAX_BUFFERED_REPLY_BYTES,
+    ) -> None:
         self.loop = loop
         self.timeout = timeout
+        self.max_reply_bytes = max_reply_bytes
         self._reader = hiredis.Reader(protocolError=MalformedReply, replyError=ReplyError)
         self._waiting: deque[asyncio.Future[Any]] = deque()
         self._transport: asyncio.Transport | None = None
@@ -198,8 +210,8 @@ class RedisConnection(asyncio.Protocol):
         except MalformedReply as exc:
             self._fail(MalformedReply(f"malformed reply from Redis: {exc}"))
             return
-        if self._reader.len() > MAX_BUFFERED_REPLY_BYTES:
-            self._fail(MalformedReply(f"a reply from Redis over {MAX_BUFFERED_REPLY_BYTES} bytes"))
+        if self._reader.len() > self.max_reply_bytes:
+            self._fail(MalformedReply(f"a reply from Redis over {self.max_reply_bytes} bytes"))
 
     def eof_received(self) -> bool:
         return False  # close the transport: Redis closed its side
@@ -274,12 +286,16 @@ class RedisConnection(asyncio.Protocol):
                     await asyncio.shield(self._lost)
 
 
-async def connect(address: RedisAddress, timeout: float) -> RedisConnection:  # noqa: ASYNC109
+async def connect(
+    address: RedisAddress,
+    timeout: float,  # noqa: ASYNC109
+    max_reply_bytes: int = MAX_BUFFERED_REPLY_BYTES,
+) -> RedisConnection:
     """A connection to ``address``, authenticated and on its database, within ``timeout``
     (``address.connect_timeout`` if the URL set one); its calls then wait ``timeout`` each
     (``address.timeout`` if set). The timeout is the connection's own, hence the parameter."""
     loop = asyncio.get_running_loop()
-    connection = RedisConnection(loop, address.timeout or timeout)
+    connection = RedisConnection(loop, address.timeout or timeout, max_reply_bytes)
     try:
         async with asyncio.timeout(address.connect_timeout or timeout):
             if address.path is not None:
@@ -303,3 +319,87 @@ async def connect(address: RedisAddress, timeout: float) -> RedisConnection:  # 
         connection.close()
         raise
     return connection
+
+
+class _LoopLink:
+    """The connection of one event loop, or the attempt to open it that callers share."""
+
+    __slots__ = ("connection", "opening")
+
+    def __init__(self) -> None:
+        self.connection: RedisConnection | None = None
+        self.opening: asyncio.Task[RedisConnection] | None = None
+
+
+def _opened(link: _LoopLink, task: asyncio.Task[RedisConnection]) -> None:
+    if link.opening is task:
+        link.opening = None
+    if task.cancelled():
+        return
+    failure = task.exception()  # retrieved here too: every waiter may have timed out already
+    if failure is None:
+        link.connection = task.result()
+
+
+class LoopConnections:
+    """One connection to ``address`` per event loop: ``get`` returns the running loop's, opened
+    on its first call and again on the first call after it was lost, failed or timed out (one
+    attempt shared by every caller arriving meanwhile, bounded by ``timeout``)."""
+
+    def __init__(
+        self,
+        address: RedisAddress,
+        timeout: float,
+        max_reply_bytes: int = MAX_BUFFERED_REPLY_BYTES,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.max_reply_bytes = max_reply_bytes
+        # loops are weakly held: a closed loop's link goes with the loop, never reused
+        self._links: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopLink] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def get(self) -> RedisConnection:
+        loop = asyncio.get_running_loop()
+        link = self._links.get(loop)
+        if link is None:
+            link = self._links[loop] = _LoopLink()
+        connection = link.connection
+        if connection is not None and not connection.closed:
+            return connection
+        link.connection = None
+        opening = link.opening
+        if opening is None:
+            opening = link.opening = loop.create_task(
+                connect(self.address, self.timeout, self.max_reply_bytes)
+            )
+            opening.add_done_callback(functools.partial(_opened, link))
+        # shielded: a waiter timing out or cancelled leaves the attempt to the others; the
+        # attempt itself is bounded by the timeout
+        return await asyncio.shield(opening)
+
+    async def aclose(self) -> None:
+        """Close every loop's connection: this loop's now, another live loop's on that loop."""
+        running = asyncio.get_running_loop()
+        links = list(self._links.items())
+        self._links.clear()
+        for loop, link in links:
+            if link.opening is not None and loop is running:
+                link.opening.cancel()
+            connection = link.connection
+            if connection is None:
+                continue
+            if loop is running:
+                await connection.aclose()
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(connection.close)
+
+    def close_soon(self) -> None:
+        """From any thread: close every live loop's connection on its own loop."""
+        links = list(self._links.items())
+        self._links.clear()
+        for loop, link in links:
+            connection = link.connection
+            if connection is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(connection.close)
