@@ -234,6 +234,24 @@ def test_alias_following_and_registry_guard(
     with pytest.raises(grpc.RpcError) as stale:
         plane.stub.Predict(_request("prod", _rows()[0], version="1"), metadata=_metadata(tenant))
     assert stale.value.code() is grpc.StatusCode.NOT_FOUND
+    # a second alias on the served version changes nothing but the aliases: it still reaches
+    # the workers (the snapshot's revision covers the whole desired state)
+    assert client.put("/v1/models/aliased/aliases/canary", json={"version": 2}).status_code in (
+        200,
+        201,
+    )
+    deadline = time.monotonic() + 20
+    canary = None
+    while canary is None:
+        try:
+            canary = plane.stub.Predict(
+                _request("prod", _rows()[0], version="canary"), metadata=_metadata(tenant)
+            )
+        except grpc.RpcError as exc:
+            assert exc.code() is grpc.StatusCode.NOT_FOUND, exc.details()
+            assert time.monotonic() < deadline, "the new alias never reached the serving plane"
+            time.sleep(0.1)
+    assert canary.model_version_used == "2"
 
     guarded = client.delete("/v1/models/aliased")
     assert guarded.status_code == 409 and "prod" in guarded.json()["detail"]

@@ -9,6 +9,7 @@ cache) and handed over as a ``ServedModel``. Load outcomes come back through
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from pathlib import Path
@@ -57,8 +58,9 @@ def _signature(raw: dict[str, object] | None) -> ModelSignature | None:
 
 
 def _identity(m: ServedModel) -> str:
-    """What a snapshot's revision covers for one model: a change to any of it re-rolls."""
-    return f"{m.key} {m.artifact_path} {m.entity_key} {','.join(m.feature_refs)}"
+    """What a snapshot's revision covers for one model: all of its desired state (what workers
+    are sent), so a change to any field, aliases and batching included, reaches them."""
+    return json.dumps(m.to_dict(), sort_keys=True)
 
 
 class StoreDeploymentSource:
