@@ -351,6 +351,29 @@ def run_feast(seconds: float) -> dict[tuple[str, int], dict[str, float]]:
             proc.wait(timeout=30)
 
 
+def feast_targets(results: dict[tuple[str, int], dict[str, float]]) -> list[str]:
+    """Issue 14's target, row by row: ahead of Feast (same data, same Redis, same client) on
+    p50, p99 and lookups/s, for each of our APIs on the Redis online store."""
+    lines = [
+        "Target (issue 14): ahead of Feast on every row. Ratios are ours / Feast's (latency: "
+        "lower is ahead; lookups/s: higher is ahead).",
+        "",
+        "| ours | keys per call | p50 ratio | p99 ratio | lookups/s ratio | ahead on all three |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for api in ("gRPC", "REST"):
+        for n in (1, 100):
+            ours = results.get((f"ml-platform redis, {api}", n))
+            feast = results.get(("Feast (Redis), REST", n))
+            if ours is None or feast is None:
+                continue
+            p50, p99 = ours["p50"] / feast["p50"], ours["p99"] / feast["p99"]
+            rate = ours["lookups"] / feast["lookups"]
+            ahead = "yes" if p50 < 1 and p99 < 1 and rate > 1 else "no"
+            lines.append(f"| redis, {api} | {n} | {p50:.2f} | {p99:.2f} | {rate:.2f} | {ahead} |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -377,6 +400,8 @@ def main() -> int:
             f"| {name} | {n} | {row['p50']:.2f} | {row['p99']:.2f} | {row['lookups']:,.0f} "
             f"| {row.get('errors', 0):.0f} |"
         )
+    if args.feast:
+        lines += ["", *feast_targets(results)]
     load = os.getloadavg()[0]
     lines += [
         "",
