@@ -20,8 +20,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Generic, TypeVar
 
-from ml_platform.auth.principal import Principal
+# the control plane's auth.Principal, or the serving plane's own (serving.models.Principal)
+P = TypeVar("P")
 
 MAX_ENTRIES = 10_000
 """Bound on remembered credentials; the memory is emptied when it is full (rare, cheap)."""
@@ -32,21 +34,22 @@ def credential_digest(kind: str, credential: str) -> str:
     return kind + ":" + hashlib.sha256(credential.encode("utf-8")).hexdigest()
 
 
-class PrincipalCache:
-    """Thread-safe: authentication runs on the event loop (hits) and on worker threads (misses)."""
+class PrincipalCache(Generic[P]):
+    """Thread-safe: authentication runs on the event loop (hits) and on worker threads (misses).
+    The control plane's ``AuthService`` and each serving worker's ``AuthCache`` keep one."""
 
     def __init__(self, ttl_seconds: float, *, clock: Callable[[], float] = time.time) -> None:
         self.ttl_seconds = ttl_seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._entries: dict[str, tuple[float, P]] = {}
         self._generation = 0  # bumped by clear(): a read that began before it is not kept
 
     @property
     def enabled(self) -> bool:
         return self.ttl_seconds > 0
 
-    def get(self, digest: str) -> Principal | None:
+    def get(self, digest: str) -> P | None:
         """The remembered principal, or None when unknown or expired."""
         if not self.enabled:
             return None
@@ -69,7 +72,7 @@ class PrincipalCache:
     def put(
         self,
         digest: str,
-        principal: Principal,
+        principal: P,
         *,
         generation: int,
         not_after: datetime | None = None,

@@ -55,7 +55,7 @@ class AuthService:
         store again (``auth.principal_cache``; 0 reads it on every call)."""
         self._db = db
         self._tokens = tokens
-        self._cache = PrincipalCache(cache_seconds)
+        self._cache: PrincipalCache[Principal] = PrincipalCache(cache_seconds)
 
     # -- authentication -------------------------------------------------------------------
     def authenticate(self, *, api_key: str | None, bearer: str | None) -> Principal:
