@@ -181,11 +181,15 @@ def test_rest_errors_are_problem_documents(serving: Serving) -> None:
         assert ok.status_code == 200 and ok.json()["outputs"][0]["name"] == "predictions"
 
 
-def test_v2_infinity_is_invalid_argument_on_grpc(serving: Serving) -> None:
+@pytest.mark.parametrize("datatype", ["FP64", "FP32"])  # FP32 rows are read as float32
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_v2_infinity_is_invalid_argument_on_grpc(
+    serving: Serving, datatype: str, bad: float
+) -> None:
     client = tgrpc.InferenceServerClient(serving.server.grpc_target)
-    X = serving.models["rf"].X[:2].astype(np.float64).copy()
-    X[1, 0] = np.inf
-    inp = tgrpc.InferInput("input", list(X.shape), "FP64")
+    X = serving.models["rf"].X[:2].astype(np.float64 if datatype == "FP64" else np.float32)
+    X[1, 0] = bad
+    inp = tgrpc.InferInput("input", list(X.shape), datatype)
     inp.set_data_from_numpy(X)
     with pytest.raises(InferenceServerException) as info:
         client.infer("rf-skops", [inp], headers=HEADERS)

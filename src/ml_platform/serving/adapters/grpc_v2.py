@@ -23,6 +23,12 @@ from ml_platform.serving.adapters.grpc_errors import (
     credentials,
     rpc_errors,
 )
+from ml_platform.serving.adapters.v2_wire import (
+    infer_response,
+    passthrough,
+    raw_rows,
+    stream_response,
+)
 from ml_platform.serving.plane import v2
 from ml_platform.serving.plane.dataplane import (
     SERVER_NAME,
@@ -109,7 +115,7 @@ class InferenceService:
 
     async def _infer(
         self, request: pb.ModelInferRequest, context: Context, deadline: float | None
-    ) -> pb.ModelInferResponse:
+    ) -> bytes:
         principal = await self._plane.authenticate(*credentials(context))
         return await self._plane.infer(
             principal,
@@ -123,22 +129,18 @@ class InferenceService:
         )
 
     @rpc_errors
-    async def ModelInfer(
-        self, request: pb.ModelInferRequest, context: Context
-    ) -> pb.ModelInferResponse:
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> bytes:
         return await self._infer(request, context, deadline_after(context.time_remaining()))
 
     @rpc_errors
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
-    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+    ) -> AsyncIterator[bytes]:
         """Errors are in-band (``error_message``) and the stream stays open, as in Triton."""
 
-        async def handle(req: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
+        async def handle(req: pb.ModelInferRequest) -> bytes:
             try:
-                return pb.ModelStreamInferResponse(
-                    infer_response=await self._infer(req, context, None)
-                )
+                return stream_response(await self._infer(req, context, None))
             except PlatformError as exc:
                 message = exc.message
             except Exception:
@@ -147,13 +149,16 @@ class InferenceService:
             return pb.ModelStreamInferResponse(
                 error_message=bounded(message, MAX_MESSAGE_BYTES),
                 infer_response=pb.ModelInferResponse(id=req.id),
-            )
+            ).SerializeToString()
 
         async for resp in ordered_map(request_iterator, handle):
             yield resp
 
 
 def _decode(model: LoadedModel, request: pb.ModelInferRequest) -> FloatArray:
+    rows = raw_rows(model, request)
+    if rows is not None:
+        return rows
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise InvalidArgument(
@@ -179,20 +184,9 @@ def _decode(model: LoadedModel, request: pb.ModelInferRequest) -> FloatArray:
     return v2.tensors_to_rows(model, tensors)
 
 
-def _encode(
-    model: LoadedModel, pred: Prediction, request: pb.ModelInferRequest
-) -> pb.ModelInferResponse:
-    outs = v2.prediction_tensors(model, pred, [o.name for o in request.outputs])
-    return pb.ModelInferResponse(
-        model_name=model.served.deployment,
-        model_version=model.version_str,
-        id=request.id,
-        outputs=[
-            pb.ModelInferResponse.InferOutputTensor(name=t.name, datatype=t.datatype, shape=t.shape)
-            for t in outs
-        ],
-        raw_output_contents=[t.data.tobytes() for t in outs],
-    )
+def _encode(model: LoadedModel, pred: Prediction, request: pb.ModelInferRequest) -> bytes:
+    requested = [o.name for o in request.outputs] if request.outputs else []
+    return infer_response(model, request.id, v2.prediction_tensors(model, pred, requested))
 
 
 def unary(fn: Any, req: Any, resp: Any) -> grpc.RpcMethodHandler:
@@ -214,12 +208,16 @@ def generic_handler(plane: DataPlane) -> grpc.GenericRpcHandler:
         "ModelMetadata": unary(
             svc.ModelMetadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse
         ),
-        "ModelInfer": unary(svc.ModelInfer, pb.ModelInferRequest, pb.ModelInferResponse),
+        "ModelInfer": grpc.unary_unary_rpc_method_handler(
+            svc.ModelInfer,
+            request_deserializer=pb.ModelInferRequest.FromString,
+            response_serializer=passthrough,
+        ),
         "ModelConfig": unary(svc.ModelConfig, pb.ModelConfigRequest, pb.ModelConfigResponse),
         "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(
             svc.ModelStreamInfer,
             request_deserializer=pb.ModelInferRequest.FromString,
-            response_serializer=pb.ModelStreamInferResponse.SerializeToString,
+            response_serializer=passthrough,
         ),
     }
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)

@@ -64,13 +64,17 @@ def invalid(
 
 
 _MAX_NAMED = 10  # features named in one error message (the rest are counted)
+_max = np.maximum.reduce  # the ufunc itself: ndarray.max adds a Python layer (~0.5 us)
 
 
 @functools.cache
-def _float_limit(input_dtype: np.dtype[Any]) -> float:
-    """The largest finite value of the model's input dtype (float64's for non-float inputs)."""
+def _float_limit(input_dtype: np.dtype[Any]) -> np.float64:
+    """The largest finite value of the model's input dtype (float64's for non-float inputs).
+
+    A float64 scalar, so that comparing rows of a narrower float (FP32 requests are read in
+    their own dtype) promotes the rows instead of casting the limit down to Infinity."""
     dtype = input_dtype if np.issubdtype(input_dtype, np.floating) else np.float64
-    return float(np.finfo(dtype).max)
+    return np.float64(np.finfo(dtype).max)
 
 
 def _bad_values(model: LoadedModel, rows: FloatArray) -> npt.NDArray[np.bool_]:
@@ -177,11 +181,12 @@ class DataPlane:
     def nan_rows(self, model: LoadedModel, rows: FloatArray) -> npt.NDArray[np.bool_] | None:
         """Rows holding a value the model cannot take (NaN unless allowed, +-Infinity, or a
         number beyond the model's float width), or None when every row is fine."""
-        if not np.issubdtype(rows.dtype, np.floating):
+        if rows.dtype.kind != "f":
             return None
-        with np.errstate(invalid="ignore"):  # one reduction when every value is fine (NaN: not)
-            if rows.size and np.abs(rows).max() <= _float_limit(model.input_dtype):
-                return None
+        # one reduction when every value is fine; NaN propagates and compares False (no
+        # warning: neither abs, the max nor the comparison of a NaN sets numpy's error state)
+        if rows.size and _max(np.abs(rows), axis=None) <= _float_limit(model.input_dtype):
+            return None
         mask = _bad_values(model, rows)
         if not mask.any():
             return None
