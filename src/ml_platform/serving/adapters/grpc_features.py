@@ -1,33 +1,26 @@
 """gRPC adapter for ``ml_platform.features.FeatureServing``: converts, authenticates as the
 ModelServing adapter does (the data plane's credentials, cache and budgets), and delegates to
-the transport-neutral ``features.OnlineFeatures``."""
+the transport-neutral ``features.OnlineFeatures``; the answer is written as bytes by
+``features_wire``."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
-from google.protobuf import timestamp_pb2
+import grpc
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument, Unavailable
-from ml_platform.features.lookup import LookupValue, OnlineFeatures
-from ml_platform.features.types import ValueStatus
+from ml_platform.features.lookup import OnlineFeatures
+from ml_platform.serving.adapters.features_wire import encode_response
 from ml_platform.serving.adapters.grpc_errors import credentials, rpc_errors
 from ml_platform.serving.plane.dataplane import DataPlane
-from ml_platform.serving.proto import features_pb2, features_pb2_grpc
+from ml_platform.serving.proto import features_pb2
 
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type information)
 
 FEATURE_SERVING = features_pb2.DESCRIPTOR.services_by_name["FeatureServing"].full_name
 MAX_ENTITY_ROWS = 10_000
 MAX_FEATURES = 1_000
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_STATUS = {
-    ValueStatus.PRESENT: features_pb2.PRESENT,
-    ValueStatus.MISSING: features_pb2.MISSING,
-    ValueStatus.OUTSIDE_TTL: features_pb2.OUTSIDE_TTL,
-}
 
 
 def _scalar(value: features_pb2.Value, field: str) -> Any:
@@ -40,41 +33,7 @@ def _scalar(value: features_pb2.Value, field: str) -> Any:
     return getattr(value, kind)
 
 
-def _value(value: Any) -> features_pb2.Value:
-    if value is None:
-        return features_pb2.Value()
-    if isinstance(value, bool):
-        return features_pb2.Value(bool_value=value)
-    if isinstance(value, int):
-        return features_pb2.Value(int64_value=value)
-    if isinstance(value, float):
-        return features_pb2.Value(double_value=value)
-    return features_pb2.Value(string_value=str(value))
-
-
-def _encode(found: list[list[LookupValue]]) -> list[features_pb2.FeatureVector]:
-    """The values as messages; one Timestamp per distinct event time (a row's features share
-    theirs), built from integers (``FromDatetime`` is slow)."""
-    stamps: dict[datetime, timestamp_pb2.Timestamp] = {}
-    vectors = []
-    for values in found:
-        out = []
-        for v in values:
-            kwargs: dict[str, Any] = {"value": _value(v.value), "status": _STATUS[v.status]}
-            if v.event_ts is not None:
-                stamp = stamps.get(v.event_ts)
-                if stamp is None:
-                    delta = v.event_ts - _EPOCH
-                    stamp = stamps[v.event_ts] = timestamp_pb2.Timestamp(
-                        seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000
-                    )
-                kwargs["event_timestamp"] = stamp
-            out.append(features_pb2.FeatureValue(**kwargs))
-        vectors.append(features_pb2.FeatureVector(values=out))
-    return vectors
-
-
-class FeatureServingService(features_pb2_grpc.FeatureServingServicer):
+class FeatureServingService:
     def __init__(self, plane: DataPlane, online: OnlineFeatures | None) -> None:
         self._plane = plane
         self._online = online
@@ -82,7 +41,7 @@ class FeatureServingService(features_pb2_grpc.FeatureServingServicer):
     @rpc_errors
     async def GetOnlineFeatures(
         self, request: features_pb2.GetOnlineFeaturesRequest, context: Context
-    ) -> features_pb2.GetOnlineFeaturesResponse:
+    ) -> bytes:
         api_key, bearer = credentials(context)
         principal = await self._plane.authenticate(api_key, bearer)
         if self._online is None:
@@ -101,7 +60,24 @@ class FeatureServingService(features_pb2_grpc.FeatureServingServicer):
         ]
         features = list(request.features)
         found = await self._online.lookup_async(principal.tenant_id, features, rows)
-        return features_pb2.GetOnlineFeaturesResponse(
-            features=features,
-            results=_encode(found),
+        return encode_response(features, found)  # the response, serialized (features_wire)
+
+
+def add_feature_serving(service: FeatureServingService, server: Any) -> None:
+    """Register ``FeatureServing`` on ``server``: requests parsed by protobuf, the answer
+    already bytes (``features_wire``), so its serializer passes them through."""
+    handlers = {
+        "GetOnlineFeatures": grpc.unary_unary_rpc_method_handler(
+            service.GetOnlineFeatures,
+            request_deserializer=features_pb2.GetOnlineFeaturesRequest.FromString,
+            response_serializer=_already_serialized,
         )
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(FEATURE_SERVING, handlers),)
+    )
+    server.add_registered_method_handlers(FEATURE_SERVING, handlers)
+
+
+def _already_serialized(answer: bytes) -> bytes:
+    return answer

@@ -10,12 +10,16 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from ml_platform.features.lookup import OnlineFeatures
 from ml_platform.serving.adapters.batch_wire import parse_batch_request, serialize_batch_response
-from ml_platform.serving.adapters.grpc_features import FEATURE_SERVING, FeatureServingService
+from ml_platform.serving.adapters.grpc_features import (
+    FEATURE_SERVING,
+    FeatureServingService,
+    add_feature_serving,
+)
 from ml_platform.serving.adapters.grpc_serving import ModelServingService
 from ml_platform.serving.adapters.grpc_v2 import SERVICE_NAME as V2_SERVICE
 from ml_platform.serving.adapters.grpc_v2 import generic_handler, unary
 from ml_platform.serving.plane.dataplane import DataPlane
-from ml_platform.serving.proto import features_pb2, features_pb2_grpc, inference_pb2, serving_pb2
+from ml_platform.serving.proto import features_pb2, inference_pb2, serving_pb2
 
 MODEL_SERVING = serving_pb2.DESCRIPTOR.services_by_name["ModelServing"].full_name
 # the synthetic file that declares the V2 service under the name it is served as
@@ -118,9 +122,7 @@ def build_grpc_server(
     server = grpc.aio.server(options=options)
     add_model_serving(ModelServingService(plane, features), server)
     server.add_generic_rpc_handlers((generic_handler(plane),))
-    features_pb2_grpc.add_FeatureServingServicer_to_server(
-        FeatureServingService(plane, features), server
-    )
+    add_feature_serving(FeatureServingService(plane, features), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVED_SERVICES, server, pool=reflection_pool())
