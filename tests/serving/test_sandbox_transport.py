@@ -319,3 +319,34 @@ def test_request_head_counts_the_key_and_rows() -> None:
     assert (body_len, rid, op, key_len, rows, cols) == (7 + 48, 7, wire.OP_PREDICT, 7, 2, 3)
     assert head[wire.REQUEST.size :] == b"t/d/1/r"
     assert struct.calcsize("<IIBHII") == wire.REQUEST.size
+
+
+async def test_the_sandbox_answers_requests_sent_back_to_back_or_cut_anywhere(
+    conn: SandboxConnection, child: Child, models: list[ServedModel], built: dict[str, Built]
+) -> None:
+    """The sandbox reads whatever has arrived: several requests in one read, or one request
+    over many reads (a header cut short included), each answered once and in order."""
+    await _remote(conn, models[0])  # loaded
+    key = models[0].key.encode()
+    X = built["rf"].X
+    batches = [X[:1], np.resize(X, (9000, N_FEATURES)), X[3:5], X[5:6]]  # 9,000: > its buffer
+    stream = b"".join(
+        wire.request_head(rid, wire.OP_PREDICT, key, len(rows), N_FEATURES, rows.nbytes)
+        + np.ascontiguousarray(rows).tobytes()
+        for rid, rows in enumerate(batches, start=1)
+    )
+    cuts = [0, 3, wire.REQUEST.size + 2, 200, 201, len(stream) - 20, len(stream)]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(child.path)
+    sock.settimeout(20)  # a lost or misread request fails the test instead of hanging it
+    with sock:
+        for a, b in itertools.pairwise(cuts):
+            sock.sendall(stream[a:b])
+            await asyncio.sleep(0.01)  # let the sandbox read each piece on its own
+        for rid, rows in enumerate(batches, start=1):
+            head = await asyncio.to_thread(sock.recv, wire.RESPONSE.size, socket.MSG_WAITALL)
+            body_len, got_rid, status, n, k = wire.RESPONSE.unpack(head)
+            body = await asyncio.to_thread(sock.recv, body_len, socket.MSG_WAITALL)
+            assert (got_rid, status, n, k) == (rid, wire.ST_OK, len(rows), 2)
+            probs = np.frombuffer(body, dtype=np.float64, offset=8 * n).reshape(n, k)
+            np.testing.assert_allclose(probs, built["rf"].estimator.predict_proba(rows), rtol=1e-12)

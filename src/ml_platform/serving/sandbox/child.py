@@ -207,25 +207,38 @@ class Sandbox:
     def serve_connection(self, conn: socket.socket) -> None:
         """Answer one front worker's requests in order, with blocking calls and no event loop.
 
-        A round trip is then two ``recv_into`` (header, body into a reused buffer) and one
-        ``sendmsg`` (header plus the result arrays' own memory) here: the thread sleeps in
-        ``recv`` with the GIL released, so the loop thread (control, loading) is unaffected.
+        A round trip is then usually one ``recv_into`` (whatever has arrived, into a reused
+        buffer: the whole request frame, often more) and one ``sendmsg`` (header plus the
+        result arrays' own memory) here: the thread sleeps in ``recv`` with the GIL released,
+        so the loop thread (control, loading) is unaffected.
         """
-        head = bytearray(wire.REQUEST.size)
-        body = bytearray(64 * 1024)
+        head_size = wire.REQUEST.size
+        buf = bytearray(64 * 1024)
+        view = memoryview(buf)
+        have = 0  # bytes received and not yet answered, from buf[0]
         with conn:
             try:
-                while _recv_exactly(conn, memoryview(head)):
-                    body_len, rid, op, key_len, rows, cols = wire.REQUEST.unpack(head)
+                while True:
+                    have = _recv_at_least(conn, view, have, head_size)
+                    if have < head_size:
+                        return
+                    body_len, rid, op, key_len, rows, cols = wire.REQUEST.unpack_from(buf)
                     if body_len > wire.MAX_FRAME_BYTES or key_len > body_len:
                         return
-                    if body_len > len(body):
-                        body = bytearray(body_len)
-                    view = memoryview(body)[:body_len]
-                    if not _recv_exactly(conn, view):
+                    end = head_size + body_len
+                    if end > len(buf):
+                        grown = bytearray(end)
+                        grown[:have] = view[:have]
+                        buf, view = grown, memoryview(grown)
+                    have = _recv_at_least(conn, view, have, end)
+                    if have < end:
                         return
-                    key = bytes(view[:key_len]).decode(errors="replace")
-                    _send_all(conn, self._answer(rid, op, key, rows, cols, view[key_len:]))
+                    key = bytes(view[head_size : head_size + key_len]).decode(errors="replace")
+                    payload = view[head_size + key_len : end]
+                    _send_all(conn, self._answer(rid, op, key, rows, cols, payload))
+                    if have > end:  # the worker's next request(s) came in the same read
+                        buf[: have - end] = buf[end:have]
+                    have -= end
             except OSError:
                 return  # the front worker went away, or we are shutting down
             except Exception:  # a bug here: drop this connection (the worker sees Unavailable)
@@ -270,15 +283,15 @@ def _bytes_of(a: np.ndarray[Any, Any]) -> memoryview:
     return a.data.cast("B")
 
 
-def _recv_exactly(conn: socket.socket, view: memoryview) -> bool:
-    """Fill ``view`` from ``conn``; False at end of stream (a frame cut short included)."""
-    got, size = 0, len(view)
-    while got < size:
-        n = conn.recv_into(view[got:], size - got, socket.MSG_WAITALL)
+def _recv_at_least(conn: socket.socket, view: memoryview, have: int, need: int) -> int:
+    """Receive into ``view[have:]`` until it holds ``need`` bytes (taking whatever else has
+    arrived, up to the buffer's end); the bytes held, fewer than ``need`` at end of stream."""
+    while have < need:
+        n = conn.recv_into(view[have:])
         if n == 0:
-            return False
-        got += n
-    return True
+            return have
+        have += n
+    return have
 
 
 def _send_all(conn: socket.socket, parts: list[bytes | memoryview]) -> None:

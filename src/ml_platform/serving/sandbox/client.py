@@ -200,6 +200,6 @@ class RemoteModel:
             raise Unavailable("the model is not loaded in its sandbox yet; retry shortly")
         if rn != n or len(body) != 8 * n * (1 + k) or (k and k != len(self.labels)):
             raise SandboxModelError("malformed answer from the model's sandbox")
-        values = np.frombuffer(body, dtype=np.float64, count=n)
-        probs = np.frombuffer(body, dtype=np.float64, offset=8 * n).reshape(n, k) if k else None
-        return Prediction(values, probs, self.labels if k else ())
+        answer = np.frombuffer(body, dtype=np.float64)  # read-only: ``body`` is our copy
+        probs = answer[n:].reshape(n, k) if k else None
+        return Prediction(answer[:n], probs, self.labels if k else ())
