@@ -8,8 +8,8 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
+from ml_platform.serving.runtimes.forest_kernel import BLOCK_ROWS, PackedForest
 from ml_platform.serving.runtimes.scikit_learn import (
-    CompiledForest,
     CompiledLogistic,
     SklearnRuntime,
     _compile_forest,
@@ -24,17 +24,13 @@ def test_compiled_forest_reproduces_predict_proba_exactly(cls: type, n_classes: 
     )
     forest = cls(n_estimators=15, max_depth=6, random_state=0).fit(X, y)
     compiled = _compile_forest(forest)
-    assert isinstance(compiled, CompiledForest)
+    assert isinstance(compiled, PackedForest)
     rows = np.vstack([X[:100], np.random.default_rng(3).normal(0, 5, size=(50, 8))])
     want = forest.predict_proba(rows)
-    assert np.array_equal(compiled.predict_proba(rows), want)
-    # both strategies (a Python walk for a few rows, leaf indices + one gather for more)
-    # agree exactly, at every batch size around the switch
-    assert np.array_equal(compiled.predict_proba_walk(rows), want)
-    assert np.array_equal(compiled.predict_proba_leaves(rows), want)
-    for n in (1, 2, CompiledForest.WALK_MAX_ROWS, CompiledForest.WALK_MAX_ROWS + 1, 17):
-        assert np.array_equal(compiled.predict_proba(rows[:n]), want[:n])
-        assert np.array_equal(compiled.predict_proba_walk(rows[:n]), want[:n])
+    assert np.array_equal(compiled.predict(rows), want)
+    # the kernel walks BLOCK_ROWS rows in lock-step: every batch size around a block agrees
+    for n in (1, 2, 4, 5, 17, BLOCK_ROWS - 1, BLOCK_ROWS, BLOCK_ROWS + 1):
+        assert np.array_equal(compiled.predict(rows[:n]), want[:n])
     runtime = SklearnRuntime(forest)
     out = runtime.predict(rows)
     assert np.array_equal(out.values, forest.predict(rows).astype(np.float64))
@@ -57,19 +53,19 @@ def test_compilation_can_be_switched_off() -> None:
 
 def test_compiled_forest_with_exact_thresholds_and_extreme_values() -> None:
     """Rows exactly on a threshold and at the ends of float32's range go the way
-    scikit-learn sends them, in both strategies."""
+    scikit-learn sends them."""
     X, y = make_classification(n_samples=300, n_features=5, random_state=4)
     forest = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0).fit(X, y)
     compiled = _compile_forest(forest)
-    assert isinstance(compiled, CompiledForest)
+    assert isinstance(compiled, PackedForest)
     tree = forest.estimators_[0].tree_
     split = np.flatnonzero(tree.children_left != -1)
     rows = np.zeros((len(split), 5))
     rows[np.arange(len(split)), tree.feature[split]] = tree.threshold[split]
     rows = np.vstack([rows, np.full((2, 5), 3.4e38), np.full((2, 5), -3.4e38)])
     want = forest.predict_proba(rows.astype(np.float32))
-    assert np.array_equal(compiled.predict_proba_walk(rows), want)
-    assert np.array_equal(compiled.predict_proba_leaves(rows), want)
+    assert np.array_equal(compiled.predict(rows), want)
+    assert np.array_equal(compiled.predict(rows[:1]), want[:1])
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])

@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from ml_platform.serving.runtimes import forest_kernel
 from ml_platform.serving.runtimes.base import FloatArray, ModelLoadError, Prediction
+from ml_platform.serving.runtimes.forest_kernel import PackedForest
 
 # Modules whose types a skops file may contain; anything else refuses to load.
 _SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
@@ -42,13 +44,19 @@ class SklearnRuntime:
         )
 
     def predict(self, rows: FloatArray) -> Prediction:
+        compiled = self._compiled
+        if compiled is not None and (
+            rows.shape[1] != compiled.n_features or not np.isfinite(rows).all()
+        ):  # scikit-learn checks the shape, routes NaN by its rules and refuses infinity
+            compiled = None
         if self._proba is not None and self._class_values is not None:
-            compiled = self._compiled
-            if compiled is not None and not np.isnan(rows).any():
-                proba = compiled.predict_proba(rows)
+            if compiled is not None:
+                proba = compiled.predict(rows)
             else:
                 proba = np.asarray(self._proba(rows), dtype=np.float64)
             return Prediction(self._class_values[proba.argmax(axis=1)], proba, self._labels)
+        if compiled is not None:
+            return Prediction(compiled.predict(rows)[:, 0])
         out = np.asarray(self._estimator.predict(rows))
         if out.ndim > 1:
             out = out[:, 0]
@@ -102,97 +110,6 @@ def load_skops(path: str, *, compile_forests: bool = True) -> SklearnRuntime:
     return SklearnRuntime(obj, compile_forests=compile_forests)
 
 
-class CompiledForest:
-    """RandomForest/ExtraTrees probabilities without scikit-learn's per-call overhead.
-
-    scikit-learn's ``predict_proba`` costs about the same for 1 row as for 100 (validation,
-    a joblib dispatch per tree, a per-tree ``(rows, classes)`` temporary added into the
-    total). Here a batch of a few rows walks every tree in plain Python over lists (for one
-    row, 50 trees of depth 8 are 400 list steps: cheaper than the numpy calls of any
-    vectorised walk); a larger batch asks each tree's Cython ``Tree.apply`` for its leaf
-    indices into one ``(trees, rows)`` array, then gathers the leaves' class probabilities
-    from one table built at load time (already normalised) in a single ``np.take`` and sums
-    them over the tree axis. Both replicate scikit-learn's arithmetic: float32 features
-    against float64 thresholds, the same normalised leaf values, summation in tree order
-    starting from zero, one division by the number of trees. They are only used after each
-    reproduced ``predict_proba`` exactly on probe rows of several batch sizes at load time.
-    """
-
-    WALK_MAX_ROWS = 4
-    """Up to this many rows the Python walk is the cheaper path (50 trees of depth 8, one
-    process, loaded machine: 1 row 22 us walk / 57 us numpy lock-step / 96 us leaves;
-    8 rows: leaves 203 us / walk 223 us)."""
-
-    def __init__(self, forest: Any, *, normalize: bool) -> None:
-        trees = [est.tree_ for est in forest.estimators_]
-        self._trees = trees
-        if any(t.n_outputs != 1 for t in trees):
-            raise ValueError("multi-output forests are not compiled")
-        offsets = np.cumsum([0] + [t.node_count for t in trees[:-1]])
-        left, right, feature, threshold, proba = [], [], [], [], []
-        for t, off in zip(trees, offsets, strict=True):
-            leaf = t.children_left == -1
-            left.append(np.where(leaf, -1, t.children_left + off))
-            right.append(np.where(leaf, -1, t.children_right + off))
-            feature.append(np.where(leaf, -1, t.feature))
-            threshold.append(np.where(leaf, np.inf, t.threshold))
-            value = t.value[:, 0, :].astype(np.float64)
-            if normalize:  # scikit-learn < 1.4 stored counts and normalised per prediction
-                norm = value.sum(axis=1, keepdims=True)
-                norm[norm == 0] = 1.0
-                value = value / norm
-            proba.append(value)
-        self._proba = np.ascontiguousarray(np.concatenate(proba))  # (total nodes, classes)
-        self._offsets = offsets.astype(np.intp).reshape(-1, 1)
-        self._n_trees = len(trees)
-        # the walk's lists: Python ints and floats (a float32 feature widened to a Python
-        # float compares with the float64 threshold exactly as scikit-learn's Cython does)
-        self._roots: list[int] = offsets.tolist()
-        self._left: list[int] = np.concatenate(left).tolist()
-        self._right: list[int] = np.concatenate(right).tolist()
-        self._feature: list[int] = np.concatenate(feature).tolist()
-        self._threshold: list[float] = np.concatenate(threshold).tolist()
-        self._class_proba: list[list[float]] = self._proba.T.tolist()
-
-    def predict_proba(self, rows: FloatArray) -> np.ndarray:
-        if rows.shape[0] > self.WALK_MAX_ROWS:
-            return self.predict_proba_leaves(rows)
-        return self.predict_proba_walk(rows)
-
-    def predict_proba_leaves(self, rows: FloatArray) -> np.ndarray:
-        x = np.ascontiguousarray(rows, dtype=np.float32)
-        leaves = np.empty((self._n_trees, x.shape[0]), dtype=np.intp)
-        for i, tree in enumerate(self._trees):
-            leaves[i] = tree.apply(x)
-        leaves += self._offsets
-        gathered = np.take(self._proba, leaves, axis=0)  # (trees, rows, classes)
-        # a reduction over the outermost axis of a C-contiguous array adds whole
-        # (rows, classes) planes one after another, in tree order (no pairwise summation:
-        # that is only for the innermost axis, which the probes at load check too)
-        total: np.ndarray = np.add.reduce(gathered, axis=0)
-        total /= self._n_trees
-        return total
-
-    def predict_proba_walk(self, rows: FloatArray) -> np.ndarray:
-        x = np.ascontiguousarray(rows, dtype=np.float32)
-        left, right, feature, threshold = self._left, self._right, self._feature, self._threshold
-        out = np.empty((x.shape[0], len(self._class_proba)))
-        leaves = [0] * self._n_trees
-        for r, xr in enumerate(x.tolist()):
-            for t, node in enumerate(self._roots):
-                f = feature[node]
-                while f >= 0:
-                    node = left[node] if xr[f] <= threshold[node] else right[node]
-                    f = feature[node]
-                leaves[t] = node
-            for k, class_proba in enumerate(self._class_proba):
-                total = 0.0
-                for node in leaves:  # tree order, as scikit-learn adds them
-                    total += class_proba[node]
-                out[r, k] = total / self._n_trees
-        return out
-
-
 class CompiledLogistic:
     """LogisticRegression probabilities without scikit-learn's per-call validation.
 
@@ -211,8 +128,10 @@ class CompiledLogistic:
         self._coef_t = np.asarray(estimator.coef_, dtype=np.float64).T
         self._intercept = np.asarray(estimator.intercept_, dtype=np.float64)
         self._binary = len(estimator.classes_) <= 2
+        self.n_features = int(self._coef_t.shape[0])
 
-    def predict_proba(self, rows: FloatArray) -> np.ndarray:
+    def predict(self, rows: FloatArray) -> np.ndarray:
+        """``predict_proba``: (rows, classes)."""
         scores = rows @ self._coef_t + self._intercept
         if self._binary:
             positive = self._expit(scores.ravel())
@@ -223,7 +142,9 @@ class CompiledLogistic:
         return np.asarray(self._softmax(scores, copy=False))
 
 
-Compiled = CompiledForest | CompiledLogistic
+Compiled = PackedForest | CompiledLogistic
+"""A compiled estimator: ``predict(rows)`` gives the classifier's ``predict_proba`` or the
+regressor's ``predict`` as one column, for NaN-free rows of ``n_features`` columns."""
 
 
 def _compile(estimator: Any) -> Compiled | None:
@@ -243,31 +164,59 @@ def _compile_logistic(estimator: Any) -> CompiledLogistic | None:
         n = int(estimator.n_features_in_)
         for size in (1, 2, 17, 64):  # numpy picks kernels by shape: probe several
             probe = rng.normal(0.0, 3.0, size=(size, n))
-            if not np.array_equal(compiled.predict_proba(probe), estimator.predict_proba(probe)):
+            if not np.array_equal(compiled.predict(probe), estimator.predict_proba(probe)):
                 return None
     except Exception:
         return None
     return compiled
 
 
-def _compile_forest(estimator: Any) -> CompiledForest | None:
-    """A verified compiled forest for plain RandomForest/ExtraTrees classifiers, else None."""
-    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+def _compile_forest(estimator: Any) -> PackedForest | None:
+    """The forest packed for the numba kernel (``forest_kernel``), verified, else None.
 
-    if type(estimator) not in (RandomForestClassifier, ExtraTreesClassifier):
+    Plain RandomForest/ExtraTrees classifiers and single-output regressors. The packed
+    forest is used only after it reproduced ``predict_proba`` (``predict``) exactly at load
+    on probe rows: random ones and rows exactly on the first tree's thresholds, at a full
+    and a partial block of the kernel's lock-step rows.
+    """
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        ExtraTreesRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+
+    classifier = type(estimator) in (RandomForestClassifier, ExtraTreesClassifier)
+    if not (classifier or type(estimator) in (RandomForestRegressor, ExtraTreesRegressor)):
+        return None
+    if not forest_kernel.available():
         return None
     try:
-        probe = np.random.default_rng(0).normal(0.0, 3.0, size=(64, int(estimator.n_features_in_)))
-        want = estimator.predict_proba(probe)
-        for normalize in (False, True):
-            compiled = CompiledForest(estimator, normalize=normalize)
-            # both paths on every probe row, and the leaves path at several batch sizes
-            # (numpy picks its loops by shape)
-            if np.array_equal(compiled.predict_proba_walk(probe), want) and all(
-                np.array_equal(compiled.predict_proba_leaves(probe[:n]), want[:n])
-                for n in (CompiledForest.WALK_MAX_ROWS + 1, 17, 64)
+        n_features = int(estimator.n_features_in_)
+        trees = [e.tree_ for e in estimator.estimators_]
+        probe = _forest_probe(trees[0], n_features)
+        want = (
+            estimator.predict_proba(probe)
+            if classifier
+            else np.asarray(estimator.predict(probe)).reshape(-1, 1)
+        )
+        for normalize in (False, True) if classifier else (False,):
+            packed = forest_kernel.pack(trees, n_features, normalize=normalize)
+            if all(
+                np.array_equal(packed.predict(probe[:n]), want[:n])
+                for n in (1, forest_kernel.BLOCK_ROWS + 5, len(probe))
             ):
-                return compiled
+                return packed
     except Exception:
         return None
     return None
+
+
+def _forest_probe(tree: Any, n_features: int) -> FloatArray:
+    """Random rows, then rows whose feature sits exactly on one of ``tree``'s thresholds."""
+    rng = np.random.default_rng(0)
+    random = rng.normal(0.0, 3.0, size=(64, n_features))
+    split = np.flatnonzero(tree.children_left != -1)[:64]
+    on_threshold = rng.normal(0.0, 3.0, size=(len(split), n_features))
+    on_threshold[np.arange(len(split)), tree.feature[split]] = tree.threshold[split]
+    return np.vstack([random, on_threshold])

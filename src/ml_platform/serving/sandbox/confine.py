@@ -191,6 +191,11 @@ def _warm_caches() -> None:
 
         # loky caches the physical core count (scikit-learn's OpenMP estimators ask for it).
         joblib.cpu_count(only_physical_cores=True)
+    from ml_platform.serving.runtimes import forest_kernel
+
+    # numba imports lazily and reads its cache from the source tree: compile (or load) the
+    # forest kernel now, or confined forests fall back to scikit-learn's own predict.
+    forest_kernel.available()
 
 
 def _libc() -> Any:
