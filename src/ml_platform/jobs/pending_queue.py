@@ -4,11 +4,13 @@ A submit wakes the scheduler; re-reading every pending job on each wake made sub
 as the queue grew. Here the leader holds the pending jobs in memory, per tenant in FIFO order
 (``created_at``, id), and a tick reads only what changed:
 
-- ``signature`` (the trigger-kept pending count and the newest pending ``created_at``, both
-  index lookups) says whether anything changed since the last tick;
-- new jobs (from this replica or another) are the pending jobs at or after the newest one
-  seen; any other difference (a pending job cancelled, a retry re-queued, a clock that went
-  back) makes the next read a full one, and a full read also runs every ``FULL_READ_SECONDS``.
+- one statement (one snapshot) gives the trigger-kept pending count and the pending jobs at
+  or after the newest one seen: new jobs, from this replica or another;
+- when the count still differs from what the queue holds (a pending job cancelled, a retry
+  re-queued, a clock that went back), or a retry was re-queued here (``recheck``), or every
+  ``RECHECK_SECONDS`` as a safety net, the queue is compared with the pending *ids* (one
+  column) and only the jobs it lacks are read (``sync``);
+- every job's row is read only when this process takes the scheduler lease (``stale``).
 
 Queue positions are written only for jobs whose position or reason changed (``Ranker``): a
 job appended to the longest queue moves no one, so a submit writes one row.
@@ -23,10 +25,9 @@ from datetime import datetime
 from ml_platform.store.job_runtime import RuntimeRecord
 from ml_platform.store.records import JobRecord
 
-FULL_READ_SECONDS = 30.0
+RECHECK_SECONDS = 30.0
 
 PendingInfo = tuple[str, str | None, int | None]  # (tenant, reason, queue position)
-Signature = tuple[int, datetime | None]  # (pending jobs, newest pending created_at)
 
 
 @dataclass(eq=False)  # compared by identity: one object per job while it is known
@@ -46,6 +47,7 @@ class PendingQueue:
     delayed: dict[str, Queued] = field(default_factory=dict)  # retries waiting their backoff
     newest: datetime | None = None  # the newest created_at ever seen (the delta cursor)
     stale: bool = True  # the next read must be a full one
+    recheck: bool = False  # the next read compares the pending ids (``sync``)
 
     def reset(self, rows: list[tuple[JobRecord, RuntimeRecord | None]]) -> None:
         self.items, self.queues, self.delayed, self.newest = {}, {}, {}, None
@@ -90,11 +92,16 @@ class PendingQueue:
                 del self.delayed[job_id]
                 self._enqueue(item)
 
-    def unchanged(self, signature: Signature) -> bool:
-        count, newest = signature
-        return count == len(self.items) and (
-            newest is None or (self.newest is not None and newest <= self.newest)
-        )
+    def holds(self, pending: int) -> bool:
+        """Whether the queue holds as many jobs as the store counts pending."""
+        return pending == len(self.items)
+
+    def sync(self, pending_ids: set[str]) -> tuple[list[str], set[str]]:
+        """Drop the jobs no longer pending; (the dropped ids, the pending ids not held)."""
+        gone = [job_id for job_id in self.items if job_id not in pending_ids]
+        for job_id in gone:
+            self.remove(job_id)
+        return gone, pending_ids - self.items.keys()
 
 
 def queued_reason(position: int, blocked: str | None = None) -> str:

@@ -40,7 +40,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -54,12 +54,11 @@ from ml_platform.jobs.executors.base import Executor, JobLaunch, JobOutcome
 from ml_platform.jobs.logs import LogStore
 from ml_platform.jobs.paths import PathPolicy
 from ml_platform.jobs.pending_queue import (
-    FULL_READ_SECONDS,
+    RECHECK_SECONDS,
     PendingInfo,
     PendingQueue,
     Queued,
     Ranker,
-    Signature,
 )
 from ml_platform.store.base import utcnow
 from ml_platform.store.db import Database
@@ -261,7 +260,7 @@ class Scheduler:
         self._pending_info: dict[str, PendingInfo] = {}  # what the job_runtime rows say
         self._queue = PendingQueue()  # the pending jobs, read incrementally
         self._ranker = Ranker()
-        self._full_read_at = 0.0  # time.monotonic() of the last full read of the queue
+        self._checked_at = 0.0  # time.monotonic() the queue was last compared with the store
         self._background: set[asyncio.Task[None]] = set()
         # observation hooks (the API's /metrics sets them; the domain knows no metrics library)
         self.on_cycle: Callable[[], None] = lambda: None
@@ -392,39 +391,53 @@ class Scheduler:
         with self._db.read() as session:
             return JobRuntimeRepository(session).jobs_with_status(JobStatus.RUNNING)
 
-    def _read_pending(
-        self, full: bool
-    ) -> tuple[bool, list[tuple[JobRecord, RuntimeRecord | None]] | None, Signature]:
-        """(full?, rows, signature): no rows when nothing changed since the last read; the
-        jobs from the newest one seen on when only that may have changed; else all of them."""
+    def _read_all_pending(self) -> list[tuple[JobRecord, RuntimeRecord | None]]:
         with self._db.read() as session:
-            repo = JobRuntimeRepository(session)
-            signature = repo.pending_signature()
-            if not full and self._queue.unchanged(signature):
-                return False, None, signature
-            if not full and self._queue.newest is not None:
-                return False, repo.pending_since(self._queue.newest), signature
-            return True, repo.jobs_with_status(JobStatus.PENDING), signature
+            return JobRuntimeRepository(session).jobs_with_status(JobStatus.PENDING)
+
+    def _read_new_pending(
+        self, since: datetime | None
+    ) -> tuple[int, list[tuple[JobRecord, RuntimeRecord | None]]]:
+        with self._db.read() as session:
+            return JobRuntimeRepository(session).pending_delta(since)
+
+    def _pending_ids(self) -> set[str]:
+        with self._db.read() as session:
+            return JobRuntimeRepository(session).pending_ids()
+
+    def _pending_jobs(self, job_ids: set[str]) -> list[tuple[JobRecord, RuntimeRecord | None]]:
+        with self._db.read() as session:
+            return JobRuntimeRepository(session).pending_jobs(job_ids)
 
     async def _refresh_queue(self) -> None:
-        full = self._queue.stale or time.monotonic() - self._full_read_at > FULL_READ_SECONDS
-        was_full, rows, signature = await asyncio.to_thread(self._read_pending, full)
-        if rows is not None and not was_full:
-            for job, runtime in rows:
-                self._queue.add(job, runtime)
-            if self._queue.unchanged(signature):
-                return
-            # a pending job left or came back in a way the delta cannot see: read it all
-            was_full, rows, signature = await asyncio.to_thread(self._read_pending, True)
-        if was_full and rows is not None:
+        """Bring the in-memory queue up to date: every pending row only after taking the
+        lease; else the new jobs, and the ids compared when the count says more changed."""
+        if self._queue.stale:
+            rows = await asyncio.to_thread(self._read_all_pending)
             self._queue.reset(rows)
             self._ranker.reset()
-            self._full_read_at = time.monotonic()
+            self._checked_at = time.monotonic()
             self._pending_info = {
                 job.id: (job.tenant_id, runtime.pending_reason, runtime.queue_position)
                 for job, runtime in rows
                 if runtime is not None and runtime.pending_reason is not None
             }
+            return
+        pending, rows = await asyncio.to_thread(self._read_new_pending, self._queue.newest)
+        for job, runtime in rows:
+            self._queue.add(job, runtime)
+        due = self._queue.recheck or time.monotonic() - self._checked_at > RECHECK_SECONDS
+        if self._queue.holds(pending) and not due:
+            return
+        # a pending job left or came back in a way the new rows cannot show: compare ids
+        self._queue.recheck = False
+        gone, unknown = self._queue.sync(await asyncio.to_thread(self._pending_ids))
+        for job_id in gone:
+            self._pending_info.pop(job_id, None)
+        if unknown:
+            for job, runtime in await asyncio.to_thread(self._pending_jobs, unknown):
+                self._queue.add(job, runtime)
+        self._checked_at = time.monotonic()
 
     # -- recovery ----------------------------------------------------------------------------
 
@@ -737,6 +750,8 @@ class Scheduler:
         self._active.pop(active.job_id, None)
         self._logs.notify(active.job_id)
         self._on_change(active.job_id, retried is None)  # re-queued for a retry: not final
+        if retried is not None:
+            self._queue.recheck = True  # back in the queue (committed), with its backoff
         if retried is not None and self._loop is not None:
             self._loop.call_later(retried + 0.01, self.wake)
         self.wake()
@@ -776,7 +791,6 @@ class Scheduler:
                         handle=None,
                     )
                     self._logs.append(active.job_id, reason, "system")
-                    self._queue.stale = True  # back in the queue, with its backoff
                     return backoff
             fields: dict[str, Any] = {
                 "completed_at": now,

@@ -26,6 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -36,6 +37,7 @@ from ml_platform.store.jobs import JobCountRow, JobRow, job_record
 from ml_platform.store.records import JobRecord
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
+_BATCH = 500  # rows written (or ids looked up) per statement: far under parameter limits
 
 
 class JobRuntimeRow(Base):
@@ -202,6 +204,10 @@ def _runtime(row: JobRuntimeRow) -> RuntimeRecord:
     )
 
 
+def _queued(job: JobRow, runtime: JobRuntimeRow | None) -> tuple[JobRecord, RuntimeRecord | None]:
+    return job_record(job), _runtime(runtime) if runtime else None
+
+
 class JobRuntimeRepository:
     """Queries of the scheduler and the job runtime (logs aside, which live in files)."""
 
@@ -217,33 +223,56 @@ class JobRuntimeRepository:
             .where(JobRow.status == status.value)
             .order_by(JobRow.created_at, JobRow.id)
         ).all()
-        return [(job_record(job), _runtime(rt) if rt else None) for job, rt in rows]
+        return [_queued(job, rt) for job, rt in rows]
 
-    def pending_signature(self) -> tuple[int, datetime | None]:
-        """(pending jobs, newest pending ``created_at``): the trigger-kept ``job_counts`` and
-        one step of ``ix_jobs_status_created``, whatever the queue's length."""
-        count = self._session.scalar(
-            select(func.coalesce(func.sum(JobCountRow.n), 0)).where(
-                JobCountRow.status == JobStatus.PENDING.value
-            )
-        )
-        newest = self._session.scalar(
-            select(JobRow.created_at)
-            .where(JobRow.status == JobStatus.PENDING.value)
-            .order_by(JobRow.created_at.desc())
-            .limit(1)
-        )
-        return int(count or 0), newest
+    def pending_delta(
+        self, since: datetime | None
+    ) -> tuple[int, list[tuple[JobRecord, RuntimeRecord | None]]]:
+        """(pending jobs, the pending jobs created at or after ``since``; all without it).
 
-    def pending_since(self, created_at: datetime) -> list[tuple[JobRecord, RuntimeRecord | None]]:
-        """Pending jobs created at or after ``created_at`` (a range of the status index)."""
+        One statement, so one snapshot on both databases: the count (the trigger-kept
+        ``job_counts``) and the rows (a range of ``ix_jobs_status_created``) agree even while
+        submits commit, and a count that differs from what the caller holds means a pending
+        job left or came back, never a race with a submit.
+        """
+        counted = (
+            select(func.coalesce(func.sum(JobCountRow.n), 0).label("n"))
+            .where(JobCountRow.status == JobStatus.PENDING.value)
+            .subquery()
+        )
+        joined = JobRow.status == JobStatus.PENDING.value
+        if since is not None:
+            joined = and_(joined, JobRow.created_at >= since)
         rows = self._session.execute(
-            select(JobRow, JobRuntimeRow)
+            select(counted.c.n, JobRow, JobRuntimeRow)
+            .select_from(counted)
+            .outerjoin(JobRow, joined)
             .outerjoin(JobRuntimeRow, JobRuntimeRow.job_id == JobRow.id)
-            .where(JobRow.status == JobStatus.PENDING.value, JobRow.created_at >= created_at)
             .order_by(JobRow.created_at, JobRow.id)
         ).all()
-        return [(job_record(job), _runtime(rt) if rt else None) for job, rt in rows]
+        count = int(rows[0][0]) if rows else 0
+        return count, [_queued(job, rt) for _, job, rt in rows if job is not None]
+
+    def pending_ids(self) -> set[str]:
+        """The ids of every pending job: the cheap comparison of the scheduler's queue."""
+        query = select(JobRow.id).where(JobRow.status == JobStatus.PENDING.value)
+        return set(self._session.scalars(query))
+
+    def pending_jobs(self, job_ids: Iterable[str]) -> list[tuple[JobRecord, RuntimeRecord | None]]:
+        """The given jobs that are still pending, with their runtime rows."""
+        ids = list(job_ids)
+        found: list[tuple[JobRecord, RuntimeRecord | None]] = []
+        for start in range(0, len(ids), _BATCH):
+            rows = self._session.execute(
+                select(JobRow, JobRuntimeRow)
+                .outerjoin(JobRuntimeRow, JobRuntimeRow.job_id == JobRow.id)
+                .where(
+                    JobRow.id.in_(ids[start : start + _BATCH]),
+                    JobRow.status == JobStatus.PENDING.value,
+                )
+            ).all()
+            found.extend(_queued(job, rt) for job, rt in rows)
+        return found
 
     def statuses(self, job_ids: Iterable[str]) -> dict[str, JobStatus]:
         ids = list(job_ids)
@@ -280,9 +309,33 @@ class JobRuntimeRepository:
             )
 
     def set_pending_info(self, info: dict[str, tuple[str, str | None, int | None]]) -> None:
-        """``job_id -> (tenant_id, reason, position)`` for pending jobs."""
-        for job_id, (tenant_id, reason, position) in info.items():
-            self.upsert_runtime(job_id, tenant_id, pending_reason=reason, queue_position=position)
+        """``job_id -> (tenant_id, reason, position)`` for pending jobs: one
+        ``INSERT ... ON CONFLICT DO UPDATE`` per ``_BATCH`` jobs, which sets only the
+        reason and the position of the rows that exist."""
+        dialect = self._session.get_bind().dialect.name
+        upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        items = list(info.items())
+        for start in range(0, len(items), _BATCH):
+            statement = upsert(JobRuntimeRow).values(
+                [
+                    {
+                        "job_id": job_id,
+                        "tenant_id": tenant_id,
+                        "attempt": 0,
+                        "pending_reason": reason,
+                        "queue_position": position,
+                    }
+                    for job_id, (tenant_id, reason, position) in items[start : start + _BATCH]
+                ]
+            )
+            statement = statement.on_conflict_do_update(
+                index_elements=["job_id"],
+                set_={
+                    "pending_reason": statement.excluded.pending_reason,
+                    "queue_position": statement.excluded.queue_position,
+                },
+            )
+            self._session.execute(statement)
 
     # Status events are written only by ``store.jobs.transition_job``, with the change.
 

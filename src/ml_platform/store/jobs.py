@@ -270,7 +270,7 @@ class JobRepository:
         # a separate count, never a window count: ``count(*) over ()`` makes LIMIT read every
         # matching job (with its spec) before the page can be cut
         total = self._count_tagged(status, framework, tags) if tags else None
-        return Page(items=items, total=self._count(status, framework) if total is None else total)
+        return Page(items=items, total=self.count(status, framework) if total is None else total)
 
     def search_after(
         self,
@@ -380,8 +380,9 @@ class JobRepository:
                 query = query.where(JobRow.framework == framework)
         return int(self._session.scalar(query) or 0)
 
-    def _count(self, status: JobStatus | None, framework: str | None) -> int:
-        """Exact totals from the trigger-maintained ``job_counts`` (no scan of the jobs)."""
+    def count(self, status: JobStatus | None = None, framework: str | None = None) -> int:
+        """Exact totals from the trigger-maintained ``job_counts`` (no scan of the jobs): the
+        same whatever the queue's length, and exact in the transaction that reads it."""
         query = select(func.coalesce(func.sum(JobCountRow.n), 0)).where(
             JobCountRow.tenant_id == self.tenant_id
         )

@@ -3,7 +3,8 @@
 One ``tenant_quotas`` row per tenant that has any override (migration 0008_quotas); a NULL
 column means "the platform default" (Settings). Usage is always computed from the rows that
 hold it (jobs, deployments, model versions, stored objects), never kept in a counter that
-could drift.
+application code updates (jobs per status come from ``job_counts``, which database triggers
+keep exact in the transaction that changes a job).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from ml_platform.core.jobs import JobStatus
 from ml_platform.store.base import Base, UTCDateTime, utcnow
 from ml_platform.store.deployments import DeploymentRow
-from ml_platform.store.jobs import JobRow
+from ml_platform.store.jobs import JobRepository, JobRow
 from ml_platform.store.models import ModelVersionRow
 from ml_platform.store.stored_objects import StoredObjectRepository
 from ml_platform.store.tenants import TenantRow
@@ -131,14 +132,9 @@ class QuotaRepository:
 
     # -- usage ------------------------------------------------------------------------------
     def count_jobs(self, tenant_id: str, status: JobStatus) -> int:
-        return int(
-            self._session.scalar(
-                select(func.count())
-                .select_from(JobRow)
-                .where(JobRow.tenant_id == tenant_id, JobRow.status == status.value)
-            )
-            or 0
-        )
+        """From the trigger-kept ``job_counts`` (``JobRepository.count``): one index lookup,
+        not a count of the tenant's pending rows on every submit."""
+        return JobRepository(self._session, tenant_id).count(status)
 
     def running_compute(self, tenant_id: str) -> RunningCompute:
         specs = self._session.scalars(
