@@ -241,8 +241,9 @@ class Settings(BaseSettings):
     serving_compile_forests: bool = Field(
         default=True,
         description=(
-            "Serve RandomForest and LogisticRegression models through numpy paths verified "
-            "against scikit-learn at load (scikit-learn itself on any mismatch or NaN)"
+            "Serve RandomForest/ExtraTrees (classifiers and regressors) through a numba kernel "
+            "and LogisticRegression through a numpy path, each verified equal to scikit-learn "
+            "at load (scikit-learn itself on any mismatch, and for rows with NaN or infinity)"
         ),
     )
     serving_sandbox_preload: list[str] = Field(
