@@ -170,6 +170,25 @@ def _infinity_rest(w: World) -> Outcome:
     return _rest(w, f"/v2/models/{w.deployment}/infer", content=body)
 
 
+# a float64 just beyond float32's range: the forest computes in float32 (value_dtype), where it
+# would be Infinity; refused before batching, never the model's own ValueError (INTERNAL)
+BEYOND_FLOAT32 = 3.4028235677973366e38
+
+
+def _beyond_float32_seed(w: World) -> Outcome:
+    return _seed(w, _predict(w.deployment, good_features((BEYOND_FLOAT32, 0.0, 0.0, 0.0))))
+
+
+def _beyond_float32_v2(w: World) -> Outcome:
+    return _v2(w, _infer(w.deployment, value=BEYOND_FLOAT32))
+
+
+def _beyond_float32_rest(w: World) -> Outcome:
+    tensor = {"name": "input", "datatype": "FP64", "shape": [1, 4]}
+    body = {"inputs": [tensor | {"data": [BEYOND_FLOAT32, 0, 0, 0]}]}
+    return _rest(w, f"/v2/models/{w.deployment}/infer", body)
+
+
 def _no_key_seed(w: World) -> Outcome:
     return _seed(w, _predict(w.deployment), metadata=())
 
@@ -344,6 +363,13 @@ TABLE = [
         _infinity_seed,
         _infinity_v2,
         _infinity_rest,
+    ),
+    Row(
+        errors.InvalidArgument,
+        ErrorCode.INVALID_ARGUMENT,
+        _beyond_float32_seed,
+        _beyond_float32_v2,
+        _beyond_float32_rest,
     ),
     Row(errors.Unauthenticated, ErrorCode.UNAUTHENTICATED, _no_key_seed, _no_key_v2, _no_key_rest),
     Row(

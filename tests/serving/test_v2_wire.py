@@ -43,6 +43,7 @@ def _model(deployment: str = "iris", version: int = 7) -> LoadedModel:
         index,
         np.dtype(np.float64),
         1,
+        np.dtype(np.float64),
     )
 
 

@@ -80,7 +80,7 @@ def _float_limit(input_dtype: np.dtype[Any]) -> np.float64:
 def _bad_values(model: LoadedModel, rows: FloatArray) -> npt.NDArray[np.bool_]:
     """True where a value is NaN (unless the model allows it), +-Infinity, or overflows the
     model's input dtype (a float64 beyond float32 becomes Infinity when converted)."""
-    limit = _float_limit(model.input_dtype)
+    limit = _float_limit(model.value_dtype)
     with np.errstate(invalid="ignore"):
         if model.served.signature.allow_nan:
             return np.asarray(np.abs(rows) > limit)  # NaN compares False: allowed
@@ -185,7 +185,7 @@ class DataPlane:
             return None
         # one reduction when every value is fine; NaN propagates and compares False (no
         # warning: neither abs, the max nor the comparison of a NaN sets numpy's error state)
-        if rows.size and _max(np.abs(rows), axis=None) <= _float_limit(model.input_dtype):
+        if rows.size and _max(np.abs(rows), axis=None) <= _float_limit(model.value_dtype):
             return None
         mask = _bad_values(model, rows)
         if not mask.any():
@@ -200,7 +200,7 @@ class DataPlane:
         return invalid(
             model,
             f"non-finite value in feature(s) {', '.join(names)}{more}; this model does not "
-            f"accept {accepted}Infinity or numbers beyond its {model.input_dtype} range "
+            f"accept {accepted}Infinity or numbers beyond its {model.value_dtype} range "
             "(NaN means a missing value)",
             [FieldViolation(f"features.{n}", "NaN/Infinity is not accepted") for n in names],
         )

@@ -48,6 +48,7 @@ class LoadedModel:
     index: dict[str, int]
     input_dtype: np.dtype[Any]
     pid: int
+    value_dtype: np.dtype[Any]  # the float width the model computes in (ModelRuntime's)
     version_str: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -217,7 +218,7 @@ class ModelRepository:
             predict_inline=old._inline,
         )
         batcher.on_batch = metrics.batch_observer(m)
-        return LoadedModel(m, batcher, cur.index, cur.input_dtype, cur.pid)
+        return LoadedModel(m, batcher, cur.index, cur.input_dtype, cur.pid, cur.value_dtype)
 
     async def _load(self, k: tuple[str, str], m: ServedModel) -> None:
         self._on_status(m, LoadState.LOADING, "", os.getpid())
@@ -291,7 +292,9 @@ class ModelRepository:
             max_batch_delay_ms=m.max_batch_delay_ms,
             predict_inline=run,
         )
-        return LoadedModel(m, batcher, index, runtime.input_dtype, os.getpid())
+        return LoadedModel(
+            m, batcher, index, runtime.input_dtype, os.getpid(), runtime.value_dtype
+        )
 
     async def _load_remote(self, m: ServedModel, index: dict[str, int]) -> LoadedModel:
         if not self._allow_pickle:
@@ -309,7 +312,9 @@ class ModelRepository:
         batcher = Batcher(
             remote.predict, max_batch_size=m.max_batch_size, max_batch_delay_ms=m.max_batch_delay_ms
         )
-        return LoadedModel(m, batcher, index, np.dtype(np.float64), remote.pid)
+        return LoadedModel(
+            m, batcher, index, np.dtype(np.float64), remote.pid, remote.value_dtype
+        )
 
 
 def _load_and_warm(m: ServedModel, compile_forests: bool) -> ModelRuntime:

@@ -31,6 +31,10 @@ class ModelRuntime(Protocol):
     """A loaded model. ``predict`` takes a 2-D array of rows in signature order."""
 
     input_dtype: np.dtype[Any]
+    value_dtype: np.dtype[Any]
+    """The float width the model computes in (scikit-learn's trees cast rows to float32): the
+    data plane refuses a value beyond its range with INVALID_ARGUMENT before batching, where
+    the model itself would raise (INTERNAL) or answer from Infinity."""
 
     def predict(self, rows: FloatArray) -> Prediction: ...
 

@@ -33,6 +33,7 @@ class OnnxRuntime:
         if dtype is None:
             raise ModelLoadError(f"unsupported ONNX input type {inputs[0].type}")
         self.input_dtype: np.dtype[Any] = np.dtype(dtype)
+        self.value_dtype: np.dtype[Any] = self.input_dtype
         self._session: Any = session
         self._input_name = inputs[0].name
         self._labels = labels

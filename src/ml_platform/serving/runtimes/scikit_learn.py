@@ -24,6 +24,9 @@ class SklearnRuntime:
                 f"artifact is a {type(estimator).__name__}, not a fitted estimator"
             )
         self._estimator = estimator
+        self.value_dtype: np.dtype[Any] = (
+            np.dtype(np.float32) if _computes_in_float32(estimator) else self.input_dtype
+        )
         self._proba = (
             getattr(estimator, "predict_proba", None) if hasattr(estimator, "classes_") else None
         )
@@ -68,6 +71,18 @@ class SklearnRuntime:
         self._estimator = None
         self._proba = None
         self._compiled = None
+
+
+def _computes_in_float32(estimator: Any) -> bool:
+    """Tree models: scikit-learn casts their rows to float32 (``sklearn.tree._tree.DTYPE``) and
+    raises on a value beyond its range."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.ensemble._forest import BaseForest
+    from sklearn.ensemble._gb import BaseGradientBoosting
+    from sklearn.tree import BaseDecisionTree
+
+    kinds = (BaseDecisionTree, BaseForest, BaseGradientBoosting, IsolationForest)
+    return isinstance(estimator, kinds)
 
 
 def load_pickle(path: str, *, compile_forests: bool = True) -> SklearnRuntime:

@@ -12,6 +12,7 @@ from ml_platform.serving.runtimes.base import FloatArray, ModelLoadError, Predic
 
 class XGBoostRuntime:
     input_dtype: np.dtype[Any] = np.dtype(np.float32)
+    value_dtype: np.dtype[Any] = np.dtype(np.float32)
 
     def __init__(self, path: str, labels: tuple[str, ...]) -> None:
         import xgboost as xgb

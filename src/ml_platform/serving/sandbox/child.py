@@ -250,7 +250,9 @@ class Sandbox:
         if op == wire.OP_STATUS:
             labels = self._labels.get(key)  # set after the model: this thread may look between
             if labels is not None and key in self._models:
-                return wire.response_parts(rid, wire.ST_OK, self._pid, 0, labels)
+                # k: the byte width of the float the model computes in (4: float32)
+                width = self._models[key].value_dtype.itemsize
+                return wire.response_parts(rid, wire.ST_OK, self._pid, width, labels)
             if key in self._failed:
                 return wire.response_parts(rid, wire.ST_FAILED, 0, 0, self._failed[key].encode())
             return wire.response_parts(rid, wire.ST_NOT_READY, 0, 0)

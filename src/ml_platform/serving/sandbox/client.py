@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -21,8 +21,8 @@ class SandboxModelError(Exception):
 
 
 Answer = tuple[int, int, int, bytes]
-"""A sandbox's answer: status, n (rows, or the pid for OP_STATUS), k (probability columns),
-and the body, a private copy (never a view of memory the sandbox can still write)."""
+"""A sandbox's answer: status, n (rows, or the pid for OP_STATUS), k (probability columns, or
+for OP_STATUS the byte width of the float the model computes in), and the body, a private copy (never a view of memory the sandbox can still write)."""
 
 
 class _Protocol(asyncio.Protocol):
@@ -159,6 +159,7 @@ class RemoteModel:
         self._cols = n_features
         self.labels: tuple[str, ...] = ()
         self.pid = 0
+        self.value_dtype: np.dtype[Any] = np.dtype(np.float64)  # the model's, once ready
 
     async def wait_ready(self, limit_seconds: float) -> None:
         """Wait until the sandbox reports the model loaded (it loads on the supervisor's order)."""
@@ -167,15 +168,17 @@ class RemoteModel:
         delay = 0.02
         while True:
             try:
-                status, n_pid, _, body = await self._conn.call(
+                status, n_pid, width, body = await self._conn.call(
                     wire.OP_STATUS, self._key_bytes, 0, 0
                 )
             except PlatformError:
-                status, n_pid, body = wire.ST_NOT_READY, 0, b""
+                status, n_pid, width, body = wire.ST_NOT_READY, 0, 0, b""
             if status == wire.ST_OK:
                 text = body.decode(errors="replace")
                 self.labels = tuple(text.split(wire.LABEL_SEP)) if text else ()
                 self.pid = n_pid
+                # the sandbox's word, so only one of two widths is believed
+                self.value_dtype = np.dtype(np.float32 if width == 4 else np.float64)
                 return
             if status == wire.ST_FAILED:
                 raise ModelLoadError(body.decode(errors="replace"))
