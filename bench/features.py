@@ -405,7 +405,8 @@ def main() -> int:
     load = os.getloadavg()[0]
     lines += [
         "",
-        f"Load average at the end of the run: {load:.1f} (other work shared the machine).",
+        f"1-minute load average at the end of the run: {load:.1f} (the run's own servers and "
+        "clients count in it).",
     ]
     table = "\n".join(lines)
     sys.stdout.write(table + "\n")

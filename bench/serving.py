@@ -960,8 +960,9 @@ def loadgen_section(seconds: float, batch_delay_ms: float) -> str:
         "a verification pass with a real client (40 calls before and 40 after: every grpc-status "
         "/ HTTP status counted and required OK, predictions compared with the model's own); "
         "h2load cannot see grpc-status, so its DATA bytes must also hold a full answer per "
-        "request (`failed` counts short ones). The machine was loaded by other engineers' test "
-        "suites during the run: treat differences within the spread as noise.\n\n"
+        "request (`failed` counts short ones). 1-minute load average when the section was "
+        f"written: {os.getloadavg()[0]:.1f} (the run's own servers and load generators count "
+        "in it); treat differences within the spread as noise.\n\n"
         + "\n".join(table)
         + "\n\nTargets of issue 15 measured in this run:\n\n"
         + "\n".join(ctable)
