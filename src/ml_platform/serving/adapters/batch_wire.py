@@ -26,27 +26,11 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
+from ml_platform.serving.adapters.proto_wire import delimited, varint
 from ml_platform.serving.proto import serving_pb2
 from ml_platform.serving.runtimes.base import Prediction
 
 _F32 = np.dtype("<f4")
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 _FLOAT32_TAG = b"\x15"  # Feature.float_value = 2, wire type 5 (fixed32)
@@ -68,16 +52,16 @@ def _item_layout(kind: str, names: tuple[str, ...], columns: tuple[int, ...]) ->
     float_at: list[int] = []
     if kind == "float_array":
         n = len(columns)
-        feature = _field(6, _field(1, bytes(4 * n)))  # float_array = 6 > values = 1 (packed)
-        head = len(_field(3, feature)) - 4 * n
-        item += _field(3, feature)
+        feature = delimited(6, delimited(1, bytes(4 * n)))  # float_array = 6 > values = 1 (packed)
+        head = len(delimited(3, feature)) - 4 * n
+        item += delimited(3, feature)
         float_at = [head + 4 * j for j in range(n)]
     else:
         for name in names:
-            feature = (_field(1, name.encode()) if name else b"") + _FLOAT32_TAG + bytes(4)
-            item += _field(3, feature)  # PredictRequest.features = 3
+            feature = (delimited(1, name.encode()) if name else b"") + _FLOAT32_TAG + bytes(4)
+            item += delimited(3, feature)  # PredictRequest.features = 3
             float_at.append(len(item) - 4)
-    entry = _field(3, bytes(item))  # PredictBatchRequest.requests = 3
+    entry = delimited(3, bytes(item))  # PredictBatchRequest.requests = 3
     shift = len(entry) - len(item)
     floats = (np.asarray(float_at, dtype=np.intp)[:, None] + shift + np.arange(4)).ravel()
     mask = np.full(len(entry), 0xFF, dtype=np.uint8)
@@ -178,18 +162,18 @@ def _response_template(
     labels: tuple[str, ...], version: str, latency_us: int
 ) -> tuple[bytes, int, tuple[int, ...]]:
     """(one ``responses`` entry with zero floats, offset of the prediction, score offsets)."""
-    body = bytearray(_field(1, bytes(4)))  # predictions: packed, one float
+    body = bytearray(delimited(1, bytes(4)))  # predictions: packed, one float
     prediction_at = len(body) - 4
     score_at = []
     for label in labels:  # confidence_scores: one map entry per label
-        entry = _field(1, label.encode()) + b"\x15" + bytes(4)  # key = 1, value = 2 (fixed32)
-        body += _field(2, entry)
+        entry = delimited(1, label.encode()) + b"\x15" + bytes(4)  # key = 1, value = 2 (fixed32)
+        body += delimited(2, entry)
         score_at.append(len(body) - 4)
     if latency_us:
-        body += b"\x18" + _varint(latency_us)  # latency_microseconds = 3
+        body += b"\x18" + varint(latency_us)  # latency_microseconds = 3
     if version:
-        body += _field(4, version.encode())  # model_version_used = 4
-    entry = _field(1, bytes(body))  # PredictBatchResponse.responses = 1
+        body += delimited(4, version.encode())  # model_version_used = 4
+    entry = delimited(1, bytes(body))  # PredictBatchResponse.responses = 1
     shift = len(entry) - len(body)
     return entry, prediction_at + shift, tuple(at + shift for at in score_at)
 
@@ -211,7 +195,7 @@ def encode_batch_response(
         for j, at in enumerate(score_at):
             column = np.ascontiguousarray(scores[:, j])
             out[:, at : at + 4] = column.view(np.uint8).reshape(k, 4)
-    tail = b"\x10" + _varint(total_latency_us) if total_latency_us > 0 else b""
+    tail = b"\x10" + varint(total_latency_us) if total_latency_us > 0 else b""
     return out.tobytes() + tail
 
 

@@ -20,27 +20,13 @@ from typing import Any
 
 from ml_platform.features.lookup import LookupValue
 from ml_platform.features.types import ValueStatus
+from ml_platform.serving.adapters.proto_wire import delimited, varint
 
 __all__ = ["encode_response"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STATUS = {ValueStatus.PRESENT: 1, ValueStatus.MISSING: 2, ValueStatus.OUTSIDE_TTL: 3}
 _pack_double = struct.Struct("<d").pack
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1  # int64: negative numbers as their two's complement, 10 bytes
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(tag: int, payload: bytes) -> bytes:
-    """A length-delimited field: its tag byte(s), the length, the payload."""
-    return _varint(tag) + _varint(len(payload)) + payload
 
 
 def _scalar(value: Any) -> bytes:
@@ -50,26 +36,26 @@ def _scalar(value: Any) -> bytes:
     if isinstance(value, bool):
         return b"\x20\x01" if value else b"\x20\x00"  # bool_value = 4, varint
     if isinstance(value, int):
-        return b"\x08" + _varint(value)  # int64_value = 1, varint
+        return b"\x08" + varint(value)  # int64_value = 1, varint
     if isinstance(value, float):
         return b"\x11" + _pack_double(value)  # double_value = 2, fixed64
-    return _field(0x1A, str(value).encode())  # string_value = 3
+    return delimited(3, str(value).encode())  # string_value = 3
 
 
 def _timestamp(ts: datetime) -> bytes:
     delta = ts - _EPOCH
     seconds = delta.days * 86_400 + delta.seconds
     nanos = delta.microseconds * 1000
-    return (b"\x08" + _varint(seconds) if seconds else b"") + (
-        b"\x10" + _varint(nanos) if nanos else b""
+    return (b"\x08" + varint(seconds) if seconds else b"") + (
+        b"\x10" + varint(nanos) if nanos else b""
     )
 
 
 def _suffix(status: ValueStatus, event_ts: datetime | None) -> bytes:
     """A ``FeatureValue``'s bytes after its value: status = 2, event_timestamp = 3."""
-    out = b"\x10" + _varint(_STATUS[status])
+    out = b"\x10" + varint(_STATUS[status])
     if event_ts is not None:
-        out += _field(0x1A, _timestamp(event_ts))
+        out += delimited(3, _timestamp(event_ts))
     return out
 
 
@@ -91,16 +77,16 @@ class _Writer:
         if type(x) is float:  # the common case, inline: Value{double_value} is 11 bytes
             body = b"\x0a\x09\x11" + _pack_double(x) + suffix
         else:
-            body = _field(0x0A, _scalar(x)) + suffix  # value = 1, always present
-        return b"\x0a" + _varint(len(body)) + body
+            body = delimited(1, _scalar(x)) + suffix  # value = 1, always present
+        return b"\x0a" + varint(len(body)) + body
 
 
 def encode_response(features: Sequence[str], found: Sequence[Sequence[LookupValue]]) -> bytes:
     """The serialized ``GetOnlineFeaturesResponse`` echoing ``features`` with one
     ``FeatureVector`` per entity row of ``found``."""
     writer = _Writer()
-    parts = [_field(0x0A, ref.encode()) for ref in features]  # features = 1
+    parts = [delimited(1, ref.encode()) for ref in features]  # features = 1
     for values in found:
         vector = b"".join([writer.value(v) for v in values])
-        parts.append(_field(0x12, vector))  # results = 2
+        parts.append(delimited(2, vector))  # results = 2
     return b"".join(parts)

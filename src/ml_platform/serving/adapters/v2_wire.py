@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ml_platform.serving.adapters.batch_wire import _field, _varint
+from ml_platform.serving.adapters.proto_wire import delimited, varint
 from ml_platform.serving.plane.repository import LoadedModel
 from ml_platform.serving.plane.v2 import Tensor
 from ml_platform.serving.proto import inference_pb2 as pb
@@ -57,36 +57,36 @@ def raw_rows(model: LoadedModel, request: pb.ModelInferRequest) -> FloatArray | 
 @lru_cache(maxsize=64)
 def _head(model_name: str, model_version: str) -> bytes:
     """Fields 1 and 2 (proto3 leaves empty strings out)."""
-    out = _field(1, model_name.encode()) if model_name else b""
-    return out + (_field(2, model_version.encode()) if model_version else b"")
+    out = delimited(1, model_name.encode()) if model_name else b""
+    return out + (delimited(2, model_version.encode()) if model_version else b"")
 
 
 @lru_cache(maxsize=256)
 def _output(name: str, datatype: str, shape: tuple[int, ...]) -> bytes:
     """One ``outputs`` entry (field 5): name, datatype, packed shape."""
-    body = _field(1, name.encode()) if name else b""
-    body += _field(2, datatype.encode()) if datatype else b""
+    body = delimited(1, name.encode()) if name else b""
+    body += delimited(2, datatype.encode()) if datatype else b""
     if shape:
-        body += _field(3, b"".join(_varint(d) for d in shape))
-    return _field(5, body)
+        body += delimited(3, b"".join(varint(d) for d in shape))
+    return delimited(5, body)
 
 
 def infer_response(model: LoadedModel, request_id: str, outputs: list[Tensor]) -> bytes:
     """A serialized ``ModelInferResponse`` carrying ``outputs`` as raw contents."""
     parts: list[Any] = [_head(model.served.deployment, model.version_str)]
     if request_id:
-        parts.append(_field(3, request_id.encode()))
+        parts.append(delimited(3, request_id.encode()))
     parts.extend(_output(t.name, t.datatype, t.shape) for t in outputs)
     for t in outputs:
         n = t.data.nbytes
-        parts.append(_SHORT_RAW_PREFIX[n] if n < 0x80 else _RAW_OUTPUT_TAG + _varint(n))
+        parts.append(_SHORT_RAW_PREFIX[n] if n < 0x80 else _RAW_OUTPUT_TAG + varint(n))
         parts.append(t.data.data)  # the array's own memory (C-contiguous: prediction_tensors)
     return b"".join(parts)
 
 
 def stream_response(infer_response: bytes) -> bytes:
     """A serialized ``ModelStreamInferResponse`` around an already serialized answer."""
-    return _STREAM_RESPONSE_TAG + _varint(len(infer_response)) + infer_response
+    return _STREAM_RESPONSE_TAG + varint(len(infer_response)) + infer_response
 
 
 def passthrough(data: bytes) -> bytes:
