@@ -22,7 +22,8 @@ class SandboxModelError(Exception):
 
 Answer = tuple[int, int, int, bytes]
 """A sandbox's answer: status, n (rows, or the pid for OP_STATUS), k (probability columns, or
-for OP_STATUS the byte width of the float the model computes in), and the body, a private copy (never a view of memory the sandbox can still write)."""
+for OP_STATUS the byte width of the float the model computes in), and the body, a private copy
+(never a view of memory the sandbox can still write)."""
 
 
 class _Protocol(asyncio.Protocol):
