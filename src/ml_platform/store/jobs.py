@@ -264,9 +264,12 @@ class JobRepository:
         offset: int = 0,
         limit: int = 50,
     ) -> Page[JobRecord]:
-        ordered, _ = self._listed(status, framework, tags)
-        rows = self._session.scalars(ordered.offset(offset).limit(limit))
-        items = [job_record(r) for r in rows]
+        if tags:
+            page = self._tagged_page(status, framework, tags, offset, limit)
+        else:
+            ordered, _ = self._listed(status, framework, None)
+            page = ordered.offset(offset).limit(limit)
+        items = [job_record(r) for r in self._session.scalars(page)]
         # a separate count, never a window count: ``count(*) over ()`` makes LIMIT read every
         # matching job (with its spec) before the page can be cut
         total = self._count_tagged(status, framework, tags) if tags else None
@@ -321,6 +324,53 @@ class JobRepository:
             )
             order = (first.created_at, first.job_id)
         return query.order_by(order[0].desc(), order[1].desc()), order
+
+    def _tagged_page(
+        self,
+        status: JobStatus | None,
+        framework: str | None,
+        tags: Mapping[str, str],
+        offset: int,
+        limit: int,
+    ) -> Select[Any]:
+        """An offset page of a tag-filtered list as a deferred join: the page's job ids are cut
+        from the first tag's ``ix_job_tags_listed`` range (further tags probe
+        ``ix_job_tags_lookup``; status and framework read the covering
+        ``ix_jobs_id_status_framework``), then only those jobs' rows are read. Joining every
+        skipped job's row, spec included, made page 50 of a 10,000-job tag ~5x page 1."""
+        (key, value), *others = tags.items()
+        first = aliased(JobTagRow)
+        ids = select(first.job_id, first.created_at).where(
+            first.tenant_id == self.tenant_id, first.key == key, first.value == value
+        )
+        for other_key, other_value in others:
+            ids = ids.where(
+                first.job_id.in_(
+                    select(JobTagRow.job_id).where(
+                        JobTagRow.tenant_id == self.tenant_id,
+                        JobTagRow.key == other_key,
+                        JobTagRow.value == other_value,
+                    )
+                )
+            )
+        if status is not None or framework is not None:
+            ids = ids.join(JobRow, JobRow.id == first.job_id)
+            if status is not None:
+                ids = ids.where(JobRow.status == status.value)
+            if framework is not None:
+                ids = ids.where(JobRow.framework == framework)
+        cut = (
+            ids.order_by(first.created_at.desc(), first.job_id.desc())
+            .offset(offset)
+            .limit(limit)
+            .subquery()
+        )
+        return (
+            select(JobRow)
+            .join(cut, JobRow.id == cut.c.job_id)
+            .where(JobRow.tenant_id == self.tenant_id)
+            .order_by(cut.c.created_at.desc(), cut.c.job_id.desc())
+        )
 
     def _filters(
         self, status: JobStatus | None, framework: str | None, tags: Mapping[str, str] | None
