@@ -264,10 +264,10 @@ class JobRepository:
         offset: int = 0,
         limit: int = 50,
     ) -> Page[JobRecord]:
-        if tags:
+        if tags and offset:  # rows are skipped: cut the page from the indexes first
             page = self._tagged_page(status, framework, tags, offset, limit)
-        else:
-            ordered, _ = self._listed(status, framework, None)
+        else:  # the walk stops after ``limit`` matches: only those rows are read
+            ordered, _ = self._listed(status, framework, tags)
             page = ordered.offset(offset).limit(limit)
         items = [job_record(r) for r in self._session.scalars(page)]
         # a separate count, never a window count: ``count(*) over ()`` makes LIMIT read every
