@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -28,6 +28,9 @@ from ml_platform.core.jobs import JobStatus, can_transition
 from ml_platform.store.base import Base, JSONType, UTCDateTime, utcnow
 from ml_platform.store.crypto import session_box
 from ml_platform.store.records import JobRecord, Page
+
+# any SELECT: ``_narrowed`` returns the query it was given, narrowed
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
 
 class JobRow(Base):
@@ -334,31 +337,15 @@ class JobRepository:
         limit: int,
     ) -> Select[Any]:
         """An offset page of a tag-filtered list as a deferred join: the page's job ids are cut
-        from the first tag's ``ix_job_tags_listed`` range (further tags probe
-        ``ix_job_tags_lookup``; status and framework read the covering
-        ``ix_jobs_id_status_framework``), then only those jobs' rows are read. Joining every
+        from the first tag's ``ix_job_tags_listed`` range (narrowed as the count is,
+        ``_narrowed``), then only those jobs' rows are read. Joining every
         skipped job's row, spec included, made page 50 of a 10,000-job tag ~5x page 1."""
         (key, value), *others = tags.items()
         first = aliased(JobTagRow)
         ids = select(first.job_id, first.created_at).where(
             first.tenant_id == self.tenant_id, first.key == key, first.value == value
         )
-        for other_key, other_value in others:
-            ids = ids.where(
-                first.job_id.in_(
-                    select(JobTagRow.job_id).where(
-                        JobTagRow.tenant_id == self.tenant_id,
-                        JobTagRow.key == other_key,
-                        JobTagRow.value == other_value,
-                    )
-                )
-            )
-        if status is not None or framework is not None:
-            ids = ids.join(JobRow, JobRow.id == first.job_id)
-            if status is not None:
-                ids = ids.where(JobRow.status == status.value)
-            if framework is not None:
-                ids = ids.where(JobRow.framework == framework)
+        ids = self._narrowed(ids, first, status, framework, others)
         cut = (
             ids.order_by(first.created_at.desc(), first.job_id.desc())
             .offset(offset)
@@ -397,9 +384,7 @@ class JobRepository:
     ) -> int:
         """Jobs carrying every tag (and the status / framework, when given), counted from the
         indexes alone: the first tag's ``ix_job_tags_lookup`` range (tenant, key, value) lists
-        its job ids in order; each further tag is a probe of that index (a job has one value per
-        key, so the joins never repeat a job); status and framework come from the covering
-        ``ix_jobs_id_status_framework``. No jobs row is read."""
+        its job ids, ``_narrowed`` keeps those matching the rest. No jobs row is read."""
         (first_key, first_value), *others = tags.items()
         first = aliased(JobTagRow)
         query = (
@@ -411,6 +396,21 @@ class JobRepository:
                 first.value == first_value,
             )
         )
+        query = self._narrowed(query, first, status, framework, others)
+        return int(self._session.scalar(query) or 0)
+
+    def _narrowed(
+        self,
+        query: _Query,
+        first: Any,
+        status: JobStatus | None,
+        framework: str | None,
+        others: Sequence[tuple[str, str]],
+    ) -> _Query:
+        """``query`` over ``first`` (rows of the first tag) narrowed, from indexes alone, to jobs
+        that also carry every tag of ``others`` (a probe of ``ix_job_tags_lookup`` each; a job
+        has one value per key, so the joins never repeat a job) and the status / framework
+        (the covering ``ix_jobs_id_status_framework``)."""
         for key, value in others:
             tag = aliased(JobTagRow)
             query = query.join(
@@ -428,7 +428,7 @@ class JobRepository:
                 query = query.where(JobRow.status == status.value)
             if framework is not None:
                 query = query.where(JobRow.framework == framework)
-        return int(self._session.scalar(query) or 0)
+        return query
 
     def count(self, status: JobStatus | None = None, framework: str | None = None) -> int:
         """Exact totals from the trigger-maintained ``job_counts`` (no scan of the jobs): the
