@@ -234,24 +234,37 @@ def package(script: str) -> bytes:
     return buffer.getvalue()
 
 
-async def follow(
-    base: str,
-    key: str,
-    job_id: str,
-    out: list[float],
-    ready: asyncio.Event,
-    counter: list[int],
-    total: int,
+class Delivery:
+    """What the followers saw: per line and follower, receive - print (``total``), split into
+    print -> stored (the line's server ``timestamp``, taken when the executor stored it) and
+    stored -> received (fan-out, SSE encoding and writes, the network and the client)."""
+
+    def __init__(self) -> None:
+        self.total: list[float] = []
+        self.stored: list[float] = []
+        self.sent: list[float] = []
+        self.server_cpu = 0.0
+        """CPU seconds the server process spent while the lines were delivered."""
+
+    def record(self, received: float, data: dict[str, Any]) -> None:
+        printed = float(data["line"].split(" ", 1)[0])
+        stored = parse(data["timestamp"])
+        self.total.append((received - printed) * 1000)
+        self.stored.append((stored - printed) * 1000)
+        self.sent.append((received - stored) * 1000)
+
+
+async def follow_httpx(
+    base: str, key: str, job_id: str, out: Delivery, connected: asyncio.Event
 ) -> None:
+    """One follower through httpx (``aiter_lines``): costly per line on the client side."""
     async with (
         httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=None) as c,
         c.stream(
             "GET", f"/v1/jobs/training/{job_id}/logs", params={"follow": "true", "tail": "0"}
         ) as response,
     ):
-        counter[0] += 1
-        if counter[0] == total:
-            ready.set()
+        connected.set()
         async for line in response.aiter_lines():
             if line.startswith("event: end"):
                 return
@@ -259,13 +272,56 @@ async def follow(
                 continue
             received = time.time()
             data = json.loads(line[6:])
-            if data.get("stream") != "stdout":
-                continue
-            stamp = data["line"].split(" ", 1)[0]
-            out.append((received - float(stamp)) * 1000)
+            if data.get("stream") == "stdout":
+                out.record(received, data)
 
 
-async def bench_followers(followers: int, lines: int) -> tuple[list[float], int]:
+async def follow_raw(
+    base: str, key: str, job_id: str, out: Delivery, connected: asyncio.Event
+) -> None:
+    """One follower on a bare asyncio socket: HTTP/1.1 chunked framing and SSE lines split by
+    hand, one ``json.loads`` per ``data`` line; the receive time is taken once per chunk."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            f"GET /v1/jobs/training/{job_id}/logs?follow=true&tail=0 HTTP/1.1\r\n"
+            f"Host: {host}:{port}\r\nX-API-Key: {key}\r\nAccept: text/event-stream\r\n\r\n"
+            .encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
+            raise RuntimeError(f"unexpected SSE response: {head[:200]!r}")
+        connected.set()
+        pending = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                raise RuntimeError("the SSE stream ended without an end event")
+            chunk = await reader.readexactly(size + 2)
+            received = time.time()
+            *complete, pending = (pending + chunk[:-2]).split(b"\n")
+            for raw in complete:
+                if raw.startswith(b"data: "):
+                    data = json.loads(raw[6:])
+                    if data.get("stream") == "stdout":
+                        out.record(received, data)
+                elif raw.startswith(b"event: end"):
+                    return
+    finally:
+        writer.close()
+
+
+FOLLOWERS = {"raw": follow_raw, "httpx": follow_httpx}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def bench_followers(followers: int, lines: int, client: str) -> Delivery:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         proc, base, _ = start_platform_server(
@@ -273,31 +329,31 @@ async def bench_followers(followers: int, lines: int) -> tuple[list[float], int]
         )
         try:
             key = api_key(data_dir)
-            async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}) as client:
+            async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}) as api:
                 # The emitter waits for a gate file until every follower is connected.
                 gate_file = f"/tmp/mlp-bench-gate-{secrets.token_hex(4)}"
-                uploaded = await client.post(
+                uploaded = await api.post(
                     "/v1/code-packages",
                     content=package(EMITTER),
                     headers={"Content-Type": "application/zip"},
                 )
                 spec = body(f"python emit.py {gate_file} {lines}")
                 spec["source"] = uploaded.json()["id"]
-                job = (await client.post("/v1/jobs/training", json=spec)).json()
-                latencies: list[float] = []
-                ready = asyncio.Event()
-                counter = [0]
+                job = (await api.post("/v1/jobs/training", json=spec)).json()
+                delivery = Delivery()
+                connected = [asyncio.Event() for _ in range(followers)]
+                follow = FOLLOWERS[client]
                 tasks = [
-                    asyncio.create_task(
-                        follow(base, key, job["id"], latencies, ready, counter, followers)
-                    )
-                    for _ in range(followers)
+                    asyncio.create_task(follow(base, key, job["id"], delivery, event))
+                    for event in connected
                 ]
-                await asyncio.wait_for(ready.wait(), 120)
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in connected)), 120)
+                cpu_before = cpu_seconds(proc.pid)
                 Path(gate_file).touch()
                 await asyncio.wait_for(asyncio.gather(*tasks), 600)
+                delivery.server_cpu = cpu_seconds(proc.pid) - cpu_before
                 Path(gate_file).unlink(missing_ok=True)
-                return latencies, followers
+                return delivery
         finally:
             stop_server(proc)
 
@@ -309,17 +365,45 @@ def main() -> int:
     parser.add_argument("--followers", type=int, default=200)
     parser.add_argument("--lines", type=int, default=200)
     parser.add_argument("--ray-jobs", type=int, default=10, help="0 skips the Ray scenario")
+    parser.add_argument(
+        "--client",
+        choices=sorted(FOLLOWERS),
+        default="raw",
+        help="the SSE followers' client: bare asyncio sockets (raw) or httpx",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
-    latencies = bench_latency(args.latency_jobs)
-    rate, drain = bench_throughput(args.queued)
-    delivery, followers = asyncio.run(bench_followers(args.followers, args.lines))
-    expected = followers * args.lines
-    ray_rows: list[str] = []
+    rows = ["| measurement | p50 | p99 | other |", "|---|---|---|---|"]
+    if args.latency_jobs:
+        latencies = bench_latency(args.latency_jobs)
+        rows.append(
+            f"| submit-to-running, local executor ({len(latencies)} jobs, one at a time) | "
+            f"{percentile(latencies, 50):.1f} ms | {percentile(latencies, 99):.1f} ms | |"
+        )
+    if args.queued:
+        rate, drain = bench_throughput(args.queued)
+        rows.append(
+            f"| jobs started per second, {args.queued} queued | | | {rate:.1f} jobs/s "
+            f"(all started {drain:.1f} s after the scheduler's server was launched) |"
+        )
+    if args.followers:
+        delivery = asyncio.run(bench_followers(args.followers, args.lines, args.client))
+        expected = args.followers * args.lines
+        rows += [
+            f"| log line delivery to {args.followers} SSE followers | "
+            f"{percentile(delivery.total, 50):.1f} ms | {percentile(delivery.total, 99):.1f} ms | "
+            f"{len(delivery.total):,} of {expected:,} line deliveries received; server CPU "
+            f"{delivery.server_cpu / max(len(delivery.total), 1) * 1e6:.0f} us per delivery |",
+            f"| of which print -> stored (the line's server timestamp) | "
+            f"{percentile(delivery.stored, 50):.1f} ms | "
+            f"{percentile(delivery.stored, 99):.1f} ms | |",
+            f"| of which stored -> received by the follower | "
+            f"{percentile(delivery.sent, 50):.1f} ms | {percentile(delivery.sent, 99):.1f} ms | |",
+        ]
     if args.ray_jobs:
         own, ours, lag = bench_ray(args.ray_jobs)
-        ray_rows = [
+        rows += [
             f"| Ray's own submit-to-end, straight to Ray's Job Submission API ({len(own)} jobs) | "
             f"{percentile(own, 50):.0f} ms | {percentile(own, 99):.0f} ms | |",
             f"| submit-to-succeeded, Ray executor ({len(ours)} jobs, one at a time) | "
@@ -329,27 +413,19 @@ def main() -> int:
             f"{percentile(lag, 50):.0f} ms | {percentile(lag, 99):.0f} ms | |",
         ]
 
-    rows = [
-        "| measurement | p50 | p99 | other |",
-        "|---|---|---|---|",
-        f"| submit-to-running, local executor ({len(latencies)} jobs, one at a time) | "
-        f"{percentile(latencies, 50):.1f} ms | {percentile(latencies, 99):.1f} ms | |",
-        f"| jobs started per second, {args.queued} queued | | | {rate:.1f} jobs/s "
-        f"(all started {drain:.1f} s after the scheduler's server was launched) |",
-        f"| log line delivery to {followers} SSE followers | "
-        f"{percentile(delivery, 50):.1f} ms | {percentile(delivery, 99):.1f} ms | "
-        f"{len(delivery):,} of {expected:,} line deliveries received |",
-        *ray_rows,
-    ]
     text = (
         f"Command: `.venv/bin/python bench/jobs.py --latency-jobs {args.latency_jobs} "
         f"--queued {args.queued} --followers {args.followers} --lines {args.lines} "
-        f"--ray-jobs {args.ray_jobs}` "
+        f"--ray-jobs {args.ray_jobs} --client {args.client}` "
         "(`make bench`). Each scenario starts its own `mlp server` (SQLite, local executor, "
         "scheduler interval 0.5 s, woken on submit); the clients share the machine. "
         "Submit-to-running is the server's `started_at - created_at`; jobs run `true`. "
         "Log delivery: one job prints a timestamped line every 20 ms; latency is receive time "
-        "minus print time, across every follower and line. Ray (`--ray-jobs`): a Ray head of "
+        "minus print time, across every follower and line, split at the line's server "
+        "timestamp (stored); the followers are bare asyncio sockets (`--client raw`, one "
+        "`json.loads` per line) since httpx's `aiter_lines` in the same 2-core machine cost "
+        "the client more than the server (`--client httpx`: the old client); server CPU per "
+        "delivery is the server process's CPU time over the deliveries. Ray (`--ray-jobs`): a Ray head of "
         "the run's own (2 CPUs) runs `python -c \"print(1)\"`, first straight through Ray's "
         "Job Submission API, then through a server with the Ray executor; the first job of "
         "each is a warm-up.\n"

@@ -297,10 +297,26 @@ class LogStore:
         batch: int = 500,
     ) -> AsyncIterator[LogLine]:
         """Yield lines after ``after_id`` as they arrive; end once the job is terminal and
-        every line has been yielded.
+        every line has been yielded (``follow_batches``, one line at a time)."""
+        async for lines in self.follow_batches(job_id, after_id, is_finished, batch=batch):
+            for line in lines:
+                yield line
+
+    async def follow_batches(
+        self,
+        job_id: str,
+        after_id: int,
+        is_finished: Callable[[], Awaitable[bool]],
+        *,
+        batch: int = 500,
+    ) -> AsyncIterator[list[LogLine]]:
+        """Like ``follow``, but each item is every line one read brought (never empty, in
+        order, at most ``batch``): a follower that fell behind writes them at once.
 
         ``is_finished`` is asked before the final read, so a line written just before the job
-        ended is never dropped.
+        ended is never dropped. A read that brought fewer than ``batch`` lines is not repeated
+        at once unless a wake-up came since it began (the waiter is registered before the read,
+        so any line appended after it resolves the waiter).
         """
         cursor = after_id
         loop = asyncio.get_running_loop()
@@ -313,17 +329,16 @@ class LogStore:
             try:
                 lines = await self._read_for_follower(job_id, cursor, batch, fresh=fresh)
                 if lines:
-                    for line in lines:
-                        yield line
+                    yield lines
                     cursor = lines[-1].id
                     fresh = False
-                    continue
+                    if len(lines) >= batch or future.done():
+                        continue  # more may be there already
                 if await is_finished():
                     # The job is over: drain whatever landed between the read and the check,
                     # looking at the archive whatever this process believed of it
                     while rest := await self._read_for_follower(job_id, cursor, batch, last=True):
-                        for line in rest:
-                            yield line
+                        yield rest
                         cursor = rest[-1].id
                     return
                 fresh = True
@@ -569,10 +584,12 @@ class LogStore:
         with self._lock:
             if self._db is not None and job_id in self._recent and not appended:
                 self._generations[job_id] = self._generations.get(job_id, 0) + 1
-            waiters = list(self._waiters.get(job_id, ()))
-        for loop, future in waiters:
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+            for loop, future in self._waiters.get(job_id, ()):
+                by_loop.setdefault(loop, []).append(future)
+        for loop, futures in by_loop.items():  # one wake-up per event loop, not per follower
             try:
-                loop.call_soon_threadsafe(_resolve, future)
+                loop.call_soon_threadsafe(_resolve, futures)
             except RuntimeError:  # the follower's loop has closed
                 continue
 
@@ -590,9 +607,10 @@ class LogStore:
         self._notify(job_id)
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 def _parse(line_id: int, raw: bytes) -> LogLine:
