@@ -245,6 +245,8 @@ class Delivery:
         self.sent: list[float] = []
         self.server_cpu = 0.0
         """CPU seconds the server process spent while the lines were delivered."""
+        self.client_cpu = 0.0
+        """The same for this (the followers') process."""
 
     def record(self, received: float, data: dict[str, Any]) -> None:
         printed = float(data["line"].split(" ", 1)[0])
@@ -348,10 +350,11 @@ async def bench_followers(followers: int, lines: int, client: str) -> Delivery:
                     for event in connected
                 ]
                 await asyncio.wait_for(asyncio.gather(*(e.wait() for e in connected)), 120)
-                cpu_before = cpu_seconds(proc.pid)
+                cpu_before, client_before = cpu_seconds(proc.pid), time.process_time()
                 Path(gate_file).touch()
                 await asyncio.wait_for(asyncio.gather(*tasks), 600)
                 delivery.server_cpu = cpu_seconds(proc.pid) - cpu_before
+                delivery.client_cpu = time.process_time() - client_before
                 Path(gate_file).unlink(missing_ok=True)
                 return delivery
         finally:
@@ -393,8 +396,10 @@ def main() -> int:
         rows += [
             f"| log line delivery to {args.followers} SSE followers | "
             f"{percentile(delivery.total, 50):.1f} ms | {percentile(delivery.total, 99):.1f} ms | "
-            f"{len(delivery.total):,} of {expected:,} line deliveries received; server CPU "
-            f"{delivery.server_cpu / max(len(delivery.total), 1) * 1e6:.0f} us per delivery |",
+            f"{len(delivery.total):,} of {expected:,} line deliveries received; CPU per "
+            f"delivery: server {delivery.server_cpu / max(len(delivery.total), 1) * 1e6:.0f} us, "
+            f"{args.client} client {delivery.client_cpu / max(len(delivery.total), 1) * 1e6:.0f}"
+            " us |",
             f"| of which print -> stored (the line's server timestamp) | "
             f"{percentile(delivery.stored, 50):.1f} ms | "
             f"{percentile(delivery.stored, 99):.1f} ms | |",
@@ -422,10 +427,12 @@ def main() -> int:
         "Submit-to-running is the server's `started_at - created_at`; jobs run `true`. "
         "Log delivery: one job prints a timestamped line every 20 ms; latency is receive time "
         "minus print time, across every follower and line, split at the line's server "
-        "timestamp (stored); the followers are bare asyncio sockets (`--client raw`, one "
-        "`json.loads` per line) since httpx's `aiter_lines` in the same 2-core machine cost "
-        "the client more than the server (`--client httpx`: the old client); server CPU per "
-        "delivery is the server process's CPU time over the deliveries. Ray (`--ray-jobs`): a Ray head of "
+        "timestamp (stored). The followers share one Python process on the same 2 cores: "
+        "bare asyncio sockets by default (`--client raw`: chunked framing split by hand, one "
+        "`json.loads` per line), or httpx (`--client httpx`, the earlier client, several "
+        "times the client CPU per line); CPU per delivery is each process's CPU time over "
+        "the deliveries, steadier than the latencies on a loaded machine. "
+        "Ray (`--ray-jobs`): a Ray head of "
         "the run's own (2 CPUs) runs `python -c \"print(1)\"`, first straight through Ray's "
         "Job Submission API, then through a server with the Ray executor; the first job of "
         "each is a warm-up.\n"

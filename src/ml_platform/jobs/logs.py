@@ -86,11 +86,14 @@ the job's last line when it is at most this old."""
 class _Index:
     """Byte offsets of the starts of the complete lines seen so far in one file."""
 
-    __slots__ = ("offsets", "scanned_to")
+    __slots__ = ("last_read", "offsets", "scanned_to")
 
     def __init__(self) -> None:
         self.offsets: array[int] = array("q")
         self.scanned_to = 0
+        self.last_read: tuple[int, int, list[LogLine]] | None = None
+        """The last range read (start, stop, lines): the many followers of a job woken by
+        one line read it once (a range of an append-only file never changes)."""
 
 
 class _Recent:
@@ -269,6 +272,9 @@ class LogStore:
             stop = total if limit is None else min(total, start + max(limit, 0))
             if stop <= start:
                 return []
+            last = index.last_read
+            if last is not None and last[0] == start and last[1] == stop:
+                return list(last[2])
             begin = index.offsets[start]
             end = index.offsets[stop] if stop < total else index.scanned_to
         try:
@@ -276,8 +282,11 @@ class LogStore:
         except FileNotFoundError:  # archived (and removed) by another process
             self.forget(job_id)
             return []
-        lines = data.split(b"\n")
-        return [_parse(start + i + 1, raw) for i, raw in enumerate(lines[: stop - start])]
+        raw_lines = data.split(b"\n")
+        lines = [_parse(start + i + 1, raw) for i, raw in enumerate(raw_lines[: stop - start])]
+        with self._lock:
+            index.last_read = (start, stop, lines)
+        return list(lines)
 
     def tail(self, job_id: str, n: int) -> list[LogLine]:
         """The last ``n`` lines."""
