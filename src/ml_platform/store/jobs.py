@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    ColumnElement,
     ForeignKey,
     Index,
     Integer,
@@ -40,8 +39,6 @@ class JobRow(Base):
         Index("ix_jobs_tenant_status_created", "tenant_id", "status", "created_at", "id"),
         Index("ix_jobs_tenant_framework_created", "tenant_id", "framework", "created_at", "id"),
         Index("ix_jobs_status_created", "status", "created_at"),
-        # covering: tag-filtered counts read status and framework without the row (0012)
-        Index("ix_jobs_id_status_framework", "id", "status", "framework"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -62,13 +59,28 @@ class JobRow(Base):
 
 
 class JobTagRow(Base):
-    """One row per tag so tag filters use an index instead of scanning JSON."""
+    """One row per tag so tag filters use an index instead of scanning JSON.
+
+    ``status`` and ``framework`` are copies of the job's, written by database triggers (0017)
+    when the row is inserted and whenever the job's change: with them at the end of both
+    indexes, every tag-filtered page and count is cut from the tag indexes without a jobs row.
+    """
 
     __tablename__ = "job_tags"
     __table_args__ = (
-        Index("ix_job_tags_lookup", "tenant_id", "key", "value", "job_id"),
-        # a tag-filtered list walks this in the list's order (0013)
-        Index("ix_job_tags_listed", "tenant_id", "key", "value", "created_at", "job_id"),
+        # the tag's jobs in id order: counts and intersections of several tags (0017)
+        Index("ix_job_tags_lookup", "tenant_id", "key", "value", "job_id", "status", "framework"),
+        # the tag's jobs in the list's order: pages walk this (0013, 0017)
+        Index(
+            "ix_job_tags_listed",
+            "tenant_id",
+            "key",
+            "value",
+            "created_at",
+            "job_id",
+            "status",
+            "framework",
+        ),
     )
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
@@ -77,6 +89,9 @@ class JobTagRow(Base):
     tenant_id: Mapped[str] = mapped_column(String(40))
     # the job's created_at, copied (a job's creation time never changes): the list order
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # the job's, kept by triggers (0017); never written by the application
+    status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    framework: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class JobCountRow(Base):
@@ -267,16 +282,13 @@ class JobRepository:
         offset: int = 0,
         limit: int = 50,
     ) -> Page[JobRecord]:
-        if tags and offset:  # rows are skipped: cut the page from the indexes first
-            page = self._tagged_page(status, framework, tags, offset, limit)
-        else:  # the walk stops after ``limit`` matches: only those rows are read
-            ordered, _ = self._listed(status, framework, tags)
-            page = ordered.offset(offset).limit(limit)
-        items = [job_record(r) for r in self._session.scalars(page)]
-        # a separate count, never a window count: ``count(*) over ()`` makes LIMIT read every
-        # matching job (with its spec) before the page can be cut
-        total = self._count_tagged(status, framework, tags) if tags else None
-        return Page(items=items, total=self.count(status, framework) if total is None else total)
+        if tags:
+            return self._tagged_page(status, framework, tags, offset, limit)
+        # the walk stops after ``limit`` matches: only those rows are read; a window count
+        # here would make LIMIT read every matching job (with its spec) first
+        ordered, _ = self._listed(status, framework, None)
+        items = [job_record(r) for r in self._session.scalars(ordered.offset(offset).limit(limit))]
+        return Page(items=items, total=self.count(status, framework))
 
     def search_after(
         self,
@@ -306,25 +318,21 @@ class JobRepository:
     ) -> tuple[Select[Any], tuple[Any, Any]]:
         """The filtered jobs in list order (``created_at desc, id desc``) and the two order
         columns. With tags, the order is read from the first tag's ``ix_job_tags_listed``
-        range (its rows carry the job's ``created_at``), so a page walks that index instead
-        of sorting every tagged job; the jobs are joined by primary key."""
+        range (its rows carry the job's ``created_at``, status and framework), narrowed by
+        ``_narrowed``, so a page walks that index instead of sorting every tagged job; the
+        jobs are joined by primary key."""
         if not tags:
-            where = self._filters(status, framework, None)
-            query = select(JobRow).where(where)
+            conditions = [JobRow.tenant_id == self.tenant_id]
+            if status is not None:
+                conditions.append(JobRow.status == status.value)
+            if framework is not None:
+                conditions.append(JobRow.framework == framework)
+            query = select(JobRow).where(*conditions)
             order: tuple[Any, Any] = (JobRow.created_at, JobRow.id)
         else:
-            (key, value), *others = tags.items()
             first = aliased(JobTagRow)
-            query = (
-                select(JobRow)
-                .join(first, first.job_id == JobRow.id)
-                .where(
-                    first.tenant_id == self.tenant_id,
-                    first.key == key,
-                    first.value == value,
-                    self._filters(status, framework, dict(others)),
-                )
-            )
+            joined = select(JobRow).join(first, first.job_id == JobRow.id)
+            query = self._narrowed(joined, first, status, framework, tags)
             order = (first.created_at, first.job_id)
         return query.order_by(order[0].desc(), order[1].desc()), order
 
@@ -335,68 +343,40 @@ class JobRepository:
         tags: Mapping[str, str],
         offset: int,
         limit: int,
-    ) -> Select[Any]:
-        """An offset page of a tag-filtered list as a deferred join: the page's job ids are cut
-        from the first tag's ``ix_job_tags_listed`` range (narrowed as the count is,
-        ``_narrowed``), then only those jobs' rows are read. Joining every
-        skipped job's row, spec included, made page 50 of a 10,000-job tag ~5x page 1."""
-        (key, value), *others = tags.items()
+    ) -> Page[JobRecord]:
+        """A page of a tag-filtered list and its total in one query, as a deferred join: the
+        matching job ids are cut from the tag indexes alone (the first tag's range narrowed by
+        ``_narrowed``; the window count runs over those narrow index rows), then only the
+        page's jobs are read. Joining every job the filter walked past, spec included, made
+        page 50 of a 10,000-job tag ~5x page 1, and a two-tag page read every match."""
         first = aliased(JobTagRow)
-        ids = select(first.job_id, first.created_at).where(
-            first.tenant_id == self.tenant_id, first.key == key, first.value == value
-        )
-        ids = self._narrowed(ids, first, status, framework, others)
+        ids = select(first.job_id, first.created_at, func.count().over().label("total"))
+        ids = self._narrowed(ids, first, status, framework, tags)
         cut = (
             ids.order_by(first.created_at.desc(), first.job_id.desc())
             .offset(offset)
             .limit(limit)
             .subquery()
         )
-        return (
-            select(JobRow)
+        page = (
+            select(JobRow, cut.c.total)
             .join(cut, JobRow.id == cut.c.job_id)
             .where(JobRow.tenant_id == self.tenant_id)
             .order_by(cut.c.created_at.desc(), cut.c.job_id.desc())
         )
-
-    def _filters(
-        self, status: JobStatus | None, framework: str | None, tags: Mapping[str, str] | None
-    ) -> ColumnElement[bool]:
-        conditions = [JobRow.tenant_id == self.tenant_id]
-        if status is not None:
-            conditions.append(JobRow.status == status.value)
-        if framework is not None:
-            conditions.append(JobRow.framework == framework)
-        for key, value in (tags or {}).items():
-            conditions.append(
-                JobRow.id.in_(
-                    select(JobTagRow.job_id).where(
-                        JobTagRow.tenant_id == self.tenant_id,
-                        JobTagRow.key == key,
-                        JobTagRow.value == value,
-                    )
-                )
-            )
-        return and_(*conditions)
+        rows = self._session.execute(page).all()
+        if not rows:  # past the end (or nothing matches): the total needs a query of its own
+            return Page(items=[], total=self._count_tagged(status, framework, tags))
+        return Page(items=[job_record(row) for row, _ in rows], total=int(rows[0][1]))
 
     def _count_tagged(
         self, status: JobStatus | None, framework: str | None, tags: Mapping[str, str]
     ) -> int:
         """Jobs carrying every tag (and the status / framework, when given), counted from the
-        indexes alone: the first tag's ``ix_job_tags_lookup`` range (tenant, key, value) lists
-        its job ids, ``_narrowed`` keeps those matching the rest. No jobs row is read."""
-        (first_key, first_value), *others = tags.items()
+        tag indexes alone (``_narrowed``): no jobs row is read."""
         first = aliased(JobTagRow)
-        query = (
-            select(func.count())
-            .select_from(first)
-            .where(
-                first.tenant_id == self.tenant_id,
-                first.key == first_key,
-                first.value == first_value,
-            )
-        )
-        query = self._narrowed(query, first, status, framework, others)
+        query = select(func.count()).select_from(first)
+        query = self._narrowed(query, first, status, framework, tags)
         return int(self._session.scalar(query) or 0)
 
     def _narrowed(
@@ -405,29 +385,31 @@ class JobRepository:
         first: Any,
         status: JobStatus | None,
         framework: str | None,
-        others: Sequence[tuple[str, str]],
+        tags: Mapping[str, str],
     ) -> _Query:
-        """``query`` over ``first`` (rows of the first tag) narrowed, from indexes alone, to jobs
-        that also carry every tag of ``others`` (a probe of ``ix_job_tags_lookup`` each; a job
-        has one value per key, so the joins never repeat a job) and the status / framework
-        (the covering ``ix_jobs_id_status_framework``)."""
-        for key, value in others:
+        """``query`` over ``first`` (an alias of ``job_tags``) narrowed, from the tag indexes
+        alone, to this tenant's rows of the first of ``tags`` whose job also carries every
+        other tag (a join on ``ix_job_tags_lookup`` each; a job has one value per key, so the
+        joins never repeat a job) and has the status / framework: the tag rows' copies of
+        the job's, kept by triggers (0017)."""
+        (key, value), *others = tags.items()
+        query = query.where(first.tenant_id == self.tenant_id, first.key == key)
+        query = query.where(first.value == value)
+        for other_key, other_value in others:
             tag = aliased(JobTagRow)
             query = query.join(
                 tag,
                 and_(
                     tag.tenant_id == self.tenant_id,
-                    tag.key == key,
-                    tag.value == value,
+                    tag.key == other_key,
+                    tag.value == other_value,
                     tag.job_id == first.job_id,
                 ),
             )
-        if status is not None or framework is not None:
-            query = query.join(JobRow, JobRow.id == first.job_id)
-            if status is not None:
-                query = query.where(JobRow.status == status.value)
-            if framework is not None:
-                query = query.where(JobRow.framework == framework)
+        if status is not None:
+            query = query.where(first.status == status.value)
+        if framework is not None:
+            query = query.where(first.framework == framework)
         return query
 
     def count(self, status: JobStatus | None = None, framework: str | None = None) -> int:
