@@ -62,6 +62,9 @@ def _assert_layouts_equal(forest: Any, rows: np.ndarray, want: np.ndarray) -> No
             got = packed.predict(rows[:n])
             assert got.shape == want[:n].shape
             assert np.array_equal(got, want[:n]), (complete, n)
+        for chunk in (1, 5, 7):  # every row through the path of the rows after full blocks
+            parts = [packed.predict(rows[i : i + chunk]) for i in range(0, len(rows), chunk)]
+            assert np.array_equal(np.vstack(parts), want), (complete, chunk)
 
 
 @settings(
