@@ -16,6 +16,7 @@ from sqlalchemy import (
     and_,
     delete,
     func,
+    literal,
     or_,
     select,
     update,
@@ -344,13 +345,18 @@ class JobRepository:
         offset: int,
         limit: int,
     ) -> Page[JobRecord]:
-        """A page of a tag-filtered list and its total in one query, as a deferred join: the
-        matching job ids are cut from the tag indexes alone (the first tag's range narrowed by
-        ``_narrowed``; the window count runs over those narrow index rows), then only the
-        page's jobs are read. Joining every job the filter walked past, spec included, made
-        page 50 of a 10,000-job tag ~5x page 1, and a two-tag page read every match."""
+        """A page of a tag-filtered list as a deferred join: the page's job ids are cut from
+        the tag indexes alone (the first tag's range narrowed by ``_narrowed``), then only
+        those jobs' rows are read. Joining every job the filter walked past, spec included,
+        made page 50 of a 10,000-job tag ~5x page 1, and a two-tag page read every match.
+
+        One tag: the walk of ``ix_job_tags_listed`` stops after the page, and the total is a
+        range count of its own. Several: the page and the total both need the whole
+        intersection, so it is made once, the total a window count over its index rows."""
         first = aliased(JobTagRow)
-        ids = select(first.job_id, first.created_at, func.count().over().label("total"))
+        several = len(tags) > 1
+        total = func.count().over() if several else literal(None)
+        ids = select(first.job_id, first.created_at, total.label("total"))
         ids = self._narrowed(ids, first, status, framework, tags)
         cut = (
             ids.order_by(first.created_at.desc(), first.job_id.desc())
@@ -365,9 +371,11 @@ class JobRepository:
             .order_by(cut.c.created_at.desc(), cut.c.job_id.desc())
         )
         rows = self._session.execute(page).all()
-        if not rows:  # past the end (or nothing matches): the total needs a query of its own
-            return Page(items=[], total=self._count_tagged(status, framework, tags))
-        return Page(items=[job_record(row) for row, _ in rows], total=int(rows[0][1]))
+        items = [job_record(row) for row, _ in rows]
+        if rows and several:
+            return Page(items=items, total=int(rows[0][1]))
+        # one tag, or past the end (no row to carry the window count)
+        return Page(items=items, total=self._count_tagged(status, framework, tags))
 
     def _count_tagged(
         self, status: JobStatus | None, framework: str | None, tags: Mapping[str, str]
