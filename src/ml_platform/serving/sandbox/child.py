@@ -264,25 +264,23 @@ class Sandbox:
         data = np.frombuffer(payload, dtype=np.float64).reshape(rows, cols)
         try:
             pred = runtime.predict(data)
-            values = np.ascontiguousarray(pred.values, dtype=np.float64)
-            probs = (
-                None
-                if pred.probabilities is None
-                else np.ascontiguousarray(pred.probabilities, dtype=np.float64)
-            )
+            values = _float64(pred.values)
+            probs = None if pred.probabilities is None else _float64(pred.probabilities)
         except Exception as exc:
             msg = f"{type(exc).__name__}: {exc}"[:500]
             return wire.response_parts(rid, wire.ST_MODEL_ERROR, 0, 0, msg.encode())
+        n = values.shape[0]
         if probs is None:
-            return wire.response_parts(rid, wire.ST_OK, values.shape[0], 0, _bytes_of(values))
-        return wire.response_parts(
-            rid, wire.ST_OK, values.shape[0], probs.shape[1], _bytes_of(values), _bytes_of(probs)
-        )
+            return [wire.RESPONSE.pack(values.nbytes, rid, wire.ST_OK, n, 0), values.data]
+        head = wire.RESPONSE.pack(values.nbytes + probs.nbytes, rid, wire.ST_OK, n, probs.shape[1])
+        return [head, values.data, probs.data]
 
 
-def _bytes_of(a: np.ndarray[Any, Any]) -> memoryview:
-    """A C-contiguous array's memory as bytes, without a copy."""
-    return a.data.cast("B")
+def _float64(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``a`` as C-contiguous float64 (itself when it already is: the usual case)."""
+    if a.dtype == np.float64 and a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a, dtype=np.float64)
 
 
 def _recv_at_least(conn: socket.socket, view: memoryview, have: int, need: int) -> int:
@@ -298,8 +296,8 @@ def _recv_at_least(conn: socket.socket, view: memoryview, have: int, need: int) 
 
 def _send_all(conn: socket.socket, parts: list[bytes | memoryview]) -> None:
     sent = conn.sendmsg(parts)
-    total = sum(memoryview(p).nbytes for p in parts)
-    if sent < total:  # interrupted part-way (a signal, or a huge answer): send the rest
+    if sent < wire.RESPONSE.size + wire.RESPONSE.unpack_from(parts[0])[0]:
+        # interrupted part-way (a signal, or a huge answer): send the rest
         conn.sendall(b"".join(parts)[sent:])
 
 
