@@ -191,8 +191,8 @@ def _compile_forest(estimator: Any) -> PackedForest | None:
 
     Plain RandomForest/ExtraTrees classifiers and single-output regressors. The packed
     forest is used only after it reproduced ``predict_proba`` (``predict``) exactly at load
-    on probe rows: random ones and rows exactly on the first tree's thresholds, at a full
-    and a partial block of the kernel's lock-step rows.
+    on probe rows: random ones and rows exactly on the first tree's thresholds, each kind
+    in a full and in a partial block of the kernel's rows.
     """
     from sklearn.ensemble import (
         ExtraTreesClassifier,
@@ -217,9 +217,10 @@ def _compile_forest(estimator: Any) -> PackedForest | None:
         )
         for normalize in (False, True) if classifier else (False,):
             packed = forest_kernel.pack(trees, n_features, normalize=normalize)
-            if all(
-                np.array_equal(packed.predict(probe[:n]), want[:n])
+            if all(  # first and last rows: random and on-threshold ones past a full block
+                np.array_equal(packed.predict(probe[part]), want[part])
                 for n in (1, forest_kernel.BLOCK_ROWS + 5, len(probe))
+                for part in (slice(None, n), slice(-n, None))
             ):
                 return packed
     except Exception:
