@@ -14,7 +14,9 @@ batch is taken: the model never predicts rows nobody waits for.
 
 Cheap models run inline on the event loop, so nothing queues behind a running call and
 requests reach the batcher one loop turn apart: without that short wait, batches stay at one
-row under load.
+row under load. Their batches are driven by loop callbacks (``call_soon`` for the next turn,
+``call_later`` for the wait), with no task and no extra await per batch; a model that runs
+in the model thread (or a sandbox) is awaited by one task while requests keep coming.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ class Batcher:
         self._running = False
         self._last_batch_requests = 0
         self._last_batch_end = 0.0
-        self._filled: asyncio.Future[None] | None = None  # set while waiting for a batch
+        self._filled: asyncio.Future[None] | None = None  # set while _drain waits for more
+        self._timer: asyncio.TimerHandle | None = None  # set while an inline batch waits
         self._task: asyncio.Task[None] | None = None
         self.calls = 0  # model calls and the rows they carried, for health details and tests
         self.rows = 0
@@ -88,27 +91,86 @@ class Batcher:
         self._queued_rows += rows.shape[0]
         if not self._running:
             self._running = True
-            self._task = loop.create_task(self._drain())
+            if self._runs_inline():
+                # One loop turn first lets requests whose messages already arrived join.
+                loop.call_soon(self._dispatch, loop)
+            else:
+                self._task = loop.create_task(self._drain())
+        elif self._timer is not None and self._batch_is_full():
+            self._timer.cancel()
+            self._timer = None
+            loop.call_soon(self._run_inline_batch, loop)
         elif self._filled is not None and not self._filled.done() and self._batch_is_full():
             self._filled.set_result(None)
         return await fut
 
+    def _runs_inline(self) -> bool:
+        return self._inline is not None and self._call_seconds < INLINE_BELOW_SECONDS
+
     def _batch_is_full(self) -> bool:
         return self._queued_rows >= self._max_rows or len(self._queue) >= self._last_batch_requests
 
+    def _should_wait(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """After a real batch, whether to wait (``max_batch_delay_ms``) for more to queue."""
+        if self._delay > 0 and self._last_batch_requests > 1:
+            if loop.time() - self._last_batch_end > self._delay:
+                self._last_batch_requests = 0  # idle since: a lone request never waits
+            elif not self._batch_is_full():
+                return True
+        return False
+
+    # -- a cheap model: loop callbacks, no task and no extra awaits per batch ------------------
+
+    def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._queue:
+            self._running = False
+        elif not self._runs_inline():  # the model became slow: hand over to the model thread
+            self._task = loop.create_task(self._drain())
+        elif self._should_wait(loop):
+            self._timer = loop.call_later(self._delay, self._run_inline_batch, loop)
+        else:
+            self._run_inline_batch(loop)
+
+    def _run_inline_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Take the next batch and predict it on the loop thread; what remains queued (a
+        batch is at most ``max_batch_size`` rows) is dispatched on the next loop turn."""
+        self._timer = None
+        try:
+            batch = self._take()
+            if batch:
+                self._last_batch_requests = len(batch)
+                rows = self._rows_of(batch)
+                try:
+                    started = time.perf_counter()
+                    assert self._inline is not None
+                    result = self._inline(rows)
+                    self._timed(started)
+                except BaseException as exc:  # the model raised: every caller gets it
+                    self._fail(batch, exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    self._deliver(batch, result)
+                self._last_batch_end = loop.time()
+        finally:
+            if self._queue:
+                loop.call_soon(self._dispatch, loop)
+            else:
+                self._running = False
+
+    # -- a model in the model thread (or a sandbox): one task while requests keep coming -----
+
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
+        handed_over = False
         try:
             while self._queue:
-                if self._inline is not None and self._call_seconds < INLINE_BELOW_SECONDS:
-                    # A cheap model runs on the loop thread; one loop turn first lets requests
-                    # whose messages already arrived join this batch.
-                    await asyncio.sleep(0)
-                if self._delay > 0 and self._last_batch_requests > 1:
-                    if loop.time() - self._last_batch_end > self._delay:
-                        self._last_batch_requests = 0  # idle since: a lone request never waits
-                    elif not self._batch_is_full():
-                        await self._wait_for_more(loop)
+                if self._runs_inline():  # cheap again: callbacks from here on
+                    loop.call_soon(self._dispatch, loop)
+                    handed_over = True
+                    return
+                if self._should_wait(loop):
+                    await self._wait_for_more(loop)
                 batch = self._take()
                 if not batch:
                     continue  # every queued caller had given up
@@ -116,7 +178,9 @@ class Batcher:
                 await self._run(batch)
                 self._last_batch_end = loop.time()
         finally:
-            self._running = False
+            self._task = None
+            if not handed_over:
+                self._running = False
 
     async def _wait_for_more(self, loop: asyncio.AbstractEventLoop) -> None:
         """Until the batch is full (see ``_batch_is_full``) or ``max_batch_delay_ms`` passed."""
@@ -156,25 +220,37 @@ class Batcher:
         self._queued_rows -= rows
         return batch
 
-    async def _run(self, batch: list[Item]) -> None:
+    def _rows_of(self, batch: list[Item]) -> FloatArray:
         rows = batch[0][0] if len(batch) == 1 else np.concatenate([r for r, _, _ in batch])
         self.calls += 1
         self.rows += rows.shape[0]
         self.on_batch(rows.shape[0])
+        return rows
+
+    def _timed(self, started: float) -> None:
+        self._call_seconds = 0.8 * self._call_seconds + 0.2 * (time.perf_counter() - started)
+
+    async def _run(self, batch: list[Item]) -> None:
+        rows = self._rows_of(batch)
         try:
             started = time.perf_counter()
-            if self._inline is not None and self._call_seconds < INLINE_BELOW_SECONDS:
-                result = self._inline(rows)
-            else:
-                result = await self._predict(rows)
-            self._call_seconds = 0.8 * self._call_seconds + 0.2 * (time.perf_counter() - started)
+            result = await self._predict(rows)
+            self._timed(started)
         except BaseException as exc:  # the model raised: every caller in the batch gets it
-            for _, fut, _ in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
+            self._fail(batch, exc)
             if not isinstance(exc, Exception):
                 raise
             return
+        self._deliver(batch, result)
+
+    @staticmethod
+    def _fail(batch: list[Item], exc: BaseException) -> None:
+        for _, fut, _ in batch:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    @staticmethod
+    def _deliver(batch: list[Item], result: Prediction) -> None:
         if len(batch) == 1:
             if not batch[0][1].done():
                 batch[0][1].set_result(result)

@@ -18,9 +18,11 @@ reads every worker's files, the replaced ones included, and sums them. Without t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,8 +78,44 @@ MODEL_LOAD_SECONDS = Histogram(
 # Labelled children, built once per label set: ``labels(...)`` takes a lock and builds
 # the child's key on every call (7.6% of a worker's samples at C=32 in a py-spy profile).
 # The keys are bounded: resolved deployment names (never a caller's), error codes.
-_prediction_children: dict[tuple[str, str, str], Callable[[], None]] = {}
-_rejection_children: dict[str, Callable[[], None]] = {}
+_prediction_children: dict[tuple[str, str, str], Callable[[float], None]] = {}
+_rejection_children: dict[str, Callable[[float], None]] = {}
+
+# Within a running event loop the counts of one loop turn are added up and written once, by
+# a callback on the next turn: in multi-process mode every ``inc`` is a locked write into the
+# mmapped file (2.8% of a worker's samples at C=32), and the callers a batch answers all
+# resume in the same turn. Pending counts are per thread (each loop flushes its own);
+# ``render`` writes this thread's first.
+class _Pending(threading.local):
+    def __init__(self) -> None:
+        self.counts: dict[Callable[[float], None], int] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop a flush is due on
+
+
+_pending = _Pending()
+
+
+def _flush() -> None:
+    pending = _pending
+    pending.loop = None
+    counts = pending.counts
+    while counts:
+        inc, n = counts.popitem()
+        inc(n)
+
+
+def _count(inc: Callable[[float], None]) -> None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no loop in this thread: write now
+        inc(1)
+        return
+    pending = _pending
+    counts = pending.counts
+    counts[inc] = counts.get(inc, 0) + 1
+    if pending.loop is not loop:  # a loop that stopped before its flush left counts too
+        pending.loop = loop
+        loop.call_soon(_flush)
 
 
 def count_prediction(tenant_id: str, deployment: str | None, status: str) -> None:
@@ -85,14 +123,14 @@ def count_prediction(tenant_id: str, deployment: str | None, status: str) -> Non
     inc = _prediction_children.get(key)
     if inc is None:
         inc = _prediction_children[key] = PREDICTIONS.labels(*key).inc
-    inc()
+    _count(inc)
 
 
 def count_rejection(code: str) -> None:
     inc = _rejection_children.get(code)
     if inc is None:
         inc = _rejection_children[code] = REJECTIONS.labels(code).inc
-    inc()
+    _count(inc)
 
 
 def batch_observer(model: ServedModel) -> Callable[[int], None]:
@@ -111,6 +149,7 @@ def observe_model_load(model: ServedModel, seconds: float, ready: bool) -> None:
 
 def render() -> bytes:
     """The exposition text: every worker's samples in multi-process mode, else this one's."""
+    _flush()
     path = os.environ.get(MULTIPROC_ENV)
     if path and Path(path).is_dir():
         registry = CollectorRegistry()
