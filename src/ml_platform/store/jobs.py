@@ -63,8 +63,9 @@ class JobTagRow(Base):
     """One row per tag so tag filters use an index instead of scanning JSON.
 
     ``status`` and ``framework`` are copies of the job's, written by database triggers (0017)
-    when the row is inserted and whenever the job's change: with them at the end of both
-    indexes, every tag-filtered page and count is cut from the tag indexes without a jobs row.
+    when the row is inserted and whenever the job's status or framework changes; with them at
+    the end of both indexes, every tag-filtered page and count is cut from the tag indexes
+    without a jobs row.
     """
 
     __tablename__ = "job_tags"
