@@ -44,8 +44,11 @@ typecheck:
 imports:
 	$(BIN)/lint-imports
 
+## three workers on two cores: the end-to-end tests wait on subprocesses and sockets a third
+## of the time (2 workers: 17.4 min, 1.55 cores busy; 3 workers: 13.9 min), whole files per
+## worker, the files marked `slow` dealt first (tests/conftest.py)
 pytest:
-	$(BIN)/pytest -n 2 --dist loadfile --durations=25
+	$(BIN)/pytest -n 3 --dist loadfile --durations=25
 
 ## benchmarks: print tables and record them in BENCHMARKS.md
 bench: install

@@ -39,6 +39,16 @@ BACKENDS = ("sqlite", "postgres")
 TEST_JWT_SECRET = "test-secret-" + "x" * 32
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files marked ``slow`` (``pytestmark``) first, each file's own order kept.
+
+    ``make test`` deals whole files to its workers in collection order (``--dist loadfile``):
+    a long file dealt last runs alone while the other workers sit idle, so the long ones go
+    out first and the short ones fill in behind them.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @dataclass
 class Tenant:
     id: str

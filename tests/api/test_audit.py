@@ -21,6 +21,8 @@ from ml_platform.store.base import utcnow
 from tests.api.job_specs import spec
 from tests.conftest import Platform, Tenant
 
+pytestmark = pytest.mark.slow
+
 ENV_SECRET = "audit-env-" + "z" * 24
 
 

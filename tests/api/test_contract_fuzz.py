@@ -38,6 +38,8 @@ from ml_platform.api.responses import SCHEMA_VALID_REJECTION
 from ml_platform.api.v1.code_packages import ARCHIVE_TYPES
 from tests.conftest import Platform
 
+pytestmark = pytest.mark.slow
+
 CHECKS: list[Callable[..., Any]] = [
     not_a_server_error,
     status_code_conformance,

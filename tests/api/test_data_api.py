@@ -31,6 +31,8 @@ from ml_platform.client import AsyncClient, Client
 from tests.api.job_specs import spec
 from tests.conftest import BACKENDS, Platform, Tenant, start_platform
 
+pytestmark = pytest.mark.slow
+
 SMALL_LIMIT = 64 * 1024
 
 

@@ -29,6 +29,8 @@ from tests.api.job_specs import spec
 from tests.api.version_rows import add_version_row
 from tests.conftest import Platform, Tenant
 
+pytestmark = pytest.mark.slow
+
 HUGE_PG = 2**40  # beyond PostgreSQL INTEGER
 HUGE = 2**70  # beyond every 64-bit column (SQLite too)
 

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow
+
 MLP = [sys.executable, "-m", "ml_platform.cli.main"]
 
 

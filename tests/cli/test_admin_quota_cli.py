@@ -7,12 +7,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from ml_platform.cli.main import app
 from tests.api.job_specs import spec
 from tests.cli.test_admin_cli import _json, env, run
 from tests.conftest import Platform, Tenant
+
+pytestmark = pytest.mark.slow
 
 __all__ = ["env"]  # the fixture, shared with test_admin_cli
 

@@ -35,6 +35,8 @@ from tests.jobs.conftest import EXAMPLES, JOB_SETTINGS, tenant_root
 sys.path.insert(0, str(EXAMPLES))
 from make_dataset import make_dataset
 
+pytestmark = pytest.mark.slow
+
 _BIN = Path(sys.executable).with_name("mlp")
 MLP = [str(_BIN)] if _BIN.exists() else [sys.executable, "-m", "ml_platform.cli.main"]
 

@@ -16,6 +16,8 @@ from tests.client.conftest import done, make_client
 from tests.client.test_retries_live import JOBS, SPEC, _assert_one_logical_call, _jobs_on_platform
 from tests.conftest import Platform, Tenant
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize(
     "failure",

@@ -20,6 +20,8 @@ from tests.client._proxy import Fail, FailingProxy
 from tests.client.conftest import done, make_client
 from tests.conftest import Platform, Tenant
 
+pytestmark = pytest.mark.slow
+
 SPEC: dict[str, Any] = {
     "name": "retry-me",
     "framework": "sklearn",

@@ -37,6 +37,8 @@ from tests.client._proxy import FailingProxy
 from tests.client.conftest import collect, done, make_client
 from tests.conftest import Platform, Tenant, serving_plane
 
+pytestmark = pytest.mark.slow
+
 FEATURES = ["f0", "f1", "f2", "f3"]
 
 

@@ -26,6 +26,8 @@ from ml_platform.serving import ServingServer
 from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
 from tests.conftest import Platform, Tenant, serving_plane
 
+pytestmark = pytest.mark.slow
+
 FEATURES = ["tenure", "charges", "calls", "age"]
 
 

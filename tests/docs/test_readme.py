@@ -34,6 +34,8 @@ from typing import IO
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 VENV_BIN = Path(sys.executable).parent

@@ -45,6 +45,8 @@ from tests.serving.doubles import (
     StaticKeyAuthenticator,
 )
 
+pytestmark = pytest.mark.slow
+
 INPUTS = ["orders", "spend", "active"]  # the model's inputs, each a feature of the view
 REFS = [f"customer_stats:{name}" for name in INPUTS]
 

@@ -21,6 +21,8 @@ from ml_platform.core.ids import new_id
 from ml_platform.server.app import build_context
 from tests.conftest import TEST_JWT_SECRET
 
+pytestmark = pytest.mark.slow
+
 LAUNCHER = """
 import uvicorn
 from ml_platform.server.app import build_context, create_app

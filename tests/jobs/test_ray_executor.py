@@ -30,7 +30,10 @@ from make_dataset import make_dataset
 
 RAY = Path(sys.executable).parent / "ray"
 
-pytestmark = pytest.mark.skipif(not RAY.exists(), reason="Ray is not installed")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not RAY.exists(), reason="Ray is not installed"),
+]
 
 
 # The Ray nodes' own object-store credentials (moto accepts any): the platform sends none.

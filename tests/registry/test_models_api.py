@@ -10,10 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from ml_platform.schemas.models import ModelFormat
 from tests.conftest import Platform, Tenant
 from tests.registry.conftest import BuiltModels, job_output_dir, new_model, succeeded_job
+
+pytestmark = pytest.mark.slow
 
 
 def _sha(data: bytes) -> str:

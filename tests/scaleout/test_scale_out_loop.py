@@ -40,6 +40,8 @@ from tests.ray_head import ray_head
 from tests.s3_server import S3
 from tests.scaleout.conftest import BUCKET
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "sklearn_classifier"
 sys.path.insert(0, str(ROOT / "examples"))

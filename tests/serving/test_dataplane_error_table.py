@@ -36,6 +36,8 @@ from tests.serving._live import (
     world_fixture,  # noqa: F401  (fixture: world)
 )
 
+pytestmark = pytest.mark.slow
+
 Outcome = grpc.RpcError | httpx.Response
 Provoke = Callable[[World], Outcome]
 

@@ -25,6 +25,8 @@ from tests.serving.doubles import InMemoryDeploymentSource, InMemoryStatusSink
 from tests.serving.models_fixture import Built, CrashOnLoad, HangOnLoad, served
 from tests.serving.test_grpc_serving import AUTH, features
 
+pytestmark = pytest.mark.slow
+
 
 def _predict(
     stub: serving_pb2_grpc.ModelServingStub, model_id: str, row: np.ndarray

@@ -21,6 +21,8 @@ from ml_platform.store.base import UTCDateTime
 from ml_platform.store.db import Database
 from ml_platform.store.jobs import JobRepository, transition_job
 
+pytestmark = pytest.mark.slow
+
 FRAMEWORKS = ("sklearn", "xgboost")
 TAG_VALUES = {"team": ("a", "b"), "project": ("x", "y", "z")}
 START = datetime(2026, 1, 1, tzinfo=UTC)

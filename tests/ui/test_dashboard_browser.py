@@ -44,6 +44,8 @@ from tests.jobs.conftest import (
 )
 from tests.node_tools import REPO, run_node
 
+pytestmark = pytest.mark.slow
+
 SCRIPT = Path(__file__).parent / "browser" / "dashboard.cjs"
 ARTIFACTS = REPO / "test-artifacts" / "ui"
 BENCH_JOBS = 1000
