@@ -53,11 +53,13 @@ pytest:
 ## benchmarks: print tables and record them in BENCHMARKS.md
 bench: install
 	$(BIN)/python bench/control_plane.py
+	$(BIN)/python bench/control_plane.py --backends postgres --pending-queue 0,1000,10000
 	@if [ -f bench/jobs.py ]; then $(BIN)/python bench/jobs.py; fi
 	bash scripts/ensure_loadgen.sh
 	@if [ -f bench/serving.py ]; then $(BIN)/python bench/serving.py; fi
 	$(BIN)/python bench/sdk.py
 	$(BIN)/python bench/governance.py
+	$(BIN)/python bench/features.py --feast
 
 ## regenerate the committed protobuf modules from protos/ (a test fails when they are stale)
 protos: install

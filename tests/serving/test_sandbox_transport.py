@@ -12,6 +12,7 @@ kernel are reassembled.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import shutil
 import socket
@@ -30,10 +31,12 @@ from ml_platform.core.errors import Unavailable
 from ml_platform.serving import ArtifactFormat, ServedModel
 from ml_platform.serving.sandbox import wire
 from ml_platform.serving.sandbox.client import (
+    OnAnswer,
     RemoteModel,
     SandboxConnection,
     SandboxModelError,
     _Protocol,
+    _settle,
 )
 from ml_platform.serving.sandbox.launch import SandboxProcess, prepare_sandbox
 from tests.serving.conftest import settings
@@ -297,7 +300,9 @@ async def test_frames_cut_anywhere_are_reassembled_in_order() -> None:
     loop = asyncio.get_running_loop()
     bodies = {1: np.arange(3.0).tobytes(), 2: b"", 3: np.arange(300.0).tobytes()}
     futures = {rid: loop.create_future() for rid in bodies}
-    pending: dict[int, asyncio.Future[tuple[int, int, int, bytes]]] = dict(futures)
+    pending: dict[int, OnAnswer] = {
+        rid: functools.partial(_settle, fut) for rid, fut in futures.items()
+    }
     stream = b"".join(
         b"".join(wire.response_parts(rid, wire.ST_OK, rid, 0, body)) for rid, body in bodies.items()
     )

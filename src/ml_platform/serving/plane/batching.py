@@ -15,8 +15,11 @@ batch is taken: the model never predicts rows nobody waits for.
 Cheap models run inline on the event loop, so nothing queues behind a running call and
 requests reach the batcher one loop turn apart: without that short wait, batches stay at one
 row under load. Their batches are driven by loop callbacks (``call_soon`` for the next turn,
-``call_later`` for the wait), with no task and no extra await per batch; a model that runs
-in the model thread (or a sandbox) is awaited by one task while requests keep coming.
+``call_later`` for the wait), with no task and no extra await per batch. A model in a
+sandbox is driven the same way when it can answer through a callback (``predict_then``: the
+batch is sent from a loop callback and its answer delivered from the connection's read
+callback); a model that runs in the model thread is awaited by one task while requests keep
+coming.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 PredictFn = Callable[[FloatArray], Awaitable[Prediction]]
 InlineFn = Callable[[FloatArray], Prediction]
+Outcome = Prediction | BaseException
+ThenFn = Callable[[FloatArray, Callable[[Outcome], None]], None]
+"""Start predicting the rows; the callback gets the prediction or the error, exactly once,
+on the event loop thread, never before this returns."""
 Item = tuple[FloatArray, "asyncio.Future[Prediction]", float | None]
 """A queued submission: its rows, its caller's future and deadline (``time.monotonic()``)."""
 
@@ -52,8 +59,10 @@ class Batcher:
     """Gathers submissions for one loaded model and runs them through ``predict``.
 
     ``predict`` is awaited once per batch: a local runtime runs in the worker's model
-    thread (so the event loop keeps accepting requests meanwhile), a sandboxed one is a
-    round trip to the tenant's process.
+    thread (so the event loop keeps accepting requests meanwhile). ``predict_inline`` (a
+    cheap local model) is called on the loop itself, and ``predict_then`` (a sandboxed model:
+    a round trip to the tenant's process) sends the batch and answers through a callback;
+    either, when given, drives the batches instead of ``predict``.
     """
 
     def __init__(
@@ -63,9 +72,11 @@ class Batcher:
         max_batch_size: int,
         max_batch_delay_ms: float,
         predict_inline: InlineFn | None = None,
+        predict_then: ThenFn | None = None,
     ) -> None:
         self._predict = predict
         self._inline = predict_inline
+        self._then = predict_then
         self._call_seconds = 0.0  # moving average of one model call
         self._max_rows = max(1, max_batch_size)
         self._delay = max(0.0, max_batch_delay_ms) / 1000.0
@@ -75,7 +86,7 @@ class Batcher:
         self._last_batch_requests = 0
         self._last_batch_end = 0.0
         self._filled: asyncio.Future[None] | None = None  # set while _drain waits for more
-        self._timer: asyncio.TimerHandle | None = None  # set while an inline batch waits
+        self._timer: asyncio.TimerHandle | None = None  # set while a callback batch waits
         self._task: asyncio.Task[None] | None = None
         self.calls = 0  # model calls and the rows they carried, for health details and tests
         self.rows = 0
@@ -91,7 +102,9 @@ class Batcher:
         self._queued_rows += rows.shape[0]
         if not self._running:
             self._running = True
-            if self._runs_inline():
+            if self._then is not None:
+                loop.call_soon(self._dispatch_then, loop)  # same one-turn join as inline
+            elif self._runs_inline():
                 # One loop turn first lets requests whose messages already arrived join.
                 loop.call_soon(self._dispatch, loop)
             else:
@@ -99,7 +112,10 @@ class Batcher:
         elif self._timer is not None and self._batch_is_full():
             self._timer.cancel()
             self._timer = None
-            loop.call_soon(self._run_inline_batch, loop)
+            if self._then is not None:
+                loop.call_soon(self._send_then_batch, loop)
+            else:
+                loop.call_soon(self._run_inline_batch, loop)
         elif self._filled is not None and not self._filled.done() and self._batch_is_full():
             self._filled.set_result(None)
         return await fut
@@ -157,6 +173,49 @@ class Batcher:
                 loop.call_soon(self._dispatch, loop)
             else:
                 self._running = False
+
+    # -- a model that answers through a callback (a sandbox): sent and delivered by callbacks -
+
+    def _dispatch_then(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._queue:
+            self._running = False
+        elif self._should_wait(loop):
+            self._timer = loop.call_later(self._delay, self._send_then_batch, loop)
+        else:
+            self._send_then_batch(loop)
+
+    def _send_then_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Take the next batch and send it; its answer comes to ``_then_done``."""
+        self._timer = None
+        batch = self._take()
+        if not batch:  # every queued caller had given up
+            self._after_then_batch(loop)
+            return
+        self._last_batch_requests = len(batch)
+        rows = self._rows_of(batch)
+        started = time.perf_counter()
+        assert self._then is not None
+        try:
+            self._then(rows, lambda outcome: self._then_done(loop, batch, started, outcome))
+        except Exception as exc:  # refused before sending: every caller gets it
+            self._then_done(loop, batch, started, exc)
+
+    def _then_done(
+        self, loop: asyncio.AbstractEventLoop, batch: list[Item], started: float, outcome: Outcome
+    ) -> None:
+        self._timed(started)
+        if isinstance(outcome, BaseException):
+            self._fail(batch, outcome)
+        else:
+            self._deliver(batch, outcome)
+        self._last_batch_end = loop.time()
+        self._after_then_batch(loop)
+
+    def _after_then_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._queue:  # what queued meanwhile goes next (after one turn, as inline)
+            loop.call_soon(self._dispatch_then, loop)
+        else:
+            self._running = False
 
     # -- a model in the model thread (or a sandbox): one task while requests keep coming -----
 

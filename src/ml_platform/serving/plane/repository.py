@@ -310,7 +310,10 @@ class ModelRepository:
         remote = RemoteModel(conn, m.key, len(m.signature.inputs))
         await remote.wait_ready(self._load_timeout)
         batcher = Batcher(
-            remote.predict, max_batch_size=m.max_batch_size, max_batch_delay_ms=m.max_batch_delay_ms
+            remote.predict,
+            max_batch_size=m.max_batch_size,
+            max_batch_delay_ms=m.max_batch_delay_ms,
+            predict_then=remote.predict_then,
         )
         return LoadedModel(
             m, batcher, index, np.dtype(np.float64), remote.pid, remote.value_dtype

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
@@ -25,12 +26,26 @@ Answer = tuple[int, int, int, bytes]
 for OP_STATUS the byte width of the float the model computes in), and the body, a private copy
 (never a view of memory the sandbox can still write)."""
 
+OnAnswer = Callable[[Answer | BaseException], None]
+"""Called once per request, on the event loop: with the answer, or with the error that
+ended the connection before it came."""
+
+
+def _settle(fut: asyncio.Future[Answer], outcome: Answer | BaseException) -> None:
+    if fut.done():
+        return
+    if isinstance(outcome, BaseException):
+        fut.set_exception(outcome)
+    else:
+        fut.set_result(outcome)
+
 
 class _Protocol(asyncio.Protocol):
-    """Parses response frames as they arrive and resolves their futures right there: no
-    reader task in between. Every size comes from the sandbox, so every one is checked."""
+    """Parses response frames as they arrive and hands each to its request's callback right
+    there: no reader task in between. Every size comes from the sandbox, so every one is
+    checked."""
 
-    def __init__(self, pending: dict[int, asyncio.Future[Answer]], path: str) -> None:
+    def __init__(self, pending: dict[int, OnAnswer], path: str) -> None:
         self._pending = pending
         self._path = path
         self._buf = bytearray()
@@ -63,10 +78,13 @@ class _Protocol(asyncio.Protocol):
             end = at + head + body_len
             if len(data) < end:
                 break
-            fut = self._pending.pop(rid, None)
-            if fut is not None and not fut.done():
-                fut.set_result((status, n, k, bytes(data[at + head : end])))
+            on_answer = self._pending.pop(rid, None)
             at = end
+            if on_answer is not None:
+                try:
+                    on_answer((status, n, k, bytes(data[at - body_len : at])))
+                except Exception:  # a bug in a callback must not cost the other answers
+                    logger.exception("sandbox answer callback failed")
         return at
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -74,10 +92,13 @@ class _Protocol(asyncio.Protocol):
         self.transport = None
         self._buf.clear()
         err = Unavailable("the model's sandbox process went away; retry shortly")
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(err)
+        pending = list(self._pending.values())
         self._pending.clear()
+        for on_answer in pending:
+            try:
+                on_answer(err)
+            except Exception:
+                logger.exception("sandbox answer callback failed")
 
 
 class SandboxConnection:
@@ -85,7 +106,8 @@ class SandboxConnection:
 
     Requests go out as a header plus the rows' own memory (``writelines``: no join), answers
     are parsed in ``data_received`` (see ``_Protocol``), so a round trip costs two socket
-    writes, two reads and the loop's wake-ups on each side.
+    writes, two reads and the loop's wake-ups on each side. ``send`` hands the answer to a
+    callback (no future, no task); ``call`` awaits it.
     """
 
     def __init__(self, path: str) -> None:
@@ -93,6 +115,10 @@ class SandboxConnection:
         self._ids = itertools.count(1)
         self._protocol: _Protocol | None = None
         self._connect_lock = asyncio.Lock()
+
+    def live(self) -> bool:
+        """Whether a request can be sent now, without connecting first."""
+        return self._live() is not None
 
     def _live(self) -> _Protocol | None:
         p = self._protocol
@@ -108,7 +134,7 @@ class SandboxConnection:
             p = self._live()
             if p is not None:
                 return p
-            pending: dict[int, asyncio.Future[Answer]] = {}
+            pending: dict[int, OnAnswer] = {}
             try:
                 transport, p = await asyncio.get_running_loop().create_unix_connection(
                     lambda: _Protocol(pending, self._path), self._path
@@ -127,11 +153,33 @@ class SandboxConnection:
         """One request; ``payload`` (C-contiguous float64, ``rows`` x ``cols``) is sent from
         its own memory and must not change until the answer arrives."""
         p = self._live() or await self._ensure()
+        fut: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._send(p, op, key, rows, cols, payload, lambda outcome: _settle(fut, outcome))
+        return await fut
+
+    def send(
+        self, op: int, key: bytes, rows: int, cols: int, payload: FloatArray, then: OnAnswer
+    ) -> None:
+        """As ``call``, on a live connection (see ``live``), the answer going to ``then``."""
+        p = self._live()
+        if p is None:
+            raise Unavailable("the model's sandbox process is not connected; retry shortly")
+        self._send(p, op, key, rows, cols, payload, then)
+
+    def _send(
+        self,
+        p: _Protocol,
+        op: int,
+        key: bytes,
+        rows: int,
+        cols: int,
+        payload: FloatArray | None,
+        then: OnAnswer,
+    ) -> None:
         transport = p.transport
         assert transport is not None
         rid = next(self._ids) & 0xFFFFFFFF
-        fut: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        p._pending[rid] = fut
+        p._pending[rid] = then
         if payload is None:
             transport.write(wire.request_head(rid, op, key, rows, cols, 0))
         else:
@@ -141,7 +189,6 @@ class SandboxConnection:
                     payload.data.cast("B"),
                 )
             )
-        return await fut
 
     async def close(self) -> None:
         p = self._protocol
@@ -161,6 +208,7 @@ class RemoteModel:
         self.labels: tuple[str, ...] = ()
         self.pid = 0
         self.value_dtype: np.dtype[Any] = np.dtype(np.float64)  # the model's, once ready
+        self._connecting: set[asyncio.Task[Prediction]] = set()  # predict_then's, kept alive
 
     async def wait_ready(self, limit_seconds: float) -> None:
         """Wait until the sandbox reports the model loaded (it loads on the supervisor's order)."""
@@ -189,21 +237,63 @@ class RemoteModel:
             delay = min(delay * 2, 0.5)
 
     async def predict(self, rows: FloatArray) -> Prediction:
-        data = np.ascontiguousarray(rows, dtype=np.float64)
+        data = self._request_rows(rows)
         n = data.shape[0]
+        answer = await self._conn.call(wire.OP_PREDICT, self._key_bytes, n, self._cols, data)
+        return self._prediction(n, answer)
+
+    def predict_then(
+        self, rows: FloatArray, then: Callable[[Prediction | BaseException], None]
+    ) -> None:
+        """``predict`` with the outcome handed to ``then`` (the batcher's callback path): on
+        a live connection, no task and no future; otherwise connects first, in a task."""
+        data = self._request_rows(rows)
+        if not self._conn.live():
+            task = asyncio.get_running_loop().create_task(self.predict(data))
+            self._connecting.add(task)
+            task.add_done_callback(lambda t: self._connected(t, then))
+            return
+        n = data.shape[0]
+
+        def answered(answer: Answer | BaseException) -> None:
+            if isinstance(answer, BaseException):
+                then(answer)
+                return
+            try:
+                prediction = self._prediction(n, answer)
+            except Exception as exc:
+                then(exc)
+            else:
+                then(prediction)
+
+        self._conn.send(wire.OP_PREDICT, self._key_bytes, n, self._cols, data, answered)
+
+    def _connected(
+        self, task: asyncio.Task[Prediction], then: Callable[[Prediction | BaseException], None]
+    ) -> None:
+        self._connecting.discard(task)
+        if task.cancelled():
+            then(Unavailable("the call to the model's sandbox was cancelled; retry shortly"))
+            return
+        exc = task.exception()
+        then(exc if exc is not None else task.result())
+
+    def _request_rows(self, rows: FloatArray) -> FloatArray:
+        data = np.ascontiguousarray(rows, dtype=np.float64)
         if data.ndim != 2 or data.shape[1] != self._cols:
             raise SandboxModelError(
                 f"expected rows of {self._cols} features, got shape {data.shape}"
             )
-        status, rn, k, body = await self._conn.call(
-            wire.OP_PREDICT, self._key_bytes, n, self._cols, data
-        )
+        return data
+
+    def _prediction(self, n: int, answer: Answer) -> Prediction:
+        status, rn, k, body = answer
         if status == wire.ST_MODEL_ERROR:
             raise SandboxModelError(body.decode(errors="replace"))
         if status != wire.ST_OK:
             raise Unavailable("the model is not loaded in its sandbox yet; retry shortly")
         if rn != n or len(body) != 8 * n * (1 + k) or (k and k != len(self.labels)):
             raise SandboxModelError("malformed answer from the model's sandbox")
-        answer = np.frombuffer(body, dtype=np.float64)  # read-only: ``body`` is our copy
-        probs = answer[n:].reshape(n, k) if k else None
-        return Prediction(answer[:n], probs, self.labels if k else ())
+        values = np.frombuffer(body, dtype=np.float64)  # read-only: ``body`` is our copy
+        probs = values[n:].reshape(n, k) if k else None
+        return Prediction(values[:n], probs, self.labels if k else ())
