@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import hiredis
-from redis.asyncio.connection import RedisSSLContext, parse_url
-from redis.exceptions import RedisError
 
 # how many reply bytes may wait unparsed (an incomplete reply) before it is called malformed,
 # unless the connection is given its own bound (the feature store's MGET replies are larger)
@@ -103,6 +101,11 @@ class RedisAddress:
     @classmethod
     def from_url(cls, url: str) -> RedisAddress:
         """ValueError naming what is wrong or unsupported in ``url``."""
+        # redis-py's URL and TLS rules, imported only once a Redis URL is in use: importing
+        # redis (with OpenTelemetry installed) costs every process ~0.2-0.4 s
+        from redis.asyncio.connection import RedisSSLContext, parse_url
+        from redis.exceptions import RedisError
+
         options: dict[str, Any] = dict(parse_url(url))
         unknown = sorted(set(options) - _OPTIONS - IGNORED_OPTIONS - set(_TLS_OPTIONS))
         if unknown:
