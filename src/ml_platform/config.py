@@ -246,6 +246,16 @@ class Settings(BaseSettings):
             "at load (scikit-learn itself on any mismatch, and for rows with NaN or infinity)"
         ),
     )
+    serving_sandbox_export: bool = Field(
+        default=True,
+        description=(
+            "A pickle/joblib model that its sandbox can write as skops with the types a skops "
+            "upload may hold (scikit-learn, numpy, scipy) is served in the shared workers from "
+            "that export, once it predicted exactly as the sandbox on probe rows; other pickle "
+            "models (custom classes or functions), or all of them when false, are served from "
+            "the sandbox"
+        ),
+    )
     serving_sandbox_preload: list[str] = Field(
         default_factory=list,
         description="Extra modules confined pickle sandboxes import before dropping privileges",

@@ -101,7 +101,12 @@ def serving(built: dict[str, Built], raising_path: Path) -> Iterator[Serving]:
     deployments = main_deployments(built, raising_path)
     source = InMemoryDeploymentSource(deployments)
     sink = InMemoryStatusSink()
-    with ServingServer(settings(), source, sink, authenticator()) as server:
+    # The pickle models here are served from their sandboxes (the transport, isolation and
+    # failure tests need them there); test_sandbox_export covers the default, where a
+    # skops-expressible pickle is served from its export in the workers.
+    with ServingServer(
+        settings(serving_sandbox_export=False), source, sink, authenticator()
+    ) as server:
         for d in deployments:
             status = sink.wait_for(d.tenant_id, d.deployment, timeout=120)
             assert status.state.value == "ready", status

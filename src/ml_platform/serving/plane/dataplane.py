@@ -252,10 +252,12 @@ class DataPlane:
             lm = self.repository.resolve(principal.tenant_id, model_id, "")
             details.update(
                 version=lm.version_str,
-                isolation="tenant-sandbox"
-                if lm.served.artifact_format.runs_code_on_load
-                else "shared-worker",
+                isolation=lm.isolation,
                 model_calls=str(lm.batcher.calls),
                 rows_predicted=str(lm.batcher.rows),
             )
+            if lm.loaded_from != "artifact":
+                details["loaded_from"] = lm.loaded_from
+            if lm.why_sandboxed:
+                details["why_sandboxed"] = lm.why_sandboxed[:500]
         return HealthReport(state == "ready", state.upper(), details)

@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from ml_platform.core.errors import NotFound, PreconditionFailed, Unavailable
+from ml_platform.core.errors import NotFound, PlatformError, PreconditionFailed, Unavailable
 from ml_platform.serving.models import LoadState, ServedModel
 from ml_platform.serving.plane import metrics
 from ml_platform.serving.plane.batching import Batcher
 from ml_platform.serving.runtimes import ModelLoadError, ModelRuntime, load_runtime, warm_up
 from ml_platform.serving.runtimes.base import FloatArray, Prediction
 from ml_platform.serving.sandbox import wire as sandbox_wire
-from ml_platform.serving.sandbox.client import RemoteModel, SandboxConnection
+from ml_platform.serving.sandbox.client import RemoteModel, SandboxConnection, SandboxModelError
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ class LoadedModel:
     input_dtype: np.dtype[Any]
     pid: int
     value_dtype: np.dtype[Any]  # the float width the model computes in (ModelRuntime's)
+    isolation: str = "shared-worker"  # where it runs; or "tenant-sandbox"
+    loaded_from: str = "artifact"  # or "sandbox-export": a pickle's skops export, see _from_export
+    why_sandboxed: str = ""  # for a pickle model served from its sandbox: why not from an export
     version_str: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -68,8 +71,10 @@ class ModelRepository:
         sandbox_dir: str | None,
         on_status: StatusCallback,
         compile_forests: bool = True,
+        sandbox_export: bool = True,
     ) -> None:
         self._compile_forests = compile_forests
+        self._sandbox_export = sandbox_export
         self._allow_pickle = allow_pickle
         self._load_timeout = load_timeout
         self._sandbox_dir = sandbox_dir
@@ -216,9 +221,20 @@ class ModelRepository:
             max_batch_size=m.max_batch_size,
             max_batch_delay_ms=m.max_batch_delay_ms,
             predict_inline=old._inline,
+            predict_then=old._then,
         )
         batcher.on_batch = metrics.batch_observer(m)
-        return LoadedModel(m, batcher, cur.index, cur.input_dtype, cur.pid, cur.value_dtype)
+        return LoadedModel(
+            m,
+            batcher,
+            cur.index,
+            cur.input_dtype,
+            cur.pid,
+            cur.value_dtype,
+            cur.isolation,
+            cur.loaded_from,
+            cur.why_sandboxed,
+        )
 
     async def _load(self, k: tuple[str, str], m: ServedModel) -> None:
         self._on_status(m, LoadState.LOADING, "", os.getpid())
@@ -269,11 +285,15 @@ class ModelRepository:
         index = {name: i for i, name in enumerate(m.signature.input_names)}
         if m.artifact_format.runs_code_on_load:
             return await self._load_remote(m, index)
-        loop = asyncio.get_running_loop()
-        runtime = await loop.run_in_executor(
+        runtime = await asyncio.get_running_loop().run_in_executor(
             self._load_executor, _load_and_warm, m, self._compile_forests
         )
+        return self._in_process(m, runtime, index)
 
+    def _in_process(
+        self, m: ServedModel, runtime: ModelRuntime, index: dict[str, int]
+    ) -> LoadedModel:
+        loop = asyncio.get_running_loop()
         dtype = runtime.input_dtype
 
         def run(rows: FloatArray) -> Prediction:
@@ -292,9 +312,7 @@ class ModelRepository:
             max_batch_delay_ms=m.max_batch_delay_ms,
             predict_inline=run,
         )
-        return LoadedModel(
-            m, batcher, index, runtime.input_dtype, os.getpid(), runtime.value_dtype
-        )
+        return LoadedModel(m, batcher, index, runtime.input_dtype, os.getpid(), runtime.value_dtype)
 
     async def _load_remote(self, m: ServedModel, index: dict[str, int]) -> LoadedModel:
         if not self._allow_pickle:
@@ -309,6 +327,15 @@ class ModelRepository:
             self._sandboxes[m.tenant_id] = conn
         remote = RemoteModel(conn, m.key, len(m.signature.inputs))
         await remote.wait_ready(self._load_timeout)
+        exported = (
+            await self._from_export(m, remote)
+            if self._sandbox_export
+            else "this server serves pickle models from their sandbox (serving_sandbox_export off)"
+        )
+        if not isinstance(exported, str):
+            lm = self._in_process(m, exported, index)
+            lm.loaded_from = "sandbox-export"
+            return lm
         batcher = Batcher(
             remote.predict,
             max_batch_size=m.max_batch_size,
@@ -316,12 +343,83 @@ class ModelRepository:
             predict_then=remote.predict_then,
         )
         return LoadedModel(
-            m, batcher, index, np.dtype(np.float64), remote.pid, remote.value_dtype
+            m,
+            batcher,
+            index,
+            np.dtype(np.float64),
+            remote.pid,
+            remote.value_dtype,
+            isolation="tenant-sandbox",
+            why_sandboxed=exported,
         )
+
+    async def _from_export(self, m: ServedModel, remote: RemoteModel) -> ModelRuntime | str:
+        """The sandboxed model loaded here from its sandbox's skops export, or why it stays in
+        the sandbox: the export is untrusted input, so it is loaded exactly as a skops upload
+        is (the same refused types), and kept only if it predicts the probe rows exactly as
+        the sandbox does."""
+        where = f"deployment {m.tenant_id}/{m.deployment} v{m.version} ({m.artifact_format.value})"
+        try:
+            data = await remote.export()
+        except (SandboxModelError, PlatformError) as exc:
+            logger.info("%s is served from its sandbox: %s", where, exc)
+            return f"no skops export: {exc}"
+        loop = asyncio.get_running_loop()
+        probe = _export_probe(len(m.signature.inputs))
+        try:
+            runtime = await loop.run_in_executor(
+                self._load_executor, _load_export, m, data, self._compile_forests
+            )
+            want = await remote.predict(probe)
+            got = await loop.run_in_executor(self._load_executor, runtime.predict, probe)
+        except (ModelLoadError, SandboxModelError, PlatformError, ValueError, TypeError) as exc:
+            logger.info("%s is served from its sandbox: its export failed: %s", where, exc)
+            return f"its skops export failed: {exc}"
+        if not same_prediction(want, got):
+            logger.warning(
+                "%s is served from its sandbox: its skops export predicts differently", where
+            )
+            runtime.unload()
+            return "its skops export predicted the probe rows differently"
+        logger.info("%s is served in this worker from its sandbox's skops export", where)
+        return runtime
+
+
+def _export_probe(n_features: int) -> FloatArray:
+    """Rows an exported model must predict exactly as its sandbox: zeros, then random ones."""
+    rows = np.random.default_rng(0).normal(0.0, 3.0, size=(64, n_features))
+    rows[0] = 0.0
+    return rows
+
+
+def same_prediction(a: Prediction, b: Prediction) -> bool:
+    """Bit for bit: values and probabilities as float64 (NaN equal to NaN), and labels."""
+
+    def same(x: Any, y: Any) -> bool:
+        if x is None or y is None:
+            return x is None and y is None
+        return bool(
+            np.array_equal(np.asarray(x, np.float64), np.asarray(y, np.float64), equal_nan=True)
+        )
+
+    return (
+        same(a.values, b.values)
+        and same(a.probabilities, b.probabilities)
+        and tuple(a.labels) == tuple(b.labels)
+    )
+
+
+def _load_export(m: ServedModel, data: bytes, compile_forests: bool) -> ModelRuntime:
+    from ml_platform.serving.runtimes.scikit_learn import load_skops
+
+    return _warmed(m, load_skops(data, compile_forests=compile_forests))
 
 
 def _load_and_warm(m: ServedModel, compile_forests: bool) -> ModelRuntime:
-    runtime = load_runtime(m, compile_forests=compile_forests)
+    return _warmed(m, load_runtime(m, compile_forests=compile_forests))
+
+
+def _warmed(m: ServedModel, runtime: ModelRuntime) -> ModelRuntime:
     try:
         warm_up(runtime, len(m.signature.inputs))
     except Exception as exc:

@@ -106,23 +106,58 @@ def load_joblib(path: str, *, compile_forests: bool = True) -> SklearnRuntime:
     return SklearnRuntime(obj, compile_forests=compile_forests)
 
 
-def load_skops(path: str, *, compile_forests: bool = True) -> SklearnRuntime:
-    """Load a skops file, refusing any type outside scikit-learn, numpy and scipy."""
+def load_skops(source: str | bytes, *, compile_forests: bool = True) -> SklearnRuntime:
+    """Load a skops file (its path, or its bytes), refusing any type outside scikit-learn,
+    numpy and scipy."""
     import skops.io as sio
 
     try:
-        untrusted = sio.get_untrusted_types(file=path)
-        refused = [t for t in untrusted if not t.startswith(_SKOPS_TRUSTED_PREFIXES)]
-        if refused:
-            raise ModelLoadError(
-                "skops artifact contains untrusted types: " + ", ".join(sorted(refused))
-            )
-        obj = sio.load(path, trusted=untrusted)
+        untrusted = (
+            sio.get_untrusted_types(data=source)
+            if isinstance(source, bytes)
+            else sio.get_untrusted_types(file=source)
+        )
+        _refuse_untrusted(untrusted)
+        obj = (
+            sio.loads(source, trusted=untrusted)
+            if isinstance(source, bytes)
+            else sio.load(source, trusted=untrusted)
+        )
     except ModelLoadError:
         raise
     except Exception as exc:
         raise ModelLoadError(f"cannot load skops artifact: {type(exc).__name__}: {exc}") from exc
     return SklearnRuntime(obj, compile_forests=compile_forests)
+
+
+def skops_export(runtime: Any, *, max_bytes: int) -> bytes:
+    """A loaded model as skops bytes that ``load_skops`` accepts (same trusted types).
+
+    Raises ModelLoadError saying why not: not a scikit-learn runtime, a type skops cannot
+    write or ``load_skops`` would refuse (custom classes, functions), or over ``max_bytes``.
+    """
+    import skops.io as sio
+
+    if not isinstance(runtime, SklearnRuntime) or runtime._estimator is None:
+        raise ModelLoadError("only scikit-learn estimators can be exported as skops")
+    try:
+        data = sio.dumps(runtime._estimator)
+        _refuse_untrusted(sio.get_untrusted_types(data=data))
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"skops cannot write it: {type(exc).__name__}: {exc}") from exc
+    if len(data) > max_bytes:
+        raise ModelLoadError(f"its skops export is {len(data)} bytes, over {max_bytes}")
+    return bytes(data)
+
+
+def _refuse_untrusted(untrusted: list[str]) -> None:
+    refused = [t for t in untrusted if not t.startswith(_SKOPS_TRUSTED_PREFIXES)]
+    if refused:
+        raise ModelLoadError(
+            "skops artifact contains untrusted types: " + ", ".join(sorted(refused))
+        )
 
 
 class CompiledLogistic:

@@ -37,7 +37,7 @@ from ml_platform.serving.control import ControlChannel, Message
 from ml_platform.serving.models import ArtifactFormat, LoadState, ServedModel
 from ml_platform.serving.runtimes import ModelRuntime, warm_up
 from ml_platform.serving.runtimes.base import ModelLoadError
-from ml_platform.serving.runtimes.scikit_learn import SklearnRuntime
+from ml_platform.serving.runtimes.scikit_learn import SklearnRuntime, skops_export
 from ml_platform.serving.sandbox import wire
 from ml_platform.serving.sandbox.confine import (
     Confinement,
@@ -50,6 +50,7 @@ from ml_platform.serving.sandbox.confine import (
 logger = logging.getLogger(__name__)
 
 RETIRE_GRACE_SECONDS = 5.0
+MAX_EXPORT_BYTES = wire.MAX_FRAME_BYTES // 4  # a model's skops export is held in memory here
 
 
 def _deployment(key: str) -> str:
@@ -66,8 +67,10 @@ class Sandbox:
         artifacts: socket.socket,
         confined: bool = False,
         refuse: str = "",
+        export: bool = True,
     ) -> None:
         self.tenant_id = tenant_id
+        self._export = export  # write each loaded model as skops, for OP_EXPORT
         self._refuse = refuse  # why nothing may load here (confinement failed)
         self._compile_forests = compile_forests
         self._artifacts = artifacts
@@ -77,6 +80,7 @@ class Sandbox:
         self._fd_errors: dict[str, str] = {}
         self._models: dict[str, ModelRuntime] = {}
         self._labels: dict[str, bytes] = {}
+        self._exports: dict[str, bytes | str] = {}  # skops bytes, or why there are none
         self._failed: dict[str, str] = {}
         self._desired: dict[str, ServedModel] = {}
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sandbox-load")
@@ -157,6 +161,7 @@ class Sandbox:
                     del self._retiring[key]
                     self._models.pop(key, None)
                     self._labels.pop(key, None)
+                    self._exports.pop(key, None)
 
     async def load_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -176,13 +181,20 @@ class Sandbox:
                     continue  # its descriptor is on the way; the reader wakes us
                 self._report(m, LoadState.LOADING)
                 try:
-                    runtime, labels = await loop.run_in_executor(
-                        self._executor, _load, m, fd, self._compile_forests, self._confined
+                    runtime, labels, export = await loop.run_in_executor(
+                        self._executor,
+                        _load,
+                        m,
+                        fd,
+                        self._compile_forests,
+                        self._confined,
+                        self._export,
                     )
                 except Exception as exc:
                     self._failed[key] = f"{type(exc).__name__}: {exc}"[:500]
                     self._report(m, LoadState.FAILED, self._failed[key])
                     continue
+                self._exports[key] = export
                 self._models[key] = runtime
                 self._labels[key] = wire.LABEL_SEP.join(labels).encode()
                 self._report(m, LoadState.READY)
@@ -259,6 +271,11 @@ class Sandbox:
         runtime = self._models.get(key)
         if runtime is None:
             return wire.response_parts(rid, wire.ST_NOT_READY, 0, 0)
+        if op == wire.OP_EXPORT:
+            export = self._exports.get(key, "this sandbox does not export its models")
+            if isinstance(export, str):
+                return wire.response_parts(rid, wire.ST_MODEL_ERROR, 0, 0, export.encode())
+            return wire.response_parts(rid, wire.ST_OK, 0, 0, export)
         if payload.nbytes != rows * cols * 8:
             return wire.response_parts(rid, wire.ST_MODEL_ERROR, 0, 0, b"malformed request frame")
         data = np.frombuffer(payload, dtype=np.float64).reshape(rows, cols)
@@ -302,12 +319,18 @@ def _send_all(conn: socket.socket, parts: list[bytes | memoryview]) -> None:
 
 
 def _load(
-    m: ServedModel, fd: int, compile_forests: bool, confined: bool
-) -> tuple[ModelRuntime, tuple[str, ...]]:
+    m: ServedModel, fd: int, compile_forests: bool, confined: bool, export: bool
+) -> tuple[ModelRuntime, tuple[str, ...], bytes | str]:
+    """The loaded, warmed-up model, its labels, and its skops export or why there is none."""
     with open(fd, "rb", closefd=True) as fh:
         runtime = load_from_file(m.artifact_format, fh, compile_forests, confined)
     pred = warm_up(runtime, len(m.signature.inputs))
-    return runtime, pred.labels
+    if not export:
+        return runtime, pred.labels, "this sandbox does not export its models"
+    try:
+        return runtime, pred.labels, skops_export(runtime, max_bytes=MAX_EXPORT_BYTES)
+    except ModelLoadError as exc:
+        return runtime, pred.labels, str(exc)[:500]
 
 
 def load_from_file(
@@ -393,6 +416,7 @@ def main(argv: list[str] | None = None) -> None:
         artifacts,
         confined=confinement is not None,
         refuse=refuse,
+        export=bool(cfg["export"]),
     )
     asyncio.run(_run(sandbox, listener, confinement is not None))
     if confinement is None:  # a confined sandbox cannot see the path; the supervisor cleans up

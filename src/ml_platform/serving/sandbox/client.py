@@ -236,6 +236,18 @@ class RemoteModel:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
+    async def export(self) -> bytes:
+        """The model as skops bytes written by its sandbox: untrusted, for ``load_skops`` only.
+
+        Raises SandboxModelError with the sandbox's reason when it has no export.
+        """
+        status, _, _, body = await self._conn.call(wire.OP_EXPORT, self._key_bytes, 0, 0)
+        if status == wire.ST_OK:
+            return body
+        if status == wire.ST_MODEL_ERROR:
+            raise SandboxModelError(body.decode(errors="replace"))
+        raise Unavailable("the model is not loaded in its sandbox yet; retry shortly")
+
     async def predict(self, rows: FloatArray) -> Prediction:
         data = self._request_rows(rows)
         n = data.shape[0]

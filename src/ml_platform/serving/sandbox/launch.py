@@ -244,6 +244,7 @@ def prepare_sandbox(
         "artifacts_fd": art_child.fileno(),
         "log_level": log_level,
         "compile_forests": bool(settings.serving_compile_forests),
+        "export": bool(settings.serving_sandbox_export),
         "confine": None if confine is None else confine.to_dict(),
         "preload": list(getattr(settings, "serving_sandbox_preload", ())),
     }

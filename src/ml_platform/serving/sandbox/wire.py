@@ -20,6 +20,7 @@ RESPONSE = struct.Struct("<IIBII")
 
 OP_PREDICT = 1
 OP_STATUS = 2
+OP_EXPORT = 3  # the loaded model as skops bytes (ST_OK), or why it cannot be (ST_MODEL_ERROR)
 
 ST_OK = 0
 ST_MODEL_ERROR = 1

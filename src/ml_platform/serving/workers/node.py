@@ -58,6 +58,7 @@ class ServingNode:
         sandbox_dir: str | None,
         reuse_port: bool,
         compile_forests: bool = True,
+        sandbox_export: bool = True,
         rate_limiter: RateLimiter | None = None,
         metrics_token: str | None = None,
         features: OnlineFeatures | None = None,
@@ -73,6 +74,7 @@ class ServingNode:
             sandbox_dir=sandbox_dir,
             on_status=on_status,
             compile_forests=compile_forests,
+            sandbox_export=sandbox_export,
         )
         auth = (
             AuthCache(resolve_auth, auth_cache_seconds)

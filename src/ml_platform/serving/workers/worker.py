@@ -83,6 +83,7 @@ async def _run(
         sandbox_dir=sandbox_dir,
         reuse_port=True,
         compile_forests=settings.serving_compile_forests,
+        sandbox_export=settings.serving_sandbox_export,
         rate_limiter=build_rate_limiter(settings),  # the data plane's budgets
         metrics_token=(
             settings.serving_metrics_token.get_secret_value()
