@@ -11,9 +11,7 @@ import socket
 import threading
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ml_platform.auth.principal import Principal
 from ml_platform.config import Settings
@@ -25,7 +23,6 @@ from ml_platform.core.errors import (
     PlatformError,
 )
 from ml_platform.data.service import DataArea
-from ml_platform.features.historical import ViewJoin, point_in_time_join
 from ml_platform.features.job_outputs import JobOutputs
 from ml_platform.features.lookup import (
     OnlineFeatures,
@@ -33,7 +30,6 @@ from ml_platform.features.lookup import (
     check_refs,
     view_not_found,
 )
-from ml_platform.features.materialize import latest_values, plain
 from ml_platform.features.online import OnlineStore, build_online_store
 from ml_platform.features.sources import (
     JobOutputSpec,
@@ -79,6 +75,12 @@ from ml_platform.store.features import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["FeatureService", "build_feature_service"]
+
+
+if TYPE_CHECKING:  # pandas and the joins that need it are imported where they are used
+    import pandas as pd
+
+    from ml_platform.features.historical import ViewJoin
 
 
 def entity_not_found(name: str) -> NotFound:
@@ -143,6 +145,8 @@ def _parse_time(value: Any, field: str) -> datetime:
             f"{field}: give the event time as an RFC 3339 string",
             [FieldViolation(field, "must be an RFC 3339 timestamp")],
         )
+    import pandas as pd
+
     try:
         ts = pd.Timestamp(value)
     except ValueError:
@@ -374,6 +378,8 @@ class FeatureService:
                 self._active.discard(run_id)
 
     def _materialize(self, tenant_id: str, run_id: str, name: str) -> MaterializationRun:
+        from ml_platform.features.materialize import latest_values
+
         rows_read = keys = 0
         watermark: datetime | None = None
         with self._db.read() as session:
@@ -554,6 +560,10 @@ class FeatureService:
     def historical_features(
         self, principal: Principal, body: HistoricalFeaturesRequest
     ) -> HistoricalFeaturesResponse:
+        import pandas as pd
+
+        from ml_platform.features.materialize import plain
+
         frame = pd.DataFrame.from_records(list(body.entity_rows))
         joined = self.historical_frame(
             principal.tenant_id,
@@ -578,6 +588,8 @@ class FeatureService:
         timestamp_field: str = "event_timestamp",
         full_feature_names: bool = False,
     ) -> pd.DataFrame:
+        from ml_platform.features.historical import ViewJoin, point_in_time_join
+
         refs = list(dict.fromkeys(parse_refs(features)))  # one column per feature
         names = list(dict.fromkeys(ref.view for ref in refs))
         views = self.catalog.resolve(tenant_id, names)

@@ -14,14 +14,15 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ml_platform.core.errors import FieldViolation, InvalidArgument, PayloadTooLarge
 from ml_platform.data.service import DATA_PREFIX, DataArea
 from ml_platform.features.job_outputs import JobOutputs
 from ml_platform.features.types import ValueType
+
+if TYPE_CHECKING:  # pandas is imported by the functions that read or check a source
+    import pandas as pd
 
 __all__ = [
     "FileSpec",
@@ -146,6 +147,8 @@ class SourceReader:
         finally:
             close()
         buffer.seek(0)
+        import pandas as pd
+
         try:
             if spec.format == "parquet":
                 return pd.read_parquet(buffer)
@@ -156,6 +159,8 @@ class SourceReader:
 
 
 def dtype_matches(series: pd.Series, kind: ValueType) -> bool:
+    import pandas as pd
+
     api = pd.api.types
     if kind is ValueType.BOOL:
         return bool(api.is_bool_dtype(series))
@@ -172,6 +177,8 @@ def dtype_matches(series: pd.Series, kind: ValueType) -> bool:
 
 def event_times(series: pd.Series) -> pd.Series:
     """The column as UTC timestamps (naive values are taken as UTC); ``ValueError`` if not."""
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         raise ValueError("numbers are not timestamps; write RFC 3339 times")
     return pd.to_datetime(series, utc=True, format="ISO8601")
