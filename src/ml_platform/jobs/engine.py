@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import psutil
+from sqlalchemy.orm import Session
 
 from ml_platform.config import ExecutorKind, Settings
 from ml_platform.core.errors import FieldViolation, InvalidArgument, NotFound
@@ -244,18 +245,26 @@ class JobEngine:
 
     # -- tenant-scoped reads for the API (sync: call from a worker thread) ----------------------
 
-    def extras(self, tenant_id: str, job_ids: Sequence[str]) -> dict[str, JobExtras]:
-        with self.db.read() as session:
-            repo = JobRuntimeRepository(session)
-            runtimes = repo.runtime_for(tenant_id, job_ids)
-            events = repo.events_for(tenant_id, job_ids)
+    def extras(
+        self, tenant_id: str, job_ids: Sequence[str], session: Session | None = None
+    ) -> dict[str, JobExtras]:
+        """Each job's runtime row and status events, read in ``session`` when given (the
+        caller's read of the jobs themselves: one connection and transaction, not two)."""
+        if session is None:
+            with self.db.read() as own:
+                return self.extras(tenant_id, job_ids, own)
+        repo = JobRuntimeRepository(session)
+        runtimes = repo.runtime_for(tenant_id, job_ids)
+        events = repo.events_for(tenant_id, job_ids)
         return {
             job_id: JobExtras(runtimes.get(job_id), events.get(job_id, [])) for job_id in job_ids
         }
 
-    def decorate(self, tenant_id: str, jobs: list[TrainingJob]) -> list[TrainingJob]:
+    def decorate(
+        self, tenant_id: str, jobs: list[TrainingJob], session: Session | None = None
+    ) -> list[TrainingJob]:
         """Add status history, attempt and (while pending) reason and queue position."""
-        extras = self.extras(tenant_id, [job.id for job in jobs])
+        extras = self.extras(tenant_id, [job.id for job in jobs], session)
         return [_decorated(job, extras[job.id]) for job in jobs]
 
     def status(self, tenant_id: str, job_id: str) -> JobStatus:

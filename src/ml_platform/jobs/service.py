@@ -85,10 +85,10 @@ class JobService:
             raise job_not_found(job_id)
         with self._db.read() as session:
             record = JobRepository(session, principal.tenant_id).get(job_id)
-        if record is None:
-            raise job_not_found(job_id)
-        if self._engine is not None:
-            return self._engine.decorate(principal.tenant_id, [to_wire(record)])[0]
+            if record is None:
+                raise job_not_found(job_id)
+            if self._engine is not None:
+                return self._engine.decorate(principal.tenant_id, [to_wire(record)], session)[0]
         return to_wire(record)
 
     def search(
@@ -109,9 +109,9 @@ class JobService:
                 offset=(page - 1) * page_size,
                 limit=page_size,
             )
-        jobs = [to_wire(r) for r in result.items]
-        if self._engine is not None:
-            jobs = self._engine.decorate(principal.tenant_id, jobs)
+            jobs = [to_wire(r) for r in result.items]
+            if self._engine is not None:
+                jobs = self._engine.decorate(principal.tenant_id, jobs, session)
         return JobListResponse(
             jobs=jobs,
             total=result.total,
@@ -135,9 +135,9 @@ class JobService:
             records = JobRepository(session, principal.tenant_id).search_after(
                 status=status, framework=framework, tags=tags, after=after, limit=limit
             )
-        jobs = [to_wire(r) for r in records]
-        if self._engine is not None:
-            jobs = self._engine.decorate(principal.tenant_id, jobs)
+            jobs = [to_wire(r) for r in records]
+            if self._engine is not None:
+                jobs = self._engine.decorate(principal.tenant_id, jobs, session)
         return jobs
 
     def cancel(self, principal: Principal, job_id: str) -> TrainingJob:
