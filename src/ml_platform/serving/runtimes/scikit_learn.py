@@ -10,6 +10,7 @@ import numpy as np
 from ml_platform.serving.runtimes import forest_kernel
 from ml_platform.serving.runtimes.base import FloatArray, ModelLoadError, Prediction
 from ml_platform.serving.runtimes.forest_kernel import PackedForest
+from ml_platform.serving.runtimes.tree_check import check_trees
 
 # Modules whose types a skops file may contain; anything else refuses to load.
 _SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
@@ -123,6 +124,7 @@ def load_skops(source: str | bytes, *, compile_forests: bool = True) -> SklearnR
             if isinstance(source, bytes)
             else sio.load(source, trusted=untrusted)
         )
+        check_trees(obj)  # this process is shared: no tree may index out of bounds
     except ModelLoadError:
         raise
     except Exception as exc:
