@@ -165,6 +165,14 @@ def test_an_export_with_untrusted_types_stays_in_the_sandbox() -> None:
     assert isinstance(why, str) and "untrusted types" in why and "_operator.pos" in why
 
 
+def test_a_model_that_cannot_predict_the_probe_rows_stays_in_the_sandbox() -> None:
+    X, y = dataset()
+    narrow = LogisticRegression().fit(X[:, :3], y)  # the signature's rows are 6 wide
+    why = _decide(skops_export(SklearnRuntime(narrow), max_bytes=LIMIT), narrow)
+    assert isinstance(why, str) and why.startswith("its skops export failed")
+    assert "features" in why
+
+
 def test_a_faithful_export_is_loaded() -> None:
     model = _fitted_cached("forest")
     runtime = _decide(skops_export(SklearnRuntime(model), max_bytes=LIMIT), model)

@@ -372,7 +372,7 @@ class ModelRepository:
             )
             want = await remote.predict(probe)
             got = await loop.run_in_executor(self._load_executor, runtime.predict, probe)
-        except (ModelLoadError, SandboxModelError, PlatformError, ValueError, TypeError) as exc:
+        except Exception as exc:  # whatever went wrong, the sandbox still serves the model
             logger.info("%s is served from its sandbox: its export failed: %s", where, exc)
             return f"its skops export failed: {exc}"
         if not same_prediction(want, got):
