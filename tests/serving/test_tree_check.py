@@ -11,7 +11,11 @@ import pytest
 import skops.io as sio
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -38,6 +42,7 @@ FOREST = RandomForestClassifier(n_estimators=4, max_depth=4, random_state=0).fit
             ),
             1,
         ),
+        (HistGradientBoostingClassifier(max_iter=3, max_depth=3).fit(X, Y), 3),
         (LogisticRegression().fit(X, Y), 0),
     ],
 )
@@ -98,3 +103,40 @@ def test_a_leaf_with_one_child_is_refused() -> None:
     model.estimators_[0].tree_ = _with_nodes(model.estimators_[0].tree_, edit)
     with pytest.raises(ModelLoadError, match=f"node {leaf} has one child"):
         load_skops(sio.dumps(model))
+
+
+BOOSTED = HistGradientBoostingClassifier(max_iter=3, max_depth=3, random_state=0).fit(X, Y)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    which=st.integers(0, len(BOOSTED._predictors) - 1),
+    field=st.sampled_from(["left", "right", "feature_idx"]),
+    data=st.data(),
+)
+def test_a_boosting_tree_pointing_outside_itself_is_refused(
+    which: int, field: str, data: st.DataObject
+) -> None:
+    model = copy.deepcopy(BOOSTED)
+    nodes = model._predictors[which][0].nodes
+    split = data.draw(st.sampled_from(np.flatnonzero(nodes["is_leaf"] == 0).tolist()))
+    if field == "feature_idx":
+        value = data.draw(st.integers(X.shape[1], 2**31 - 1))
+    else:  # itself, an earlier node, or past the last one
+        value = data.draw(st.one_of(st.integers(0, split), st.integers(len(nodes), 2**31 - 1)))
+    nodes[field][split] = value
+    with pytest.raises(ModelLoadError, match=f"tree {which} of the model: node {split}"):
+        load_skops(sio.dumps(model))
+
+
+def test_a_categorical_split_outside_its_category_sets_is_refused() -> None:
+    rows = np.column_stack([np.arange(len(X)) % 5, X[:, 1:]])  # feature 0: categories 0-4
+    model = HistGradientBoostingClassifier(
+        max_iter=2, max_depth=2, categorical_features=[0], random_state=0
+    ).fit(rows, rows[:, 0] % 2 == 0)
+    assert check_trees(model) == 2
+    predictor = model._predictors[0][0]
+    split = int(np.flatnonzero(predictor.nodes["is_categorical"] != 0)[0])
+    predictor.nodes["bitset_idx"][split] = len(predictor.raw_left_cat_bitsets)
+    with pytest.raises(ModelLoadError, match=f"tree 0 of the model: node {split}'s category set"):
+        check_trees(model)
