@@ -231,7 +231,14 @@ def test_confined_sandbox_cannot_read_platform_or_other_tenants_data(
                 timeout=30,
                 wait_for_ready=True,
             )
+            health = stub.HealthCheck(
+                serving_pb2.HealthCheckRequest(model_id="rf"),
+                metadata=(("x-api-key", KEY_T1),),
+                timeout=30,
+            )
         assert reply.predictions[0] == float(rf.estimator.predict(rf.X[:1])[0])
+        # a confined sandbox exports too: it preloaded what skops needs to write the model
+        assert health.details["loaded_from"] == "sandbox-export", dict(health.details)
 
         pids = server.sandbox_pids()
         assert set(pids) == {"t1", "t2"} and pids["t1"] != pids["t2"]

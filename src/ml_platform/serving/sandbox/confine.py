@@ -118,6 +118,7 @@ PRELOAD_MODULES: tuple[str, ...] = (
     "xgboost",
     "xgboost.sklearn",
     "skops.io",
+    "encodings.cp437",  # zipfile decodes member names with it: the sandbox's skops exports
 )
 
 
