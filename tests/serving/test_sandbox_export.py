@@ -4,6 +4,7 @@ workers from its sandbox's export; anything else stays in its sandbox, and says 
 from __future__ import annotations
 
 import asyncio
+import functools
 import operator
 import pickle
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ AUTH = (("x-api-key", KEY_T1),)
 LIMIT = 1 << 28
 
 
+@functools.cache
 def _fitted(kind: str) -> Any:
     X, y = dataset()
     estimators: dict[str, Any] = {
@@ -88,18 +90,9 @@ def test_an_export_predicts_bit_for_bit_as_the_unpickled_model(
     kind: str, rows: np.ndarray
 ) -> None:
     # what a sandbox holds after unpickling: the estimator itself
-    original = SklearnRuntime(pickle.loads(pickle.dumps(_fitted_cached(kind))))
+    original = SklearnRuntime(pickle.loads(pickle.dumps(_fitted(kind))))
     exported = load_skops(skops_export(original, max_bytes=LIMIT))
     assert same_prediction(exported.predict(rows), original.predict(rows))
-
-
-_CACHE: dict[str, Any] = {}
-
-
-def _fitted_cached(kind: str) -> Any:
-    if kind not in _CACHE:
-        _CACHE[kind] = _fitted(kind)
-    return _CACHE[kind]
 
 
 def test_a_function_from_elsewhere_is_not_exported_and_says_which() -> None:
@@ -114,7 +107,7 @@ def test_a_custom_class_is_not_exported() -> None:
 
 def test_an_export_over_the_limit_is_refused() -> None:
     with pytest.raises(ModelLoadError, match=r"bytes, over 1000"):
-        skops_export(SklearnRuntime(_fitted_cached("forest")), max_bytes=1000)
+        skops_export(SklearnRuntime(_fitted("forest")), max_bytes=1000)
 
 
 def test_the_worker_refuses_untrusted_types_whatever_the_sandbox_sends() -> None:
@@ -156,7 +149,7 @@ def test_an_export_that_predicts_differently_stays_in_the_sandbox() -> None:
     X, y = dataset()
     other = LogisticRegression(C=0.01).fit(X, y)  # same types and shape, other coefficients
     export = skops_export(SklearnRuntime(other), max_bytes=LIMIT)
-    why = _decide(export, _fitted_cached("logistic"))
+    why = _decide(export, _fitted("logistic"))
     assert why == "its skops export predicted the probe rows differently"
 
 
@@ -174,7 +167,7 @@ def test_a_model_that_cannot_predict_the_probe_rows_stays_in_the_sandbox() -> No
 
 
 def test_a_faithful_export_is_loaded() -> None:
-    model = _fitted_cached("forest")
+    model = _fitted("forest")
     runtime = _decide(skops_export(SklearnRuntime(model), max_bytes=LIMIT), model)
     assert isinstance(runtime, SklearnRuntime)
 
@@ -187,7 +180,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, 
     root = tmp_path_factory.mktemp("export")
     import joblib
 
-    forest = _fitted_cached("forest")
+    forest = _fitted("forest")
     pos = _pos_pipeline()
     joblib.dump(forest, root / "forest.joblib")
     (root / "pos.pkl").write_bytes(pickle.dumps(pos))
