@@ -14,6 +14,7 @@ from ml_platform.cli._common import (
     DatabaseUrlOption,
     DataDirOption,
     console,
+    fail,
     load_settings,
     open_platform,
     setup_logging,
@@ -35,7 +36,7 @@ def serve(
 ) -> None:
     """Run the gRPC data plane (seed ModelServing + KServe V2) and V2 REST until stopped."""
     from ml_platform.server.serving_bridge import bridge_seams
-    from ml_platform.serving import run_serving
+    from ml_platform.serving import PortUnavailable, run_serving
 
     setup_logging(log_level)
     settings = load_settings(
@@ -53,4 +54,10 @@ def serve(
         f"{settings.grpc_host}:{settings.serving_rest_port} (V2 REST), "
         f"{settings.serving_workers} workers"
     )
-    run_serving(settings, source, sink, authenticator)
+    try:
+        run_serving(settings, source, sink, authenticator)
+    except PortUnavailable as exc:
+        fail(
+            f"cannot start the serving plane: {exc} "
+            "(choose other ports with --grpc-port / --serving-rest-port)"
+        )

@@ -83,8 +83,8 @@ def server(
             plane.start()
         except Exception as exc:
             fail(
-                f"cannot start the serving plane on {settings.grpc_host}:{settings.grpc_port}: "
-                f"{exc.__cause__ or exc} (choose other ports with --grpc-port / "
+                f"cannot start the serving plane: {exc.__cause__ or exc} "
+                "(choose other ports with --grpc-port / "
                 "--serving-rest-port, or --no-serving)"
             )
         console.print(

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         FileDeploymentSource,
     )
     from ml_platform.serving.workers.server import ServingServer, run_serving, serve_until
+    from ml_platform.serving.workers.supervisor import PortUnavailable
 
 _EXPORTS: dict[str, str] = {
     "ArtifactFormat": "ml_platform.serving.models",
@@ -55,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "DeploymentSource": "ml_platform.serving.seams",
     "DeploymentStatusSink": "ml_platform.serving.seams",
     "FileDeploymentSource": "ml_platform.serving.seams",
+    "PortUnavailable": "ml_platform.serving.workers.supervisor",
     "ServingServer": "ml_platform.serving.workers.server",
     "run_serving": "ml_platform.serving.workers.server",
     "serve_until": "ml_platform.serving.workers.server",
@@ -71,6 +73,7 @@ __all__ = [
     "FileDeploymentSource",
     "LoadState",
     "ModelSignature",
+    "PortUnavailable",
     "Principal",
     "ServedModel",
     "ServingServer",

@@ -91,7 +91,10 @@ class ServingServer:
                 self._stop = asyncio.Event()
                 task = asyncio.create_task(self.supervisor.run(self._stop))
                 started = asyncio.create_task(self.supervisor.started.wait())
-                await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+                started.cancel()
+                if task in done:  # it failed to start (e.g. a port taken): raise it here,
+                    await task  # before ``start`` is told anything
                 self._started.set()
                 await task
 

@@ -57,12 +57,20 @@ class Child:
     exited: bool = False
 
 
+class PortUnavailable(OSError):
+    """A serving port cannot be bound (taken by another process, or not this host's)."""
+
+
 def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     """Bind (without listening) so the port stays ours while workers bind it too."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortUnavailable(exc.errno, f"cannot bind {host}:{port}: {exc.strerror}") from None
     return sock, sock.getsockname()[1]
 
 
@@ -105,12 +113,14 @@ class ServingSupervisor:
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         s = self.settings
-        grpc_sock, self.grpc_port = reserve_port(s.grpc_host, s.grpc_port)
-        rest_sock, self.rest_port = reserve_port(s.grpc_host, s.serving_rest_port)
-        self._reserved = [grpc_sock, rest_sock]
-        # before any worker is spawned: workers inherit it and write their metrics there
-        self._metrics_dir = MultiprocDir(s.data_dir)
         try:
+            # a port taken fails the start (ServingServer.start raises it), nothing left bound
+            grpc_sock, self.grpc_port = reserve_port(s.grpc_host, s.grpc_port)
+            self._reserved.append(grpc_sock)
+            rest_sock, self.rest_port = reserve_port(s.grpc_host, s.serving_rest_port)
+            self._reserved.append(rest_sock)
+            # before any worker is spawned: workers inherit it and write their metrics there
+            self._metrics_dir = MultiprocDir(s.data_dir)
             self._snapshot = await loop.run_in_executor(self._pool, self._source.snapshot)
             for slot in range(s.serving_workers):
                 self._spawn_front(str(slot))
