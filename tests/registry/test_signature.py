@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import pickle
 import time
 import zipfile
 from pathlib import Path
 
+import psutil
 import pytest
 
 from ml_platform.core.errors import InvalidArgument, Unavailable
@@ -89,3 +92,73 @@ def test_pickles_are_not_loaded_when_disabled_and_a_missing_interpreter_is_503(
     broken = SignatureInspector(python=str(tmp_path / "no-such-python"))
     with pytest.raises(Unavailable, match="signature inference is unavailable"):
         broken.inspect(path, ModelFormat.JOBLIB)
+
+
+class _Runs:
+    """A pickle that, when loaded, evaluates ``source`` (what a hostile upload can do)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (eval, (self.source,))
+
+
+def _load_error(inspector: SignatureInspector, tmp_path: Path, source: str) -> str:
+    path = _write(tmp_path, "hostile.pkl", pickle.dumps(_Runs(source)))
+    with pytest.raises(InvalidArgument) as raised:
+        inspector.inspect(path, ModelFormat.PICKLE)
+    return str(raised.value)
+
+
+def _fork_servers() -> set[int]:
+    """The pids of this process's live fork servers."""
+    pids = set()
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):  # a zombie (exited, not yet reaped) has no cmdline
+            if "--fork-server" in child.cmdline():
+                pids.add(child.pid)
+    return pids
+
+
+def test_each_artifact_loads_in_a_fresh_process_that_sees_no_platform_secret(
+    tmp_path: Path, models: BuiltModels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loaders fork from one preloaded server, but what one artifact does to its process
+    (here: a global it plants) is gone for the next, and none sees the API's environment."""
+    monkeypatch.setenv("ML_PLATFORM_JWT_SECRET", "the-api-secret-" + "s" * 32)
+    inspector = SignatureInspector(timeout_seconds=30)
+    planted = "__import__('builtins').__dict__.setdefault('MLP_PLANTED', 'yes')"
+    assert "holds a builtins.str object" in _load_error(inspector, tmp_path, planted)
+    # the same server forked the next loader: the global it planted is not there
+    seen = "getattr(__import__('builtins'), 'MLP_PLANTED', None) or 1 / 0"
+    assert "ZeroDivisionError" in _load_error(inspector, tmp_path, seen)
+    secret = "__import__('os').environ.get('ML_PLATFORM_JWT_SECRET') or 1 / 0"
+    assert "ZeroDivisionError" in _load_error(inspector, tmp_path, secret)
+    environ = "open('/proc/self/environ', 'rb').read().find(b'the-api-secret') + 1 or 1 / 0"
+    assert "ZeroDivisionError" in _load_error(inspector, tmp_path, environ)
+    # and a real model still loads from it
+    path = _write(tmp_path, "m.joblib", models.joblib_bytes)
+    assert inspector.inspect(path, ModelFormat.JOBLIB).has_signature
+
+
+def test_a_killed_fork_server_is_replaced_on_the_next_upload(
+    tmp_path: Path, models: BuiltModels
+) -> None:
+    before = _fork_servers()  # other tests' inspectors may not be collected yet
+    inspector = SignatureInspector(timeout_seconds=30)
+    path = _write(tmp_path, "m.joblib", models.joblib_bytes)
+    assert inspector.inspect(path, ModelFormat.JOBLIB).has_signature
+    [first] = _fork_servers() - before
+    psutil.Process(first).kill()
+    psutil.Process(first).wait(10)
+    inspected = inspector.inspect(path, ModelFormat.JOBLIB)
+    assert [f["name"] for f in inspected.input_features] == [*models.features]
+    [second] = _fork_servers() - before
+    assert second != first
+    del inspector
+    gc.collect()  # its end of the socket closes: the server exits
+    deadline = time.monotonic() + 20
+    while second in _fork_servers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert second not in _fork_servers()

@@ -1,24 +1,37 @@
-"""Load one model artifact from stdin and print its signature as JSON on stdout.
+"""Load one model artifact and print its signature as JSON.
 
-Runs as its own interpreter (``python -I this_file ...``), never inside the API process:
-loading a pickle runs arbitrary code, and loading anything can exhaust memory. The parent
-sets the limits on the command line; this script applies them before importing anything
-heavy, then reads the artifact from stdin (an inherited file descriptor, so an unprivileged
-user needs no access to the platform's files).
+Runs as its own interpreter (``python -I this_file --fork-server``), never inside the API
+process: loading a pickle runs arbitrary code, and loading anything can exhaust memory.
 
-Standard library only at import time; ``ml_platform`` is not imported.
-Output: one JSON object, ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
+The interpreter imports the libraries models need (NumPy, scikit-learn, skops, XGBoost,
+ONNX Runtime: trusted code, before any artifact exists) and then only forks. For each
+request the parent sends over the socket on stdin (the format, the limits, and four file
+descriptors: the artifact, stdout, stderr and a status pipe) it forks a fresh process that
+starts a session of its own, writes its pid to the status pipe and forks the loader. The
+loader applies the limits, reads the artifact from its stdin (an inherited descriptor, so an
+unprivileged user needs no access to the platform's files), prints one JSON object and
+exits; its parent writes the loader's exit code to the status pipe. No artifact is ever
+read by the fork server itself, and every loader is a new process: one artifact cannot
+touch the next.
+
+Standard library only until ``--fork-server`` preloads; ``ml_platform`` is never imported.
+Output: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import io
 import json
 import os
 import resource
+import signal
+import socket
 import sys
-from typing import Any
+import traceback
+from typing import IO, Any
 
 SAFE_SKOPS_PREFIXES = ("sklearn.", "numpy.", "scipy.", "xgboost.", "builtins.", "collections.")
 
@@ -27,9 +40,17 @@ class NotAModel(Exception):
     pass
 
 
+# what a loader usually needs, imported once by the fork server (absent ones are skipped)
+PRELOAD = ("numpy", "scipy", "pandas", "joblib", "sklearn", "skops.io", "xgboost", "onnxruntime")
+
+
 def _limit(memory_mb: int, cpu_seconds: int) -> None:
+    """``memory_mb`` more address space than the loader holds now (the preloaded libraries),
+    ``cpu_seconds`` of CPU, no core file."""
     if memory_mb > 0:
-        limit = memory_mb * 1024 * 1024
+        with open("/proc/self/statm") as statm:
+            mapped = int(statm.read().split()[0]) * resource.getpagesize()
+        limit = mapped + memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     if cpu_seconds > 0:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
@@ -166,27 +187,93 @@ def inspect(data: bytes, fmt: str) -> dict[str, Any]:
     raise NotAModel(f"unknown format {fmt!r}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--format", required=True)
-    parser.add_argument("--memory-mb", type=int, default=0)
-    parser.add_argument("--cpu-seconds", type=int, default=0)
-    args = parser.parse_args()
-    _limit(args.memory_mb, args.cpu_seconds)
-    out = sys.stdout
+def load_and_report(fmt: str, memory_mb: int, cpu_seconds: int) -> None:
+    """The loader: limits first, then the artifact on stdin, then one JSON object on stdout."""
+    _limit(memory_mb, cpu_seconds)
+    out: IO[str] = os.fdopen(1, "w", closefd=False)
     sys.stdout = sys.stderr  # whatever the model prints while loading must not corrupt our JSON
     try:
-        data = sys.stdin.buffer.read()
-        result: dict[str, Any] = {"ok": True, **inspect(data, args.format)}
+        with os.fdopen(0, "rb", closefd=False) as stdin:
+            data = stdin.read()
+        result: dict[str, Any] = {"ok": True, **inspect(data, fmt)}
     except NotAModel as exc:
         result = {"ok": False, "error": str(exc)}
     except MemoryError:
         result = {"ok": False, "error": "loading the artifact exceeded the memory limit"}
     out.write(json.dumps(result))
     out.flush()
+
+
+def _loader(request: dict[str, Any], fds: list[int]) -> None:
+    """In the process forked for one request: become a session of its own (the parent kills
+    the whole group at its time limit), report the pid, fork the loader, report its exit
+    code. Never returns."""
+    artifact, stdout, stderr, status = fds
+    code = 1
+    try:
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server ignores it: wait for ours
+        os.write(status, f"{os.getpid()}\n".encode())
+        pid = os.fork()
+        if pid == 0:
+            for target, fd in ((0, artifact), (1, stdout), (2, stderr)):
+                os.dup2(fd, target)
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+            try:
+                load_and_report(request["format"], request["memory_mb"], request["cpu_seconds"])
+                sys.stderr.flush()
+                os._exit(0)
+            except BaseException:  # its traceback is the parent's log line
+                traceback.print_exc()
+                sys.stderr.flush()
+                os._exit(1)
+        for fd in (artifact, stdout, stderr):
+            os.close(fd)
+        _, wait_status = os.waitpid(pid, 0)
+        os.write(status, f"{os.waitstatus_to_exitcode(wait_status)}\n".encode())
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def serve_forks(channel: socket.socket) -> None:
+    """Preload, then fork a loader per request until the parent closes ``channel``."""
+    for module in PRELOAD:
+        # not installed here: a loader that needs it imports it (and fails) itself
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the request processes reap themselves
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(channel, 4096, 4)
+        except InterruptedError:
+            continue
+        if not message:
+            return  # the parent is gone
+        try:
+            request = json.loads(message)
+            if len(fds) != 4:
+                raise ValueError(f"{len(fds)} descriptors, not 4")
+        except ValueError:
+            for fd in fds:
+                os.close(fd)
+            continue
+        if os.fork() == 0:
+            channel.close()
+            _loader(request, fds)
+        for fd in fds:
+            os.close(fd)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fork-server", action="store_true", required=True)
+    parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with socket.socket(fileno=os.dup(0)) as channel:
+        serve_forks(channel)
     return 0
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     sys.exit(main())
