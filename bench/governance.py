@@ -119,7 +119,8 @@ def serve(config: Config, data_dir: Path, port: int) -> None:
     from ml_platform.api.ratelimit import RateLimitHeadersMiddleware
     from ml_platform.api.usage import UsageMiddleware
     from ml_platform.config import Settings
-    from ml_platform.server.app import build_context, create_app
+    from ml_platform.server.app import create_app
+    from ml_platform.server.context import build_context
 
     logging.basicConfig(level=logging.WARNING)
     settings = Settings(

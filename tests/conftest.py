@@ -24,7 +24,8 @@ from fastapi import FastAPI
 
 from ml_platform.api.context import ApiContext
 from ml_platform.config import Settings
-from ml_platform.server.app import build_context, create_app
+from ml_platform.server.app import create_app
+from ml_platform.server.context import build_context
 from ml_platform.store.db import Database
 
 if TYPE_CHECKING:

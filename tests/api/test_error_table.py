@@ -19,7 +19,8 @@ import pytest
 from ml_platform.core import errors
 from ml_platform.core.errors import ErrorCode, PlatformError
 from ml_platform.core.problems import PROBLEM_BASE, http_status
-from ml_platform.server.app import build_context, create_app
+from ml_platform.server.app import create_app
+from ml_platform.server.context import build_context
 from tests.api.job_specs import spec
 from tests.api.version_rows import add_version_row
 from tests.conftest import Platform, ServerThread, Tenant, make_settings

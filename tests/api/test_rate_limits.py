@@ -28,7 +28,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from ml_platform.api.context import ApiContext
-from ml_platform.server.app import build_context, create_app
+from ml_platform.server.app import create_app
+from ml_platform.server.context import build_context
 from ml_platform.serving import ServingServer
 from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
 from tests.conftest import ServerThread, Tenant, make_settings

@@ -17,7 +17,8 @@ import pytest
 from fastapi import APIRouter
 
 from ml_platform.api.deps import AdminDep, TargetTenantDep
-from ml_platform.server.app import build_context, create_app
+from ml_platform.server.app import create_app
+from ml_platform.server.context import build_context
 from tests.conftest import BACKENDS, TEST_JWT_SECRET, ServerThread, make_settings
 
 probe = APIRouter()

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ml_platform.auth.principal import CredentialKind, Principal
-from ml_platform.server.app import build_context
+from ml_platform.server.context import build_context
 from tests.conftest import make_settings
 
 LEASE_SECONDS = 3.0

@@ -21,7 +21,7 @@ from ml_platform.api.context import ApiContext
 from ml_platform.auth.principal import CredentialKind, Principal
 from ml_platform.features.service import MAX_ATTEMPTS, FeatureService
 from ml_platform.schemas.features import EntityCreate, FeatureViewCreate
-from ml_platform.server.app import build_context
+from ml_platform.server.context import build_context
 from ml_platform.store.base import utcnow
 from ml_platform.store.features import FeatureMaterializationRow, FeatureRepository
 from tests.conftest import BACKENDS, make_settings

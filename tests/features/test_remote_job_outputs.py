@@ -18,7 +18,7 @@ from ml_platform.data.service import DataArea
 from ml_platform.features.job_outputs import JobOutputs
 from ml_platform.features.sources import JobOutputSpec, SourceReader
 from ml_platform.jobs.paths import PathPolicy
-from ml_platform.server.app import build_context
+from ml_platform.server.context import build_context
 from ml_platform.storage import Storage
 from ml_platform.store.jobs import JobRow
 from tests.conftest import Platform, Tenant, make_settings

@@ -18,14 +18,15 @@ import psutil
 import pytest
 
 from ml_platform.core.ids import new_id
-from ml_platform.server.app import build_context
+from ml_platform.server.context import build_context
 from tests.conftest import TEST_JWT_SECRET
 
 pytestmark = pytest.mark.slow
 
 LAUNCHER = """
 import uvicorn
-from ml_platform.server.app import build_context, create_app
+from ml_platform.server.app import create_app
+from ml_platform.server.context import build_context
 from ml_platform.config import Settings
 settings = Settings()
 context = build_context(settings)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from ml_platform.config import Mode, Settings
 from ml_platform.core.ids import new_id
-from ml_platform.server.app import build_context
+from ml_platform.server.context import build_context
 from ml_platform.store.crypto import TOKEN_PREFIX, SecretBox, SecretsKeyError
 from ml_platform.store.db import Database
 from ml_platform.store.jobs import JobRepository

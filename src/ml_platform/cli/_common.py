@@ -66,7 +66,7 @@ def setup_logging(level: str) -> None:
 
 def open_platform(settings: Any) -> Any:
     """The platform's services on the configured store, migrated; a clear error otherwise."""
-    from ml_platform.server.app import build_context
+    from ml_platform.server.context import build_context
 
     context = build_context(settings)
     try:
