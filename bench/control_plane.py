@@ -189,7 +189,10 @@ def bench_pending_queue(backend: str, pending: int, creates: int) -> str:
         finally:
             stop_server(proc)
         db.dispose()
-        print(f"{backend} {pending} pending: last job says {last['pending_reason']!r}", file=sys.stderr)
+        print(
+            f"{backend} {pending} pending: last job says {last['pending_reason']!r}",
+            file=sys.stderr,
+        )
         return (
             f"| {backend} | {pending:,} | {median(samples):.2f} | {percentile(samples, 99):.2f} | "
             f"{last['queue_position']} |"
@@ -255,6 +258,8 @@ def run_requests(base: str, key: str, creates: int) -> list[str]:
             samples = [timed(client, "GET", "/v1/jobs/training", params=params) for _ in range(200)]
             rows.append(f"{label} | {median(samples):.2f} | {percentile(samples, 99):.2f} | |")
 
+        rows.extend(upload_rows(client))
+
     clients = [httpx.Client(base_url=base, headers=headers, timeout=30) for _ in range(8)]
     try:
         started = time.perf_counter()
@@ -273,6 +278,44 @@ def run_requests(base: str, key: str, creates: int) -> list[str]:
         f"create job (8 concurrent clients) | {median(samples):.2f} | {percentile(samples, 99):.2f} | {creates / elapsed:.0f} |"
     )
     return rows
+
+
+def forest_artifact() -> bytes:
+    """A 10-tree scikit-learn forest on 4 named features, as joblib bytes."""
+    import io
+
+    import joblib
+    import numpy as np
+    import pandas as pd
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(300, 4)), columns=["a", "b", "c", "d"])
+    model = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0)
+    buffer = io.BytesIO()
+    joblib.dump(model.fit(frame, frame["a"] > 0), buffer)
+    return buffer.getvalue()
+
+
+def upload_rows(client: httpx.Client, uploads: int = 30) -> list[str]:
+    """Model version registration, signature inference included: the server's first (which
+    starts the inference process) and the next ``uploads``."""
+    payload = forest_artifact()
+    created = client.post("/v1/models", json={"name": "bench-forest", "framework": "sklearn"})
+    if created.status_code != 201:
+        raise RuntimeError(f"POST /v1/models: {created.status_code} {created.text[:200]}")
+
+    def upload() -> float:
+        files = {"file": ("model.joblib", payload)}
+        return timed(client, "POST", "/v1/models/bench-forest/versions", files=files)
+
+    first = upload()
+    samples = [upload() for _ in range(uploads)]
+    return [
+        f"register a model version (joblib forest), the server's first | {first:.2f} | {first:.2f} | |",
+        f"register a model version (joblib forest), the next {uploads} | "
+        f"{median(samples):.2f} | {percentile(samples, 99):.2f} | |",
+    ]
 
 
 def main() -> int:
@@ -322,7 +365,8 @@ def main() -> int:
         f"Command: `.venv/bin/python bench/control_plane.py --jobs {args.jobs} --creates {args.creates}` "
         f"(`make bench`). One tenant holding {args.jobs:,} jobs; the server (`mlp server`, one uvicorn "
         "process, scheduler and serving plane off) and the client share this machine; latencies are wall-clock per request over "
-        "loopback (200 requests per row, after 20 warm-up requests).\n"
+        "loopback (200 requests per row, after 20 warm-up requests; the model uploads: the "
+        "server's first, then 30, each inferring the signature from the artifact).\n"
         "Target (issue 2): list p99 under 20 ms at 100k jobs on PostgreSQL.\n\n" + table
     )
     write_section("Control plane", body)
