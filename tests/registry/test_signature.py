@@ -162,3 +162,12 @@ def test_a_killed_fork_server_is_replaced_on_the_next_upload(
     while second in _fork_servers() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert second not in _fork_servers()
+
+
+def test_no_loader_can_trace_or_open_the_fork_server(tmp_path: Path) -> None:
+    """The fork server and every loader are not dumpable (``PR_GET_DUMPABLE`` is 0): a
+    process of the same user can neither ptrace them nor open their ``/proc`` files, so a
+    hostile loader cannot tamper with the server that forks every later upload's loader."""
+    inspector = SignatureInspector(timeout_seconds=30)
+    dumpable = "__import__('ctypes').CDLL(None).prctl(3, 0, 0, 0, 0) or 1 / 0"
+    assert "ZeroDivisionError" in _load_error(inspector, tmp_path, dumpable)

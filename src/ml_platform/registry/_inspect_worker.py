@@ -41,6 +41,7 @@ class NotAModel(Exception):
 
 
 # what a loader usually needs, imported once by the fork server (absent ones are skipped)
+PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 PRELOAD = ("numpy", "scipy", "pandas", "joblib", "sklearn", "skops.io", "xgboost", "onnxruntime")
 
 
@@ -236,8 +237,20 @@ def _loader(request: dict[str, Any], fds: list[int]) -> None:
         os._exit(code)
 
 
+def _undumpable() -> None:
+    """No process of this user may ptrace the fork server or what it forks, nor open their
+    ``/proc`` files (inherited by every fork): a hostile loader can then neither tamper with
+    the server, which would reach every later upload, nor with another loader."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
 def serve_forks(channel: socket.socket) -> None:
     """Preload, then fork a loader per request until the parent closes ``channel``."""
+    _undumpable()
     for module in PRELOAD:
         # not installed here: a loader that needs it imports it (and fails) itself
         with contextlib.suppress(ImportError):

@@ -152,11 +152,14 @@ class SignatureInspector:
                     if len(kept) < _MAX_OUTPUT:  # drained either way: a flood fills no memory
                         kept += chunk[: _MAX_OUTPUT - len(kept)]
                 if group is None and b"\n" in outputs[status]:
-                    group = int(outputs[status].split(b"\n")[0])
+                    group = _number(outputs[status].split(b"\n")[0])
+                    if group is None or group <= 1:  # never signal what is not its group
+                        raise not_a_model("the loader process reported no process id")
                     deadline = time.monotonic() + self.timeout_seconds
         lines = outputs[status].split(b"\n")
         # no exit code: the process between server and loader died (killed from outside)
-        returncode = int(lines[1]) if len(lines) > 2 else -signal.SIGKILL
+        code = _number(lines[1]) if len(lines) > 2 else None
+        returncode = -signal.SIGKILL if code is None else code
         return returncode, bytes(outputs[stdout]), bytes(outputs[stderr])
 
     def _parse(self, returncode: int, stdout: bytes, stderr: bytes, fmt: ModelFormat) -> Inspection:
@@ -195,6 +198,15 @@ def _signal_reason(signum: int, memory_mb: int) -> str:
     if signum in (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT):
         return f"the loader crashed ({signal.Signals(signum).name}; memory limit {memory_mb} MB)"
     return f"the loader was killed by {signal.Signals(signum).name}"
+
+
+def _number(line: bytes | bytearray) -> int | None:
+    """A number the loader's parent wrote to the status pipe, or None (it is the only
+    writer, but nothing read from a pipe is trusted to parse)."""
+    try:
+        return int(line)
+    except ValueError:
+        return None
 
 
 class _ForkServer:
