@@ -526,7 +526,8 @@ class LocalExecutor:
 
     async def _supervise(self, run: _Run) -> None:
         launch = run.launch
-        sampler = asyncio.create_task(self._sample(run))
+        sampling = asyncio.Event()  # set: the sampler ends after its current pass
+        sampler = asyncio.create_task(self._sample(run, sampling))
         try:
             timeout = launch.max_runtime_seconds
             try:
@@ -548,9 +549,10 @@ class LocalExecutor:
             if run.reader is not None:
                 await asyncio.to_thread(run.reader.join, 10.0)
         finally:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
+            # not cancelled: a pass cancelled while storing metrics left its store running,
+            # racing the final drain's for the job's latest values (the older could win)
+            sampling.set()
+            await sampler
         await self._drain_metrics(run)
         outcome = await self._finish(run)
         if outcome.error_message:
@@ -560,13 +562,15 @@ class LocalExecutor:
         if not run.outcome.done():
             run.outcome.set_result(outcome)
 
-    async def _sample(self, run: _Run) -> None:
-        """Track the group's processes (for cleanup) and peak RSS; forward metrics."""
+    async def _sample(self, run: _Run, stop: asyncio.Event) -> None:
+        """Track the group's processes (for cleanup) and peak RSS; forward metrics; until
+        ``stop`` is set, after the pass it is in."""
         assert run.process is not None
-        while True:
+        while not stop.is_set():
             await asyncio.to_thread(self._sample_once, run)
             await self._drain_metrics(run)
-            await asyncio.sleep(self._sample_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._sample_interval)
 
     def _sample_once(self, run: _Run) -> None:
         assert run.process is not None
