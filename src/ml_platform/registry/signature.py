@@ -72,9 +72,7 @@ class SignatureInspector:
         self.timeout_seconds = timeout_seconds
         self.memory_mb = memory_mb
         self.allow_pickle = allow_pickle
-        self._python = python or sys.executable
-        self._lock = threading.Lock()
-        self._server: _ForkServer | None = None
+        python = python or sys.executable
         self._user: pwd.struct_passwd | None = None
         if job_user:
             try:
@@ -87,6 +85,7 @@ class SignatureInspector:
                     job_user,
                 )
                 self._user = None
+        self._server = _ForkServer(python, self._user)  # its process starts on first use
 
     def can_load(self, fmt: ModelFormat) -> bool:
         return self.allow_pickle or fmt not in (ModelFormat.JOBLIB, ModelFormat.PICKLE)
@@ -102,7 +101,7 @@ class SignatureInspector:
         ends = [os.pipe() for _ in range(3)]  # stdout, stderr, status: (read, write) each
         try:
             with open(path, "rb") as artifact:
-                self._fork_server().fork(request, [artifact.fileno(), *(w for _, w in ends)])
+                self._server.fork(request, [artifact.fileno(), *(w for _, w in ends)])
         finally:
             for _, write in ends:
                 os.close(write)
@@ -111,12 +110,6 @@ class SignatureInspector:
                 stack.callback(os.close, read)
             returncode, stdout, stderr = self._collect(*(read for read, _ in ends))
         return self._parse(returncode, stdout[:_MAX_OUTPUT], stderr, fmt)
-
-    def _fork_server(self) -> _ForkServer:
-        with self._lock:
-            if self._server is None:
-                self._server = _ForkServer(self._python, self._user)
-            return self._server
 
     def _collect(self, stdout: int, stderr: int, status: int) -> tuple[int, bytes, bytes]:
         """The loader's exit code, stdout (kept up to ``_MAX_OUTPUT``) and stderr tail, read
