@@ -16,9 +16,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Row,
     String,
     Text,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -191,7 +193,20 @@ class RuntimeRecord:
     queue_position: int | None
 
 
-def _runtime(row: JobRuntimeRow) -> RuntimeRecord:
+def _of_jobs(table: Any) -> Any:
+    """``table``'s rows of a page of jobs: built once, with the tenant and the page's ids
+    bound (a list's extras, read like its jobs: Core columns, no statement per request)."""
+    return select(*table.columns).where(
+        table.c.tenant_id == bindparam("tenant"),
+        table.c.job_id.in_(bindparam("ids", expanding=True)),
+    )
+
+
+_RUNTIMES_OF = _of_jobs(JobRuntimeRow.__table__)
+_EVENTS_OF = _of_jobs(JobEventRow.__table__).order_by(JobEventRow.__table__.c.id)
+
+
+def _runtime(row: JobRuntimeRow | Row[*tuple[Any, ...]]) -> RuntimeRecord:
     return RuntimeRecord(
         job_id=row.job_id,
         tenant_id=row.tenant_id,
@@ -364,11 +379,8 @@ class JobRuntimeRepository:
     def runtime_for(self, tenant_id: str, job_ids: Sequence[str]) -> dict[str, RuntimeRecord]:
         if not job_ids:
             return {}
-        rows = self._session.scalars(
-            select(JobRuntimeRow).where(
-                JobRuntimeRow.tenant_id == tenant_id, JobRuntimeRow.job_id.in_(list(job_ids))
-            )
-        )
+        values = {"tenant": tenant_id, "ids": list(job_ids)}
+        rows = self._session.execute(_RUNTIMES_OF, values).all()
         return {row.job_id: _runtime(row) for row in rows}
 
     def events_for(
@@ -377,11 +389,8 @@ class JobRuntimeRepository:
         result: dict[str, list[JobEventRecord]] = {job_id: [] for job_id in job_ids}
         if not job_ids:
             return result
-        rows = self._session.scalars(
-            select(JobEventRow)
-            .where(JobEventRow.tenant_id == tenant_id, JobEventRow.job_id.in_(list(job_ids)))
-            .order_by(JobEventRow.id)
-        )
+        values = {"tenant": tenant_id, "ids": list(job_ids)}
+        rows = self._session.execute(_EVENTS_OF, values).all()
         for row in rows:
             result[row.job_id].append(
                 JobEventRecord(

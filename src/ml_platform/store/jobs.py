@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Row,
     Select,
     String,
     Text,
     and_,
+    bindparam,
     delete,
     func,
     literal,
@@ -22,7 +24,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ml_platform.core.errors import Conflict, NotFound
 from ml_platform.core.jobs import JobStatus, can_transition
@@ -97,22 +99,6 @@ class JobTagRow(Base):
     framework: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
-_TAG_ALIASES: list[Any] = []
-_TAG_ALIASES_LOCK = threading.Lock()
-
-
-def _tag_alias(position: int) -> Any:
-    """The ``job_tags`` alias for a filter's ``position``-th tag, made once per position: an
-    ``aliased()`` per query built its attributes anew on every request (about a third of
-    a tag-filtered list's time), and the same aliases give the same cached statements."""
-    if position < len(_TAG_ALIASES):
-        return _TAG_ALIASES[position]
-    with _TAG_ALIASES_LOCK:
-        while len(_TAG_ALIASES) <= position:
-            _TAG_ALIASES.append(aliased(JobTagRow, name=f"tag_{len(_TAG_ALIASES)}"))
-        return _TAG_ALIASES[position]
-
-
 class JobCountRow(Base):
     """Jobs per (tenant, status, framework), kept exact by database triggers (see 0001).
 
@@ -126,6 +112,145 @@ class JobCountRow(Base):
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
     framework: Mapped[str] = mapped_column(String(32), primary_key=True)
     n: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# -- the list's statements -----------------------------------------------------------------
+# Built once per filter *shape* (status given or not, framework given or not, how many tags,
+# keyset or offset) from the tables' Core columns, with every value (the tenant's included)
+# a bound parameter (``JobRepository._values``). A list request used to build its SELECTs
+# anew, and SQLAlchemy then derived each new statement's cache key and the ORM its loading
+# plan on every request: more time than the SQL of a page. Shapes are bounded, 2 x 2 x
+# (MAX_TAGS + 1) per kind. Rows are read as columns (``job_record`` takes them): loading ORM
+# instances of a page's rows cost more than reading them.
+
+_JOBS = JobRow.__table__
+_TAGS = JobTagRow.__table__
+_COUNTS = JobCountRow.__table__
+# what a list reads of a job: every column but ``env_vars`` (write-only, encrypted)
+_LISTED = tuple(column for column in _JOBS.columns if column.key != "env_vars")
+
+
+def _shape(
+    status: JobStatus | None, framework: str | None, tags: Mapping[str, str]
+) -> tuple[bool, bool, int]:
+    return status is not None, framework is not None, len(tags)
+
+
+@cache
+def _tag(position: int) -> Any:
+    """The ``job_tags`` alias of a filter's ``position``-th tag."""
+    return _TAGS.alias(f"tag_{position}")
+
+
+def _narrowed(query: _Query, first: Any, status: bool, framework: bool, tags: int) -> _Query:
+    """``query`` over ``first`` (the first tag's alias) narrowed, from the tag indexes alone,
+    to this tenant's rows of the first tag whose job also carries every other tag (a join on
+    ``ix_job_tags_lookup`` each; a job has one value per key, so the joins never repeat a
+    job) and has the status / framework: the tag rows' copies of the job's, kept by
+    triggers (0017)."""
+    query = query.where(
+        first.c.tenant_id == bindparam("tenant"),
+        first.c.key == bindparam("key_0"),
+        first.c.value == bindparam("value_0"),
+    )
+    for position in range(1, tags):
+        tag = _tag(position)
+        query = query.join(
+            tag,
+            and_(
+                tag.c.tenant_id == bindparam("tenant"),
+                tag.c.key == bindparam(f"key_{position}"),
+                tag.c.value == bindparam(f"value_{position}"),
+                tag.c.job_id == first.c.job_id,
+            ),
+        )
+    if status:
+        query = query.where(first.c.status == bindparam("status"))
+    if framework:
+        query = query.where(first.c.framework == bindparam("framework"))
+    return query
+
+
+@cache
+def _page_statement(status: bool, framework: bool, tags: int, *, after: bool) -> Select[Any]:
+    """Up to ``limit`` jobs in list order (``created_at desc, id desc``) from ``offset``; with
+    ``after``, of those strictly after (``after_at``, ``after_id``). With tags, the order is read
+    from the first tag's ``ix_job_tags_listed`` range (its rows carry the job's
+    ``created_at``, status and framework), so a page walks that index instead of sorting
+    every tagged job; the jobs are joined by primary key."""
+    order: tuple[Any, Any]
+    if not tags:
+        query = select(*_LISTED).where(_JOBS.c.tenant_id == bindparam("tenant"))
+        if status:
+            query = query.where(_JOBS.c.status == bindparam("status"))
+        if framework:
+            query = query.where(_JOBS.c.framework == bindparam("framework"))
+        order = (_JOBS.c.created_at, _JOBS.c.id)
+    else:
+        first = _tag(0)
+        joined = select(*_LISTED).join(first, first.c.job_id == _JOBS.c.id)
+        query = _narrowed(joined, first, status, framework, tags)
+        order = (first.c.created_at, first.c.job_id)
+    created, job_id = order
+    if after:
+        at = bindparam("after_at", type_=_JOBS.c.created_at.type)
+        query = query.where(or_(created < at, and_(created == at, job_id < bindparam("after_id"))))
+    query = query.order_by(created.desc(), job_id.desc())
+    return query.offset(bindparam("offset")).limit(bindparam("limit"))
+
+
+@cache
+def _tagged_page_statement(status: bool, framework: bool, tags: int) -> Select[Any]:
+    """A page of a tag-filtered list as a deferred join: the page's job ids are cut from the
+    tag indexes alone, then only those jobs' rows are read. Joining every job the filter
+    walked past, spec included, made page 50 of a 10,000-job tag ~5x page 1, and a two-tag
+    page read every match.
+
+    One tag: the walk of ``ix_job_tags_listed`` stops after the page, ``total`` is NULL and
+    the total a range count of its own (``_count_tagged_statement``). Several: the page and
+    the total both need the whole intersection, so it is made once, ``total`` a window
+    count over its index rows."""
+    first = _tag(0)
+    total = func.count().over() if tags > 1 else literal(None)
+    ids = _narrowed(
+        select(first.c.job_id, first.c.created_at, total.label("total")),
+        first,
+        status,
+        framework,
+        tags,
+    )
+    cut = (
+        ids.order_by(first.c.created_at.desc(), first.c.job_id.desc())
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+        .subquery()
+    )
+    return (
+        select(*_LISTED, cut.c.total)
+        .join(cut, _JOBS.c.id == cut.c.job_id)
+        .where(_JOBS.c.tenant_id == bindparam("tenant"))
+        .order_by(cut.c.created_at.desc(), cut.c.job_id.desc())
+    )
+
+
+@cache
+def _count_tagged_statement(status: bool, framework: bool, tags: int) -> Select[Any]:
+    """Jobs carrying every tag (and the status / framework, when given), counted from the
+    tag indexes alone: no jobs row is read."""
+    first = _tag(0)
+    return _narrowed(select(func.count()).select_from(first), first, status, framework, tags)
+
+
+@cache
+def _count_statement(status: bool, framework: bool) -> Select[Any]:
+    query = select(func.coalesce(func.sum(_COUNTS.c.n), 0)).where(
+        _COUNTS.c.tenant_id == bindparam("tenant")
+    )
+    if status:
+        query = query.where(_COUNTS.c.status == bindparam("status"))
+    if framework:
+        query = query.where(_COUNTS.c.framework == bindparam("framework"))
+    return query
 
 
 def transition_job(
@@ -209,7 +334,8 @@ def count_jobs_by_status(session: Session) -> dict[str, int]:
     return {status: int(n or 0) for status, n in session.execute(query)}
 
 
-def job_record(row: JobRow) -> JobRecord:
+def job_record(row: JobRow | Row[*tuple[Any, ...]]) -> JobRecord:
+    """A job read as an ORM row or as a row of ``_LISTED`` columns."""
     return JobRecord(
         id=row.id,
         tenant_id=row.tenant_id,
@@ -301,13 +427,21 @@ class JobRepository:
         offset: int = 0,
         limit: int = 50,
     ) -> Page[JobRecord]:
+        tags = tags or {}
+        shape = _shape(status, framework, tags)
+        values = self._values(status, framework, tags, offset=offset, limit=limit)
         if tags:
-            return self._tagged_page(status, framework, tags, offset, limit)
+            rows = self._session.execute(_tagged_page_statement(*shape), values).all()
+            items = [job_record(row) for row in rows]
+            if rows and len(tags) > 1:
+                return Page(items=items, total=int(rows[0].total))
+            # one tag, or past the end (no row to carry the window count)
+            return Page(items=items, total=self._scalar(_count_tagged_statement(*shape), values))
         # the walk stops after ``limit`` matches: only those rows are read; a window count
         # here would make LIMIT read every matching job (with its spec) first
-        ordered, _ = self._listed(status, framework, None)
-        items = [job_record(r) for r in self._session.scalars(ordered.offset(offset).limit(limit))]
-        return Page(items=items, total=self.count(status, framework))
+        page = self._session.execute(_page_statement(*shape, after=False), values).all()
+        items = [job_record(row) for row in page]
+        return Page(items=items, total=self._scalar(_count_statement(*shape[:2]), values))
 
     def search_after(
         self,
@@ -321,134 +455,38 @@ class JobRepository:
         """Keyset page: up to ``limit`` jobs strictly after ``after`` = (created_at, id) in
         ``created_at desc, id desc`` order. Jobs inserted meanwhile are newer than any cursor
         taken before them, so they never shift later pages (no duplicate, no gap)."""
-        ordered, (created_col, id_col) = self._listed(status, framework, tags)
-        if after is not None:
-            created_at, job_id = after
-            ordered = ordered.where(
-                or_(
-                    created_col < created_at,
-                    and_(created_col == created_at, id_col < job_id),
-                ),
-            )
-        return [job_record(r) for r in self._session.scalars(ordered.limit(limit))]
-
-    def _listed(
-        self, status: JobStatus | None, framework: str | None, tags: Mapping[str, str] | None
-    ) -> tuple[Select[Any], tuple[Any, Any]]:
-        """The filtered jobs in list order (``created_at desc, id desc``) and the two order
-        columns. With tags, the order is read from the first tag's ``ix_job_tags_listed``
-        range (its rows carry the job's ``created_at``, status and framework), narrowed by
-        ``_narrowed``, so a page walks that index instead of sorting every tagged job; the
-        jobs are joined by primary key."""
-        if not tags:
-            conditions = [JobRow.tenant_id == self.tenant_id]
-            if status is not None:
-                conditions.append(JobRow.status == status.value)
-            if framework is not None:
-                conditions.append(JobRow.framework == framework)
-            query = select(JobRow).where(*conditions)
-            order: tuple[Any, Any] = (JobRow.created_at, JobRow.id)
-        else:
-            first = _tag_alias(0)
-            joined = select(JobRow).join(first, first.job_id == JobRow.id)
-            query = self._narrowed(joined, first, status, framework, tags)
-            order = (first.created_at, first.job_id)
-        return query.order_by(order[0].desc(), order[1].desc()), order
-
-    def _tagged_page(
-        self,
-        status: JobStatus | None,
-        framework: str | None,
-        tags: Mapping[str, str],
-        offset: int,
-        limit: int,
-    ) -> Page[JobRecord]:
-        """A page of a tag-filtered list as a deferred join: the page's job ids are cut from
-        the tag indexes alone (the first tag's range narrowed by ``_narrowed``), then only
-        those jobs' rows are read. Joining every job the filter walked past, spec included,
-        made page 50 of a 10,000-job tag ~5x page 1, and a two-tag page read every match.
-
-        One tag: the walk of ``ix_job_tags_listed`` stops after the page, and the total is a
-        range count of its own. Several: the page and the total both need the whole
-        intersection, so it is made once, the total a window count over its index rows."""
-        first = _tag_alias(0)
-        several = len(tags) > 1
-        total = func.count().over() if several else literal(None)
-        ids = select(first.job_id, first.created_at, total.label("total"))
-        ids = self._narrowed(ids, first, status, framework, tags)
-        cut = (
-            ids.order_by(first.created_at.desc(), first.job_id.desc())
-            .offset(offset)
-            .limit(limit)
-            .subquery()
-        )
-        page = (
-            select(JobRow, cut.c.total)
-            .join(cut, JobRow.id == cut.c.job_id)
-            .where(JobRow.tenant_id == self.tenant_id)
-            .order_by(cut.c.created_at.desc(), cut.c.job_id.desc())
-        )
-        rows = self._session.execute(page).all()
-        items = [job_record(row) for row, _ in rows]
-        if rows and several:
-            return Page(items=items, total=int(rows[0][1]))
-        # one tag, or past the end (no row to carry the window count)
-        return Page(items=items, total=self._count_tagged(status, framework, tags))
-
-    def _count_tagged(
-        self, status: JobStatus | None, framework: str | None, tags: Mapping[str, str]
-    ) -> int:
-        """Jobs carrying every tag (and the status / framework, when given), counted from the
-        tag indexes alone (``_narrowed``): no jobs row is read."""
-        first = _tag_alias(0)
-        query = select(func.count()).select_from(first)
-        query = self._narrowed(query, first, status, framework, tags)
-        return int(self._session.scalar(query) or 0)
-
-    def _narrowed(
-        self,
-        query: _Query,
-        first: Any,
-        status: JobStatus | None,
-        framework: str | None,
-        tags: Mapping[str, str],
-    ) -> _Query:
-        """``query`` over ``first`` (an alias of ``job_tags``) narrowed, from the tag indexes
-        alone, to this tenant's rows of the first of ``tags`` whose job also carries every
-        other tag (a join on ``ix_job_tags_lookup`` each; a job has one value per key, so the
-        joins never repeat a job) and has the status / framework: the tag rows' copies of
-        the job's, kept by triggers (0017)."""
-        (key, value), *others = tags.items()
-        query = query.where(first.tenant_id == self.tenant_id, first.key == key)
-        query = query.where(first.value == value)
-        for position, (other_key, other_value) in enumerate(others, 1):
-            tag = _tag_alias(position)
-            query = query.join(
-                tag,
-                and_(
-                    tag.tenant_id == self.tenant_id,
-                    tag.key == other_key,
-                    tag.value == other_value,
-                    tag.job_id == first.job_id,
-                ),
-            )
-        if status is not None:
-            query = query.where(first.status == status.value)
-        if framework is not None:
-            query = query.where(first.framework == framework)
-        return query
+        tags = tags or {}
+        keyset = {"after_at": after[0], "after_id": after[1]} if after else {}
+        statement = _page_statement(*_shape(status, framework, tags), after=bool(keyset))
+        values = self._values(status, framework, tags, offset=0, limit=limit, **keyset)
+        return [job_record(row) for row in self._session.execute(statement, values).all()]
 
     def count(self, status: JobStatus | None = None, framework: str | None = None) -> int:
         """Exact totals from the trigger-maintained ``job_counts`` (no scan of the jobs): the
         same whatever the queue's length, and exact in the transaction that reads it."""
-        query = select(func.coalesce(func.sum(JobCountRow.n), 0)).where(
-            JobCountRow.tenant_id == self.tenant_id
-        )
+        statement = _count_statement(status is not None, framework is not None)
+        return self._scalar(statement, self._values(status, framework, {}))
+
+    def _values(
+        self,
+        status: JobStatus | None,
+        framework: str | None,
+        tags: Mapping[str, str],
+        **more: Any,
+    ) -> dict[str, Any]:
+        """The bound values of a list statement made for this filter's shape."""
+        values: dict[str, Any] = {"tenant": self.tenant_id, **more}
         if status is not None:
-            query = query.where(JobCountRow.status == status.value)
+            values["status"] = status.value
         if framework is not None:
-            query = query.where(JobCountRow.framework == framework)
-        return int(self._session.scalar(query) or 0)
+            values["framework"] = framework
+        for position, (key, value) in enumerate(tags.items()):
+            values[f"key_{position}"] = key
+            values[f"value_{position}"] = value
+        return values
+
+    def _scalar(self, statement: Select[Any], values: dict[str, Any]) -> int:
+        return int(self._session.scalar(statement, values) or 0)
 
     def transition(
         self,
