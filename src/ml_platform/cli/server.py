@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ml_platform import startup_heap
 from ml_platform.cli._common import (
     DatabaseUrlOption,
     DataDirOption,
@@ -94,6 +95,7 @@ def server(
     # app has shut down, so nothing after uvicorn.run would run (its workers were orphaned)
     app = create_app(settings, context, on_shutdown=[plane.stop] if plane is not None else [])
     console.print(f"REST API on {base_url}  (docs: {base_url}/docs)")
+    startup_heap.freeze()
     try:
         # log_config=None: uvicorn's own lines go through the root handlers setup_logging made
         # (and create_app formatted: request ids, JSON with ML_PLATFORM_LOG_FORMAT=json)

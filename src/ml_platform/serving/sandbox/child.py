@@ -33,6 +33,7 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
+from ml_platform import startup_heap
 from ml_platform.serving.control import ControlChannel, Message
 from ml_platform.serving.models import ArtifactFormat, LoadState, ServedModel
 from ml_platform.serving.runtimes import ModelRuntime, warm_up
@@ -375,6 +376,7 @@ async def _run(sandbox: Sandbox, listener: socket.socket, confined: bool) -> Non
     loop.add_reader(listener.fileno(), sandbox.accept, listener)
     loader = asyncio.get_running_loop().create_task(sandbox.load_loop())
     retirer = asyncio.get_running_loop().create_task(sandbox.retire_loop())
+    startup_heap.freeze()
     sandbox.channel.send({"op": "hello", "pid": os.getpid(), "confined": confined})
     await sandbox.stopped.wait()
     loader.cancel()

@@ -10,7 +10,7 @@ import signal
 import sys
 from multiprocessing.connection import Connection
 
-from ml_platform import logs_format
+from ml_platform import logs_format, startup_heap
 from ml_platform.config import Settings
 from ml_platform.core.errors import PlatformError, Unauthenticated, Unavailable
 from ml_platform.features.factory import build_online_features
@@ -94,6 +94,7 @@ async def _run(
     )
     channel.start()
     await node.start(grpc_port, rest_port)
+    startup_heap.freeze()
     channel.send({"op": "hello", "pid": os.getpid()})
     await stopped.wait()
     await node.stop()
