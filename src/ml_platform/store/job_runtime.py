@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    any_,
     bindparam,
     delete,
     func,
@@ -193,17 +194,26 @@ class RuntimeRecord:
     queue_position: int | None
 
 
-def _of_jobs(table: Any) -> Any:
+def _of_jobs(table: Any, dialect: str) -> Any:
     """``table``'s rows of a page of jobs: built once, with the tenant and the page's ids
-    bound (a list's extras, read like its jobs: Core columns, no statement per request)."""
-    return select(*table.columns).where(
-        table.c.tenant_id == bindparam("tenant"),
-        table.c.job_id.in_(bindparam("ids", expanding=True)),
+    bound (a list's extras, read like its jobs: Core columns, no statement per request). On
+    PostgreSQL the ids are one array (``= ANY``): an ``IN`` list is expanded into 50
+    placeholders per execution, by SQLAlchemy and again by the driver."""
+    ids = (
+        table.c.job_id == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
+        if dialect == "postgresql"
+        else table.c.job_id.in_(bindparam("ids", expanding=True))
     )
+    return select(*table.columns).where(table.c.tenant_id == bindparam("tenant"), ids)
 
 
-_RUNTIMES_OF = _of_jobs(JobRuntimeRow.__table__)
-_EVENTS_OF = _of_jobs(JobEventRow.__table__).order_by(JobEventRow.__table__.c.id)
+_RUNTIMES_OF = {
+    dialect: _of_jobs(JobRuntimeRow.__table__, dialect) for dialect in ("sqlite", "postgresql")
+}
+_EVENTS_OF = {
+    dialect: _of_jobs(JobEventRow.__table__, dialect).order_by(JobEventRow.__table__.c.id)
+    for dialect in ("sqlite", "postgresql")
+}
 
 
 def _runtime(row: JobRuntimeRow | Row[*tuple[Any, ...]]) -> RuntimeRecord:
@@ -380,7 +390,8 @@ class JobRuntimeRepository:
         if not job_ids:
             return {}
         values = {"tenant": tenant_id, "ids": list(job_ids)}
-        rows = self._session.execute(_RUNTIMES_OF, values).all()
+        statement = _RUNTIMES_OF[self._session.get_bind().dialect.name]
+        rows = self._session.execute(statement, values).all()
         return {row.job_id: _runtime(row) for row in rows}
 
     def events_for(
@@ -390,7 +401,8 @@ class JobRuntimeRepository:
         if not job_ids:
             return result
         values = {"tenant": tenant_id, "ids": list(job_ids)}
-        rows = self._session.execute(_EVENTS_OF, values).all()
+        statement = _EVENTS_OF[self._session.get_bind().dialect.name]
+        rows = self._session.execute(statement, values).all()
         for row in rows:
             result[row.job_id].append(
                 JobEventRecord(

@@ -200,6 +200,13 @@ def _page_statement(status: bool, framework: bool, tags: int, *, after: bool) ->
 
 
 @cache
+def _counted_page_statement(status: bool, framework: bool) -> Select[Any]:
+    """An untagged page with its total (from ``job_counts``) on every row: one round trip."""
+    total = _count_statement(status, framework).scalar_subquery().label("total")
+    return _page_statement(status, framework, 0, after=False).add_columns(total)
+
+
+@cache
 def _tagged_page_statement(status: bool, framework: bool, tags: int) -> Select[Any]:
     """A page of a tag-filtered list as a deferred join: the page's job ids are cut from the
     tag indexes alone, then only those jobs' rows are read. Joining every job the filter
@@ -439,8 +446,11 @@ class JobRepository:
             return Page(items=items, total=self._scalar(_count_tagged_statement(*shape), values))
         # the walk stops after ``limit`` matches: only those rows are read; a window count
         # here would make LIMIT read every matching job (with its spec) first
-        page = self._session.execute(_page_statement(*shape, after=False), values).all()
+        page = self._session.execute(_counted_page_statement(*shape[:2]), values).all()
         items = [job_record(row) for row in page]
+        if page:
+            return Page(items=items, total=int(page[0].total))
+        # past the end: no row to carry the count
         return Page(items=items, total=self._scalar(_count_statement(*shape[:2]), values))
 
     def search_after(
