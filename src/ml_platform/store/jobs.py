@@ -19,7 +19,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
-    literal,
     or_,
     select,
     update,
@@ -213,12 +212,17 @@ def _tagged_page_statement(status: bool, framework: bool, tags: int) -> Select[A
     walked past, spec included, made page 50 of a 10,000-job tag ~5x page 1, and a two-tag
     page read every match.
 
-    One tag: the walk of ``ix_job_tags_listed`` stops after the page, ``total`` is NULL and
-    the total a range count of its own (``_count_tagged_statement``). Several: the page and
-    the total both need the whole intersection, so it is made once, ``total`` a window
-    count over its index rows."""
+    One tag: the walk of ``ix_job_tags_listed`` stops after the page, and ``total`` is a
+    range count of its own (evaluated once). Several: the page and the total both need the
+    whole intersection, so it is made once, ``total`` a window count over its index rows."""
     first = _tag(0)
-    total = func.count().over() if tags > 1 else literal(None)
+    if tags > 1:
+        total: Any = func.count().over()
+    else:  # a range count of the tag's own, as a value of every row: no second round trip
+        counted = _TAGS.alias("counted")
+        total = _narrowed(
+            select(func.count()).select_from(counted), counted, status, framework, 1
+        ).scalar_subquery()
     ids = _narrowed(
         select(first.c.job_id, first.c.created_at, total.label("total")),
         first,
@@ -440,9 +444,9 @@ class JobRepository:
         if tags:
             rows = self._session.execute(_tagged_page_statement(*shape), values).all()
             items = [job_record(row) for row in rows]
-            if rows and len(tags) > 1:
+            if rows:
                 return Page(items=items, total=int(rows[0].total))
-            # one tag, or past the end (no row to carry the window count)
+            # past the end: no row to carry the count
             return Page(items=items, total=self._scalar(_count_tagged_statement(*shape), values))
         # the walk stops after ``limit`` matches: only those rows are read; a window count
         # here would make LIMIT read every matching job (with its spec) first
