@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
+from ml_platform.core.errors import Unavailable
 from ml_platform.store import db as db_module
 from ml_platform.store.db import Database
 
@@ -48,9 +49,24 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced_unseen(
     with psycopg.connect(
         db.engine.url.set(drivername="postgresql").render_as_string(False)
     ) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", (first,))  # waits for the exit
     time.sleep(db_module.PING_AFTER_IDLE_SECONDS + 0.2)
     opened = db.read() if use == "read" else db.transaction()
     with opened as session:
         second = int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
     assert second != first
+
+
+def test_a_connection_dropped_right_after_use_fails_one_request_as_unavailable(
+    db: Database,
+) -> None:
+    """Inside the no-ping window the drop is seen by the statement: a 503 to retry (never a
+    500), and the retry runs on a new connection."""
+    first = _backend_pid(db)
+    with psycopg.connect(
+        db.engine.url.set(drivername="postgresql").render_as_string(False)
+    ) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", (first,))  # waits for the exit
+    with pytest.raises(Unavailable, match="database connection was lost; retry"):
+        _backend_pid(db)
+    assert _backend_pid(db) != first

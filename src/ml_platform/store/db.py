@@ -14,9 +14,10 @@ from typing import Any
 import orjson
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ml_platform.core.errors import Unavailable
 from ml_platform.store.crypto import SecretBox
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,19 @@ def _ping_idle_connections(engine: Engine) -> None:
     event.listen(engine, "checkout", on_checkout)
 
 
+@contextmanager
+def _lost_connection_is_unavailable() -> Iterator[None]:
+    """A connection that died under a statement (the server restarted or dropped it less
+    than ``PING_AFTER_IDLE_SECONDS`` after its last use) is ``Unavailable`` (503, retry):
+    the pool has already replaced it, so the retry runs on a live one."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        raise Unavailable("the database connection was lost; retry the request") from exc
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -163,14 +177,14 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session inside one transaction: committed on success, rolled back on error."""
-        with self._sessions() as session, session.begin():
+        with _lost_connection_is_unavailable(), self._sessions() as session, session.begin():
             yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for reads; writes belong in ``transaction()`` (on PostgreSQL this one
         runs in autocommit: each statement stands alone)."""
-        with self._readers() as session:
+        with _lost_connection_is_unavailable(), self._readers() as session:
             yield session
 
     def ping(self) -> None:
