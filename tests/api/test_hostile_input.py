@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from ml_platform.config import Settings
+from ml_platform.schemas._types import MAX_TAGS
 from ml_platform.server.app import create_app
 from tests.api.job_specs import spec
 from tests.api.version_rows import add_version_row
@@ -190,6 +191,18 @@ def test_unsafe_tag_filters_are_422(watched: Watched, query: str) -> None:
         assert_422(response, "query.tags")
         # a surrogate cannot travel in a URL: its UTF-8-like bytes are not valid UTF-8
         assert watched.client.get(f"{url}?tags=team%3D%ED%BF%BF").status_code < 500
+    watched.still_usable()
+
+
+@pytest.mark.parametrize("count", [MAX_TAGS + 1, 70])  # 70: beyond SQLite's 64-table join
+def test_a_tag_filter_with_more_tags_than_anything_holds_is_422(
+    watched: Watched, count: int
+) -> None:
+    query = ",".join(f"k{n}=v" for n in range(count))
+    for url in ("/v1/jobs/training", "/v2/jobs/training", "/v1/models", "/v2/models"):
+        response = watched.client.get(url, params={"tags": query})
+        assert_422(response, "query.tags")
+        assert f"at most {MAX_TAGS} tags" in response.json()["detail"]
     watched.still_usable()
 
 

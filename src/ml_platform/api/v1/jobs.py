@@ -35,7 +35,7 @@ from ml_platform.api.versioning import (
 )
 from ml_platform.core.errors import FieldViolation, InvalidArgument
 from ml_platform.core.jobs import JobStatus
-from ml_platform.schemas._types import TAG_FILTER_PATTERN, SafeStr, unsafe_character
+from ml_platform.schemas._types import MAX_TAGS, TAG_FILTER_PATTERN, SafeStr, unsafe_character
 from ml_platform.schemas.jobs import FrameworkType, JobListResponse, TrainingJob, TrainingJobSpec
 
 JobId = Annotated[
@@ -81,6 +81,11 @@ def parse_tag_filter(raw: str | None) -> dict[str, str]:
                 [FieldViolation("query.tags", f"duplicate key {key[:64]!r}")],
             )
         tags[key] = value
+    if len(tags) > MAX_TAGS:  # nothing holds more; a join per tag would pass SQLite's limit
+        raise InvalidArgument(
+            f"invalid tags filter: at most {MAX_TAGS} tags (a job or model holds no more)",
+            [FieldViolation("query.tags", f"{len(tags)} tags given, at most {MAX_TAGS}")],
+        )
     return tags
 
 
