@@ -5990,7 +5990,7 @@ export const ModelsApiAxiosParamCreator = function (configuration?: Configuratio
          * Your tenant\'s models, newest first (`created_at desc, id desc`), filtered and paginated.
          * @summary List models
          * @param {FrameworkType | null} [framework] Filter by ML framework
-         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
          * @param {number} [page] Page number
          * @param {number} [pageSize] Results per page
          * @param {*} [options] Override http request option.
@@ -6050,7 +6050,7 @@ export const ModelsApiAxiosParamCreator = function (configuration?: Configuratio
          * Your tenant\'s models, newest first (`created_at desc, id desc`), filtered and paged by cursor: no model is repeated or skipped while models are created.
          * @summary List models
          * @param {FrameworkType | null} [framework] Filter by ML framework
-         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
          * @param {number} [pageSize] Results per page
          * @param {string | null} [pageToken] &#x60;next_page_token&#x60; of the previous page, with the same filters
          * @param {string | null} [aPIDate] Pin the dated v2 behaviour you were written against. Known dates: &#x60;2026-06-01&#x60;: v2 as first released: list items are whole jobs, like a get; &#x60;2026-12-01&#x60;: list items omit &#x60;status_history&#x60; unless &#x60;?include&#x3D;status_history&#x60; (get and create still return it). Default &#x60;2026-06-01&#x60;; an unknown date is 400. The response echoes it.
@@ -6639,7 +6639,7 @@ export const ModelsApiFp = function(configuration?: Configuration) {
          * Your tenant\'s models, newest first (`created_at desc, id desc`), filtered and paginated.
          * @summary List models
          * @param {FrameworkType | null} [framework] Filter by ML framework
-         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
          * @param {number} [page] Page number
          * @param {number} [pageSize] Results per page
          * @param {*} [options] Override http request option.
@@ -6655,7 +6655,7 @@ export const ModelsApiFp = function(configuration?: Configuration) {
          * Your tenant\'s models, newest first (`created_at desc, id desc`), filtered and paged by cursor: no model is repeated or skipped while models are created.
          * @summary List models
          * @param {FrameworkType | null} [framework] Filter by ML framework
-         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
          * @param {number} [pageSize] Results per page
          * @param {string | null} [pageToken] &#x60;next_page_token&#x60; of the previous page, with the same filters
          * @param {string | null} [aPIDate] Pin the dated v2 behaviour you were written against. Known dates: &#x60;2026-06-01&#x60;: v2 as first released: list items are whole jobs, like a get; &#x60;2026-12-01&#x60;: list items omit &#x60;status_history&#x60; unless &#x60;?include&#x3D;status_history&#x60; (get and create still return it). Default &#x60;2026-06-01&#x60;; an unknown date is 400. The response echoes it.
@@ -6979,7 +6979,7 @@ export const ModelsApiFactory = function (configuration?: Configuration, basePat
          * Your tenant\'s models, newest first (`created_at desc, id desc`), filtered and paginated.
          * @summary List models
          * @param {FrameworkType | null} [framework] Filter by ML framework
-         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
          * @param {number} [page] Page number
          * @param {number} [pageSize] Results per page
          * @param {*} [options] Override http request option.
@@ -6992,7 +6992,7 @@ export const ModelsApiFactory = function (configuration?: Configuration, basePat
          * Your tenant\'s models, newest first (`created_at desc, id desc`), filtered and paged by cursor: no model is repeated or skipped while models are created.
          * @summary List models
          * @param {FrameworkType | null} [framework] Filter by ML framework
-         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
          * @param {number} [pageSize] Results per page
          * @param {string | null} [pageToken] &#x60;next_page_token&#x60; of the previous page, with the same filters
          * @param {string | null} [aPIDate] Pin the dated v2 behaviour you were written against. Known dates: &#x60;2026-06-01&#x60;: v2 as first released: list items are whole jobs, like a get; &#x60;2026-12-01&#x60;: list items omit &#x60;status_history&#x60; unless &#x60;?include&#x3D;status_history&#x60; (get and create still return it). Default &#x60;2026-06-01&#x60;; an unknown date is 400. The response echoes it.
@@ -7319,7 +7319,7 @@ export class ModelsApi extends BaseAPI {
      * Your tenant\'s models, newest first (`created_at desc, id desc`), filtered and paginated.
      * @summary List models
      * @param {FrameworkType | null} [framework] Filter by ML framework
-     * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+     * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
      * @param {number} [page] Page number
      * @param {number} [pageSize] Results per page
      * @param {*} [options] Override http request option.
@@ -7333,7 +7333,7 @@ export class ModelsApi extends BaseAPI {
      * Your tenant\'s models, newest first (`created_at desc, id desc`), filtered and paged by cursor: no model is repeated or skipped while models are created.
      * @summary List models
      * @param {FrameworkType | null} [framework] Filter by ML framework
-     * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+     * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
      * @param {number} [pageSize] Results per page
      * @param {string | null} [pageToken] &#x60;next_page_token&#x60; of the previous page, with the same filters
      * @param {string | null} [aPIDate] Pin the dated v2 behaviour you were written against. Known dates: &#x60;2026-06-01&#x60;: v2 as first released: list items are whole jobs, like a get; &#x60;2026-12-01&#x60;: list items omit &#x60;status_history&#x60; unless &#x60;?include&#x3D;status_history&#x60; (get and create still return it). Default &#x60;2026-06-01&#x60;; an unknown date is 400. The response echoes it.
@@ -8220,7 +8220,7 @@ export const TrainingApiAxiosParamCreator = function (configuration?: Configurat
          * @summary List training jobs
          * @param {JobStatus | null} [status] Filter by status
          * @param {FrameworkType | null} [framework] Filter by ML framework
-         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
          * @param {number} [page] Page number
          * @param {number} [pageSize] Results per page
          * @param {*} [options] Override http request option.
@@ -8285,7 +8285,7 @@ export const TrainingApiAxiosParamCreator = function (configuration?: Configurat
          * @summary List training jobs
          * @param {JobStatus | null} [status] Filter by status
          * @param {FrameworkType | null} [framework] Filter by ML framework
-         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
          * @param {number} [pageSize] Results per page
          * @param {string | null} [pageToken] &#x60;next_page_token&#x60; of the previous page, with the same filters
          * @param {ListTrainingJobsV2IncludeEnum} [include] From API-Date 2026-12-01: &#x60;status_history&#x60; to keep it on list items
@@ -8498,7 +8498,7 @@ export const TrainingApiFp = function(configuration?: Configuration) {
          * @summary List training jobs
          * @param {JobStatus | null} [status] Filter by status
          * @param {FrameworkType | null} [framework] Filter by ML framework
-         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
          * @param {number} [page] Page number
          * @param {number} [pageSize] Results per page
          * @param {*} [options] Override http request option.
@@ -8515,7 +8515,7 @@ export const TrainingApiFp = function(configuration?: Configuration) {
          * @summary List training jobs
          * @param {JobStatus | null} [status] Filter by status
          * @param {FrameworkType | null} [framework] Filter by ML framework
-         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
          * @param {number} [pageSize] Results per page
          * @param {string | null} [pageToken] &#x60;next_page_token&#x60; of the previous page, with the same filters
          * @param {ListTrainingJobsV2IncludeEnum} [include] From API-Date 2026-12-01: &#x60;status_history&#x60; to keep it on list items
@@ -8646,7 +8646,7 @@ export const TrainingApiFactory = function (configuration?: Configuration, baseP
          * @summary List training jobs
          * @param {JobStatus | null} [status] Filter by status
          * @param {FrameworkType | null} [framework] Filter by ML framework
-         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
          * @param {number} [page] Page number
          * @param {number} [pageSize] Results per page
          * @param {*} [options] Override http request option.
@@ -8660,7 +8660,7 @@ export const TrainingApiFactory = function (configuration?: Configuration, baseP
          * @summary List training jobs
          * @param {JobStatus | null} [status] Filter by status
          * @param {FrameworkType | null} [framework] Filter by ML framework
-         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+         * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
          * @param {number} [pageSize] Results per page
          * @param {string | null} [pageToken] &#x60;next_page_token&#x60; of the previous page, with the same filters
          * @param {ListTrainingJobsV2IncludeEnum} [include] From API-Date 2026-12-01: &#x60;status_history&#x60; to keep it on list items
@@ -8795,7 +8795,7 @@ export class TrainingApi extends BaseAPI {
      * @summary List training jobs
      * @param {JobStatus | null} [status] Filter by status
      * @param {FrameworkType | null} [framework] Filter by ML framework
-     * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+     * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
      * @param {number} [page] Page number
      * @param {number} [pageSize] Results per page
      * @param {*} [options] Override http request option.
@@ -8810,7 +8810,7 @@ export class TrainingApi extends BaseAPI {
      * @summary List training jobs
      * @param {JobStatus | null} [status] Filter by status
      * @param {FrameworkType | null} [framework] Filter by ML framework
-     * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them)
+     * @param {string | null} [tags] Filter by tags: &#x60;key1&#x3D;value1,key2&#x3D;value2&#x60; (a job must carry all of them); at most 50 tags, as many as a job holds
      * @param {number} [pageSize] Results per page
      * @param {string | null} [pageToken] &#x60;next_page_token&#x60; of the previous page, with the same filters
      * @param {ListTrainingJobsV2IncludeEnum} [include] From API-Date 2026-12-01: &#x60;status_history&#x60; to keep it on list items

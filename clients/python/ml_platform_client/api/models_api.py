@@ -6280,7 +6280,7 @@ class ModelsApi:
     def list_models(
         self,
         framework: Annotated[Optional[Any], Field(description="Filter by ML framework")] = None,
-        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)")] = None,
+        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds")] = None,
         page: Annotated[Optional[Annotated[int, Field(le=1000000, strict=True, ge=1)]], Field(description="Page number")] = None,
         page_size: Annotated[Optional[Annotated[int, Field(le=500, strict=True, ge=1)]], Field(description="Results per page")] = None,
         _request_timeout: Union[
@@ -6302,7 +6302,7 @@ class ModelsApi:
 
         :param framework: Filter by ML framework
         :type framework: FrameworkType
-        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)
+        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds
         :type tags: str
         :param page: Page number
         :type page: int
@@ -6362,7 +6362,7 @@ class ModelsApi:
     def list_models_with_http_info(
         self,
         framework: Annotated[Optional[Any], Field(description="Filter by ML framework")] = None,
-        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)")] = None,
+        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds")] = None,
         page: Annotated[Optional[Annotated[int, Field(le=1000000, strict=True, ge=1)]], Field(description="Page number")] = None,
         page_size: Annotated[Optional[Annotated[int, Field(le=500, strict=True, ge=1)]], Field(description="Results per page")] = None,
         _request_timeout: Union[
@@ -6384,7 +6384,7 @@ class ModelsApi:
 
         :param framework: Filter by ML framework
         :type framework: FrameworkType
-        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)
+        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds
         :type tags: str
         :param page: Page number
         :type page: int
@@ -6444,7 +6444,7 @@ class ModelsApi:
     def list_models_without_preload_content(
         self,
         framework: Annotated[Optional[Any], Field(description="Filter by ML framework")] = None,
-        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)")] = None,
+        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds")] = None,
         page: Annotated[Optional[Annotated[int, Field(le=1000000, strict=True, ge=1)]], Field(description="Page number")] = None,
         page_size: Annotated[Optional[Annotated[int, Field(le=500, strict=True, ge=1)]], Field(description="Results per page")] = None,
         _request_timeout: Union[
@@ -6466,7 +6466,7 @@ class ModelsApi:
 
         :param framework: Filter by ML framework
         :type framework: FrameworkType
-        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)
+        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds
         :type tags: str
         :param page: Page number
         :type page: int
@@ -6606,7 +6606,7 @@ class ModelsApi:
     def list_models_v2(
         self,
         framework: Annotated[Optional[Any], Field(description="Filter by ML framework")] = None,
-        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)")] = None,
+        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds")] = None,
         page_size: Annotated[Optional[Annotated[int, Field(le=500, strict=True, ge=1)]], Field(description="Results per page")] = None,
         page_token: Annotated[Optional[Annotated[str, Field(strict=True, max_length=1024)]], Field(description="`next_page_token` of the previous page, with the same filters")] = None,
         api_date: Annotated[Optional[Annotated[str, Field(strict=True, max_length=32)]], Field(description="Pin the dated v2 behaviour you were written against. Known dates: `2026-06-01`: v2 as first released: list items are whole jobs, like a get; `2026-12-01`: list items omit `status_history` unless `?include=status_history` (get and create still return it). Default `2026-06-01`; an unknown date is 400. The response echoes it.")] = None,
@@ -6629,7 +6629,7 @@ class ModelsApi:
 
         :param framework: Filter by ML framework
         :type framework: FrameworkType
-        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)
+        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds
         :type tags: str
         :param page_size: Results per page
         :type page_size: int
@@ -6693,7 +6693,7 @@ class ModelsApi:
     def list_models_v2_with_http_info(
         self,
         framework: Annotated[Optional[Any], Field(description="Filter by ML framework")] = None,
-        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)")] = None,
+        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds")] = None,
         page_size: Annotated[Optional[Annotated[int, Field(le=500, strict=True, ge=1)]], Field(description="Results per page")] = None,
         page_token: Annotated[Optional[Annotated[str, Field(strict=True, max_length=1024)]], Field(description="`next_page_token` of the previous page, with the same filters")] = None,
         api_date: Annotated[Optional[Annotated[str, Field(strict=True, max_length=32)]], Field(description="Pin the dated v2 behaviour you were written against. Known dates: `2026-06-01`: v2 as first released: list items are whole jobs, like a get; `2026-12-01`: list items omit `status_history` unless `?include=status_history` (get and create still return it). Default `2026-06-01`; an unknown date is 400. The response echoes it.")] = None,
@@ -6716,7 +6716,7 @@ class ModelsApi:
 
         :param framework: Filter by ML framework
         :type framework: FrameworkType
-        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)
+        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds
         :type tags: str
         :param page_size: Results per page
         :type page_size: int
@@ -6780,7 +6780,7 @@ class ModelsApi:
     def list_models_v2_without_preload_content(
         self,
         framework: Annotated[Optional[Any], Field(description="Filter by ML framework")] = None,
-        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)")] = None,
+        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds")] = None,
         page_size: Annotated[Optional[Annotated[int, Field(le=500, strict=True, ge=1)]], Field(description="Results per page")] = None,
         page_token: Annotated[Optional[Annotated[str, Field(strict=True, max_length=1024)]], Field(description="`next_page_token` of the previous page, with the same filters")] = None,
         api_date: Annotated[Optional[Annotated[str, Field(strict=True, max_length=32)]], Field(description="Pin the dated v2 behaviour you were written against. Known dates: `2026-06-01`: v2 as first released: list items are whole jobs, like a get; `2026-12-01`: list items omit `status_history` unless `?include=status_history` (get and create still return it). Default `2026-06-01`; an unknown date is 400. The response echoes it.")] = None,
@@ -6803,7 +6803,7 @@ class ModelsApi:
 
         :param framework: Filter by ML framework
         :type framework: FrameworkType
-        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)
+        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds
         :type tags: str
         :param page_size: Results per page
         :type page_size: int

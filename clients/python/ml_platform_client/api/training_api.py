@@ -2811,7 +2811,7 @@ class TrainingApi:
         self,
         status: Annotated[Optional[Any], Field(description="Filter by status")] = None,
         framework: Annotated[Optional[Any], Field(description="Filter by ML framework")] = None,
-        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)")] = None,
+        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds")] = None,
         page: Annotated[Optional[Annotated[int, Field(le=1000000, strict=True, ge=1)]], Field(description="Page number")] = None,
         page_size: Annotated[Optional[Annotated[int, Field(le=500, strict=True, ge=1)]], Field(description="Results per page")] = None,
         _request_timeout: Union[
@@ -2835,7 +2835,7 @@ class TrainingApi:
         :type status: JobStatus
         :param framework: Filter by ML framework
         :type framework: FrameworkType
-        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)
+        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds
         :type tags: str
         :param page: Page number
         :type page: int
@@ -2897,7 +2897,7 @@ class TrainingApi:
         self,
         status: Annotated[Optional[Any], Field(description="Filter by status")] = None,
         framework: Annotated[Optional[Any], Field(description="Filter by ML framework")] = None,
-        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)")] = None,
+        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds")] = None,
         page: Annotated[Optional[Annotated[int, Field(le=1000000, strict=True, ge=1)]], Field(description="Page number")] = None,
         page_size: Annotated[Optional[Annotated[int, Field(le=500, strict=True, ge=1)]], Field(description="Results per page")] = None,
         _request_timeout: Union[
@@ -2921,7 +2921,7 @@ class TrainingApi:
         :type status: JobStatus
         :param framework: Filter by ML framework
         :type framework: FrameworkType
-        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)
+        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds
         :type tags: str
         :param page: Page number
         :type page: int
@@ -2983,7 +2983,7 @@ class TrainingApi:
         self,
         status: Annotated[Optional[Any], Field(description="Filter by status")] = None,
         framework: Annotated[Optional[Any], Field(description="Filter by ML framework")] = None,
-        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)")] = None,
+        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds")] = None,
         page: Annotated[Optional[Annotated[int, Field(le=1000000, strict=True, ge=1)]], Field(description="Page number")] = None,
         page_size: Annotated[Optional[Annotated[int, Field(le=500, strict=True, ge=1)]], Field(description="Results per page")] = None,
         _request_timeout: Union[
@@ -3007,7 +3007,7 @@ class TrainingApi:
         :type status: JobStatus
         :param framework: Filter by ML framework
         :type framework: FrameworkType
-        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)
+        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds
         :type tags: str
         :param page: Page number
         :type page: int
@@ -3154,7 +3154,7 @@ class TrainingApi:
         self,
         status: Annotated[Optional[Any], Field(description="Filter by status")] = None,
         framework: Annotated[Optional[Any], Field(description="Filter by ML framework")] = None,
-        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)")] = None,
+        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds")] = None,
         page_size: Annotated[Optional[Annotated[int, Field(le=500, strict=True, ge=1)]], Field(description="Results per page")] = None,
         page_token: Annotated[Optional[Annotated[str, Field(strict=True, max_length=1024)]], Field(description="`next_page_token` of the previous page, with the same filters")] = None,
         include: Annotated[Optional[StrictStr], Field(description="From API-Date 2026-12-01: `status_history` to keep it on list items")] = None,
@@ -3180,7 +3180,7 @@ class TrainingApi:
         :type status: JobStatus
         :param framework: Filter by ML framework
         :type framework: FrameworkType
-        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)
+        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds
         :type tags: str
         :param page_size: Results per page
         :type page_size: int
@@ -3249,7 +3249,7 @@ class TrainingApi:
         self,
         status: Annotated[Optional[Any], Field(description="Filter by status")] = None,
         framework: Annotated[Optional[Any], Field(description="Filter by ML framework")] = None,
-        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)")] = None,
+        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds")] = None,
         page_size: Annotated[Optional[Annotated[int, Field(le=500, strict=True, ge=1)]], Field(description="Results per page")] = None,
         page_token: Annotated[Optional[Annotated[str, Field(strict=True, max_length=1024)]], Field(description="`next_page_token` of the previous page, with the same filters")] = None,
         include: Annotated[Optional[StrictStr], Field(description="From API-Date 2026-12-01: `status_history` to keep it on list items")] = None,
@@ -3275,7 +3275,7 @@ class TrainingApi:
         :type status: JobStatus
         :param framework: Filter by ML framework
         :type framework: FrameworkType
-        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)
+        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds
         :type tags: str
         :param page_size: Results per page
         :type page_size: int
@@ -3344,7 +3344,7 @@ class TrainingApi:
         self,
         status: Annotated[Optional[Any], Field(description="Filter by status")] = None,
         framework: Annotated[Optional[Any], Field(description="Filter by ML framework")] = None,
-        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)")] = None,
+        tags: Annotated[Optional[Annotated[str, Field(strict=True, max_length=2048)]], Field(description="Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds")] = None,
         page_size: Annotated[Optional[Annotated[int, Field(le=500, strict=True, ge=1)]], Field(description="Results per page")] = None,
         page_token: Annotated[Optional[Annotated[str, Field(strict=True, max_length=1024)]], Field(description="`next_page_token` of the previous page, with the same filters")] = None,
         include: Annotated[Optional[StrictStr], Field(description="From API-Date 2026-12-01: `status_history` to keep it on list items")] = None,
@@ -3370,7 +3370,7 @@ class TrainingApi:
         :type status: JobStatus
         :param framework: Filter by ML framework
         :type framework: FrameworkType
-        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)
+        :param tags: Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most 50 tags, as many as a job holds
         :type tags: str
         :param page_size: Results per page
         :type page_size: int

@@ -43,7 +43,10 @@ JobId = Annotated[
 ]
 """A job id in a path: bounded, and no NUL or control characters (422 naming the field)."""
 
-TAGS_HELP = "Filter by tags: `key1=value1,key2=value2` (a job must carry all of them)"
+TAGS_HELP = (
+    "Filter by tags: `key1=value1,key2=value2` (a job must carry all of them); at most "
+    f"{MAX_TAGS} tags, as many as a job holds"
+)
 
 # The list filters every list route shares (jobs v1 and v2, models).
 TagsQuery = Annotated[
