@@ -215,6 +215,9 @@ class _Active:
     max_retries: int
     task: asyncio.Task[None] | None = None
     cancelling: bool = False
+    # its own outcome is being written: a terminal status read meanwhile is that outcome,
+    # not a cancellation to act on
+    finishing: bool = False
 
 
 class Scheduler:
@@ -478,7 +481,7 @@ class Scheduler:
     # -- cancellation --------------------------------------------------------------------------
 
     async def _check_cancellations(self) -> None:
-        candidates = [a for a in self._active.values() if not a.cancelling]
+        candidates = [a for a in self._active.values() if not (a.cancelling or a.finishing)]
         if not candidates:
             return
         ids = [a.job_id for a in candidates]
@@ -742,6 +745,7 @@ class Scheduler:
         await self._finish(active, outcome)
 
     async def _finish(self, active: _Active, outcome: JobOutcome, *, retry: bool = True) -> None:
+        active.finishing = True
         try:
             retried = await asyncio.to_thread(self._record_outcome, active, outcome, retry)
         except Exception:
