@@ -219,10 +219,7 @@ def _tagged_page_statement(status: bool, framework: bool, tags: int) -> Select[A
     if tags > 1:
         total: Any = func.count().over()
     else:  # a range count of the tag's own, as a value of every row: no second round trip
-        counted = _TAGS.alias("counted")
-        total = _narrowed(
-            select(func.count()).select_from(counted), counted, status, framework, 1
-        ).scalar_subquery()
+        total = _tag_count(_TAGS.alias("counted"), status, framework, 1).scalar_subquery()
     ids = _narrowed(
         select(first.c.job_id, first.c.created_at, total.label("total")),
         first,
@@ -248,7 +245,11 @@ def _tagged_page_statement(status: bool, framework: bool, tags: int) -> Select[A
 def _count_tagged_statement(status: bool, framework: bool, tags: int) -> Select[Any]:
     """Jobs carrying every tag (and the status / framework, when given), counted from the
     tag indexes alone: no jobs row is read."""
-    first = _tag(0)
+    return _tag_count(_tag(0), status, framework, tags)
+
+
+def _tag_count(first: Any, status: bool, framework: bool, tags: int) -> Select[Any]:
+    """The count of ``first``'s rows (a ``job_tags`` alias) ``_narrowed`` to the filter."""
     return _narrowed(select(func.count()).select_from(first), first, status, framework, tags)
 
 
