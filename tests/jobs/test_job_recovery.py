@@ -80,8 +80,19 @@ def server_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
         "ML_PLATFORM_SCHEDULER_INTERVAL_SECONDS": "0.2",
         "ML_PLATFORM_SCHEDULER_LEASE_SECONDS": "1",
         "ML_PLATFORM_CANCEL_GRACE_SECONDS": "1",
+        # the polls below ask many times a second: the control-plane budget (600/minute)
+        # would answer 429s, which is not what these tests are about
+        "ML_PLATFORM_RATE_LIMIT_ENABLED": "false",
     }
     yield env, f"http://127.0.0.1:{port}"
+
+
+def _ok(response: httpx.Response) -> Any:
+    """The JSON of a 200 answer; anything else fails the test with the answer shown."""
+    assert response.status_code == 200, (
+        f"{response.request.url}: {response.status_code} {response.text}"
+    )
+    return response.json()
 
 
 def _api_key(env: dict[str, str]) -> str:
@@ -113,8 +124,10 @@ def test_kill9_then_restart_leaves_no_job_running(server_env: tuple[dict[str, st
             "data_path": "data.csv", "output_path": "out",
             "compute": {"cpu_cores": 1, "memory_gb": 1},
         }
-        job_id = client.post("/v1/jobs/training", json=body).json()["id"]
-        while client.get(f"/v1/jobs/training/{job_id}").json()["status"] != "running":
+        created = client.post("/v1/jobs/training", json=body)
+        assert created.status_code == 201, created.text
+        job_id = created.json()["id"]
+        while _ok(client.get(f"/v1/jobs/training/{job_id}"))["status"] != "running":
             time.sleep(0.05)
         state = Path(env["ML_PLATFORM_DATA_DIR"]) / "jobs" / job_id / "state.json"
         while not state.exists():
@@ -122,7 +135,7 @@ def test_kill9_then_restart_leaves_no_job_running(server_env: tuple[dict[str, st
         # Wait until the job printed its line: a job killed before it prints would write into
         # a pipe nobody reads and die of it, which is another (correctly reported) outcome.
         logs = f"/v1/jobs/training/{job_id}/logs"
-        while not any(e["line"] == "up" for e in client.get(logs).json()["logs"]):
+        while not any(e["line"] == "up" for e in _ok(client.get(logs))["logs"]):
             time.sleep(0.05)
         import json
 
@@ -134,7 +147,7 @@ def test_kill9_then_restart_leaves_no_job_running(server_env: tuple[dict[str, st
     second = ServerProcess(env, int(env["ML_PLATFORM_PORT"]))
     try:
         client = httpx.Client(base_url=second.base_url, headers={"X-API-Key": key}, timeout=30)
-        while (job := client.get(f"/v1/jobs/training/{job_id}").json())["status"] == "running":
+        while (job := _ok(client.get(f"/v1/jobs/training/{job_id}")))["status"] == "running":
             time.sleep(0.1)
         assert job["status"] == "failed"
         assert "server restarted" in job["error_message"]
@@ -318,7 +331,7 @@ def test_kill9_between_start_and_saved_handle_leaves_no_orphan(
     try:
         client = httpx.Client(base_url=first.base_url, headers={"X-API-Key": key}, timeout=30)
         holder = client.post("/v1/jobs/training", json=body).json()["id"]
-        while client.get(f"/v1/jobs/training/{holder}").json()["status"] != "running":
+        while _ok(client.get(f"/v1/jobs/training/{holder}"))["status"] != "running":
             time.sleep(0.05)
         blocked_id = client.post("/v1/jobs/training", json=body).json()["id"]  # tenant quota
         run = f"{blocked_id}-a1"
@@ -336,7 +349,7 @@ def test_kill9_between_start_and_saved_handle_leaves_no_orphan(
             assert json.loads(row.fetchone()[0]) == {"state": "starting", "attempt": 1}
         second = ServerProcess(env, int(env["ML_PLATFORM_PORT"]))
         client = httpx.Client(base_url=second.base_url, headers={"X-API-Key": key}, timeout=30)
-        while (job := client.get(f"/v1/jobs/training/{blocked_id}").json())["status"] == "running":
+        while (job := _ok(client.get(f"/v1/jobs/training/{blocked_id}")))["status"] == "running":
             time.sleep(0.1)
         assert job["status"] == "failed"
         assert "the server restarted while this job was starting" in job["error_message"]
