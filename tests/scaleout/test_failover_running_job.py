@@ -19,7 +19,11 @@ from typing import Any
 import httpx
 import psutil
 from cryptography.fernet import Fernet
+from sqlalchemy import select
 
+from ml_platform.jobs.scheduler import starting_claim
+from ml_platform.store.db import Database
+from ml_platform.store.job_runtime import JobRuntimeRow
 from tests.conftest import TEST_JWT_SECRET, Platform, start_platform
 from tests.jobs.conftest import JOB_SETTINGS
 from tests.scaleout.test_scale_out_loop import (
@@ -92,6 +96,13 @@ def _submit(client: httpx.Client, entrypoint: str, max_retries: int) -> str:
     return job_id
 
 
+def _handle_saved(db: Database, job_id: str) -> bool:
+    """Whether the job's executor handle replaced the scheduler's starting claim."""
+    with db.read() as session:
+        handle = session.scalar(select(JobRuntimeRow.handle).where(JobRuntimeRow.job_id == job_id))
+    return handle is not None and handle != starting_claim(handle.get("attempt", 0))
+
+
 def test_killing_the_lease_holder_mid_job_retries_it_once_elsewhere(
     tmp_path: Path, database_url_factory: Any
 ) -> None:
@@ -122,6 +133,9 @@ def test_killing_the_lease_holder_mid_job_retries_it_once_elsewhere(
         _wait("attempt 1 to run", lambda: marker.exists() and marker.read_text().count("\n"))
         run_1, pid_1, _ = marker.read_text().split()
         assert _job(client, job_id)["status"] == "running"
+        # "mid job": once the executor saved its handle. Killed before, the attempt is one
+        # the server was still starting, which recovery reports (rightly) as such.
+        _wait("attempt 1's handle to be saved", lambda: _handle_saved(db, job_id))
 
         holder.stop(signal.SIGKILL)
         assert psutil.pid_exists(pid := int(pid_1))  # the job outlived its replica

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 from sqlalchemy.orm import Session
@@ -30,7 +31,7 @@ from ml_platform.jobs.metrics import MetricPoint
 from ml_platform.jobs.paths import PathPolicy
 from ml_platform.jobs.scheduler import Capacity, Scheduler
 from ml_platform.jobs.signals import JobSignals
-from ml_platform.schemas.jobs import StatusTransition, TrainingJob
+from ml_platform.schemas.jobs import StatusTransition
 from ml_platform.storage import storage_from_settings
 from ml_platform.store.db import Database
 from ml_platform.store.job_runtime import (
@@ -39,6 +40,7 @@ from ml_platform.store.job_runtime import (
     MetricRecord,
     RuntimeRecord,
 )
+from ml_platform.store.records import JobRecord
 
 logger = logging.getLogger(__name__)
 
@@ -260,12 +262,12 @@ class JobEngine:
             job_id: JobExtras(runtimes.get(job_id), events.get(job_id, [])) for job_id in job_ids
         }
 
-    def decorate(
-        self, tenant_id: str, jobs: list[TrainingJob], session: Session | None = None
-    ) -> list[TrainingJob]:
-        """Add status history, attempt and (while pending) reason and queue position."""
+    def decorations(
+        self, tenant_id: str, jobs: Sequence[JobRecord], session: Session | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Each job's runtime additions to its wire form (``decorations``), by job id."""
         extras = self.extras(tenant_id, [job.id for job in jobs], session)
-        return [_decorated(job, extras[job.id]) for job in jobs]
+        return {job.id: decorations(job, extras[job.id]) for job in jobs}
 
     def status(self, tenant_id: str, job_id: str) -> JobStatus:
         """The job's status; ``NotFound`` for a missing job or another tenant's."""
@@ -289,7 +291,10 @@ class JobEngine:
             )
 
 
-def _decorated(job: TrainingJob, extras: JobExtras) -> TrainingJob:
+def decorations(job: JobRecord, extras: JobExtras) -> dict[str, Any]:
+    """The fields the runtime adds to ``job``'s wire form: status history, attempt and (while
+    pending) reason and queue position. Given to the wire model's constructor, so a job is
+    built once, not built and then copied."""
     history = [StatusTransition(status=JobStatus.PENDING, at=job.created_at, reason="submitted")]
     history += [
         StatusTransition(status=e.status, at=e.created_at, reason=e.reason, attempt=e.attempt)
@@ -300,15 +305,13 @@ def _decorated(job: TrainingJob, extras: JobExtras) -> TrainingJob:
         history.append(StatusTransition(status=job.status, at=at, reason=job.error_message))
     runtime = extras.runtime
     pending = job.status is JobStatus.PENDING
-    return job.model_copy(
-        update={
-            "status_history": history,
-            "attempt": runtime.attempt if runtime and runtime.attempt else None,
-            "pending_reason": (
-                (runtime.pending_reason if runtime else None) or "queued: waiting for the scheduler"
-            )
-            if pending
-            else None,
-            "queue_position": (runtime.queue_position if runtime else None) if pending else None,
-        }
-    )
+    return {
+        "status_history": history,
+        "attempt": runtime.attempt if runtime and runtime.attempt else None,
+        "pending_reason": (
+            (runtime.pending_reason if runtime else None) or "queued: waiting for the scheduler"
+        )
+        if pending
+        else None,
+        "queue_position": (runtime.queue_position if runtime else None) if pending else None,
+    }

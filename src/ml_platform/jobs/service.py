@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from ml_platform.auth.principal import Principal
 from ml_platform.core.errors import Conflict, NotFound, PermissionDenied
@@ -20,7 +23,8 @@ from ml_platform.store.records import JobRecord
 CANCELLABLE = (JobStatus.PENDING, JobStatus.RUNNING)
 
 
-def to_wire(record: JobRecord) -> TrainingJob:
+def to_wire(record: JobRecord, decorations: Mapping[str, Any] | None = None) -> TrainingJob:
+    """The job's wire form; ``decorations`` are the runtime's fields (``engine.decorations``)."""
     return TrainingJob(
         id=record.id,
         spec=TrainingJobSpec.model_validate(record.spec),
@@ -33,6 +37,7 @@ def to_wire(record: JobRecord) -> TrainingJob:
         error_message=record.error_message,
         metrics=record.metrics,
         resource_usage=record.resource_usage,
+        **(decorations or {}),
     )
 
 
@@ -47,6 +52,16 @@ class JobService:
         self._db = db
         self._engine = engine  # the job runtime: submit-time checks, scheduling, extras
         self._quotas = quotas  # max_queued_jobs, checked in the submitting transaction
+
+    def _wired(
+        self, tenant_id: str, records: Sequence[JobRecord], session: Session | None = None
+    ) -> list[TrainingJob]:
+        """The jobs' wire forms, with the runtime's fields when there is a runtime (read in
+        ``session`` when given: the caller's read of the jobs themselves)."""
+        if self._engine is None:
+            return [to_wire(record) for record in records]
+        extra = self._engine.decorations(tenant_id, records, session)
+        return [to_wire(record, extra[record.id]) for record in records]
 
     def submit(self, principal: Principal, spec: TrainingJobSpec) -> TrainingJob:
         if spec.tenant_id is not None and spec.tenant_id != principal.tenant_id:
@@ -77,8 +92,7 @@ class JobService:
             )
         if self._engine is not None:
             self._engine.job_changed(record.id, final=False)
-            return self._engine.decorate(principal.tenant_id, [to_wire(record)])[0]
-        return to_wire(record)
+        return self._wired(principal.tenant_id, [record])[0]
 
     def get(self, principal: Principal, job_id: str) -> TrainingJob:
         if not is_well_formed(job_id, "job"):
@@ -87,9 +101,7 @@ class JobService:
             record = JobRepository(session, principal.tenant_id).get(job_id)
             if record is None:
                 raise job_not_found(job_id)
-            if self._engine is not None:
-                return self._engine.decorate(principal.tenant_id, [to_wire(record)], session)[0]
-        return to_wire(record)
+            return self._wired(principal.tenant_id, [record], session)[0]
 
     def search(
         self,
@@ -109,9 +121,7 @@ class JobService:
                 offset=(page - 1) * page_size,
                 limit=page_size,
             )
-            jobs = [to_wire(r) for r in result.items]
-            if self._engine is not None:
-                jobs = self._engine.decorate(principal.tenant_id, jobs, session)
+            jobs = self._wired(principal.tenant_id, result.items, session)
         return JobListResponse(
             jobs=jobs,
             total=result.total,
@@ -135,10 +145,7 @@ class JobService:
             records = JobRepository(session, principal.tenant_id).search_after(
                 status=status, framework=framework, tags=tags, after=after, limit=limit
             )
-            jobs = [to_wire(r) for r in records]
-            if self._engine is not None:
-                jobs = self._engine.decorate(principal.tenant_id, jobs, session)
-        return jobs
+            return self._wired(principal.tenant_id, records, session)
 
     def cancel(self, principal: Principal, job_id: str) -> TrainingJob:
         """Mark the job cancelled; an executor running it stops it (see the scheduler)."""
@@ -165,5 +172,4 @@ class JobService:
         assert updated is not None
         if self._engine is not None:
             self._engine.job_changed(job_id, final=True)
-            return self._engine.decorate(principal.tenant_id, [to_wire(updated)])[0]
-        return to_wire(updated)
+        return self._wired(principal.tenant_id, [updated])[0]
