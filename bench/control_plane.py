@@ -150,7 +150,7 @@ def wait_for_position(client: httpx.Client, job_id: str) -> dict[str, Any]:
         time.sleep(0.05)
 
 
-def bench_pending_queue(backend: str, pending: int, creates: int) -> str:
+def bench_pending_queue(backend: str, pending: int, creates: int) -> tuple[float, float, int]:
     """Sequential create latency with the scheduler ON and ``pending`` jobs queued: the
     tenant's quota holds every job (``max_concurrent_jobs`` 0), so the queue only grows and
     each submit wakes a scheduler that has the whole queue to consider."""
@@ -193,10 +193,33 @@ def bench_pending_queue(backend: str, pending: int, creates: int) -> str:
             f"{backend} {pending} pending: last job says {last['pending_reason']!r}",
             file=sys.stderr,
         )
-        return (
-            f"| {backend} | {pending:,} | {median(samples):.2f} | {percentile(samples, 99):.2f} | "
-            f"{last['queue_position']} |"
+        return median(samples), percentile(samples, 99), int(last["queue_position"])
+
+
+def pending_queue_rows(
+    backend: str, counts: list[int], creates: int, rounds: int
+) -> tuple[list[str], list[float]]:
+    """Table rows (medians over ``rounds``, the p50s' spread) and, per round, the create p50
+    with the largest queue over the one with the smallest. Rounds alternate the order of
+    the queue sizes (forward, then backward) so the host's drift does not favour one."""
+    results: dict[int, list[tuple[float, float, int]]] = {n: [] for n in counts}
+    for r in range(rounds):
+        for pending in counts if r % 2 == 0 else counts[::-1]:
+            results[pending].append(bench_pending_queue(backend, pending, creates))
+            p50, p99, _ = results[pending][-1]
+            print(f"round {r + 1}: {backend} {pending:,} pending: p50 {p50:.2f} p99 {p99:.2f}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    rows = []
+    for pending in counts:
+        p50s = [p50 for p50, _, _ in results[pending]]
+        p99s = [p99 for _, p99, _ in results[pending]]
+        rows.append(
+            f"| {backend} | {pending:,} | {median(p50s):.2f} ({min(p50s):.2f}-{max(p50s):.2f}) | "
+            f"{median(p99s):.2f} | {results[pending][-1][2]} |"
         )
+    smallest, largest = min(counts), max(counts)
+    ratios = [results[largest][r][0] / results[smallest][r][0] for r in range(rounds)]
+    return rows, ratios
 
 
 def bench_backend(backend: str, jobs: int, creates: int) -> list[str]:
@@ -328,17 +351,27 @@ def main() -> int:
         default="",
         help="e.g. 0,1000,10000: only the scheduler-on create latency with that many pending",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="--pending-queue: rounds of every queue size"
+    )
     args = parser.parse_args()
     if args.pending_queue:
+        counts = [int(n) for n in args.pending_queue.split(",")]
         queue_lines = [
-            "| backend | pending jobs | create p50 ms | create p99 ms | last job's position |",
+            "| backend | pending jobs | create p50 ms (spread) | create p99 ms | "
+            "last job's position |",
             "|---|---|---|---|---|",
         ]
+        ratio_lines = []
         for backend in args.backends.split(","):
-            for pending in (int(n) for n in args.pending_queue.split(",")):
-                queue_lines.append(bench_pending_queue(backend, pending, min(args.creates, 300)))
-                print(queue_lines[-1], file=sys.stderr, flush=True)
-        queue_table = "\n".join(queue_lines)
+            rows, ratios = pending_queue_rows(backend, counts, min(args.creates, 300), args.rounds)
+            queue_lines.extend(rows)
+            ratio_lines.append(
+                f"{backend}: create p50 with {max(counts):,} pending / with {min(counts):,}, "
+                f"per round: {', '.join(f'{r:.2f}' for r in ratios)}; "
+                f"median {median(ratios):.2f}"
+            )
+        queue_table = "\n".join(queue_lines) + "\n\n" + "\n".join(ratio_lines)
         print(queue_table)
         write_section(
             "Control plane: creates with a growing queue",
@@ -346,8 +379,11 @@ def main() -> int:
             f"--pending-queue {args.pending_queue}`. One tenant whose quota holds every job "
             "(`max_concurrent_jobs` 0) and the given number of pending jobs already queued; "
             "the server (`mlp server`, scheduler ON, woken by every submit) and the client "
-            f"share this machine; {min(args.creates, 300)} sequential creates per row after the "
-            "queue's positions are written. Load average at the end of the run: "
+            f"share this machine; {min(args.creates, 300)} sequential creates per run after the "
+            f"queue's positions are written, {args.rounds} rounds of every queue size (a fresh "
+            "store each; the order alternates forward and backward between rounds); cells are "
+            "medians over the rounds, the spread the rounds' p50s. Load average at the end of "
+            "the run: "
             f"{os.getloadavg()[0]:.1f}.\n"
             "Target (issue 15): create p50 with 10,000 pending <= 1.5x create p50 with none.\n\n"
             + queue_table,
