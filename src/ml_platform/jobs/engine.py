@@ -267,7 +267,7 @@ class JobEngine:
     ) -> dict[str, dict[str, Any]]:
         """Each job's runtime additions to its wire form (``decorations``), by job id."""
         extras = self.extras(tenant_id, [job.id for job in jobs], session)
-        return {job.id: decorations(job, extras[job.id]) for job in jobs}
+        return {job.id: job_decorations(job, extras[job.id]) for job in jobs}
 
     def status(self, tenant_id: str, job_id: str) -> JobStatus:
         """The job's status; ``NotFound`` for a missing job or another tenant's."""
@@ -291,7 +291,7 @@ class JobEngine:
             )
 
 
-def decorations(job: JobRecord, extras: JobExtras) -> dict[str, Any]:
+def job_decorations(job: JobRecord, extras: JobExtras) -> dict[str, Any]:
     """The fields the runtime adds to ``job``'s wire form: status history, attempt and (while
     pending) reason and queue position. Given to the wire model's constructor, so a job is
     built once, not built and then copied."""
