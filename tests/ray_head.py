@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,14 +22,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.ports import free_port
+
 RAY = Path(sys.executable).parent / "ray"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _answers(url: str) -> bool:
@@ -49,7 +43,7 @@ def ray_head(
     env: Mapping[str, str] | None = None,
 ) -> Iterator[str]:
     """Start a head (dashboard on a free port) and yield its Job Submission address."""
-    dashboard = _free_port()
+    dashboard = free_port()
     temp_dir = Path("/tmp") / f"ray-{name}-{os.getpid()}"  # Ray's socket paths must stay short
     env = {
         **os.environ,
@@ -59,15 +53,15 @@ def ray_head(
     }
     head = subprocess.Popen(
         [str(RAY), "start", "--head", "--block", "--num-cpus", str(num_cpus),
-         "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
+         "--node-ip-address", "127.0.0.1", "--port", str(free_port()),
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
          # every fixed default port too: two heads at once (one per xdist worker) otherwise
          # share 52365 and the second head's job agent never starts ("No available agent")
-         "--dashboard-agent-listen-port", str(_free_port()),
-         "--dashboard-agent-grpc-port", str(_free_port()),
-         "--metrics-export-port", str(_free_port()),
-         "--runtime-env-agent-port", str(_free_port()),
-         "--ray-client-server-port", str(_free_port()),
+         "--dashboard-agent-listen-port", str(free_port()),
+         "--dashboard-agent-grpc-port", str(free_port()),
+         "--metrics-export-port", str(free_port()),
+         "--runtime-env-agent-port", str(free_port()),
+         "--ray-client-server-port", str(free_port()),
          "--include-dashboard", "true", "--disable-usage-stats", "--temp-dir", str(temp_dir)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -43,16 +44,10 @@ class S3:
         return response.text
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def moto_s3(workdir: Path) -> Iterator[S3]:
     """moto_server in ``workdir`` (it writes its request recording into its cwd)."""
-    port = _free_port()
+    port = free_port()
     executable = shutil.which("moto_server", path=str(Path(sys.executable).parent))
     assert executable, "moto[server] is a dev dependency"
     process = subprocess.Popen(

@@ -33,6 +33,7 @@ from ml_platform.server.context import build_context
 from ml_platform.serving import ServingServer
 from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
 from tests.conftest import ServerThread, Tenant, make_settings
+from tests.ports import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 POLICY = re.compile(r'^"(?P<name>[a-z-]+)";q=(?P<q>\d+);w=(?P<w>\d+)$')
@@ -128,13 +129,6 @@ def redis_prefix() -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def policies(response: httpx.Response) -> dict[str, tuple[int, int]]:

@@ -34,6 +34,7 @@ from ml_platform.logs_format import (
 )
 from tests.api.job_specs import spec
 from tests.conftest import ServerThread
+from tests.ports import free_port
 
 ROUTE_LOGGER = "tests.request_logging.route"
 
@@ -161,11 +162,7 @@ def test_safe_request_ids_are_kept() -> None:
 
 
 def _start_server(data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "ML_PLATFORM_CONFIG_DIR": str(data_dir / "config"),

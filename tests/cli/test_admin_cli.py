@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -72,17 +73,10 @@ def test_admin_errors_are_clear(env: dict[str, str]) -> None:
     assert "Traceback" not in dup.stderr + bad.stderr + missing.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_server_first_start_prints_key_and_writes_credentials(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             *MLP,
@@ -90,9 +84,9 @@ def test_server_first_start_prints_key_and_writes_credentials(
             "--port",
             str(port),
             "--grpc-port",
-            str(_free_port()),
+            str(free_port()),
             "--serving-rest-port",
-            str(_free_port()),
+            str(free_port()),
         ],
         env=env,
         stdout=subprocess.PIPE,

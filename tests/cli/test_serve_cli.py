@@ -15,8 +15,8 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
-from tests.cli.test_admin_cli import _free_port
 from tests.conftest import Platform, Tenant
+from tests.ports import free_port
 
 FEATURES = ["a", "b", "c"]
 
@@ -40,7 +40,7 @@ def test_mlp_serve_serves_what_the_control_plane_deployed(
     assert upload.status_code == 201, upload.text
     assert client.post("/v1/deployments", json={"name": "solo", "model": "solo"}).status_code == 201
 
-    grpc_port = _free_port()
+    grpc_port = free_port()
     env = {
         **os.environ,
         "ML_PLATFORM_DATA_DIR": str(platform.settings.data_dir),
@@ -56,7 +56,7 @@ def test_mlp_serve_serves_what_the_control_plane_deployed(
             "--grpc-port",
             str(grpc_port),
             "--serving-rest-port",
-            str(_free_port()),
+            str(free_port()),
             "--workers",
             "1",
             "--log-level",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import stat
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from ml_platform.cli.main import app
 from tests.client._proxy import Fail, FailingProxy
 from tests.conftest import Platform, Tenant, serving_plane, start_platform
 from tests.jobs.conftest import EXAMPLES, JOB_SETTINGS, tenant_root
+from tests.ports import free_port
 
 sys.path.insert(0, str(EXAMPLES))
 from make_dataset import make_dataset
@@ -81,13 +81,6 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], code: int) -
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
     return lines[0]
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 SPEC_ARGS = (
@@ -144,7 +137,7 @@ def test_json_output_and_the_exit_code_of_each_error(
     bad_key = mlp("--api-key", "mlp_not_a_real_key", "jobs", "list")
     assert "401" in assert_one_error_line(bad_key, EXIT_AUTH)
 
-    port = closed_port()
+    port = free_port()
     unreachable = mlp("--url", f"http://127.0.0.1:{port}", "jobs", "list")
     assert f"127.0.0.1:{port}" in assert_one_error_line(unreachable, EXIT_CONNECTION)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import socket
 
 import pytest
 
@@ -19,6 +18,7 @@ from ml_platform import (
     ValidationError,
 )
 from tests.conftest import Platform, Tenant
+from tests.ports import free_port
 
 SPEC = {
     "name": "churn-sdk",
@@ -86,9 +86,7 @@ def test_submit_get_list_cancel_and_every_status_error(platform: Platform, tenan
 
 
 def test_a_closed_port_is_a_connection_error() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens there
     with (
         Client(base_url=f"http://127.0.0.1:{port}", api_key="k", max_retries=0) as client,
         pytest.raises(APIConnectionError),

@@ -7,7 +7,6 @@ platform actually sent (API-GUIDE rule 24).
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from ml_platform.client import FieldError
 from tests.client._proxy import FailingProxy
 from tests.client.conftest import done, make_client
 from tests.conftest import Platform, Tenant
+from tests.ports import free_port
 
 SPEC: dict[str, Any] = {
     "name": "errors",
@@ -85,9 +85,7 @@ async def test_every_status_class_from_the_platform_with_its_request_id(
 
 
 async def test_nothing_listening_is_a_connection_error(kind: str) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens there
     client = make_client(kind, f"http://127.0.0.1:{port}", "k", max_retries=1)
     try:
         with pytest.raises(APIConnectionError) as refused:

@@ -21,7 +21,6 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,8 @@ from typing import IO
 
 import httpx
 import pytest
+
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -74,13 +75,6 @@ def readme_blocks(text: str) -> list[Block]:
             )
         )
     return blocks
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _commands(body: str) -> list[str]:
@@ -130,7 +124,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveReadme]:
     # The reader's checkout: the examples and the installed virtualenv, nothing else.
     (workdir / "examples").symlink_to(REPO / "examples")
     (workdir / ".venv").symlink_to(VENV_BIN.parent)
-    ports = {"rest": _free_port(), "grpc": _free_port(), "serving_rest": _free_port()}
+    ports = {"rest": free_port(), "grpc": free_port(), "serving_rest": free_port()}
     env = {
         "HOME": str(home),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

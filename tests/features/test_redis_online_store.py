@@ -20,7 +20,8 @@ from ml_platform.serving.proto import features_pb2, features_pb2_grpc
 from ml_platform.store.features import OnlineRowRecord
 from tests.conftest import Platform, serving_plane, start_platform
 from tests.features.events import FEATURES, define, generate, materialize, upload
-from tests.store.test_redis_wire import PrivateRedis, free_port, private_redis
+from tests.ports import free_port
+from tests.store.test_redis_wire import PrivateRedis, private_redis
 
 __all__ = ["private_redis"]  # the fixture, shared with the wire tests
 

@@ -21,6 +21,7 @@ from ml_platform.governance.ratelimit_windows import (
     RedisWindows,
     StorageUnavailable,
 )
+from tests.ports import free_port
 from tests.store.test_redis_wire import PrivateRedis, private_redis
 
 __all__ = ["private_redis"]  # the fixture, shared with the wire tests
@@ -72,9 +73,7 @@ def test_one_hit_checks_and_counts_every_budget_and_a_refusal_counts_nowhere(
 
 
 def test_an_unreachable_redis_is_storage_unavailable_within_the_timeout() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens there
     windows = RedisWindows(f"redis://127.0.0.1:{port}/0", moving=True, timeout=0.2)
 
     async def run() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 from ml_platform.core.ids import new_id
 from ml_platform.server.context import build_context
 from tests.conftest import TEST_JWT_SECRET
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +34,6 @@ context.db.upgrade()
 uvicorn.run(create_app(settings, context), host="127.0.0.1", port=settings.port,
             log_level="warning")
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class ServerProcess:

@@ -33,9 +33,9 @@ from sqlalchemy import text
 from ml_platform.config import Settings
 from ml_platform.serving.proto import serving_pb2, serving_pb2_grpc
 from ml_platform.store.db import Database
-from tests.cli.test_admin_cli import _free_port
 from tests.conftest import TEST_JWT_SECRET
 from tests.jobs.conftest import sse_events, zip_dir
+from tests.ports import free_port
 from tests.ray_head import ray_head
 from tests.s3_server import S3
 from tests.scaleout.conftest import BUCKET
@@ -95,7 +95,7 @@ def _env(
 
 
 def _spawn_replica(name: str, env: dict[str, str]) -> Replica:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "ml_platform.cli.main", "server", "--no-serving",
          "--port", str(port), "--log-level", "warning"],
@@ -165,10 +165,10 @@ def _submit(client: httpx.Client, package: str, output: str) -> str:
 
 @contextmanager
 def _serving(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    grpc_port = _free_port()
+    grpc_port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "ml_platform.cli.main", "serve", "--grpc-port", str(grpc_port),
-         "--serving-rest-port", str(_free_port()), "--workers", "1", "--log-level", "warning"],
+         "--serving-rest-port", str(free_port()), "--workers", "1", "--log-level", "warning"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

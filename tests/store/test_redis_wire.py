@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import socket
 import ssl
 import subprocess
 import time
@@ -25,14 +24,9 @@ from ml_platform.store.redis_wire import (
     connect,
     pack_command,
 )
+from tests.ports import free_port
 
 SHARED = RedisAddress("127.0.0.1", 6379)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class PrivateRedis:

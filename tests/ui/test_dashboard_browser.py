@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import sys
 import threading
 import time
@@ -43,6 +42,7 @@ from tests.jobs.conftest import (
     zip_files,
 )
 from tests.node_tools import REPO, run_node
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -66,13 +66,6 @@ def _add_points(platform: Platform, tenant: Tenant, job_id: str, count: int) -> 
         JobRuntimeRepository(session).add_metrics(job_id, tenant.id, points)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _dataset(platform: Platform, tenant: Tenant) -> str:
     sys.path.insert(0, str(EXAMPLES))
     try:
@@ -92,7 +85,7 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, database_url_factory: Any) -> Iterator[Live]:
-    rest_port = _free_port()  # the API forwards V2 REST inference here (api/ui.py)
+    rest_port = free_port()  # the API forwards V2 REST inference here (api/ui.py)
     platform, server = start_platform(
         "sqlite",
         tmp_path_factory.mktemp("ui-data"),

@@ -5,7 +5,6 @@ when no serving plane is running."""
 from __future__ import annotations
 
 import dataclasses
-import socket
 from collections.abc import Iterator
 
 import httpx
@@ -15,19 +14,13 @@ from ml_platform.api.ui import content_security_policy, serving_rest_url
 from ml_platform.server.app import create_app
 from ml_platform.ui import STATIC_DIR
 from tests.conftest import Platform, ServerThread, Tenant
-
-
-def _unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port  # closed again: nothing listens there
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="module")
 def no_serving(platform: Platform) -> Iterator[str]:
     """The platform's API with its V2 REST door pointed at a port where nothing listens."""
-    settings = platform.settings.model_copy(update={"serving_rest_port": _unused_port()})
+    settings = platform.settings.model_copy(update={"serving_rest_port": free_port()})
     context = dataclasses.replace(platform.context, settings=settings, engine=None)
     server = ServerThread(create_app(settings, context))
     base_url = server.start()
