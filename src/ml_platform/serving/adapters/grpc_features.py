@@ -76,7 +76,6 @@ def add_feature_serving(service: FeatureServingService, server: Any) -> None:
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(FEATURE_SERVING, handlers),)
     )
-    server.add_registered_method_handlers(FEATURE_SERVING, handlers)
 
 
 def _already_serialized(answer: bytes) -> bytes:

@@ -79,8 +79,9 @@ SERVED_SERVICES = (
 
 
 def add_model_serving(service: ModelServingService, server: grpc.aio.Server) -> None:
-    """Register ModelServing as the generated code does, but PredictBatch keeps the request's
-    bytes and may answer pre-encoded bytes (see ``batch_wire``)."""
+    """Register ModelServing with the generated code's handlers (generic only: see
+    ``_no_registered_methods``), but PredictBatch keeps the request's bytes and may answer
+    pre-encoded bytes (see ``batch_wire``)."""
     pb = serving_pb2
     handlers = {
         "GetModel": unary(service.GetModel, pb.GetModelRequest, pb.ModelInfo),
@@ -100,7 +101,24 @@ def add_model_serving(service: ModelServingService, server: grpc.aio.Server) -> 
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(MODEL_SERVING, handlers),)
     )
-    server.add_registered_method_handlers(MODEL_SERVING, handlers)
+
+
+def _no_registered_methods(server: grpc.aio.Server) -> None:
+    """Make ``server.add_registered_method_handlers`` a no-op, so every method is served
+    through its generic handler (the same handler, looked up by its method's name).
+
+    grpc.aio's server loop keeps one pending call request per registered method and waits on
+    all of them (``asyncio.wait``) for every call it accepts; the generated code of the
+    health and reflection services registers theirs too. With the 9 methods of our five
+    services registered, that wait took 7-13 us more per accepted call than with none, and
+    V2 ModelInfer (LogisticRegression, h2load, C=1, 5 alternating rounds) answered a median
+    4% more calls per second without them (2026-12-04, this project's 2-core bench host).
+    """
+
+    def register_nothing(service_name: str, method_handlers: object) -> None:
+        return None
+
+    server.add_registered_method_handlers = register_nothing
 
 
 def build_grpc_server(
@@ -120,6 +138,7 @@ def build_grpc_server(
         ("grpc.keepalive_permit_without_calls", 1),
     ]
     server = grpc.aio.server(options=options)
+    _no_registered_methods(server)
     add_model_serving(ModelServingService(plane, features), server)
     server.add_generic_rpc_handlers((generic_handler(plane),))
     add_feature_serving(FeatureServingService(plane, features), server)
