@@ -4,13 +4,15 @@ policy as the model-thread path, without a task per batch."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from ml_platform.core.errors import DeadlineExceeded
-from ml_platform.serving.plane.batching import Batcher
+from ml_platform.serving.plane.batching import INLINE_BELOW_SECONDS, Batcher
 from ml_platform.serving.runtimes.base import Prediction
 
 
@@ -118,3 +120,41 @@ async def test_a_model_that_turns_out_slow_moves_to_the_awaited_path(seconds: fl
     assert [r.values.tolist() for r in results] == [[2.0]] * 3
     assert model.inline_batches == [1]  # measured once on the loop: too slow for it
     assert sum(model.awaited_batches) == 3
+
+
+async def test_a_model_in_the_model_thread_is_timed_there_and_comes_back_when_cheap() -> None:
+    """The hand-off to the model thread and back, and what the loop runs meanwhile, are not
+    the model's cost: a model that became cheap returns to the loop even when every call in
+    the thread takes the loop much longer than the threshold to see answered."""
+    loop = asyncio.get_running_loop()
+    ran_in: list[str] = []
+    cost = {"seconds": 3 * INLINE_BELOW_SECONDS}
+
+    def model(rows: np.ndarray) -> Prediction:
+        where = threading.current_thread().name
+        ran_in.append(where)
+        if where != "MainThread" and not cost["seconds"]:
+            # the loop is busy for 20x the threshold before it sees this call's answer
+            loop.call_soon_threadsafe(time.sleep, 20 * INLINE_BELOW_SECONDS)
+        time.sleep(cost["seconds"])
+        return Prediction(rows.sum(axis=1))
+
+    with ThreadPoolExecutor(1, thread_name_prefix="model") as executor:
+        b = Batcher(
+            None, max_batch_size=8, max_batch_delay_ms=0, predict_inline=model, executor=executor
+        )
+        while not ran_in or ran_in[-1] == "MainThread":  # slow: inline until measured so
+            assert (await b.submit(np.ones((1, 2)))).values.tolist() == [2.0]
+            assert len(ran_in) < 50, "a 3 ms model never left the loop"
+        cost["seconds"] = 0.0
+        for _ in range(50):  # each measured in the thread: the average falls below the bar
+            assert (await b.submit(np.ones((1, 2)))).values.tolist() == [2.0]
+            if ran_in[-1] == "MainThread":
+                break
+    # timed on the loop, every call in the thread would count the loop's 20x: never back
+    assert ran_in[-1] == "MainThread", f"a cheap model stayed in the thread: {ran_in}"
+
+
+def test_a_batcher_needs_a_way_to_predict() -> None:
+    with pytest.raises(ValueError, match="predict_inline with an executor"):
+        Batcher(None, max_batch_size=8, max_batch_delay_ms=0, predict_inline=Model().inline)

@@ -20,6 +20,11 @@ sandbox is driven the same way when it can answer through a callback (``predict_
 batch is sent from a loop callback and its answer delivered from the connection's read
 callback); a model that runs in the model thread is awaited by one task while requests keep
 coming.
+
+"Cheap" is the model's own time per call (a moving average, against
+``INLINE_BELOW_SECONDS``). A batch run in the model thread is timed in that thread, so the
+hand-off there and back (and whatever else the loop ran meanwhile) never makes a cheap model
+look slow and keeps it off the loop.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 
 import numpy as np
 
@@ -55,28 +61,41 @@ def _resolve(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+def _timed_call(fn: InlineFn, rows: FloatArray) -> tuple[Prediction, float]:
+    """``fn(rows)`` and the seconds it took, measured where it runs (the model thread)."""
+    started = time.perf_counter()
+    result = fn(rows)
+    return result, time.perf_counter() - started
+
+
 class Batcher:
     """Gathers submissions for one loaded model and runs them through ``predict``.
 
-    ``predict`` is awaited once per batch: a local runtime runs in the worker's model
-    thread (so the event loop keeps accepting requests meanwhile). ``predict_inline`` (a
-    cheap local model) is called on the loop itself, and ``predict_then`` (a sandboxed model:
-    a round trip to the tenant's process) sends the batch and answers through a callback;
-    either, when given, drives the batches instead of ``predict``.
+    ``predict`` is awaited once per batch (None: a local model given ``predict_inline`` and
+    ``executor``). ``predict_inline`` (a local model) is called on the loop itself while it
+    is cheap; with ``executor`` (the worker's model thread), a batch it is too slow for runs
+    there instead, timed in that thread, so the event loop keeps accepting requests
+    meanwhile. ``predict_then`` (a sandboxed model: a round trip to the tenant's process)
+    sends the batch and answers through a callback; either, when given, drives the batches
+    instead of ``predict``.
     """
 
     def __init__(
         self,
-        predict: PredictFn,
+        predict: PredictFn | None,
         *,
         max_batch_size: int,
         max_batch_delay_ms: float,
         predict_inline: InlineFn | None = None,
         predict_then: ThenFn | None = None,
+        executor: Executor | None = None,
     ) -> None:
+        if predict is None and (predict_inline is None or executor is None):
+            raise ValueError("a Batcher needs predict, or predict_inline with an executor")
         self._predict = predict
         self._inline = predict_inline
         self._then = predict_then
+        self._executor = executor if predict_inline is not None else None
         self._call_seconds = 0.0  # moving average of one model call
         self._max_rows = max(1, max_batch_size)
         self._delay = max(0.0, max_batch_delay_ms) / 1000.0
@@ -287,14 +306,24 @@ class Batcher:
         return rows
 
     def _timed(self, started: float) -> None:
-        self._call_seconds = 0.8 * self._call_seconds + 0.2 * (time.perf_counter() - started)
+        self._record(time.perf_counter() - started)
+
+    def _record(self, seconds: float) -> None:
+        self._call_seconds = 0.8 * self._call_seconds + 0.2 * seconds
 
     async def _run(self, batch: list[Item]) -> None:
         rows = self._rows_of(batch)
         try:
-            started = time.perf_counter()
-            result = await self._predict(rows)
-            self._timed(started)
+            if self._executor is not None and self._inline is not None:
+                result, seconds = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, _timed_call, self._inline, rows
+                )
+                self._record(seconds)
+            else:
+                assert self._predict is not None  # checked in __init__
+                started = time.perf_counter()
+                result = await self._predict(rows)
+                self._timed(started)
         except BaseException as exc:  # the model raised: every caller in the batch gets it
             self._fail(batch, exc)
             if not isinstance(exc, Exception):

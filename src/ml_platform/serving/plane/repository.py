@@ -222,6 +222,7 @@ class ModelRepository:
             max_batch_delay_ms=m.max_batch_delay_ms,
             predict_inline=old._inline,
             predict_then=old._then,
+            executor=old._executor,
         )
         batcher.on_batch = metrics.batch_observer(m)
         return LoadedModel(
@@ -293,24 +294,17 @@ class ModelRepository:
     def _in_process(
         self, m: ServedModel, runtime: ModelRuntime, index: dict[str, int]
     ) -> LoadedModel:
-        loop = asyncio.get_running_loop()
         dtype = runtime.input_dtype
 
         def run(rows: FloatArray) -> Prediction:
             return runtime.predict(rows if rows.dtype == dtype else rows.astype(dtype))
 
-        executor = self._model_executor
-
-        def predict(rows: FloatArray) -> asyncio.Future[Prediction]:
-            # In the model thread, so the event loop keeps taking requests (the next batch)
-            # while the model runs.
-            return loop.run_in_executor(executor, run, rows)
-
-        batcher = Batcher(
-            predict,
+        batcher = Batcher(  # on the loop while cheap, else in the model thread
+            None,
             max_batch_size=m.max_batch_size,
             max_batch_delay_ms=m.max_batch_delay_ms,
             predict_inline=run,
+            executor=self._model_executor,
         )
         return LoadedModel(m, batcher, index, runtime.input_dtype, os.getpid(), runtime.value_dtype)
 
