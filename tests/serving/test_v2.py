@@ -6,6 +6,7 @@ import queue
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
@@ -120,6 +121,29 @@ def test_tritonclient_http_infer_binary_and_json(serving: Serving) -> None:
         assert np.array_equal(result.as_numpy("predictions"), booster.predict(X))
         assert np.allclose(result.as_numpy("probabilities"), booster.predict_proba(X), atol=1e-6)
     client.close()
+
+
+@pytest.mark.parametrize("layout", ["flat", "nested", "ragged"])
+def test_v2_rest_json_tensors_give_the_models_predictions_in_any_nesting(
+    serving: Serving, layout: str
+) -> None:
+    """Nested data is read in row-major order at any depth (as Triton reads it); the element
+    count must match the shape."""
+    X = serving.models["rf"].X[:300].astype(np.float32)
+    flat = X.ravel().tolist()
+    data = {"flat": flat, "nested": X.tolist(), "ragged": [flat[:7], [flat[7:50]], flat[50:]]}
+    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(X.shape)}]}
+    body["inputs"][0]["data"] = data[layout]
+    with httpx.Client(base_url=serving.server.rest_url, headers=HEADERS) as http:
+        resp = http.post("/v2/models/rf-skops/infer", content=orjson.dumps(body))
+        assert resp.status_code == 200, resp.text
+        outputs = {o["name"]: o for o in resp.json()["outputs"]}
+        labels, probabilities = _expected(serving, X)
+        assert np.array_equal(outputs["predictions"]["data"], labels)
+        assert np.allclose(np.reshape(outputs["probabilities"]["data"], (300, -1)), probabilities)
+        body["inputs"][0]["shape"] = [301, X.shape[1]]  # one row more than the data holds
+        short = http.post("/v2/models/rf-skops/infer", content=orjson.dumps(body))
+        assert short.status_code == 400 and "elements" in short.json()["detail"]
 
 
 def test_rest_errors_are_problem_documents(serving: Serving) -> None:

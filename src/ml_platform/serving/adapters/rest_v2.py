@@ -1,10 +1,10 @@
 """REST form of the Open Inference Protocol (KServe V2), as a bare ASGI app.
 
-No framework on this path: routing is a split of the path, bodies are parsed with orjson,
-tensors become numpy arrays directly, and Triton's binary tensor extension
-(``Inference-Header-Content-Length``) is supported both ways, so ``tritonclient.http``
-works unmodified. Errors are RFC 9457 problem documents from ``core.problems`` (with
-``request_id``) that also carry V2's ``error`` field.
+No framework on this path: routing is a split of the path, infer bodies are parsed with
+simdjson (float tensors straight into numpy: ``json_tensors``), answers are written by
+orjson, and Triton's binary tensor extension (``Inference-Header-Content-Length``) is
+supported both ways, so ``tritonclient.http`` works unmodified. Errors are RFC 9457 problem
+documents from ``core.problems`` (with ``request_id``) that also carry V2's ``error`` field.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from ml_platform.serving.adapters.grpc_errors import (
     MAX_VIOLATIONS,
     bounded,
 )
+from ml_platform.serving.adapters.json_tensors import loads_infer_request
 from ml_platform.serving.models import Principal
 from ml_platform.serving.plane import metrics, v2
 from ml_platform.serving.plane.dataplane import SERVER_NAME, SERVER_VERSION, DataPlane, InferRequest
@@ -211,7 +212,7 @@ class _InferCodec:
         json_part = body if header_len is None else body[:header_len]
         binary = b"" if header_len is None else body[header_len:]
         try:
-            doc = orjson.loads(json_part)
+            doc = loads_infer_request(json_part)
             inputs = doc["inputs"]
             if not isinstance(inputs, list):
                 raise TypeError("inputs must be a list")

@@ -1,0 +1,173 @@
+"""The V2 REST body reader (simdjson) agrees with orjson + numpy on every body, generated."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ml_platform.serving.adapters.json_tensors import FLOAT_DATATYPES, loads_infer_request
+from ml_platform.serving.plane.v2 import DTYPES
+
+_numbers = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.integers(min_value=-1000, max_value=1000),
+)
+_scalars = st.one_of(_numbers, st.booleans(), st.none(), st.text(max_size=4))
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+# tensor data: mostly numbers (flat, nested, ragged), sometimes anything else
+_data = st.one_of(
+    st.lists(_numbers, max_size=30),
+    st.lists(st.lists(_numbers, min_size=3, max_size=3), max_size=6),
+    st.recursive(_numbers, lambda inner: st.lists(inner, max_size=4), max_leaves=20),
+    _json,
+)
+_datatypes = st.sampled_from([*sorted(FLOAT_DATATYPES), "INT64", "UINT8", "BOOL", "", "BYTES"])
+
+
+@st.composite
+def _tensor(draw: st.DrawFn) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": draw(st.text(max_size=6)), "datatype": draw(_datatypes)}
+    spec["shape"] = draw(st.lists(st.integers(-1, 40), max_size=3))
+    spec["data"] = draw(_data)
+    if draw(st.booleans()):
+        spec["parameters"] = draw(st.dictionaries(st.text(max_size=4), _json, max_size=2))
+    return spec
+
+
+_bodies = st.fixed_dictionaries(
+    {"inputs": st.lists(st.one_of(_tensor(), _json), max_size=3)},
+    optional={"id": st.text(max_size=8), "outputs": _json, "parameters": _json},
+)
+
+
+def _as_tensor(data: Any, dtype: np.dtype[Any]) -> np.ndarray[Any, Any] | None:
+    """What the REST codec makes of ``data`` (``np.asarray(...).reshape(-1)``); None when it
+    refuses it."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            return np.asarray(data, dtype=dtype).reshape(-1)
+        except (TypeError, ValueError, OverflowError):
+            return None
+
+
+def _numbers_row_major(data: Any) -> list[float] | None:
+    """Every number of ``data`` in row-major order at any depth; None if it holds anything but
+    numbers and lists."""
+    if isinstance(data, bool) or data is None or isinstance(data, str | dict):
+        return None
+    if isinstance(data, list):
+        out: list[float] = []
+        for item in data:
+            part = _numbers_row_major(item)
+            if part is None:
+                return None
+            out.extend(part)
+        return out
+    return [float(data)]
+
+
+def _same(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
+    return a.dtype == b.dtype and a.tobytes() == b.tobytes()  # bit for bit: -0.0, rounding
+
+
+def _check_tensor_data(expected: Any, got: Any, datatype: Any) -> None:
+    if datatype not in FLOAT_DATATYPES or not isinstance(expected, list):
+        assert got == expected  # untouched: plain Python values, as orjson gives them
+        return
+    flat = _numbers_row_major(expected)
+    if flat is not None:  # all numbers: read by simdjson, not by Python
+        assert isinstance(got, np.ndarray) and got.dtype == np.float64
+    dtype = DTYPES[datatype]
+    want, have = _as_tensor(expected, dtype), _as_tensor(got, dtype)
+    if want is not None:
+        assert have is not None and _same(want, have), (expected, got)
+        return
+    # numpy refused it: only a ragged nesting of numbers is read (row-major, as Triton does)
+    if flat is None or have is None:
+        assert have is None, (expected, got)
+        return
+    assert _same(have, _as_tensor(flat, dtype))  # type: ignore[arg-type]
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(_bodies)
+def test_every_body_reads_as_orjson_and_numpy_read_it(doc: dict[str, Any]) -> None:
+    body = orjson.dumps(doc)
+    expected = orjson.loads(body)
+    got = loads_infer_request(body)
+    assert set(got) == set(expected)
+    for key in expected:
+        if key != "inputs":
+            assert got[key] == expected[key]
+    assert len(got["inputs"]) == len(expected["inputs"])
+    for want, have in zip(expected["inputs"], got["inputs"], strict=True):
+        if not isinstance(want, dict):
+            assert have == want
+            continue
+        assert set(have) == set(want)
+        for key in want:
+            if key == "data":
+                _check_tensor_data(want["data"], have["data"], want.get("datatype"))
+            else:
+                assert have[key] == want[key]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=40), _json.map(orjson.dumps).map(lambda b: b[:-1])))
+def test_what_is_not_json_is_refused_as_orjson_refuses_it(body: bytes) -> None:
+    try:
+        expected = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        with pytest.raises(orjson.JSONDecodeError) as info:
+            loads_infer_request(body)
+        assert str(info.value) == str(exc)  # orjson's own message: line and column
+    else:
+        assert loads_infer_request(body) == expected
+
+
+def test_float_tensors_come_as_float64_arrays_and_the_rest_as_python() -> None:
+    body = (
+        b'{"id": "r1", "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2],'
+        b' "data": [[1, 2.5], [-0.0, 1e300]]}, {"name": "k", "datatype": "INT64",'
+        b' "shape": [2], "data": [9223372036854775807, -1]}]}'
+    )
+    doc = loads_infer_request(body)
+    floats, ints = doc["inputs"]
+    assert isinstance(floats["data"], np.ndarray) and floats["data"].dtype == np.float64
+    assert floats["data"].tolist() == [1.0, 2.5, -0.0, 1e300]
+    assert ints["data"] == [9223372036854775807, -1]  # exact: integers are never floats here
+    assert doc["id"] == "r1"
+
+
+def test_a_key_given_twice_keeps_its_last_value_as_orjson() -> None:
+    body = (
+        b'{"inputs": [], "inputs": [{"name": "a", "datatype": "FP64", "data": [1],'
+        b' "data": [2, 3], "shape": [2]}], "id": "x", "id": "y"}'
+    )
+    doc = loads_infer_request(body)
+    assert doc == orjson.loads(body)
+    assert doc["id"] == "y" and doc["inputs"][0]["data"] == [2, 3]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"[1, true]", b"[1, null]", b'[1, "2"]', b"[1, {}]", b"[1, 99999999999999999999]"],
+)
+def test_data_that_is_not_all_numbers_is_left_to_numpy(data: bytes) -> None:
+    body = b'{"inputs": [{"name": "a", "datatype": "FP32", "shape": [2], "data": ' + data + b"}]}"
+    assert loads_infer_request(body) == orjson.loads(body)
