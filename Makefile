@@ -37,6 +37,7 @@ test: install node browser lint typecheck imports pytest
 
 lint:
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck:
 	$(BIN)/mypy

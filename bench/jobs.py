@@ -288,8 +288,7 @@ async def follow_raw(
     try:
         writer.write(
             f"GET /v1/jobs/training/{job_id}/logs?follow=true&tail=0 HTTP/1.1\r\n"
-            f"Host: {host}:{port}\r\nX-API-Key: {key}\r\nAccept: text/event-stream\r\n\r\n"
-            .encode()
+            f"Host: {host}:{port}\r\nX-API-Key: {key}\r\nAccept: text/event-stream\r\n\r\n".encode()
         )
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():

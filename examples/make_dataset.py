@@ -1,6 +1,6 @@
 """Write a small, deterministic binary-classification CSV (no downloads, standard library only).
 
-    python examples/make_dataset.py out.csv --rows 400 --features 4 --seed 0
+python examples/make_dataset.py out.csv --rows 400 --features 4 --seed 0
 """
 
 from __future__ import annotations

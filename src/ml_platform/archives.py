@@ -229,9 +229,7 @@ class _Unpacker:
             for member in archive:
                 self._tar_member(archive, member)
         except (tarfile.TarError, EOFError, OSError, lzma.LZMAError) as exc:
-            raise InvalidArgument(
-                f"{self.label} is corrupt ({exc.__class__.__name__})"
-            ) from exc
+            raise InvalidArgument(f"{self.label} is corrupt ({exc.__class__.__name__})") from exc
         return self._result()
 
     def _tar_member(self, archive: tarfile.TarFile, member: tarfile.TarInfo) -> None:

@@ -56,12 +56,16 @@ def test_requests_are_counted_by_route_template_never_by_raw_path(
 
     labels = {"method": "GET", "route": JOB_ROUTE, "api_version": "v1"}
     requests = "mlp_http_requests_total"
-    assert value(after, requests, status="200", **labels) - value(
-        before, requests, status="200", **labels
-    ) == 3
-    assert value(after, requests, status="404", **labels) - value(
-        before, requests, status="404", **labels
-    ) == 1
+    assert (
+        value(after, requests, status="200", **labels)
+        - value(before, requests, status="200", **labels)
+        == 3
+    )
+    assert (
+        value(after, requests, status="404", **labels)
+        - value(before, requests, status="404", **labels)
+        == 1
+    )
     latency = "mlp_http_request_duration_seconds_count"
     assert value(after, latency, **labels) - value(before, latency, **labels) == 4
     # the +Inf bucket holds every observation
@@ -85,16 +89,22 @@ def test_unmatched_paths_share_one_label(platform: Platform, client: httpx.Clien
         assert client.get(f"/v1/no-such-thing/scan{i}xyz").status_code == 404
     after = scrape(client)
     labels = {"method": "GET", "route": "unmatched", "status": "404", "api_version": "v1"}
-    assert value(after, "mlp_http_requests_total", **labels) - value(
-        before, "mlp_http_requests_total", **labels
-    ) == 3
+    assert (
+        value(after, "mlp_http_requests_total", **labels)
+        - value(before, "mlp_http_requests_total", **labels)
+        == 3
+    )
     assert not any("xyz" in v for v in all_label_values(after))
 
 
 def test_jobs_by_state_are_read_from_the_store(platform: Platform, client: httpx.Client) -> None:
     before = scrape(client)
     assert {s.labels["state"] for s in before["mlp_jobs"]} == {
-        "pending", "running", "succeeded", "failed", "cancelled"
+        "pending",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
     }
     for _ in range(2):
         assert client.post("/v1/jobs/training", json=spec()).status_code == 201
@@ -145,9 +155,11 @@ def test_scheduler_cycles_and_queue_wait(scheduling_platform: Platform) -> None:
     while True:
         after = scrape(client)
         started = client.get(f"/v1/jobs/training/{job_id}").json()["status"] != "pending"
-        if started and value(after, waits) > value(before, waits) and value(
-            after, cycles
-        ) > value(before, cycles):
+        if (
+            started
+            and value(after, waits) > value(before, waits)
+            and value(after, cycles) > value(before, cycles)
+        ):
             break
         assert time.monotonic() < deadline, f"no start or no cycle observed: {after}"
         time.sleep(0.05)

@@ -135,7 +135,7 @@ def test_every_line_of_a_request_names_its_id(logged: tuple[str, _Collect]) -> N
         "tab\there",
         "semi;colon",
         "-leading-dash",
-        "quote\"d",
+        'quote"d',
         "<script>",
         "ünïcode",
     ],

@@ -201,9 +201,7 @@ class FailingProxy:
 
     def to(self, method: str, path_prefix: str) -> list[Arrival]:
         """The arrivals of ``method`` on paths starting with ``path_prefix``, in order."""
-        return [
-            a for a in self.arrivals if a.method == method and a.path.startswith(path_prefix)
-        ]
+        return [a for a in self.arrivals if a.method == method and a.path.startswith(path_prefix)]
 
     # -- the app --------------------------------------------------------------------------------
 

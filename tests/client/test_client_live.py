@@ -41,9 +41,7 @@ def test_sync_and_async_clients_expose_the_same_methods_and_signatures() -> None
     assert _public(Client) == _public(AsyncClient)
     for resource in ("jobs", "models", "deployments", "data"):
         sync_cls = type(getattr(Client(base_url="http://127.0.0.1:9", api_key="k"), resource))
-        async_cls = type(
-            getattr(AsyncClient(base_url="http://127.0.0.1:9", api_key="k"), resource)
-        )
+        async_cls = type(getattr(AsyncClient(base_url="http://127.0.0.1:9", api_key="k"), resource))
         assert _public(sync_cls) == _public(async_cls), resource
 
 

@@ -18,7 +18,7 @@ from ml_platform import Client
 from tests.conftest import Platform, Tenant
 from tests.jobs.conftest import EXAMPLES, tenant_root
 
-SEED_EXAMPLE = '''
+SEED_EXAMPLE = """
 from ml_platform import Client
 
 # Initialize client
@@ -62,7 +62,7 @@ except Exception as e:
     print(f"Job failed: {{e}}")
     logs = job.get_logs(tail=50)
     print(f"Last 50 log lines:\\n{{logs}}")
-'''
+"""
 
 
 def _dataset(platform: Platform, tenant: Tenant) -> str:

@@ -92,13 +92,12 @@ def device(name: str) -> tarfile.TarInfo:
         pytest.param(lambda: b"this is not an archive", id="garbage"),
         pytest.param(lambda: make_zip({"bomb.bin": b"\0" * (3 * 1024 * 1024)}), id="zip-bomb"),
         pytest.param(
-            lambda: make_tar([file_member("bomb.bin", 3 * 1024 * 1024)],
-                             {"bomb.bin": b"\0" * (3 * 1024 * 1024)}),
+            lambda: make_tar(
+                [file_member("bomb.bin", 3 * 1024 * 1024)], {"bomb.bin": b"\0" * (3 * 1024 * 1024)}
+            ),
             id="tar-bomb",
         ),
-        pytest.param(
-            lambda: make_zip({f"f{i}.py": b"" for i in range(60)}), id="too-many-files"
-        ),
+        pytest.param(lambda: make_zip({f"f{i}.py": b"" for i in range(60)}), id="too-many-files"),
     ],
 )
 def test_malicious_archives_are_rejected(tmp_path: Path, archive) -> None:  # type: ignore[no-untyped-def]
@@ -114,7 +113,7 @@ def test_zip_symlink_member_is_rejected(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         info = zipfile.ZipInfo("link")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         archive.writestr(info, "/etc/passwd")
     with pytest.raises(InvalidArgument, match="symlink"):
         packages_in(tmp_path).save("t1", buffer.getvalue())

@@ -26,9 +26,7 @@ def _platform(
     tmp_path_factory: pytest.TempPathFactory, database_url_factory: Any, **settings: object
 ) -> Iterator[Platform]:
     url = database_url_factory("sqlite")
-    running, server = start_platform(
-        "sqlite", tmp_path_factory.mktemp("fit-data"), url, **settings
-    )
+    running, server = start_platform("sqlite", tmp_path_factory.mktemp("fit-data"), url, **settings)
     yield running
     running.close()
     server.stop()
@@ -91,8 +89,9 @@ def test_seed_default_compute_runs_fitted_to_the_node(small_node: Platform) -> N
 
 def test_a_request_that_fits_is_not_fitted(small_node: Platform) -> None:
     client = small_node.client(small_node.new_tenant())
-    job = submit(client, entrypoint="python -c \"print('ok')\"", compute={"cpu_cores": 1,
-                                                                         "memory_gb": 1})
+    job = submit(
+        client, entrypoint="python -c \"print('ok')\"", compute={"cpu_cores": 1, "memory_gb": 1}
+    )
     done = wait_for(client, job["id"], {"succeeded", "failed", "cancelled"})
     assert done["status"] == "succeeded", done
     assert not any("fitted" in (h["reason"] or "") for h in done["status_history"])

@@ -12,7 +12,8 @@ def test_ids_tail_and_read_after(tmp_path: Path) -> None:
     store.append_lines("job_a", ["three", "four with  spaces"], "stderr")
     assert store.count("job_a") == 4
     assert [(line.id, line.stream, line.text) for line in store.tail("job_a", 2)] == [
-        (3, "stderr", "three"), (4, "stderr", "four with  spaces")
+        (3, "stderr", "three"),
+        (4, "stderr", "four with  spaces"),
     ]
     assert [line.text for line in store.read_after("job_a", 1, limit=2)] == ["two", "three"]
     assert store.read_after("job_a", 4) == []

@@ -11,9 +11,7 @@ from ml_platform.jobs.paths import PathPolicy
 def test_tenant_area_and_shared_roots(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
-    policy = PathPolicy(
-        tmp_path / "data", [shared], allowed_uri_prefixes={"t1": ["s3://bucket/"]}
-    )
+    policy = PathPolicy(tmp_path / "data", [shared], allowed_uri_prefixes={"t1": ["s3://bucket/"]})
     root = policy.ensure_tenant_root("t1")
     assert policy.check_data_path("t1", "train.csv").local == root / "train.csv"
     assert policy.check_data_path("t1", f"file://{root}/x.csv").local == root / "x.csv"

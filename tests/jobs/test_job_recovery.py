@@ -112,9 +112,12 @@ def test_kill9_then_restart_leaves_no_job_running(server_env: tuple[dict[str, st
     try:
         client = httpx.Client(base_url=first.base_url, headers={"X-API-Key": key}, timeout=30)
         body = {
-            "name": "long", "framework": "sklearn", "docker_image": "python:3.11",
+            "name": "long",
+            "framework": "sklearn",
+            "docker_image": "python:3.11",
             "entrypoint": "python -c \"import time; print('up', flush=True); time.sleep(600)\"",
-            "data_path": "data.csv", "output_path": "out",
+            "data_path": "data.csv",
+            "output_path": "out",
             "compute": {"cpu_cores": 1, "memory_gb": 1},
         }
         created = client.post("/v1/jobs/training", json=body)
@@ -163,10 +166,7 @@ def _tagged(run: str, variable: str = "ML_PLATFORM_RUN_ID") -> list[int]:
     found = []
     for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
-            if (
-                proc.environ().get(variable) == run
-                and proc.status() != psutil.STATUS_ZOMBIE
-            ):
+            if proc.environ().get(variable) == run and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc.pid)
     return found
 
@@ -191,19 +191,27 @@ def test_recover_finds_an_attempt_started_but_never_saved(tmp_path: Path) -> Non
     output = tmp_path / "out"
 
     async def scenario() -> tuple[str | None, list[int], list[int]]:
-        first = LocalExecutor(jobs_dir=jobs_dir, logs=logs, on_metrics=no_metrics,
-                              cancel_grace_seconds=1)
-        handle = await first.start(JobLaunch(
-            job_id=job_id, tenant_id="t", entrypoint=f'python -c "{SLEEP_WITH_CHILD}"',
-            data_path=str(tmp_path), output_path=str(output), attempt=1,
-        ))
+        first = LocalExecutor(
+            jobs_dir=jobs_dir, logs=logs, on_metrics=no_metrics, cancel_grace_seconds=1
+        )
+        handle = await first.start(
+            JobLaunch(
+                job_id=job_id,
+                tenant_id="t",
+                entrypoint=f'python -c "{SLEEP_WITH_CHILD}"',
+                data_path=str(tmp_path),
+                output_path=str(output),
+                attempt=1,
+            )
+        )
         assert handle["run_id"] == f"{job_id}-a1"
         while len(_tagged(f"{job_id}-a1")) < 2:
             await asyncio.sleep(0.02)
         before = _tagged(f"{job_id}-a1")
         (jobs_dir / job_id / "state.json").unlink()  # died before state.json was written
-        restarted = LocalExecutor(jobs_dir=jobs_dir, logs=logs, on_metrics=no_metrics,
-                                  cancel_grace_seconds=1)
+        restarted = LocalExecutor(
+            jobs_dir=jobs_dir, logs=logs, on_metrics=no_metrics, cancel_grace_seconds=1
+        )
         try:
             outcome = await restarted.recover(job_id, starting_claim(1))
             after = _tagged(f"{job_id}-a1")
@@ -259,12 +267,22 @@ def test_restart_stops_the_process_of_a_claimed_attempt(
     job_id = new_id("job")
     with context.db.transaction() as session:
         JobRepository(session, tenant.id).add(
-            job_id=job_id, name="claimed", framework="sklearn",
+            job_id=job_id,
+            name="claimed",
+            framework="sklearn",
             spec=TrainingJobSpec.model_validate(job_body()).model_dump(mode="json"),
-            env_vars={}, tags={}, created_by="test",
+            env_vars={},
+            tags={},
+            created_by="test",
         )
-        transition_job(session, job_id, tenant_id=tenant.id, target=JobStatus.RUNNING,
-                       reason="attempt 1 started on the local executor", attempt=1)
+        transition_job(
+            session,
+            job_id,
+            tenant_id=tenant.id,
+            target=JobStatus.RUNNING,
+            reason="attempt 1 started on the local executor",
+            attempt=1,
+        )
         JobRuntimeRepository(session).upsert_runtime(
             job_id, tenant.id, attempt=1, executor="local", handle=starting_claim(1)
         )
@@ -312,9 +330,12 @@ def test_kill9_between_start_and_saved_handle_leaves_no_orphan(
     env = {**env, "ML_PLATFORM_TENANT_MAX_CONCURRENT_JOBS": "1"}
     key = _api_key(env)
     body = {
-        "name": "sleeper", "framework": "sklearn", "docker_image": "python:3.11",
+        "name": "sleeper",
+        "framework": "sklearn",
+        "docker_image": "python:3.11",
         "entrypoint": 'python -c "import time; time.sleep(600)"',
-        "data_path": "data.csv", "output_path": "out",
+        "data_path": "data.csv",
+        "output_path": "out",
         "compute": {"cpu_cores": 1, "memory_gb": 1},
     }
     first = ServerProcess(env, int(env["ML_PLATFORM_PORT"]))

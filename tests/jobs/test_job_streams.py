@@ -47,8 +47,9 @@ def test_sse_resume_after_disconnect_loses_and_repeats_nothing(jobs_platform: Pl
     assert end == {"status": "succeeded"}
     total = len(client.get(url, params={"tail": 10000}).json()["logs"])
     assert seen == list(range(1, total + 1))
-    printed = [e for e in client.get(url, params={"tail": 10000}).json()["logs"]
-               if e["stream"] == "stdout"]
+    printed = [
+        e for e in client.get(url, params={"tail": 10000}).json()["logs"] if e["stream"] == "stdout"
+    ]
     assert [e["line"] for e in printed] == [f"line {i}" for i in range(1, 301)]
 
 
@@ -103,6 +104,7 @@ def test_websocket_denies_other_tenants_and_anonymous(jobs_platform: Platform) -
         assert _drain(ws) == ([], 4401)
     with connect(url, subprotocols=["mlp.v1", "mlp.auth.mlp_not_a_real_key"]) as ws:
         assert _drain(ws) == ([], 4401)
-    with connect(url, additional_headers={"X-API-Key": owner.api_key,
-                                          "Origin": "https://evil.example"}) as ws:
+    with connect(
+        url, additional_headers={"X-API-Key": owner.api_key, "Origin": "https://evil.example"}
+    ) as ws:
         assert _drain(ws) == ([], 4403)

@@ -32,7 +32,9 @@ def test_sklearn_example_end_to_end(jobs_platform: Platform) -> None:
     make_dataset(root / "data" / "train.csv")
     package = upload(client, zip_dir(EXAMPLES / "sklearn_classifier"))
     job = submit(
-        client, source=package, hyperparameters={"epochs": 4, "sleep_seconds": 0.3},
+        client,
+        source=package,
+        hyperparameters={"epochs": 4, "sleep_seconds": 0.3},
         output_path="models/churn/v1",
     )
     assert job["status"] == "pending" and job["pending_reason"]
@@ -51,9 +53,7 @@ def test_sklearn_example_end_to_end(jobs_platform: Platform) -> None:
                 ids.append(int(event.id or 0))
                 lines.append(event.data["line"])
                 if "epoch 2:" in event.data["line"] and not metrics_during_run:
-                    metrics_during_run = client.get(
-                        f"/v1/jobs/training/{job['id']}/metrics"
-                    ).json()
+                    metrics_during_run = client.get(f"/v1/jobs/training/{job['id']}/metrics").json()
                     running = client.get(f"/v1/jobs/training/{job['id']}").json()
                     assert running["status"] == "running"
             elif event.event == "end":
@@ -68,8 +68,9 @@ def test_sklearn_example_end_to_end(jobs_platform: Platform) -> None:
     assert done["started_at"] and done["completed_at"]
     assert done["resource_usage"]["cpu_seconds"] > 0
     assert [h["status"] for h in done["status_history"]] == ["pending", "running", "succeeded"]
-    history = client.get(f"/v1/jobs/training/{job['id']}/metrics/history",
-                         params={"name": "loss"}).json()
+    history = client.get(
+        f"/v1/jobs/training/{job['id']}/metrics/history", params={"name": "loss"}
+    ).json()
     assert [p["step"] for p in history["metrics"]] == [1, 2, 3, 4]
     latest = client.get(f"/v1/jobs/training/{job['id']}/metrics").json()
     assert latest["loss"] == history["metrics"][-1]["value"]
@@ -81,9 +82,16 @@ def test_sklearn_example_end_to_end(jobs_platform: Platform) -> None:
 def test_failing_script_reports_exit_code_and_stderr(jobs_platform: Platform) -> None:
     tenant = jobs_platform.new_tenant()
     client = jobs_platform.client(tenant)
-    package = upload(client, zip_files({
-        "train.py": "import sys\nprint('about to fail')\nsys.exit('model diverged: loss=nan')\n"
-    }))
+    package = upload(
+        client,
+        zip_files(
+            {
+                "train.py": (
+                    "import sys\nprint('about to fail')\nsys.exit('model diverged: loss=nan')\n"
+                )
+            }
+        ),
+    )
     job = submit(client, source=package)
     done = wait_for(client, job["id"], {"failed", "succeeded"})
     assert done["status"] == "failed"
@@ -95,8 +103,9 @@ def test_failing_script_reports_exit_code_and_stderr(jobs_platform: Platform) ->
 
 def test_timeout_fails_the_job(jobs_platform: Platform) -> None:
     client = jobs_platform.client(jobs_platform.new_tenant())
-    job = submit(client, entrypoint='python -c "import time; time.sleep(600)"',
-                 max_runtime_seconds=1)
+    job = submit(
+        client, entrypoint='python -c "import time; time.sleep(600)"', max_runtime_seconds=1
+    )
     done = wait_for(client, job["id"], {"failed", "succeeded"})
     assert done["status"] == "failed"
     assert "max_runtime_seconds=1" in done["error_message"]
@@ -135,19 +144,24 @@ def test_cancel_running_job_leaves_no_process(jobs_platform: Platform) -> None:
 
 def test_retries_make_each_attempt_visible(jobs_platform: Platform) -> None:
     client = jobs_platform.client(jobs_platform.new_tenant())
-    job = submit(client, entrypoint="python -c \"raise SystemExit(2)\"", max_retries=1)
+    job = submit(client, entrypoint='python -c "raise SystemExit(2)"', max_retries=1)
     done = wait_for(client, job["id"], {"failed", "succeeded"})
     history = [(h["status"], h["attempt"]) for h in done["status_history"]]
     assert history == [
-        ("pending", None), ("running", 1), ("pending", 1), ("running", 2), ("failed", 2)
+        ("pending", None),
+        ("running", 1),
+        ("pending", 1),
+        ("running", 2),
+        ("failed", 2),
     ]
     assert done["attempt"] == 2
 
 
 def test_pending_reasons(jobs_platform: Platform) -> None:
     client = jobs_platform.client(jobs_platform.new_tenant())
-    gpu = submit(client, compute={"compute_type": "gpu", "gpu_count": 2, "cpu_cores": 1,
-                                  "memory_gb": 1})
+    gpu = submit(
+        client, compute={"compute_type": "gpu", "gpu_count": 2, "cpu_cores": 1, "memory_gb": 1}
+    )
     sleeper = 'python -c "import time; time.sleep(600)"'
     running = [submit(client, entrypoint=sleeper) for _ in range(2)]
     for job in running:
@@ -218,12 +232,12 @@ def test_malicious_archives_are_rejected_over_http(jobs_platform: Platform) -> N
         (buffer.getvalue(), "application/gzip"),
         (b"not an archive", "application/zip"),
     ]:
-        response = client.post("/v1/code-packages", content=data,
-                               headers={"Content-Type": media})
+        response = client.post("/v1/code-packages", content=data, headers={"Content-Type": media})
         assert 400 <= response.status_code < 500, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
-    wrong_type = client.post("/v1/code-packages", content=b"x",
-                             headers={"Content-Type": "text/plain"})
+    wrong_type = client.post(
+        "/v1/code-packages", content=b"x", headers={"Content-Type": "text/plain"}
+    )
     assert 400 <= wrong_type.status_code < 500
 
 

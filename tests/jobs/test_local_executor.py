@@ -35,7 +35,10 @@ async def env(tmp_path: Path) -> AsyncIterator[tuple[LocalExecutor, LogStore, Co
     logs = LogStore(tmp_path / "jobs")
     metrics = Collected()
     executor = LocalExecutor(
-        jobs_dir=tmp_path / "jobs", logs=logs, on_metrics=metrics, cancel_grace_seconds=2.0,
+        jobs_dir=tmp_path / "jobs",
+        logs=logs,
+        on_metrics=metrics,
+        cancel_grace_seconds=2.0,
         sample_interval=0.05,
     )
     yield executor, logs, metrics
@@ -44,7 +47,9 @@ async def env(tmp_path: Path) -> AsyncIterator[tuple[LocalExecutor, LogStore, Co
 
 def launch(tmp_path: Path, job_id: str, entrypoint: str, **kw: object) -> JobLaunch:
     return JobLaunch(
-        job_id=job_id, tenant_id="t1", entrypoint=entrypoint,
+        job_id=job_id,
+        tenant_id="t1",
+        entrypoint=entrypoint,
         data_path=str(kw.pop("data_path", tmp_path / "data.csv")),
         output_path=str(kw.pop("output_path", tmp_path / "out")),
         **kw,  # type: ignore[arg-type]
@@ -54,10 +59,17 @@ def launch(tmp_path: Path, job_id: str, entrypoint: str, **kw: object) -> JobLau
 async def test_sklearn_example_succeeds(tmp_path: Path, env) -> None:  # type: ignore[no-untyped-def]
     executor, logs, metrics = env
     data = make_dataset(tmp_path / "data.csv")
-    handle = await executor.start(launch(
-        tmp_path, "job_ok", "python train.py", code_dir=EXAMPLES / "sklearn_classifier",
-        data_path=data, hyperparameters={"epochs": 3}, docker_image="img:1",
-    ))
+    handle = await executor.start(
+        launch(
+            tmp_path,
+            "job_ok",
+            "python train.py",
+            code_dir=EXAMPLES / "sklearn_classifier",
+            data_path=data,
+            hyperparameters={"epochs": 3},
+            docker_image="img:1",
+        )
+    )
     assert handle["pid"] > 0
     outcome = await executor.wait("job_ok")
     text = "\n".join(line.render() for line in logs.tail("job_ok", 100))
@@ -176,7 +188,10 @@ async def test_job_user_cannot_read_platform_database(tmp_path: Path) -> None:
         logs = LogStore(data_dir / "jobs")
         # The server's interpreter lives under /root here; the job user needs its own.
         executor = LocalExecutor(
-            jobs_dir=data_dir / "jobs", logs=logs, on_metrics=Collected(), job_user="nobody",
+            jobs_dir=data_dir / "jobs",
+            logs=logs,
+            on_metrics=Collected(),
+            job_user="nobody",
             python=SYSTEM_PYTHON,
         )
         script = (
@@ -190,10 +205,16 @@ async def test_job_user_cannot_read_platform_database(tmp_path: Path) -> None:
         code = data_dir / "code"
         code.mkdir()
         (code / "train.py").write_text(script)
-        await executor.start(JobLaunch(
-            job_id="job_user", tenant_id="t1", entrypoint="python train.py", code_dir=code,
-            data_path=str(tenant / "data.csv"), output_path=str(tenant / "out"),
-        ))
+        await executor.start(
+            JobLaunch(
+                job_id="job_user",
+                tenant_id="t1",
+                entrypoint="python train.py",
+                code_dir=code,
+                data_path=str(tenant / "data.csv"),
+                output_path=str(tenant / "out"),
+            )
+        )
         outcome = await executor.wait("job_user")
         text = "\n".join(line.text for line in logs.tail("job_user", 50))
         assert outcome.status is JobStatus.FAILED, text
@@ -208,10 +229,16 @@ async def test_job_user_cannot_read_platform_database(tmp_path: Path) -> None:
 async def test_xgboost_example_succeeds(tmp_path: Path, env) -> None:  # type: ignore[no-untyped-def]
     executor, logs, metrics = env
     data = make_dataset(tmp_path / "data.csv")
-    await executor.start(launch(
-        tmp_path, "job_xgb", "python train.py", code_dir=EXAMPLES / "xgboost_classifier",
-        data_path=data, hyperparameters={"num_boost_round": 5},
-    ))
+    await executor.start(
+        launch(
+            tmp_path,
+            "job_xgb",
+            "python train.py",
+            code_dir=EXAMPLES / "xgboost_classifier",
+            data_path=data,
+            hyperparameters={"num_boost_round": 5},
+        )
+    )
     outcome = await executor.wait("job_xgb")
     text = "\n".join(line.render() for line in logs.tail("job_xgb", 100))
     assert outcome.status is JobStatus.SUCCEEDED, text
@@ -225,7 +252,10 @@ async def test_xgboost_example_succeeds(tmp_path: Path, env) -> None:  # type: i
 async def test_log_limit_and_shutdown_reason(tmp_path: Path) -> None:
     logs = LogStore(tmp_path / "jobs")
     executor = LocalExecutor(
-        jobs_dir=tmp_path / "jobs", logs=logs, on_metrics=Collected(), max_log_bytes=2000,
+        jobs_dir=tmp_path / "jobs",
+        logs=logs,
+        on_metrics=Collected(),
+        max_log_bytes=2000,
         cancel_grace_seconds=1.0,
     )
     script = "import time\\nfor i in range(1000): print('x' * 50, flush=True)\\ntime.sleep(600)"

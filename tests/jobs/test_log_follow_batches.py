@@ -120,7 +120,9 @@ def test_repeated_file_reads_share_one_parse_but_never_a_stale_or_shared_list(
     assert [line.text for line in store.read_after("job_r", 0)] == ["a", "b"]
     other.append_lines("job_r", ["c"], "stderr")
     assert [(line.id, line.text) for line in store.read_after("job_r", 0)] == [
-        (1, "a"), (2, "b"), (3, "c")
+        (1, "a"),
+        (2, "b"),
+        (3, "c"),
     ]
     store.path("job_r").unlink()
     store.forget("job_r")

@@ -22,6 +22,7 @@ def test_only_one_holder_until_the_lease_expires(backend: str, database_url_fact
     db = Database(database_url_factory(backend))
     db.upgrade()
     try:
+
         def acquire(holder: str, ttl: float) -> bool:
             with db.transaction() as session:
                 return JobRuntimeRepository(session).acquire_lease("sched", holder, ttl)

@@ -33,9 +33,13 @@ def make_job(platform: Platform, tenant: Tenant, status: JobStatus) -> str:
     job_id = new_id("job")
     with platform.db.transaction() as session:
         JobRepository(session, tenant.id).add(
-            job_id=job_id, name="t", framework="sklearn",
+            job_id=job_id,
+            name="t",
+            framework="sklearn",
             spec=TrainingJobSpec.model_validate(job_body()).model_dump(mode="json"),
-            env_vars={}, tags={}, created_by="test",
+            env_vars={},
+            tags={},
+            created_by="test",
         )
         session.execute(update(JobRow).where(JobRow.id == job_id).values(status=status.value))
     return job_id
@@ -46,7 +50,8 @@ def status_and_events(platform: Platform, job_id: str) -> tuple[JobStatus, list[
         status = session.scalar(select(JobRow.status).where(JobRow.id == job_id))
         events = list(
             session.scalars(
-                select(JobEventRow.status).where(JobEventRow.job_id == job_id)
+                select(JobEventRow.status)
+                .where(JobEventRow.job_id == job_id)
                 .order_by(JobEventRow.id)
             )
         )
@@ -85,7 +90,10 @@ def test_expected_narrows_the_sources(platform: Platform, tenant: Tenant) -> Non
     with pytest.raises(Conflict), platform.db.transaction() as session:
         # running -> failed is allowed, but not when the caller expects a pending job
         transition_job(
-            session, job_id, tenant_id=tenant.id, target=JobStatus.FAILED,
+            session,
+            job_id,
+            tenant_id=tenant.id,
+            target=JobStatus.FAILED,
             expected=[JobStatus.PENDING],
         )
     assert status_and_events(platform, job_id) == (JobStatus.RUNNING, [])
@@ -128,8 +136,13 @@ def test_cancel_racing_completion_has_one_outcome(
     if completion_first:
         with platform.db.transaction() as session:
             transition_job(
-                session, job_id, tenant_id=tenant.id, target=JobStatus.SUCCEEDED,
-                expected=[JobStatus.RUNNING], reason="the job's code exited 0", attempt=1,
+                session,
+                job_id,
+                tenant_id=tenant.id,
+                target=JobStatus.SUCCEEDED,
+                expected=[JobStatus.RUNNING],
+                reason="the job's code exited 0",
+                attempt=1,
             )
             canceller.start()
             # Not an assertion: give the cancel time to reach its UPDATE, which then waits for
@@ -142,8 +155,13 @@ def test_cancel_racing_completion_has_one_outcome(
         try:
             with platform.db.transaction() as session:
                 transition_job(
-                    session, job_id, tenant_id=tenant.id, target=JobStatus.SUCCEEDED,
-                    expected=[JobStatus.RUNNING], reason="the job's code exited 0", attempt=1,
+                    session,
+                    job_id,
+                    tenant_id=tenant.id,
+                    target=JobStatus.SUCCEEDED,
+                    expected=[JobStatus.RUNNING],
+                    reason="the job's code exited 0",
+                    attempt=1,
                 )
         except Conflict as exc:
             completion_error = exc
@@ -172,8 +190,13 @@ def test_concurrent_writers_one_wins(platform: Platform, tenant: Tenant) -> None
         barrier.wait()
         try:
             with platform.db.transaction() as session:
-                transition_job(session, job_id, tenant_id=tenant.id, target=target,
-                               expected=[JobStatus.RUNNING])
+                transition_job(
+                    session,
+                    job_id,
+                    tenant_id=tenant.id,
+                    target=target,
+                    expected=[JobStatus.RUNNING],
+                )
             won.append(target)
         except Conflict as exc:
             lost.append(exc)

@@ -69,9 +69,7 @@ def _files(platform: Platform) -> set[Path]:
 def upload(
     client: httpx.Client, name: str, filename: str, data: bytes, **fields: str
 ) -> httpx.Response:
-    return client.post(
-        f"/v1/models/{name}/versions", files={"file": (filename, data)}, data=fields
-    )
+    return client.post(f"/v1/models/{name}/versions", files={"file": (filename, data)}, data=fields)
 
 
 def test_archive_with_one_model_becomes_a_version(

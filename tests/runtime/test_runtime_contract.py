@@ -29,14 +29,22 @@ def test_contract_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     lines = metrics.read_text().splitlines()
     points = [p for line in lines for p in parse_metric_record(line)]
     assert [(p.name, p.value, p.step) for p in points] == [
-        ("loss", 0.5, 2), ("acc", 1.0, 2), ("loss", 0.25, None)
+        ("loss", 0.5, 2),
+        ("acc", 1.0, 2),
+        ("loss", 0.25, None),
     ]
 
 
 @pytest.mark.parametrize(
     ("metrics", "step"),
-    [({}, None), ({"x": float("nan")}, None), ({"x": "1"}, None), ({"x": True}, None),
-     ({"x": 1.0}, -1), ({"": 1.0}, None)],
+    [
+        ({}, None),
+        ({"x": float("nan")}, None),
+        ({"x": "1"}, None),
+        ({"x": True}, None),
+        ({"x": 1.0}, -1),
+        ({"": 1.0}, None),
+    ],
 )
 def test_log_metrics_rejects_bad_values(metrics: dict, step: int | None) -> None:  # type: ignore[type-arg]
     with pytest.raises((ValueError, TypeError)):
@@ -51,7 +59,10 @@ def test_runtime_imports_nothing_server_side() -> None:
         "print(bad)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], env={"PYTHONPATH": SRC}, capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": SRC},
+        capture_output=True,
+        text=True,
         check=True,
     )
     assert out.stdout.strip() == "[]"
@@ -67,7 +78,8 @@ def test_printed_lines_are_never_metrics(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-c", script],
         env={"PYTHONPATH": SRC, "ML_PLATFORM_METRICS_FILE": str(metrics)},
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [r["metrics"] for r in records] == [{"loss": 1.0}]

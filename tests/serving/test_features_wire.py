@@ -64,9 +64,7 @@ stamps = st.one_of(
         min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
     ),
 )
-values = st.builds(
-    LookupValue, st.just("v:f"), scalars, st.sampled_from(list(ValueStatus)), stamps
-)
+values = st.builds(LookupValue, st.just("v:f"), scalars, st.sampled_from(list(ValueStatus)), stamps)
 refs = st.lists(st.text(min_size=1, max_size=40), max_size=5)
 
 

@@ -45,9 +45,7 @@ def _probe_rows(forest: Any, n_features: int, rng: np.random.Generator) -> np.nd
         block[np.arange(len(values)), features] = values
         rows.append(block)
     block = rng.normal(0.0, 3.0, size=(len(specials) * n_features, n_features))
-    for i, (value, feature) in enumerate(
-        (v, f) for v in specials for f in range(n_features)
-    ):
+    for i, (value, feature) in enumerate((v, f) for v in specials for f in range(n_features)):
         block[i, feature] = value
     rows.append(block)
     return np.vstack(rows)

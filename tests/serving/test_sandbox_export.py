@@ -86,9 +86,7 @@ ROWS = arrays(
 @pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=15, deadline=None)
 @given(rows=ROWS)
-def test_an_export_predicts_bit_for_bit_as_the_unpickled_model(
-    kind: str, rows: np.ndarray
-) -> None:
+def test_an_export_predicts_bit_for_bit_as_the_unpickled_model(kind: str, rows: np.ndarray) -> None:
     # what a sandbox holds after unpickling: the estimator itself
     original = SklearnRuntime(pickle.loads(pickle.dumps(_fitted(kind))))
     exported = load_skops(skops_export(original, max_bytes=LIMIT))

@@ -74,9 +74,7 @@ def _expected(
 job_specs = st.lists(
     st.tuples(
         st.sampled_from(FRAMEWORKS),
-        st.fixed_dictionaries(
-            {}, optional={k: st.sampled_from(v) for k, v in TAG_VALUES.items()}
-        ),
+        st.fixed_dictionaries({}, optional={k: st.sampled_from(v) for k, v in TAG_VALUES.items()}),
         # the status path: 0 stays pending, 1 running, 2 succeeded, 3 failed, 4 cancelled
         st.integers(0, 4),
         st.booleans(),  # changed through the store (True) or by a raw UPDATE (False)
@@ -147,9 +145,7 @@ def test_tag_filtered_pages_and_totals_match_the_jobs(
     statuses: list[JobStatus | None] = [None, JobStatus.SUCCEEDED]
     with database.read() as session:
         repo = JobRepository(session, tenant_id)
-        for status, framework, tags in itertools.product(
-            statuses, [None, "xgboost"], FILTER_TAGS
-        ):
+        for status, framework, tags in itertools.product(statuses, [None, "xgboost"], FILTER_TAGS):
             expected = _expected(jobs, status, framework, tags)
             for offset in (0, 2, len(expected) + 1):
                 page = repo.search(

@@ -50,7 +50,20 @@ _KNOWN_CODES = frozenset(code.value for code in ErrorCode)
 _VERSION = re.compile(r"^/(v[0-9]{1,3})(?:/|$)")
 
 LATENCY_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
 )
 QUEUE_WAIT_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)
 
@@ -187,11 +200,16 @@ class MetricsMiddleware:
             await self.app(scope, receive, recording_send)
         finally:
             template = route_template(scope)
-            version = api_version(template) if template != UNMATCHED else api_version(
-                scope.get("path", "")
+            version = (
+                api_version(template)
+                if template != UNMATCHED
+                else api_version(scope.get("path", ""))
             )
             self.metrics.observe_request(
-                scope.get("method", "GET"), template, status, version,
+                scope.get("method", "GET"),
+                template,
+                status,
+                version,
                 time.perf_counter() - started,
             )
             if problem:

@@ -22,9 +22,7 @@ UNMATCHED_ROUTE = "unmatched"
 
 
 def _problem(status: int, detail: str, request_id: str, path: str) -> bytes:
-    document = problem_document(
-        status=status, detail=detail, instance=path, request_id=request_id
-    )
+    document = problem_document(status=status, detail=detail, instance=path, request_id=request_id)
     return problem_bytes(document)
 
 

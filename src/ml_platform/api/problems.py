@@ -27,6 +27,7 @@ __all__ = ["PROBLEM_BASE", "PROBLEM_JSON", "install_problem_handlers", "problem_
 
 logger = logging.getLogger(__name__)
 
+
 def problem_response(
     request: Request,
     status: int,

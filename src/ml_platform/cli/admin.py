@@ -296,9 +296,7 @@ def usage(
     )
     names = {t.id: t.name for t in context.auth.tenants()}
     if output is Output.JSON:
-        emit_json(
-            [{**r.as_dict(), "tenant": names.get(r.key.tenant_id)} for r in rows]
-        )
+        emit_json([{**r.as_dict(), "tenant": names.get(r.key.tenant_id)} for r in rows])
         return
     show_table(
         None,

@@ -207,9 +207,7 @@ def _rich_status(exc: Any) -> tuple[str | None, list[dict[str, str]]]:
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
-            errors.extend(
-                {"path": v.field, "message": v.description} for v in bad.field_violations
-            )
+            errors.extend({"path": v.field, "message": v.description} for v in bad.field_violations)
     return reason, errors
 
 

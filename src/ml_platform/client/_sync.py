@@ -491,8 +491,10 @@ class Client(BaseClient):
         return self._parse(model, self._send(req))
 
     def _pager(self, listing: Listing[T]) -> SyncPager[T]:
-        return SyncPager(lambda cursor: listing.page(self._send(listing.request(cursor)), cursor),
-                         first=listing.first)
+        return SyncPager(
+            lambda cursor: listing.page(self._send(listing.request(cursor)), cursor),
+            first=listing.first,
+        )
 
     @contextmanager
     def _stream(self, req: Req) -> Iterator[httpx.Response]:
@@ -546,10 +548,27 @@ class Client(BaseClient):
         holds the same package; ``data``/``data_path`` naming a local file or directory is
         uploaded into your data area first.
         """
-        call = TrainCall(name, framework, docker_image, data_path, output_path, gpu_count,
-                         model_type, data, hyperparameters, env_vars, tags, entrypoint,
-                         source_dir, source, cpu_cores, memory_gb, max_runtime_seconds,
-                         job_max_retries, tenant_id)
+        call = TrainCall(
+            name,
+            framework,
+            docker_image,
+            data_path,
+            output_path,
+            gpu_count,
+            model_type,
+            data,
+            hyperparameters,
+            env_vars,
+            tags,
+            entrypoint,
+            source_dir,
+            source,
+            cpu_cores,
+            memory_gb,
+            max_runtime_seconds,
+            job_max_retries,
+            tenant_id,
+        )
         if call.source_dir is not None:
             source = self._upload_package(Path(call.source_dir))
         remote_data = call.remote_data

@@ -214,9 +214,7 @@ class ArchiveReader:
                 index.last_id = last_id
 
 
-def _bisect(
-    handle: IO[bytes], after_id: int, low_id: int, low: int, end: int
-) -> tuple[int, int]:
+def _bisect(handle: IO[bytes], after_id: int, low_id: int, low: int, end: int) -> tuple[int, int]:
     """A mark ``(id, offset)`` at or before the first line with an id above ``after_id``,
     within ``BISECT_STOP_BYTES`` of it, found between the mark ``(low_id, low)`` and ``end``.
     ``low`` always starts a line and every line before it has an id <= ``after_id``."""

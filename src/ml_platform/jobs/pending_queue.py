@@ -151,9 +151,7 @@ class Ranker:
             before = [lengths[u] for u in order[:index]]
             for rank in [0, *range(max(start, 1), len(queue))]:
                 position = (
-                    rank
-                    + sum(min(n, rank) for n in others)
-                    + sum(1 for n in before if n > rank)
+                    rank + sum(min(n, rank) for n in others) + sum(1 for n in before if n > rank)
                 )
                 reason = queued_reason(position, blocked.get(tenant) if rank == 0 else None)
                 info[queue[rank].job.id] = (tenant, reason, position)

@@ -81,9 +81,7 @@ def open_data(mode: str = "rb", path: str | None = None) -> IO[Any]:
     try:
         import fsspec  # type: ignore[import-untyped,unused-ignore]
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise RuntimeError(
-            f"reading {target!r} needs fsspec: install ml-platform[s3]"
-        ) from exc
+        raise RuntimeError(f"reading {target!r} needs fsspec: install ml-platform[s3]") from exc
     return fsspec.open(target, mode, **storage_options()).open()  # type: ignore[no-any-return]
 
 

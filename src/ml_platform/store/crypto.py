@@ -47,7 +47,7 @@ def check_keys(keys: Sequence[str]) -> None:
         except (ValueError, TypeError):
             raise ValueError(
                 f"ML_PLATFORM_SECRETS_KEY entry {position} is not a Fernet key (32 url-safe "
-                "base64-encoded bytes; make one with `python -c \"from cryptography.fernet "
+                'base64-encoded bytes; make one with `python -c "from cryptography.fernet '
                 'import Fernet; print(Fernet.generate_key().decode())"`)'
             ) from None
 

@@ -48,9 +48,7 @@ class JobRuntimeRow(Base):
 
     __tablename__ = "job_runtime"
 
-    job_id: Mapped[str] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(40))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     executor: Mapped[str | None] = mapped_column(String(16), nullable=True)
@@ -374,8 +372,14 @@ class JobRuntimeRepository:
         self._session.execute(
             insert(JobMetricRow),
             [
-                {"job_id": job_id, "tenant_id": tenant_id, "name": n, "step": s, "value": v,
-                 "timestamp": t}
+                {
+                    "job_id": job_id,
+                    "tenant_id": tenant_id,
+                    "name": n,
+                    "step": s,
+                    "value": v,
+                    "timestamp": t,
+                }
                 for n, s, v, t in points
             ],
         )
@@ -394,9 +398,7 @@ class JobRuntimeRepository:
         rows = self._session.execute(statement, values).all()
         return {row.job_id: _runtime(row) for row in rows}
 
-    def events_for(
-        self, tenant_id: str, job_ids: Sequence[str]
-    ) -> dict[str, list[JobEventRecord]]:
+    def events_for(self, tenant_id: str, job_ids: Sequence[str]) -> dict[str, list[JobEventRecord]]:
         result: dict[str, list[JobEventRecord]] = {job_id: [] for job_id in job_ids}
         if not job_ids:
             return result

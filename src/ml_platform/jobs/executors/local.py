@@ -155,9 +155,9 @@ class LocalExecutor:
         self._logs = logs
         self._on_metrics = on_metrics
         self._python = python or sys.executable
-        self._foreign_python = python is not None and Path(python).resolve() != Path(
-            sys.executable
-        ).resolve()
+        self._foreign_python = (
+            python is not None and Path(python).resolve() != Path(sys.executable).resolve()
+        )
         self._grace = cancel_grace_seconds
         self._sample_interval = sample_interval
         self._runs: dict[str, _Run] = {}
@@ -203,7 +203,10 @@ class LocalExecutor:
         loop = asyncio.get_running_loop()
         job_dir = self.job_dir(launch.job_id)
         run = _Run(
-            launch=launch, job_dir=job_dir, work=job_dir / "work", outcome=loop.create_future(),
+            launch=launch,
+            job_dir=job_dir,
+            work=job_dir / "work",
+            outcome=loop.create_future(),
             view=self._view(launch.job_id, launch.tenant_id),
         )
         self._runs[launch.job_id] = run
@@ -557,8 +560,11 @@ class LocalExecutor:
         outcome = await self._finish(run)
         if outcome.error_message:
             outcome = dataclasses.replace(outcome, error_message=run.view(outcome.error_message))
-        self._log(launch.job_id, f"attempt {launch.attempt} ended: {outcome.status.value}"
-                  + (f" ({outcome.error_message})" if outcome.error_message else ""))
+        self._log(
+            launch.job_id,
+            f"attempt {launch.attempt} ended: {outcome.status.value}"
+            + (f" ({outcome.error_message})" if outcome.error_message else ""),
+        )
         if not run.outcome.done():
             run.outcome.set_result(outcome)
 

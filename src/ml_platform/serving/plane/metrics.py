@@ -81,6 +81,7 @@ MODEL_LOAD_SECONDS = Histogram(
 _prediction_children: dict[tuple[str, str, str], Callable[[float], None]] = {}
 _rejection_children: dict[str, Callable[[float], None]] = {}
 
+
 # Within a running event loop the counts of one loop turn are added up and written once, by
 # a callback on the next turn: in multi-process mode every ``inc`` is a locked write into the
 # mmapped file (2.8% of a worker's samples at C=32), and the callers a batch answers all

@@ -136,9 +136,7 @@ def pack(
     if complete is None:
         complete = depth <= COMPLETE_MAX_DEPTH
     values = [_leaf_values(t, normalize) for t in trees]
-    packed = (
-        _pack_complete(trees, values, depth) if complete else _pack_linked(trees, values)
-    )
+    packed = _pack_complete(trees, values, depth) if complete else _pack_linked(trees, values)
     return PackedForest(packed, n_features=n_features, n_outputs=values[0].shape[1])
 
 
@@ -181,9 +179,7 @@ def _pack_complete(
     )
 
 
-def _pack_linked(
-    trees: Sequence[Any], values: Sequence[npt.NDArray[np.float64]]
-) -> LinkedTrees:
+def _pack_linked(trees: Sequence[Any], values: Sequence[npt.NDArray[np.float64]]) -> LinkedTrees:
     counts = [int(t.node_count) for t in trees]
     roots = np.cumsum([0, *counts[:-1]])
     if roots[-1] + counts[-1] >= 2**31:

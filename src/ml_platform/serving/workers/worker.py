@@ -110,8 +110,7 @@ def worker_main(
         settings.log_format,
         level=logging.WARNING,
         text_format=(
-            f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s [%(request_id)s] "
-            "%(message)s"
+            f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s [%(request_id)s] %(message)s"
         ),
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us

@@ -200,7 +200,7 @@ def downgrade() -> None:
     else:
         for name in ("job_counts_insert", "job_counts_update", "job_counts_delete"):
             op.execute(f"DROP TRIGGER {name}")
-    op.drop_table('job_counts')
+    op.drop_table("job_counts")
     with op.batch_alter_table("job_tags", schema=None) as batch_op:
         batch_op.drop_index("ix_job_tags_lookup")
 

@@ -31,7 +31,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("job_tags", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_job_tags_listed", ["tenant_id", "key", "value", "created_at", "job_id"], unique=False
+            "ix_job_tags_listed",
+            ["tenant_id", "key", "value", "created_at", "job_id"],
+            unique=False,
         )
 
 
