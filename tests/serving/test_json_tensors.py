@@ -235,3 +235,19 @@ def test_threads_parse_at_once_each_with_its_own_parser() -> None:
 def test_a_key_with_a_nul_character_is_read_by_orjson() -> None:
     body = _big_body(1.5).replace(b'"name"', b'"na\\u0000me"')
     assert loads_infer_request(body) == orjson.loads(body)
+
+
+@pytest.mark.parametrize("depth", [1, 60, 900, 5000])
+def test_deeply_nested_bodies_are_read_or_refused_as_orjson_does(depth: int) -> None:
+    nested = b"[" * depth + b"1.5" + b"]" * depth
+    body = b'{"inputs": [{"name": "a", "datatype": "FP32", "shape": [1], "data": ' + nested
+    body += b'}], "parameters": {"x": ' + nested + b"}}" + b" " * SIMDJSON_FROM_BYTES
+    try:
+        expected = orjson.loads(body)
+    except orjson.JSONDecodeError:  # beyond orjson's depth: the same refusal
+        with pytest.raises(orjson.JSONDecodeError):
+            loads_infer_request(body)
+        return
+    got = loads_infer_request(body)
+    assert got["parameters"] == expected["parameters"]
+    assert np.asarray(got["inputs"][0]["data"]).reshape(-1).tolist() == [1.5]
