@@ -26,7 +26,10 @@ import numpy as np
 import orjson
 import simdjson
 
-FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
+from ml_platform.serving.plane.v2 import DTYPES
+
+FLOAT_DATATYPES = frozenset(name for name, dtype in DTYPES.items() if dtype.kind == "f")
+"""The V2 datatypes whose ``data`` is read into float64 in one call (FP16, FP32, FP64)."""
 SIMDJSON_FROM_BYTES = 4096
 """Smaller bodies (a few rows) go to orjson: walking simdjson's document from Python costs
 more than their numbers do (one row of 20 features: 4.0 us against 1.3; they break even at
