@@ -290,8 +290,8 @@ def _walk_complete(
 
     One step: ``i = 2i + 1 + (x[feature[i]] > threshold[i])``; after ``depth`` steps ``i``
     is bottom node ``i - inner``. The chains are written out (16 rows, or 4 trees, each in
-    its own variable) so they stay in flight together; each tree's arrays and each row are
-    sliced once per block, so a step indexes one view (no offset arithmetic).
+    its own variable) so they stay in flight together; each tree's arrays are sliced once
+    per tree and each row once per block, so a step indexes one view (no offset arithmetic).
     """
     n_rows, n_features = x.shape
     n_out = values.shape[1]
