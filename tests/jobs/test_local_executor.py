@@ -270,3 +270,42 @@ async def test_log_limit_and_shutdown_reason(tmp_path: Path) -> None:
     assert outcome.status is JobStatus.FAILED
     assert outcome.error_message == "the server shut down while the job was running"
     assert logs.count("job_big") < 100
+
+
+async def test_a_log_line_is_never_readable_before_the_metrics_ahead_of_it(
+    tmp_path: Path,
+) -> None:
+    """The sampler's own pass comes once an hour here: only the drain that precedes every
+    batch of output can have stored a metric by the time its following line is readable."""
+    logs = LogStore(tmp_path / "jobs")
+    metrics = Collected()
+    executor = LocalExecutor(
+        jobs_dir=tmp_path / "jobs", logs=logs, on_metrics=metrics, sample_interval=3600.0
+    )
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text(
+        "import sys, time\n"
+        "from ml_platform import runtime\n"
+        "for epoch in range(1, 6):\n"
+        "    runtime.log_metrics({'loss': 1.0 / epoch}, step=epoch)\n"
+        "    print(f'epoch {epoch}', file=sys.stderr if epoch % 2 else sys.stdout, flush=True)\n"
+        "    time.sleep(0.2)\n"
+    )
+    await executor.start(launch(tmp_path, "job_order", "python train.py", code_dir=code))
+    seen: set[int] = set()
+    deadline = asyncio.get_running_loop().time() + 120
+    while len(seen) < 5:
+        assert asyncio.get_running_loop().time() < deadline, logs.tail("job_order", 50)
+        for line in logs.tail("job_order", 50):
+            if line.text.startswith("epoch "):
+                epoch = int(line.text.split()[1])
+                if epoch not in seen:
+                    seen.add(epoch)
+                    stored = {point.step for point in metrics.points}
+                    assert set(range(1, epoch + 1)) <= stored, (epoch, stored)
+        await asyncio.sleep(0.005)
+    outcome = await executor.wait("job_order")
+    await executor.aclose()
+    assert outcome.status is JobStatus.SUCCEEDED
+    assert [point.step for point in metrics.points] == [1, 2, 3, 4, 5]

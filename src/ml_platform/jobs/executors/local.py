@@ -66,6 +66,7 @@ logger = logging.getLogger(__name__)
 STDERR_TAIL_LINES = 20
 MAX_LOG_BYTES = 512 * 1024 * 1024
 """Per attempt: a job printing without end cannot fill the platform's disk."""
+METRICS_BEFORE_LINES_SECONDS = 10.0  # the longest a reader waits for a metrics drain
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _RUNTIME_ROOT = str(Path(__file__).resolve().parents[3])
 """The directory holding the ``ml_platform`` package, put on the job's PYTHONPATH so scripts
@@ -124,6 +125,7 @@ class _Run:
     reader: threading.Thread | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     metrics_offset: int = 0
+    metrics_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     view: Callable[[str], str] = str
     """Turns server paths in a message into tenant-relative ones (see ``tenant_view``)."""
 
@@ -480,12 +482,12 @@ class LocalExecutor:
                             open_streams -= 1
                             rest = buffers[stream]
                             if rest:
-                                self._emit(run, stream, [rest])
+                                self._emit(run, stream, [rest], loop)
                             continue
                         data = buffers[stream] + chunk
                         *complete, buffers[stream] = data.split(b"\n")
                         if complete:
-                            self._emit(run, stream, complete)
+                            self._emit(run, stream, complete, loop)
             except Exception:  # pragma: no cover - a broken log file must not hang the job
                 logger.exception("log reader for job %s failed", job_id)
             finally:
@@ -510,7 +512,17 @@ class LocalExecutor:
         run.reader.start()
         threading.Thread(target=reap, name=f"reap-{job_id}", daemon=True).start()
 
-    def _emit(self, run: _Run, stream: str, raw_lines: list[bytes]) -> None:
+    def _emit(
+        self,
+        run: _Run,
+        stream: str,
+        raw_lines: list[bytes],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """Store output lines (on the reader thread), after the metrics the job recorded
+        before writing them: a follower who reads ``epoch 2: ...`` finds epoch 1's metrics
+        stored, whenever the sampler's next pass would come."""
+        self._metrics_before_lines(run, loop)
         lines = [raw.decode("utf-8", errors="replace") for raw in raw_lines]
         if stream == "stderr":
             run.stderr_tail.extend(lines)
@@ -592,7 +604,25 @@ class LocalExecutor:
                 run.pids.add(proc.pid)
         run.peak_rss = max(run.peak_rss, total)
 
+    def _metrics_before_lines(self, run: _Run, loop: asyncio.AbstractEventLoop) -> None:
+        """On the reader thread: when the metrics file has grown, drain it on the loop and
+        wait (a bounded while) before the lines that follow are stored."""
+        try:
+            size = os.lstat(run.work / "metrics.jsonl").st_size
+        except OSError:
+            return
+        if size <= run.metrics_offset:
+            return
+        with contextlib.suppress(Exception):  # a closing loop: the final drain takes them
+            asyncio.run_coroutine_threadsafe(self._drain_metrics(run), loop).result(
+                METRICS_BEFORE_LINES_SECONDS
+            )
+
     async def _drain_metrics(self, run: _Run) -> None:
+        async with run.metrics_lock:  # the sampler's pass and the reader's never overlap
+            await self._drain_metrics_locked(run)
+
+    async def _drain_metrics_locked(self, run: _Run) -> None:
         points, run.metrics_offset, problems = await asyncio.to_thread(
             _read_metrics, run.work / "metrics.jsonl", run.metrics_offset
         )

@@ -439,6 +439,9 @@ class RayExecutor:
             await self._consume(run, rest)
 
     async def _consume(self, run: _RayRun, lines: list[str]) -> None:
+        """Store a batch of lines: the metrics records first, then the output lines. A
+        reader who sees a log line (``epoch 2: ...``) can then read every metric the job
+        recorded before it, even when the batch holds both."""
         output: list[str] = []
         points = []
         prefix = run.tag + " "
@@ -451,13 +454,13 @@ class RayExecutor:
                 continue
             output.append(line)
             run.tail.append(line)
-        if output:
-            self._logs.append_lines(run.job_id, output, "output")
         if points:
             try:
                 await self._on_metrics(run.job_id, points)
             except Exception:
                 logger.exception("storing metrics of job %s failed", run.job_id)
+        if output:
+            self._logs.append_lines(run.job_id, output, "output")
 
     async def _poll_status(self, run: _RayRun, pump: asyncio.Task[None]) -> None:
         client = await self._ray()
