@@ -127,6 +127,13 @@ class Decision:
             raise RateLimited(self)
 
 
+_ALLOWED = Decision(allowed=True)
+_Checks = tuple[tuple[Policy, ...], tuple[Budget, ...]]
+"""The policies that apply to one caller, and its budgets (counter key, quota, window)."""
+MAX_REMEMBERED_CALLERS = 10_000
+"""Callers whose budgets ``RateLimiter.hit`` keeps; the memory starts over when full."""
+
+
 class RateLimited(ResourceExhausted):
     """Over a request budget: 429 / RESOURCE_EXHAUSTED, retry after ``decision.retry_after``."""
 
@@ -214,6 +221,7 @@ class RateLimiter:
         )
         self._warn_lock = threading.Lock()
         self._last_warning = -math.inf
+        self._checks: dict[tuple[Plane, str, str], _Checks] = {}
 
     @property
     def shared(self) -> bool:
@@ -240,21 +248,15 @@ class RateLimiter:
         refuses is counted against none.
         """
         if not self.config.enabled:
-            return Decision(allowed=True)
-        budgets = self.budgets(plane, tenant_id)
-        prefix = f"{self.config.key_prefix}:{plane.value}"
-        checks: list[tuple[Policy, str]] = []
-        if budgets.credential is not None:
-            checks.append((budgets.credential, f"{prefix}:credential:{tenant_id}:{credential}"))
-        if budgets.tenant is not None:
-            checks.append((budgets.tenant, f"{prefix}:tenant:{tenant_id}"))
-        if not checks:
-            return Decision(allowed=True)
-        policies = tuple(policy for policy, _ in checks)
+            return _ALLOWED
+        checks = self._checks.get((plane, tenant_id, credential))
+        if checks is None:
+            checks = self._checks_of(plane, tenant_id, credential)
+        policies, budgets = checks
+        if not budgets:
+            return _ALLOWED
         try:
-            outcome = await self.windows.hit(
-                [Budget(key, policy.quota, policy.window) for policy, key in checks]
-            )
+            outcome = await self.windows.hit(budgets)
         except StorageUnavailable as exc:
             return self._storage_failed(policies, exc)
         reset = max(0, math.ceil(outcome.reset_seconds))
@@ -265,6 +267,26 @@ class RateLimiter:
             remaining=outcome.remaining,
             reset_seconds=reset if outcome.allowed else max(1, reset),
         )
+
+    def _checks_of(self, plane: Plane, tenant_id: str, credential: str) -> _Checks:
+        """The budgets that apply to ``credential`` of ``tenant_id`` on ``plane``, with their
+        counter keys: fixed from the configuration, so kept (a bounded memory) rather than
+        built again for every request."""
+        budgets = self.budgets(plane, tenant_id)
+        prefix = f"{self.config.key_prefix}:{plane.value}"
+        checks: list[tuple[Policy, str]] = []
+        if budgets.credential is not None:
+            checks.append((budgets.credential, f"{prefix}:credential:{tenant_id}:{credential}"))
+        if budgets.tenant is not None:
+            checks.append((budgets.tenant, f"{prefix}:tenant:{tenant_id}"))
+        found = (
+            tuple(policy for policy, _ in checks),
+            tuple(Budget(key, policy.quota, policy.window) for policy, key in checks),
+        )
+        if len(self._checks) >= MAX_REMEMBERED_CALLERS:
+            self._checks.clear()
+        self._checks[(plane, tenant_id, credential)] = found
+        return found
 
     def _storage_failed(self, policies: tuple[Policy, ...], exc: Exception) -> Decision:
         now = time.monotonic()

@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ml_platform.store.redis_wire import (
@@ -69,7 +70,7 @@ class MemoryWindows:
         self._windows: dict[str, tuple[float, int]] = {}  # fixed window: (start, count)
         self._calls = 0
 
-    async def hit(self, budgets: list[Budget]) -> Outcome:
+    async def hit(self, budgets: Sequence[Budget]) -> Outcome:
         with self._lock:
             now = time.monotonic()
             self._calls += 1
@@ -77,7 +78,7 @@ class MemoryWindows:
                 self._sweep(now, max(b.window for b in budgets))
             return self._moving(budgets, now) if self.moving else self._fixed(budgets, now)
 
-    def _moving(self, budgets: list[Budget], now: float) -> Outcome:
+    def _moving(self, budgets: Sequence[Budget], now: float) -> Outcome:
         held: list[deque[float]] = []
         for index, budget in enumerate(budgets):
             times = self._hits.setdefault(budget.key, deque())
@@ -98,7 +99,7 @@ class MemoryWindows:
         assert tightest is not None
         return tightest
 
-    def _fixed(self, budgets: list[Budget], now: float) -> Outcome:
+    def _fixed(self, budgets: Sequence[Budget], now: float) -> Outcome:
         current: list[tuple[float, int]] = []
         for index, budget in enumerate(budgets):
             start = float(math.floor(now / budget.window) * budget.window)
@@ -205,7 +206,7 @@ class RedisWindows:
         self._load = pack_command(("SCRIPT", "LOAD", _SCRIPT))
         self._connections = LoopConnections(self.address, timeout)
 
-    def _args(self, budgets: list[Budget]) -> tuple[str | int, ...]:
+    def _args(self, budgets: Sequence[Budget]) -> tuple[str | int, ...]:
         args: list[str | int] = [len(budgets)]
         args += [b.key for b in budgets]
         args += [self._mode, f"{self._member_prefix}{next(self._members)}"]
@@ -213,7 +214,7 @@ class RedisWindows:
             args += [budget.quota, budget.window * 1000]
         return tuple(args)
 
-    async def hit(self, budgets: list[Budget]) -> Outcome:
+    async def hit(self, budgets: Sequence[Budget]) -> Outcome:
         args = self._args(budgets)
         try:
             connection = await self._connections.get()
