@@ -67,6 +67,7 @@ STDERR_TAIL_LINES = 20
 MAX_LOG_BYTES = 512 * 1024 * 1024
 """Per attempt: a job printing without end cannot fill the platform's disk."""
 METRICS_BEFORE_LINES_SECONDS = 10.0  # the longest a reader waits for a metrics drain
+READER_END_SECONDS = 10.0  # after the job's processes are gone, for its last output lines
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _RUNTIME_ROOT = str(Path(__file__).resolve().parents[3])
 """The directory holding the ``ml_platform`` package, put on the job's PYTHONPATH so scripts
@@ -123,6 +124,7 @@ class _Run:
     peak_rss: int = 0
     pids: set[int] = field(default_factory=set)
     reader: threading.Thread | None = None
+    read_all: asyncio.Event = field(default_factory=asyncio.Event)  # the reader has ended
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     metrics_offset: int = 0
     metrics_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -494,6 +496,8 @@ class LocalExecutor:
                 selector.close()
                 process.stdout.close()
                 process.stderr.close()
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                    loop.call_soon_threadsafe(run.read_all.set)
 
         def reap() -> None:
             _, status, rusage = os.wait4(process.pid, 0)
@@ -562,7 +566,10 @@ class LocalExecutor:
                 with contextlib.suppress(psutil.Error):
                     psutil.Process(pid).kill()
             if run.reader is not None:
-                await asyncio.to_thread(run.reader.join, 10.0)
+                # awaited on the loop, not joined from a pool thread: the reader's last lines
+                # may wait for a metrics drain, which needs one
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(run.read_all.wait(), READER_END_SECONDS)
         finally:
             # not cancelled: a pass cancelled while storing metrics left its store running,
             # racing the final drain's for the job's latest values (the older could win)
