@@ -131,6 +131,11 @@ class _Run:
     view: Callable[[str], str] = str
     """Turns server paths in a message into tenant-relative ones (see ``tenant_view``)."""
 
+    @property
+    def metrics_file(self) -> Path:
+        """The job's metrics channel (``ML_PLATFORM_METRICS_FILE``)."""
+        return self.work / "metrics.jsonl"
+
 
 class LocalExecutor:
     name = "local"
@@ -338,7 +343,7 @@ class LocalExecutor:
         run.job_dir.chmod(0o711)  # traversable, not listable, for the job user
         if run.work.exists():  # a retried attempt starts from a clean work directory
             shutil.rmtree(run.work)
-        metrics_file = run.work / "metrics.jsonl"
+        metrics_file = run.metrics_file
         code = run.work / "code"
         output = run.work / "output"
         home = run.work / "home"
@@ -615,7 +620,7 @@ class LocalExecutor:
         """On the reader thread: when the metrics file has grown, drain it on the loop and
         wait (a bounded while) before the lines that follow are stored."""
         try:
-            size = os.lstat(run.work / "metrics.jsonl").st_size
+            size = os.lstat(run.metrics_file).st_size
         except OSError:
             return
         if size <= run.metrics_offset:
@@ -627,19 +632,16 @@ class LocalExecutor:
 
     async def _drain_metrics(self, run: _Run) -> None:
         async with run.metrics_lock:  # the sampler's pass and the reader's never overlap
-            await self._drain_metrics_locked(run)
-
-    async def _drain_metrics_locked(self, run: _Run) -> None:
-        points, run.metrics_offset, problems = await asyncio.to_thread(
-            _read_metrics, run.work / "metrics.jsonl", run.metrics_offset
-        )
-        for problem in problems:
-            self._log(run.launch.job_id, f"ignored a malformed metrics record: {problem}")
-        if points:
-            try:
-                await self._on_metrics(run.launch.job_id, points)
-            except Exception:
-                logger.exception("storing metrics of job %s failed", run.launch.job_id)
+            points, run.metrics_offset, problems = await asyncio.to_thread(
+                _read_metrics, run.metrics_file, run.metrics_offset
+            )
+            for problem in problems:
+                self._log(run.launch.job_id, f"ignored a malformed metrics record: {problem}")
+            if points:
+                try:
+                    await self._on_metrics(run.launch.job_id, points)
+                except Exception:
+                    logger.exception("storing metrics of job %s failed", run.launch.job_id)
 
     async def _finish(self, run: _Run) -> JobOutcome:
         launch = run.launch
